@@ -20,7 +20,7 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
 public:
-    Result(T value) : v_(std::move(value)) {} // NOLINT(google-explicit-constructor)
+    Result(T value) : v_(std::move(value)) {}     // NOLINT(google-explicit-constructor)
     Result(Error error) : v_(std::move(error)) {} // NOLINT(google-explicit-constructor)
 
     [[nodiscard]] bool ok() const noexcept { return v_.index() == 0; }
@@ -56,7 +56,8 @@ private:
     std::variant<T, Error> v_;
 };
 
-// Formats "<what>: <strerror(code)>" into an Error.
+// Formats "<what>: <strerror(code)>" into an Error. code may be given as errno
+// or as the -errno our system-call wrappers return; Error::code is positive.
 [[nodiscard]] Error errnoError(int code, std::string what);
 
 } // namespace fdsup

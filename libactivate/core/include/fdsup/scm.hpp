@@ -1,6 +1,7 @@
 // SCM_RIGHTS transport: one logical message of bytes plus any number of fds.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -14,6 +15,14 @@ namespace fdsup {
 inline constexpr std::size_t kMaxFdsPerDatagram = 253;
 // Upper bound on the payload of one logical message (all its datagrams).
 inline constexpr std::size_t kMaxMessagePayload = 1U << 20;
+// Upper bound on the descriptors of one logical message (all its datagrams).
+inline constexpr std::size_t kMaxMessageFds = 1U << 16;
+// Upper bound on the payload bytes one datagram carries after its frame
+// header. Part of the wire format: a receiver refuses larger datagrams.
+inline constexpr std::size_t kMaxDatagramPayload = 64U << 10;
+// How long either side waits for the socket to accept or deliver the next
+// datagram of a message that has started.
+inline constexpr std::chrono::milliseconds kContinuationTimeout{5000};
 
 struct Message {
     std::vector<std::byte> payload;
@@ -21,27 +30,45 @@ struct Message {
 };
 
 // Sends payload and fds over a connected AF_UNIX SOCK_SEQPACKET socket as one
-// logical message. Up to 253 fds travel in the first datagram together with
-// the payload; more are sent in continuation datagrams of 253 each. Every
-// datagram starts with a small frame header (see scm.cpp) so the receiver can
-// reassemble and check the counts.
+// logical message. The message is cut into datagrams that each carry up to
+// 253 fds and up to kMaxDatagramPayload payload bytes (less when SO_SNDBUF is
+// small); the first datagram carries the first of both. Every datagram starts
+// with a frame header (format in scm.cpp) so the receiver can reassemble the
+// message and check the counts.
 //
-// Returns 0 or -errno. MSG_NOSIGNAL always. On a non-blocking socket -EAGAIN
-// is returned only when nothing of the message was sent yet; once the first
-// datagram is out, the rest is sent with a blocking wait (poll) so a message
-// is never half-sent. The fds stay owned by the caller.
+// Returns 0 or -errno. MSG_NOSIGNAL always.
+//   -EMSGSIZE  payload > kMaxMessagePayload or fds > kMaxMessageFds
+//   -EBADF     an fd is invalid (checked before anything is sent)
+//   -EAGAIN    non-blocking socket and nothing of the message was sent
+//   -EINTR     blocking socket, a signal arrived before anything was sent
+//   -ETIMEDOUT the message had started but the socket accepted no further
+//              datagram for kContinuationTimeout
+//   other      as sendmsg() reports them (-EPIPE, -ECONNRESET, -ENOTSOCK...)
+// Once the first datagram is out, the rest is sent with a bounded wait (poll)
+// whatever the socket's O_NONBLOCK, so a message is never half-sent while the
+// peer is alive and reading; only -ETIMEDOUT or a dead peer can cut one. The
+// fds stay owned by the caller.
 int sendFds(BorrowedFd sock, std::span<const std::byte> payload, std::span<const BorrowedFd> fds);
 
-// Receives one logical message. MSG_CMSG_CLOEXEC always. Returns 0 and fills
-// out only on success; -EAGAIN if nothing is pending on a non-blocking socket;
-// -ECONNRESET/-EPIPE style errors as the kernel reports them; 0 with an empty
-// message and no fds is never returned for a datagram: a zero-length read
-// (peer closed) returns -ECONNRESET.
-//
-// MSG_CTRUNC, MSG_TRUNC, a cmsg other than SCM_RIGHTS (credentials are
-// accepted and ignored only if the caller enabled SO_PASSCRED), a frame header
-// that does not parse, or fd counts that do not match the header is -EBADMSG;
-// every fd that did arrive is closed before returning.
+// Receives one logical message. MSG_CMSG_CLOEXEC always: every fd received
+// has FD_CLOEXEC set. Returns 0 and replaces out's contents only on success;
+// out is untouched on error.
+//   -EAGAIN      non-blocking socket and nothing is pending
+//   -EINTR       blocking socket, a signal arrived before anything was read
+//   -ECONNRESET  the peer closed (a zero-length read), also mid-message
+//   -EBADMSG     MSG_CTRUNC (e.g. RLIMIT_NOFILE reached), MSG_TRUNC, a cmsg
+//                other than SCM_RIGHTS (credentials are accepted and ignored:
+//                the kernel only delivers them if the caller enabled
+//                SO_PASSCRED), a frame header that does not parse, a
+//                continuation where a first datagram belongs or the reverse,
+//                or fd/payload counts that do not match the header
+//   -ETIMEDOUT   a message had started but its next datagram did not arrive
+//                within kContinuationTimeout
+//   other        as recvmsg()/poll() report them
+// On every error each fd that did arrive, in this datagram or in earlier ones
+// of the same message, is closed before returning. After -EBADMSG or
+// -ETIMEDOUT the datagram boundaries of the stream can no longer be trusted:
+// close the connection.
 int recvFds(BorrowedFd sock, Message &out);
 
 } // namespace fdsup
