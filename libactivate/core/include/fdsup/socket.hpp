@@ -45,6 +45,8 @@ struct SocketOptions {
     std::optional<uid_t> owner; // chown of the socket file
     std::optional<gid_t> group;
     bool removeStale = true; // unlink an existing *socket* file before bind
+
+    friend bool operator==(const SocketOptions &, const SocketOptions &) = default;
 };
 
 // The listen() backlog when none is set; the kernel caps it at

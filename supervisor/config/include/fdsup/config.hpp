@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/types.h>
@@ -16,13 +17,17 @@
 
 namespace fdsup::config {
 
-// Where a value was written, for messages: "units.d/web.toml:12:5".
+// Where a value was written, for messages: "units.d/web.toml:12:5". file is
+// the path as given to loadConfig(), or for an included file the including
+// file's directory joined with the include's text (lexically normalised), so
+// messages name files the way the user wrote them. line and column are
+// 1-based; line 0 means "the file as a whole" (e.g. it could not be read).
 struct Location {
     std::string file;
     std::uint32_t line = 0;
     std::uint32_t column = 0;
 
-    [[nodiscard]] std::string str() const;
+    [[nodiscard]] std::string str() const; // "file:line:col", or "file" when line is 0
     friend bool operator==(const Location &, const Location &) = default;
 };
 
@@ -32,6 +37,7 @@ struct Diagnostic {
     std::string message;
 
     [[nodiscard]] std::string str() const;
+    friend bool operator==(const Diagnostic &, const Diagnostic &) = default;
 };
 
 enum class LogTarget : std::uint8_t { Console, Journal };
@@ -39,29 +45,39 @@ enum class LogTarget : std::uint8_t { Console, Journal };
 struct SupervisorLimits {
     // RLIMIT_NOFILE soft limit fdsupd asks for; 0 means "raise to the hard limit".
     std::uint64_t nofile = 0;
-    std::uint32_t heldConnections = 65536;          // handed-over connections, all services
+    std::uint32_t heldConnections = 65536; // handed-over connections, all services
     std::uint32_t heldConnectionsPerService = 16384;
-    std::uint64_t stateSize = 64 * 1024;            // per handed-over connection
-    std::uint64_t controlRequestSize = 1024 * 1024; // one control API request
-    std::uint32_t controlClients = 64;              // concurrent control connections
+    std::uint64_t stateSize = std::uint64_t{64} * 1024;            // per handed-over connection
+    std::uint64_t controlRequestSize = std::uint64_t{1024} * 1024; // one control API request
+    std::uint32_t controlClients = 64;                             // concurrent control connections
+
+    friend bool operator==(const SupervisorLimits &, const SupervisorLimits &) = default;
 };
 
 struct SupervisorConfig {
-    std::string control;     // control socket path (FDSUP_DEFAULT_CONTROL)
+    // Control socket path (FDSUP_DEFAULT_CONTROL); a relative path in the file
+    // is resolved against that file's directory, so this is always absolute.
+    std::string control;
     mode_t controlMode = 0660;
-    std::vector<std::string> allowUsers;  // besides root
+    std::vector<std::string> allowUsers; // besides root; checked with NSS at load
     std::vector<std::string> allowGroups;
     std::string logLevel = "info"; // trace debug info warn error critical off
     LogTarget logTarget = LogTarget::Console;
     SupervisorLimits limits;
-    Location where;
+    Location where; // of [supervisor]; empty when the table is absent
+
+    friend bool operator==(const SupervisorConfig &, const SupervisorConfig &) = default;
 };
 
 struct SocketConfig {
     std::string name;
+    // In the order written. A relative unix path is resolved against the
+    // directory of the file it is written in.
     std::vector<Address> listen;
     SocketOptions options;
     Location where;
+
+    friend bool operator==(const SocketConfig &, const SocketConfig &) = default;
 };
 
 enum class Activation : std::uint8_t { ListenFds, Channel };
@@ -72,22 +88,30 @@ enum class KillMode : std::uint8_t { ProcessGroup, Main };
 enum class OutputMode : std::uint8_t { Log, Inherit };
 
 struct ResourceLimit {
-    int resource = 0;        // RLIMIT_*
-    std::uint64_t soft = 0;  // RLIM_INFINITY for "infinity"
+    int resource = 0;       // RLIMIT_*
+    std::uint64_t soft = 0; // RLIM_INFINITY for "infinity"
     std::uint64_t hard = 0;
+
+    friend bool operator==(const ResourceLimit &, const ResourceLimit &) = default;
 };
+
+// The config name of an RLIMIT_* ("nofile", "as"...), empty if not one we know.
+std::string_view resourceLimitName(int resource);
 
 struct ServiceConfig {
     std::string name;
-    std::vector<std::string> command; // argv; argv[0] absolute or found in PATH at spawn
+    // argv. An argv[0] with a '/' that is not absolute was resolved against
+    // the directory of the file it is written in; one without a '/' is looked
+    // up in PATH at spawn.
+    std::vector<std::string> command;
     std::map<std::string, std::string> environment;
     std::vector<std::string> passEnvironment; // names copied from fdsupd's environment
-    std::string workingDirectory;             // empty: "/"
+    std::string workingDirectory = "/";       // always absolute
     std::optional<std::string> user;
     std::optional<std::string> group;
     std::vector<std::string> supplementaryGroups; // empty + user set: the user's groups
     mode_t umask = 0022;
-    std::vector<ResourceLimit> limits;
+    std::vector<ResourceLimit> limits; // sorted by name
     bool noNewPrivileges = false;
 
     std::vector<std::string> sockets; // names of [socket.*], in LISTEN_FDS order
@@ -117,6 +141,8 @@ struct ServiceConfig {
     RolloutOrder rolloutOrder = RolloutOrder::StartFirst;
 
     Location where;
+
+    friend bool operator==(const ServiceConfig &, const ServiceConfig &) = default;
 };
 
 struct Config {
@@ -127,26 +153,39 @@ struct Config {
 
     [[nodiscard]] const SocketConfig *findSocket(std::string_view name) const;
     [[nodiscard]] const ServiceConfig *findService(std::string_view name) const;
+
+    // Compares locations and files too; clear them to compare meaning only.
+    friend bool operator==(const Config &, const Config &) = default;
 };
 
 // Loads path and everything it includes, validates the whole of it and
 // returns the model, or every problem found (not just the first), each with
-// file:line:col. Touches nothing: no socket is bound, no file created.
+// file:line:col, ordered by file (in the order read: the main file, then its
+// includes depth first) and then by position. Touches nothing: no socket is
+// bound, no file created; it only reads files and asks NSS about user and
+// group names. The result does not depend on the environment.
 struct LoadResult {
     std::optional<Config> config;
     std::vector<Diagnostic> diagnostics; // non-empty iff !config
 };
 LoadResult loadConfig(const std::string &path);
 // The same for a document in memory; name is used in messages and relative
-// includes resolve against baseDir.
+// paths (includes, command[0], control, unix sockets) resolve against baseDir.
 LoadResult loadConfigString(std::string_view text, const std::string &name, const std::string &baseDir);
 
-// A TOML rendering of the effective configuration (defaults filled in), as
-// fdsupd prints it and `fdsupctl check-config` shows it.
+// A TOML rendering of the effective configuration (defaults filled in,
+// includes flattened, paths absolute), as fdsupd prints it and `fdsupctl
+// check-config` shows it. loadConfigString() reads it back to an equal Config
+// (apart from locations and files). Socket options left to the kernel
+// default are not printed: TOML has no way to say "unset".
 std::string renderConfig(const Config &config);
 
-// Signal names as written in config ("SIGTERM", "TERM"); -1 if unknown.
+// Signal names as written in config ("SIGTERM", "TERM", "SIGRTMIN+2"); -1
+// if unknown. signalName() gives the canonical "SIGTERM" form, or "" if sig
+// is not a signal.
 int signalFromName(std::string_view name);
 std::string signalName(int sig);
+// Every canonical name, for "did you mean".
+std::vector<std::string_view> signalNames();
 
 } // namespace fdsup::config
