@@ -1,6 +1,7 @@
 // Helpers shared by the tests: fd accounting, temporary directories, files.
 #include "test_support.hpp"
 
+#include <array>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -9,6 +10,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace fdsup::test {
@@ -32,7 +37,8 @@ int countOpenFds()
 TempDir::TempDir()
 {
     const char *base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/fdsup-test-XXXXXX";
+    std::string pattern =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/fdsup-test-XXXXXX";
     if (mkdtemp(pattern.data()) == nullptr) {
         throw std::system_error(errno, std::generic_category(), "mkdtemp");
     }
@@ -81,6 +87,112 @@ std::filesystem::path dataDir()
         throw std::runtime_error("FDSUP_TEST_DATA is not set; run the tests through meson test");
     }
     return dir;
+}
+
+namespace {
+
+UniqueFd pipeEnd(int (&fds)[2], int keep)
+{
+    close(fds[1 - keep]);
+    return UniqueFd(fds[keep]);
+}
+
+} // namespace
+
+ProcessResult runProcess(const std::vector<std::string> &argv, const std::vector<std::string> &extraEnv,
+                         std::chrono::milliseconds deadline)
+{
+    std::vector<std::string> envStrings;
+    envStrings.reserve(256);
+    for (char **e = environ; *e != nullptr; ++e) {
+        envStrings.emplace_back(*e);
+    }
+    envStrings.insert(envStrings.end(), extraEnv.begin(), extraEnv.end());
+    std::vector<char *> envp;
+    envp.reserve(envStrings.size() + 1);
+    for (auto &e : envStrings) {
+        envp.push_back(e.data());
+    }
+    envp.push_back(nullptr);
+    std::vector<std::string> args = argv;
+    std::vector<char *> argp;
+    argp.reserve(args.size() + 1);
+    for (auto &a : args) {
+        argp.push_back(a.data());
+    }
+    argp.push_back(nullptr);
+
+    int outPipe[2];
+    int errPipe[2];
+    if (pipe2(outPipe, O_CLOEXEC) != 0 || pipe2(errPipe, O_CLOEXEC) != 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argp[0], &actions, nullptr, argp.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    UniqueFd out = pipeEnd(outPipe, 0);
+    UniqueFd err = pipeEnd(errPipe, 0);
+    if (rc != 0) {
+        throw std::system_error(rc, std::generic_category(), "posix_spawn " + argv.at(0));
+    }
+
+    ProcessResult result;
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    std::array<char, 4096> buf{};
+    while (out || err) {
+        std::array<pollfd, 2> pfds{pollfd{out.get(), POLLIN, 0}, pollfd{err.get(), POLLIN, 0}};
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            result.timedOut = true;
+            kill(pid, SIGKILL);
+            break;
+        }
+        const int n = poll(pfds.data(), pfds.size(), static_cast<int>(left.count()));
+        if (n < 0 && errno != EINTR) {
+            throw std::system_error(errno, std::generic_category(), "poll");
+        }
+        for (std::size_t i = 0; i < pfds.size(); ++i) {
+            if (pfds[i].fd < 0 || pfds[i].revents == 0) {
+                continue;
+            }
+            UniqueFd &fd = i == 0 ? out : err;
+            std::string &sink = i == 0 ? result.out : result.err;
+            const ssize_t r = read(fd.get(), buf.data(), buf.size());
+            if (r > 0) {
+                sink.append(buf.data(), static_cast<std::size_t>(r));
+            } else if (r == 0 || errno != EINTR) {
+                fd.reset();
+            }
+        }
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            throw std::system_error(errno, std::generic_category(), "waitpid");
+        }
+    }
+    if (WIFEXITED(status)) {
+        result.exitCode = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+        result.signal = WTERMSIG(status);
+    }
+    return result;
+}
+
+std::string requireEnv(const char *name)
+{
+    const char *value = std::getenv(name);
+    if (value == nullptr || *value == '\0') {
+        throw std::runtime_error(std::string("environment variable ") + name +
+                                 " is not set; run the tests through meson test");
+    }
+    return value;
 }
 
 } // namespace fdsup::test

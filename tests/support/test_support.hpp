@@ -1,9 +1,11 @@
 // Helpers shared by the tests: fd accounting, temporary directories, files.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <sys/stat.h>
 
@@ -43,5 +45,24 @@ FileId fileId(BorrowedFd fd);
 
 // The directory of test data (tests/data), from $FDSUP_TEST_DATA.
 std::filesystem::path dataDir();
+
+// A finished child process: how it ended and everything it printed.
+struct ProcessResult {
+    int exitCode = -1; // -1 when killed by a signal
+    int signal = 0;
+    bool timedOut = false;
+    std::string out;
+    std::string err;
+};
+
+// Runs argv (argv[0] a path) with stdin from /dev/null, collecting stdout and
+// stderr, and waits for it to exit. Past the deadline the child is killed
+// with SIGKILL and timedOut is set. extraEnv entries ("NAME=value") are added
+// to the current environment.
+ProcessResult runProcess(const std::vector<std::string> &argv, const std::vector<std::string> &extraEnv = {},
+                         std::chrono::milliseconds deadline = std::chrono::seconds(30));
+
+// $NAME or a failed test assertion (thrown) when it is not set.
+std::string requireEnv(const char *name);
 
 } // namespace fdsup::test
