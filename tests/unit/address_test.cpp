@@ -50,6 +50,9 @@ const ValidCase kValid[] = {
     {"udp://[::1]:53", "::1", "udp://[::1]:53", Transport::Udp, 53, false},
     {"unix:/run/x.sock", "/run/x.sock", "unix:/run/x.sock", Transport::UnixStream, 0, false},
     {"unix:///run/x.sock", "/run/x.sock", "unix:/run/x.sock", Transport::UnixStream, 0, false},
+    // Found by fuzz-address: repeated slashes are one, so printing round-trips.
+    {"unix://///nn/x.sock", "/nn/x.sock", "unix:/nn/x.sock", Transport::UnixStream, 0, false},
+    {"unix:/run//app///x.sock", "/run/app/x.sock", "unix:/run/app/x.sock", Transport::UnixStream, 0, false},
     {"unix:@abstract", "abstract", "unix:@abstract", Transport::UnixStream, 0, true},
     {"unix:@with space/and:colon", "with space/and:colon", "unix:@with space/and:colon",
      Transport::UnixStream, 0, true},

@@ -22,6 +22,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fdsup/result.hpp"
 #include "fdsup/scm.hpp"
 #include "test_support.hpp"
 
@@ -38,13 +39,6 @@ constexpr int kSoPassPidfd = 76;
 #else
 constexpr int kSoPassPidfd = SO_PASSPIDFD;
 #endif
-
-// strerror() is not thread-safe and the senders here run on other threads.
-std::string errnoText(int code)
-{
-    const char *text = strerrordesc_np(code);
-    return text != nullptr ? text : "errno " + std::to_string(code);
-}
 
 // The frame header as documented at the top of scm.cpp, written out here on
 // purpose rather than shared: these tests pin the wire format.

@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fdsup/result.hpp"
 #include "fdsup/socket.hpp"
 #include "test_support.hpp"
 
@@ -37,13 +38,6 @@ protected:
 private:
     int fdsBefore_ = 0;
 };
-
-// strerror() is not thread-safe; strerrordesc_np() is.
-std::string errnoText()
-{
-    const char *text = strerrordesc_np(errno);
-    return text != nullptr ? text : "errno " + std::to_string(errno);
-}
 
 Address parse(std::string_view text)
 {
@@ -72,7 +66,7 @@ int getInt(const UniqueFd &fd, int level, int name)
 {
     int value = -1;
     socklen_t length = sizeof(value);
-    EXPECT_EQ(getsockopt(fd.get(), level, name, &value, &length), 0) << errnoText();
+    EXPECT_EQ(getsockopt(fd.get(), level, name, &value, &length), 0) << errnoText(errno);
     return value;
 }
 
@@ -93,14 +87,14 @@ void expectAccepts(const UniqueFd &fd)
     socklen_t length = sizeof(storage);
     ASSERT_EQ(getsockname(fd.get(), reinterpret_cast<sockaddr *>(&storage), &length), 0);
     UniqueFd client(socket(storage.ss_family, getInt(fd, SOL_SOCKET, SO_TYPE) | SOCK_CLOEXEC, 0));
-    ASSERT_TRUE(client.isValid()) << errnoText();
-    ASSERT_EQ(connect(client.get(), reinterpret_cast<sockaddr *>(&storage), length), 0) << errnoText();
+    ASSERT_TRUE(client.isValid()) << errnoText(errno);
+    ASSERT_EQ(connect(client.get(), reinterpret_cast<sockaddr *>(&storage), length), 0) << errnoText(errno);
     // With defer_accept the listener only wakes once data arrives.
-    ASSERT_EQ(send(client.get(), "x", 1, MSG_NOSIGNAL), 1) << errnoText();
+    ASSERT_EQ(send(client.get(), "x", 1, MSG_NOSIGNAL), 1) << errnoText(errno);
     pollfd pfd{fd.get(), POLLIN, 0};
     ASSERT_EQ(poll(&pfd, 1, 5000), 1) << "no connection to accept within 5s";
     UniqueFd accepted(accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    EXPECT_TRUE(accepted.isValid()) << errnoText();
+    EXPECT_TRUE(accepted.isValid()) << errnoText(errno);
 }
 
 std::uint16_t localPort(const UniqueFd &fd)
@@ -117,7 +111,7 @@ std::uint16_t localPort(const UniqueFd &fd)
 struct stat statPath(const std::filesystem::path &path)
 {
     struct stat st {};
-    EXPECT_EQ(lstat(path.c_str(), &st), 0) << path << ": " << errnoText();
+    EXPECT_EQ(lstat(path.c_str(), &st), 0) << path << ": " << errnoText(errno);
     return st;
 }
 
@@ -226,7 +220,8 @@ TEST_F(SocketTest, BindToDeviceReadBack)
     ASSERT_TRUE(fd.ok()) << fd.error().message;
     std::array<char, IFNAMSIZ> name{};
     socklen_t length = name.size();
-    ASSERT_EQ(getsockopt(fd->get(), SOL_SOCKET, SO_BINDTODEVICE, name.data(), &length), 0) << errnoText();
+    ASSERT_EQ(getsockopt(fd->get(), SOL_SOCKET, SO_BINDTODEVICE, name.data(), &length), 0)
+        << errnoText(errno);
     EXPECT_STREQ(name.data(), "lo");
 }
 
@@ -263,7 +258,7 @@ TEST_F(SocketTest, Ipv6OnlyReadBack)
         UniqueFd client(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
         ASSERT_TRUE(client.isValid());
         const int rc = connect(client.get(), reinterpret_cast<sockaddr *>(&v4), sizeof(v4));
-        EXPECT_EQ(rc == 0, !value) << errnoText();
+        EXPECT_EQ(rc == 0, !value) << errnoText(errno);
     }
 }
 

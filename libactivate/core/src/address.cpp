@@ -297,11 +297,20 @@ Result<Address> parseUnix(Transport transport, std::string_view scheme, std::str
         return invalid("unix socket path " + quote(rest) + " in " + quote(text) +
                        " must be absolute (start with '/'), or start with '@' for an abstract socket");
     }
-    if (rest.size() > kMaxUnixName) {
-        return invalid("unix socket path in " + quote(text) + " is too long: " + std::to_string(rest.size()) +
+    // "/run//x.sock" is the same file as "/run/x.sock": store one spelling so
+    // that printing round-trips and duplicate paths compare equal.
+    std::string path;
+    path.reserve(rest.size());
+    for (const char c : rest) {
+        if (c != '/' || path.empty() || path.back() != '/') {
+            path.push_back(c);
+        }
+    }
+    if (path.size() > kMaxUnixName) {
+        return invalid("unix socket path in " + quote(text) + " is too long: " + std::to_string(path.size()) +
                        " bytes, at most " + std::to_string(kMaxUnixName) + " (the kernel's sun_path limit)");
     }
-    address.host = std::string(rest);
+    address.host = std::move(path);
     return address;
 }
 

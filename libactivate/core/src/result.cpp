@@ -6,22 +6,29 @@
 
 namespace fdsup {
 
+namespace {
+
+int positive(int code)
+{
+    return code < 0 && code != INT_MIN ? -code : code;
+}
+
+} // namespace
+
+std::string errnoText(int code)
+{
+    code = positive(code);
+    // strerrordesc_np is thread-safe and locale-independent (messages end up
+    // in logs that get grepped, and test corpora pin them); it returns nullptr
+    // for codes it does not know.
+    const char *description = ::strerrordesc_np(code);
+    return description != nullptr ? std::string(description) : "Unknown error " + std::to_string(code);
+}
+
 Error errnoError(int code, std::string what)
 {
-    if (code < 0 && code != INT_MIN) {
-        code = -code;
-    }
-    // strerrordesc_np is thread-safe and locale-independent (messages end up
-    // in logs that get grepped); it returns nullptr for codes it does not know.
-    const char *description = ::strerrordesc_np(code);
-    std::string message = std::move(what);
-    message += ": ";
-    if (description != nullptr) {
-        message += description;
-    } else {
-        message += "Unknown error " + std::to_string(code);
-    }
-    return Error{code, std::move(message)};
+    code = positive(code);
+    return Error{code, std::move(what) + ": " + errnoText(code)};
 }
 
 } // namespace fdsup

@@ -25,6 +25,8 @@
 
 #include <toml++/toml.h>
 
+#include "fdsup/fd.hpp"
+#include "fdsup/result.hpp"
 #include "fdsup_build_config.h"
 #include "names.hpp"
 
@@ -227,15 +229,15 @@ std::optional<gid_t> lookupGroup(const std::string &name, int &err)
 // Reads a whole file with plain system calls so the error is an errno.
 int readWholeFile(const std::string &path, std::string &out)
 {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!fd) {
         return errno;
     }
     std::string text;
     char buffer[16384];
     int err = 0;
     for (;;) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -252,19 +254,10 @@ int readWholeFile(const std::string &path, std::string &out)
             break;
         }
     }
-    ::close(fd);
     if (err == 0) {
         out = std::move(text);
     }
     return err;
-}
-
-// strerrordesc_np: thread-safe and independent of the locale, so messages
-// read the same on every machine (the test corpus depends on it).
-std::string errnoText(int err)
-{
-    const char *text = ::strerrordesc_np(err);
-    return text != nullptr ? std::string(text) : "error " + std::to_string(err);
 }
 
 bool hasGlobMagic(std::string_view s)
@@ -405,6 +398,9 @@ private:
     void loadServiceLimits(const std::string &tableName, const toml::table &table, const Location &at,
                            ServiceConfig &service);
     std::optional<std::uint64_t> getLimitValue(const Entry &e, names::LimitKind kind);
+    // Looks a user (or group) name up for key; reports at `at` why it cannot.
+    std::optional<std::uint32_t> resolveId(std::string_view key, const std::string &name, const Location &at,
+                                           bool group);
     void checkUsers(const Entry &e, std::vector<std::string> &out, bool groups);
 
     void crossCheck();
@@ -690,6 +686,19 @@ std::string Loader::resolveUnixAddress(const std::string &text, const FileContex
     return text;
 }
 
+std::optional<std::uint32_t> Loader::resolveId(std::string_view key, const std::string &name,
+                                               const Location &at, bool group)
+{
+    int err = 0;
+    const std::optional<std::uint32_t> id = group ? lookupGroup(name, err) : lookupUser(name, err);
+    if (err != 0) {
+        error(at, squote(key) + ": cannot look up " + squote(name) + ": " + errnoText(err));
+    } else if (!id) {
+        error(at, squote(key) + ": unknown " + (group ? "group " : "user ") + squote(name));
+    }
+    return err == 0 ? id : std::nullopt;
+}
+
 void Loader::checkUsers(const Entry &e, std::vector<std::string> &out, bool groups)
 {
     auto names = getStringArray(e);
@@ -697,13 +706,7 @@ void Loader::checkUsers(const Entry &e, std::vector<std::string> &out, bool grou
         return;
     }
     for (const auto &[name, at] : *names) {
-        int err = 0;
-        const bool found = groups ? lookupGroup(name, err).has_value() : lookupUser(name, err).has_value();
-        if (err != 0) {
-            error(at, squote(e.key) + ": cannot look up " + squote(name) + ": " + errnoText(err));
-        } else if (!found) {
-            error(at, squote(e.key) + ": unknown " + (groups ? "group " : "user ") + squote(name));
-        } else {
+        if (resolveId(e.key, name, at, groups)) {
             out.push_back(name);
         }
     }
@@ -958,13 +961,7 @@ void Loader::loadSocket(const std::string &name, const toml::table &table, const
                      o.owner = static_cast<uid_t>(*v);
                  }
              } else if (auto v = getString(e)) {
-                 int err = 0;
-                 auto uid = lookupUser(*v, err);
-                 if (err != 0) {
-                     error(e.valueAt, "'owner': cannot look up " + squote(*v) + ": " + errnoText(err));
-                 } else if (!uid) {
-                     error(e.valueAt, "'owner': unknown user " + squote(*v));
-                 } else {
+                 if (auto uid = resolveId(e.key, *v, e.valueAt, false)) {
                      o.owner = *uid;
                  }
              }
@@ -976,13 +973,7 @@ void Loader::loadSocket(const std::string &name, const toml::table &table, const
                      o.group = static_cast<gid_t>(*v);
                  }
              } else if (auto v = getString(e)) {
-                 int err = 0;
-                 auto gid = lookupGroup(*v, err);
-                 if (err != 0) {
-                     error(e.valueAt, "'group': cannot look up " + squote(*v) + ": " + errnoText(err));
-                 } else if (!gid) {
-                     error(e.valueAt, "'group': unknown group " + squote(*v));
-                 } else {
+                 if (auto gid = resolveId(e.key, *v, e.valueAt, true)) {
                      o.group = *gid;
                  }
              }
@@ -1193,16 +1184,7 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
     auto lookup = [&](std::optional<std::string> &field, bool isGroup) {
         return [&field, isGroup, this](const Entry &e) {
             auto v = getString(e);
-            if (!v) {
-                return;
-            }
-            int err = 0;
-            const bool found = isGroup ? lookupGroup(*v, err).has_value() : lookupUser(*v, err).has_value();
-            if (err != 0) {
-                error(e.valueAt, squote(e.key) + ": cannot look up " + squote(*v) + ": " + errnoText(err));
-            } else if (!found) {
-                error(e.valueAt, squote(e.key) + ": unknown " + (isGroup ? "group " : "user ") + squote(*v));
-            } else {
+            if (v && resolveId(e.key, *v, e.valueAt, isGroup)) {
                 field = *v;
             }
         };

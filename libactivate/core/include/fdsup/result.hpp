@@ -56,6 +56,11 @@ private:
     std::variant<T, Error> v_;
 };
 
+// The description of an errno value ("No such file or directory"), the same
+// on every machine and thread: strerrordesc_np(), not the locale's strerror().
+// code may be given as errno or -errno.
+[[nodiscard]] std::string errnoText(int code);
+
 // Formats "<what>: <strerror(code)>" into an Error. code may be given as errno
 // or as the -errno our system-call wrappers return; Error::code is positive.
 [[nodiscard]] Error errnoError(int code, std::string what);
