@@ -145,11 +145,6 @@ Duration EventLoop::now() const
     return Duration(static_cast<Duration::rep>(usec));
 }
 
-int EventLoop::enableWatchdog()
-{
-    return sd_event_set_watchdog(event_, 1);
-}
-
 Result<EventSource> EventLoop::addIo(BorrowedFd fd, std::uint32_t events, IoHandler handler)
 {
     auto *slot = new Slot<IoHandler>(std::make_shared<IoHandler>(std::move(handler)));

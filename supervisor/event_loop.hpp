@@ -74,8 +74,6 @@ public:
     void exit(int code);
     // CLOCK_MONOTONIC as seen by the loop for this iteration.
     [[nodiscard]] Duration now() const;
-    // Sends WATCHDOG=1 to our own manager at half its WATCHDOG_USEC, when set.
-    int enableWatchdog();
 
     Result<EventSource> addIo(BorrowedFd fd, std::uint32_t events, IoHandler handler);
     // One-shot timer, CLOCK_MONOTONIC, after `after` from now.

@@ -1,4 +1,4 @@
-// fdsupd: loads and validates the configuration, then (from the daemon issue on) serves it.
+// fdsupd: loads and validates the configuration, binds its sockets and runs its services.
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -7,9 +7,12 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "daemon.hpp"
+#include "event_loop.hpp"
 #include "fdsup/config.hpp"
 #include "fdsup_build_config.h"
 #include "log.hpp"
+#include "manager_notify.hpp"
 
 namespace {
 
@@ -18,6 +21,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitConfig = 3;
+constexpr int kExitStartup = 4;
 
 int run(int argc, char **argv)
 {
@@ -26,11 +30,12 @@ int run(int argc, char **argv)
                  "fdsupd"};
     std::string configPath = FDSUP_DEFAULT_CONFIG;
     bool checkOnly = false;
-    bool quiet = false;
+    bool printConfig = false;
     std::string logLevel;
     app.add_option("-c,--config", configPath, "Configuration file")->capture_default_str();
     app.add_flag("--check", checkOnly, "Validate the configuration, report every error and exit");
-    app.add_flag("-q,--quiet", quiet, "Do not print the effective configuration after loading it");
+    app.add_flag("--print-config", printConfig,
+                 "Print the effective configuration (defaults filled in) and exit");
     app.add_option("--log-level", logLevel, "Override [supervisor] log_level")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
     app.set_version_flag("-V,--version", "fdsupd " FDSUP_VERSION);
@@ -44,7 +49,7 @@ int run(int argc, char **argv)
     // Log to the console until the configuration says otherwise.
     fdsup::setupLogging(logLevel.empty() ? "info" : logLevel, fdsup::config::LogTarget::Console);
 
-    const fdsup::config::LoadResult loaded = fdsup::config::loadConfig(configPath);
+    fdsup::config::LoadResult loaded = fdsup::config::loadConfig(configPath);
     if (!loaded.config) {
         for (const auto &d : loaded.diagnostics) {
             std::cerr << d.str() << '\n';
@@ -53,7 +58,7 @@ int run(int argc, char **argv)
                       loaded.diagnostics.size(), loaded.diagnostics.size() == 1 ? "" : "s");
         return kExitConfig;
     }
-    const fdsup::config::Config &config = *loaded.config;
+    const fdsup::config::Config &config = *loaded.config; // moved into the daemon last
     if (!fdsup::setupLogging(logLevel.empty() ? config.supervisor.logLevel : logLevel,
                              config.supervisor.logTarget)) {
         spdlog::error("Unknown log level '{}'", config.supervisor.logLevel);
@@ -66,13 +71,31 @@ int run(int argc, char **argv)
     if (checkOnly) {
         return kExitOk;
     }
-    if (!quiet) {
+    if (printConfig) {
         std::cout << fdsup::config::renderConfig(config) << std::flush;
+        return kExitOk;
     }
-    // This build validates and prints; binding and serving arrive with the
-    // daemon (docs/roadmap.md), so there is nothing to keep running yet.
-    spdlog::info("This fdsupd build only validates configuration; exiting");
-    return kExitOk;
+
+    // Read before anything else can touch the environment: it is unset here,
+    // so workers never see fdsupd's own LISTEN_FDS.
+    auto inherited = fdsup::InheritedFds::fromEnvironment();
+    if (!inherited) {
+        spdlog::error("{}", inherited.error().message);
+        return kExitStartup;
+    }
+    auto loop = fdsup::EventLoop::create();
+    if (!loop) {
+        spdlog::error("{}", loop.error().message);
+        return kExitStartup;
+    }
+    auto daemon = fdsup::Daemon::create(**loop, std::move(*loaded.config), std::move(*inherited));
+    if (!daemon) {
+        spdlog::error("{}; nothing started", daemon.error().message);
+        fdsup::ManagerNotifier().send("STATUS=Failed to start: " + daemon.error().message +
+                                      "\nERRNO=" + std::to_string(daemon.error().code));
+        return kExitStartup;
+    }
+    return (*daemon)->run();
 }
 
 } // namespace

@@ -57,12 +57,12 @@ TEST_F(Cli, FdsupdChecksTheDemo)
 
 TEST_F(Cli, FdsupdPrintsAnEffectiveConfigurationThatLoadsAgain)
 {
-    const auto r = runProcess({fdsupd_, "-c", demo_});
+    const auto r = runProcess({fdsupd_, "-c", demo_, "--print-config"});
     ASSERT_EQ(r.exitCode, 0) << r.err;
     ASSERT_THAT(r.out, HasSubstr("[supervisor]"));
     const auto rendered = dir_ / "rendered.toml";
     writeFile(rendered, r.out);
-    const auto again = runProcess({fdsupd_, "-c", rendered.string()});
+    const auto again = runProcess({fdsupd_, "-c", rendered.string(), "--print-config"});
     ASSERT_EQ(again.exitCode, 0) << again.err;
     // A fixed point: rendering the rendered file changes nothing.
     EXPECT_EQ(withoutComments(again.out), withoutComments(r.out));

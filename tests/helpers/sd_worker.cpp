@@ -1,0 +1,237 @@
+// sd-worker: a test worker written against the real libsystemd (sd_listen_fds_with_names, sd_notify).
+//
+//   sd-worker --mode MODE [--report PATH] [--fdstore NAME] [--exit-code N]
+//
+// MODE:
+//   serve            READY=1, then answer every HTTP request on every listener
+//                    with a JSON description of itself; exit 0 on SIGTERM
+//   crash            exit with --exit-code at once, never ready
+//   hang             never ready, wait forever
+//   ignore-term      READY=1, ignore SIGTERM, wait forever
+//   ready-then-exit  READY=1, then exit with --exit-code
+// --report PATH: a unix datagram socket of the test; the worker sends
+//   "start PID MONOTONIC_USEC" first and "ready PID" after READY=1, so the test
+//   can wait for events instead of sleeping.
+// --fdstore NAME: store a memfd holding "from pid PID" with FDSTORE=1 FDNAME=NAME;
+//   a worker that receives a descriptor of that name reads it and reports it.
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <dirent.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+namespace {
+
+std::string reportPath;
+
+void report(const std::string &event)
+{
+    if (reportPath.empty()) {
+        return;
+    }
+    const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, reportPath.c_str(), sizeof addr.sun_path - 1);
+    sendto(fd, event.data(), event.size(), 0, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
+    close(fd);
+}
+
+long long monotonicUsec()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<long long>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+std::vector<int> openFds()
+{
+    std::vector<int> fds;
+    DIR *dir = opendir("/proc/self/fd");
+    const int self = dirfd(dir);
+    while (const dirent *e = readdir(dir)) {
+        if (e->d_name[0] != '.' && std::atoi(e->d_name) != self) {
+            fds.push_back(std::atoi(e->d_name));
+        }
+    }
+    closedir(dir);
+    return fds;
+}
+
+std::string jsonString(const std::string &s)
+{
+    std::string out = "\"";
+    for (const char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    return out + "\"";
+}
+
+volatile sig_atomic_t stopRequested = 0;
+
+void onTerm(int)
+{
+    stopRequested = 1;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    std::string mode = "serve";
+    std::string fdstore;
+    int exitCode = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string opt = argv[i];
+        if (opt == "--mode") {
+            mode = argv[i + 1];
+        } else if (opt == "--report") {
+            reportPath = argv[i + 1];
+        } else if (opt == "--fdstore") {
+            fdstore = argv[i + 1];
+        } else if (opt == "--exit-code") {
+            exitCode = std::atoi(argv[i + 1]);
+        } else {
+            std::fprintf(stderr, "sd-worker: unknown option %s\n", opt.c_str());
+            return 2;
+        }
+    }
+    // Before anything opens a descriptor: what fdsupd passed, and nothing else.
+    const std::vector<int> fdsAtStart = openFds();
+    std::printf("sd-worker %s starting as pid %d\n", mode.c_str(), getpid());
+    std::fflush(stdout);
+    report("start " + std::to_string(getpid()) + " " + std::to_string(monotonicUsec()));
+
+    char **names = nullptr;
+    const int n = sd_listen_fds_with_names(1, &names);
+    if (n < 0) {
+        std::fprintf(stderr, "sd_listen_fds_with_names: %s\n", std::strerror(-n));
+        return 3;
+    }
+    std::vector<int> listeners;
+    std::vector<std::string> fdNames;
+    std::map<std::string, std::string> stored;
+    for (int i = 0; i < n; ++i) {
+        const int fd = SD_LISTEN_FDS_START + i;
+        const std::string name = names != nullptr ? names[i] : "unknown";
+        fdNames.push_back(name);
+        if (!fdstore.empty() && name == fdstore) {
+            char buffer[256] = {};
+            const ssize_t r = pread(fd, buffer, sizeof buffer - 1, 0);
+            stored[name] = r > 0 ? std::string(buffer, static_cast<std::size_t>(r)) : "";
+            continue;
+        }
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0) {
+            listeners.push_back(fd);
+        }
+    }
+
+    if (mode == "crash") {
+        return exitCode;
+    }
+    if (!fdstore.empty()) {
+        const int memfd = memfd_create("fdstore", MFD_CLOEXEC);
+        const std::string content = "from pid " + std::to_string(getpid());
+        if (memfd < 0 ||
+            write(memfd, content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+            return 4;
+        }
+        const std::string message = "FDSTORE=1\nFDNAME=" + fdstore;
+        if (sd_pid_notify_with_fds(0, 0, message.c_str(), &memfd, 1) <= 0) {
+            std::fprintf(stderr, "FDSTORE failed\n");
+            return 5;
+        }
+        close(memfd);
+    }
+    if (mode == "hang") {
+        for (;;) {
+            pause();
+        }
+    }
+    if (mode == "ignore-term") {
+        signal(SIGTERM, SIG_IGN);
+    } else {
+        struct sigaction sa {};
+        sa.sa_handler = onTerm;
+        sigaction(SIGTERM, &sa, nullptr);
+    }
+    sd_notify(0, "READY=1\nSTATUS=serving");
+    report("ready " + std::to_string(getpid()));
+    if (mode == "ready-then-exit") {
+        return exitCode;
+    }
+    if (mode == "ignore-term") {
+        for (;;) {
+            pause();
+        }
+    }
+
+    std::string body =
+        "{\"pid\":" + std::to_string(getpid()) + ",\"listen_fds\":" + std::to_string(n) + ",\"names\":[";
+    for (std::size_t i = 0; i < fdNames.size(); ++i) {
+        body += (i > 0 ? "," : "") + jsonString(fdNames[i]);
+    }
+    body += "],\"fds\":[";
+    for (std::size_t i = 0; i < fdsAtStart.size(); ++i) {
+        body += (i > 0 ? "," : "") + std::to_string(fdsAtStart[i]);
+    }
+    body += "],\"stored\":{";
+    bool first = true;
+    for (const auto &[name, content] : stored) {
+        body += (first ? "" : ",") + jsonString(name) + ":" + jsonString(content);
+        first = false;
+    }
+    body += "}}\n";
+
+    std::vector<pollfd> pfds;
+    for (const int fd : listeners) {
+        pfds.push_back(pollfd{fd, POLLIN, 0});
+    }
+    while (stopRequested == 0) {
+        if (poll(pfds.data(), pfds.size(), -1) < 0) {
+            continue; // EINTR: SIGTERM
+        }
+        for (const auto &p : pfds) {
+            if ((p.revents & POLLIN) == 0) {
+                continue;
+            }
+            const int conn = accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (conn < 0) {
+                continue;
+            }
+            // Read the request head; the answer does not depend on it.
+            std::string request;
+            char buffer[4096];
+            while (request.find("\r\n\r\n") == std::string::npos) {
+                const ssize_t r = read(conn, buffer, sizeof buffer);
+                if (r <= 0) {
+                    break;
+                }
+                request.append(buffer, static_cast<std::size_t>(r));
+            }
+            const std::string response =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+            (void)!write(conn, response.data(), response.size());
+            close(conn);
+        }
+    }
+    sd_notify(0, "STOPPING=1");
+    return 0;
+}

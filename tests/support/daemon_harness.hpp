@@ -1,0 +1,93 @@
+// DaemonHarness: runs a real fdsupd for integration tests and waits on its events.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+
+#include "fdsup/fd.hpp"
+#include "fdsup/varlink.hpp"
+#include "test_support.hpp"
+
+namespace fdsup::test {
+
+// A unix datagram socket the test owns, to receive sd_notify-style messages
+// (fdsupd's own READY=1/STATUS=) or the test worker's event reports.
+class DatagramInbox {
+public:
+    explicit DatagramInbox(std::filesystem::path path);
+    [[nodiscard]] const std::filesystem::path &path() const { return path_; }
+    [[nodiscard]] BorrowedFd fd() const { return fd_.borrow(); }
+    // The next datagram, or nullopt at the deadline.
+    std::optional<std::string> next(std::chrono::milliseconds deadline);
+    // Skips datagrams until one satisfies match; nullopt at the deadline.
+    std::optional<std::string> waitFor(const std::function<bool(const std::string &)> &match,
+                                       std::chrono::milliseconds deadline);
+
+private:
+    std::filesystem::path path_;
+    UniqueFd fd_;
+};
+
+class DaemonHarness {
+public:
+    DaemonHarness();
+    ~DaemonHarness();
+    DaemonHarness(const DaemonHarness &) = delete;
+    DaemonHarness &operator=(const DaemonHarness &) = delete;
+
+    [[nodiscard]] const TempDir &dir() const { return dir_; }
+    [[nodiscard]] std::string controlPath() const { return (dir_ / "control.sock").string(); }
+    [[nodiscard]] std::string reportPath() const { return reports_.path().string(); }
+    // The [supervisor] table every test config starts with (control socket in the temp dir).
+    [[nodiscard]] std::string supervisorTable() const;
+    // The test worker's command line as a TOML array: sd-worker --mode MODE --report PATH extra...
+    [[nodiscard]] std::string workerCommand(const std::string &mode,
+                                            const std::vector<std::string> &extra = {}) const;
+
+    // Writes the configuration, starts fdsupd (argv prefix allows wrapping it,
+    // e.g. in systemd-socket-activate) and waits for its READY=1. Returns false
+    // (with the log in `why`) if it exits or does not get ready in time.
+    bool start(const std::string &config, std::string &why, const std::vector<std::string> &wrapper = {},
+               const std::vector<std::string> &extraEnv = {});
+    // SIGTERM and wait; returns the exit status, or -SIGNAL if it died of one
+    // (SIGKILL after the deadline).
+    int stop(std::chrono::milliseconds deadline = std::chrono::seconds(30));
+    [[nodiscard]] pid_t pid() const { return pid_; }
+    [[nodiscard]] std::string log() const;
+
+    // A control API call; throws on transport errors, returns the reply (which may carry an error).
+    varlink::Reply call(const std::string &method,
+                        const nlohmann::json &parameters = nlohmann::json::object());
+    nlohmann::json status(const std::string &service);
+    // The port of the first bound address of a socket.
+    int port(const std::string &socket);
+
+    // Worker events ("start PID USEC", "ready PID").
+    DatagramInbox &reports() { return reports_; }
+    // fdsupd's own sd_notify messages (STATUS=...).
+    DatagramInbox &notifications() { return notify_; }
+    // Waits until fdsupd's STATUS= contains text.
+    bool waitStatus(const std::string &text, std::chrono::milliseconds deadline = std::chrono::seconds(20));
+
+private:
+    TempDir dir_;
+    DatagramInbox notify_;
+    DatagramInbox reports_;
+    pid_t pid_ = -1;
+    UniqueFd pidfd_;
+};
+
+// Counts /proc/PID/fd entries of another process.
+int countFdsOf(pid_t pid);
+// VmRSS of another process in KiB.
+long rssKibOf(pid_t pid);
+
+} // namespace fdsup::test
