@@ -7,6 +7,7 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,6 +63,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     std::unique_ptr<Daemon> daemon(new Daemon(loop, std::move(config)));
     const config::Config &cfg = daemon->config_;
 
+    rlimit original{};
+    getrlimit(RLIMIT_NOFILE, &original);
     const std::uint64_t limit = raiseFileLimit(cfg.supervisor.limits.nofile);
     std::size_t needed = 64; // fdsupd's own: loop, control, logs, notify sockets
     for (const auto &service : cfg.services) {
@@ -81,7 +84,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     daemon->sockets_ = std::move(*sockets);
 
     daemon->context_ = std::unique_ptr<ServiceContext>(
-        new ServiceContext{loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag()});
+        new ServiceContext{loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag(),
+                           config::ResourceLimit{RLIMIT_NOFILE, original.rlim_cur, original.rlim_max}});
     for (const auto &serviceConfig : cfg.services) {
         auto service = Service::create(*daemon->context_, serviceConfig);
         if (!service) {

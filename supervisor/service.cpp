@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -317,6 +318,10 @@ void Service::spawnInstance(unsigned slotIndex)
     request.supplementaryGroups = credentials_.groups;
     request.umask = config_.umask;
     request.limits = config_.limits;
+    if (std::none_of(request.limits.begin(), request.limits.end(),
+                     [](const config::ResourceLimit &l) { return l.resource == RLIMIT_NOFILE; })) {
+        request.limits.push_back(context_.originalNofile);
+    }
     request.noNewPrivileges = config_.noNewPrivileges;
     request.newProcessGroup = true;
     request.captureOutput = config_.output == config::OutputMode::Log;

@@ -35,6 +35,9 @@ struct ServiceContext {
     const SocketSet &sockets;
     // A prefix unique to this fdsupd, for the services' abstract notify sockets.
     std::string notifyPrefix;
+    // RLIMIT_NOFILE as fdsupd found it, before raising its own: what workers
+    // get unless their [limits] say otherwise (select() breaks above 1024).
+    config::ResourceLimit originalNofile;
 };
 
 class Service;

@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -197,7 +198,9 @@ int main(int argc, char **argv)
         body += (first ? "" : ",") + jsonString(name) + ":" + jsonString(content);
         first = false;
     }
-    body += "}}\n";
+    rlimit nofile{};
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    body += "},\"nofile\":" + std::to_string(nofile.rlim_cur) + "}\n";
 
     std::vector<pollfd> pfds;
     for (const int fd : listeners) {

@@ -1,11 +1,13 @@
 // fdsupd running services: real daemon, real workers on the real libsystemd, real clients, on loopback.
 #include <algorithm>
 #include <csignal>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -60,6 +62,13 @@ bool isReport(const std::string &report, const char *kind)
     return report.starts_with(std::string(kind) + " ");
 }
 
+rlim_t hardNofile()
+{
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    return limit.rlim_max;
+}
+
 class Daemon : public ::testing::Test {
 protected:
     void TearDown() override
@@ -96,16 +105,17 @@ TEST_F(Daemon, WorkerOnRealLibsystemdGetsItsNamedListenersAndAnswersCurl)
 listen = "tcp://127.0.0.1:0"
 
 [socket.admin]
-listen = "unix:)" +
-                admin + R"("
+listen = "unix:)" + admin +
+                    R"("
 mode = "0600"
 
 [service.app]
 command = )" + fdsupd_.workerCommand("serve") +
-                R"(
+                    R"(
 sockets = ["web", "admin"]
 ready = "notify"
-)");
+)",
+                {"/usr/bin/prlimit", "--nofile=1024:" + std::to_string(hardNofile()), "--"});
     waitReport("ready");
     const auto status = fdsupd_.status("app");
     EXPECT_EQ(status.at("state"), "running");
@@ -117,6 +127,13 @@ ready = "notify"
     EXPECT_THAT(answer.at("names").get<std::vector<std::string>>(), ElementsAre("web", "admin"));
     // Only stdin/stdout/stderr and the two listeners: nothing of fdsupd leaks.
     EXPECT_THAT(answer.at("fds").get<std::vector<int>>(), ElementsAre(0, 1, 2, 3, 4));
+    // fdsupd raised its own soft RLIMIT_NOFILE to the hard limit; the worker
+    // gets the limit fdsupd was started with (1024, from prlimit), as under systemd.
+    EXPECT_EQ(answer.at("nofile"), 1024);
+    rlimit daemonLimit{};
+    ASSERT_EQ(prlimit(fdsupd_.pid(), RLIMIT_NOFILE, nullptr, &daemonLimit), 0);
+    EXPECT_EQ(daemonLimit.rlim_cur, daemonLimit.rlim_max);
+    EXPECT_GT(daemonLimit.rlim_cur, 1024U);
 
     const auto overUnix = curlJson("http://localhost/", admin);
     EXPECT_EQ(overUnix.at("pid"), pid);
@@ -390,17 +407,28 @@ restart_delay = "1ms"
 restart_delay_max = "1ms"
 start_limit_burst = 100000
 )");
+    // One control connection for the whole test, so that connections opened
+    // and closed around the measurements cannot blur them.
+    auto client = varlink::Client::connect(fdsupd_.controlPath(), 10s);
+    ASSERT_TRUE(client) << client.error().message;
+    auto callOn = [&](const char *method) {
+        varlink::Call c;
+        c.method = method;
+        c.parameters = {{"service", "flaky"}};
+        auto reply = client->call(c);
+        ASSERT_TRUE(reply) << reply.error().message;
+        ASSERT_EQ(reply->error, "") << reply->parameters.dump();
+    };
     auto cycle = [&](int n) {
         for (int i = 0; i < n; ++i) {
             waitReport("ready");
         }
-        const auto stopped = fdsupd_.call("io.fdsup.Manager.Stop", {{"service", "flaky"}});
-        ASSERT_EQ(stopped.error, "");
+        callOn("io.fdsup.Manager.Stop");
     };
     cycle(20);
     const int fdsAfter20 = countFdsOf(fdsupd_.pid());
     const long rssAfter20 = rssKibOf(fdsupd_.pid());
-    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "flaky"}}).error, "");
+    callOn("io.fdsup.Manager.Start");
     cycle(200);
     const int fdsAfter220 = countFdsOf(fdsupd_.pid());
     const long rssAfter220 = rssKibOf(fdsupd_.pid());
@@ -408,6 +436,37 @@ start_limit_burst = 100000
     // Flat, with room for allocator noise: a leak of even 5 KiB per cycle would show.
     EXPECT_LT(rssAfter220 - rssAfter20, 1024) << rssAfter20 << " KiB -> " << rssAfter220 << " KiB";
     EXPECT_GE(fdsupd_.status("flaky").at("restarts").get<int>(), 200);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Daemon, IdleDaemonMakesNoSystemCalls)
+{
+    startDaemon(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.app]
+command = )" + fdsupd_.workerCommand("serve") +
+                R"(
+sockets = ["web"]
+instances = 2
+)");
+    waitReport("ready");
+    waitReport("ready");
+    // Both ready and nothing pending: fdsupd must sit in one epoll_wait. This
+    // observes it for a second (an absence can only be observed over time).
+    const auto trace = fdsupd_.dir() / "strace.out";
+    const auto r = runProcess({"/usr/bin/timeout", "-s", "INT", "1", "/usr/bin/strace", "-f", "-p",
+                               std::to_string(fdsupd_.pid()), "-o", trace.string()});
+    const std::string calls = readFile(trace);
+    std::vector<std::string> lines;
+    std::istringstream in(calls);
+    for (std::string line; std::getline(in, line);) {
+        lines.push_back(line);
+    }
+    ASSERT_EQ(lines.size(), 1U) << "system calls of an idle fdsupd:\n" << calls << r.err;
+    EXPECT_THAT(lines.front(),
+                ::testing::MatchesRegex(".*(epoll_wait|restart_syscall).*<detached \\.\\.\\.>"));
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
