@@ -1,21 +1,22 @@
-// fdsupctl: the command line client of fdsupd (this build: check-config and version).
+// fdsupctl: the command line client of fdsupd.
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "commands.hpp"
 #include "fdsup/config.hpp"
+#include "fdsup/units.hpp"
 #include "fdsup_build_config.h"
 
 namespace {
 
-// Exit codes, documented in docs/fdsupctl.md and fdsupctl(1). Fixed now so
-// scripts written against this build keep working when the daemon commands land.
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
+using fdsup::ctl::kExitFailed;
+using fdsup::ctl::kExitOk;
+using fdsup::ctl::kExitUsage;
 
 int checkConfig(const std::string &path, bool json, bool print)
 {
@@ -73,6 +74,22 @@ int run(int argc, char **argv)
     CLI::App app{"fdsupctl: control fdsupd, the socket-owning supervisor.", "fdsupctl"};
     app.require_subcommand(1);
     app.set_version_flag("-V,--version", "fdsupctl " FDSUP_VERSION);
+    // Global options may also follow the command: `fdsupctl status -s PATH`.
+    app.fallthrough();
+
+    fdsup::ctl::ClientOptions client;
+    client.socket = FDSUP_DEFAULT_CONTROL;
+    app.add_option("-s,--socket", client.socket, "Control socket of fdsupd")
+        ->envname("FDSUP_CONTROL")
+        ->capture_default_str();
+    std::string timeout = "30s";
+    app.add_option("--timeout", timeout,
+                   "How long to wait for fdsupd to accept and to answer (e.g. 5s, infinity)")
+        ->capture_default_str()
+        ->check([](const std::string &text) {
+            const auto d = fdsup::parseDuration(text);
+            return d ? std::string() : d.error().message;
+        });
 
     auto *check =
         app.add_subcommand("check-config", "Validate a configuration file without touching the daemon");
@@ -86,6 +103,28 @@ int run(int argc, char **argv)
     auto *version = app.add_subcommand("version", "Print the version of fdsupctl");
     bool versionJson = false;
     version->add_flag("--json", versionJson, "Print the result as JSON");
+
+    auto *status = app.add_subcommand("status", "Show the services and their instances");
+    std::optional<std::string> statusService;
+    bool statusJson = false;
+    status->add_option("service", statusService, "Only this service");
+    status->add_flag("--json", statusJson, "Print the reply as JSON");
+
+    auto *sockets = app.add_subcommand("sockets", "Show the sockets fdsupd owns");
+    bool socketsJson = false;
+    sockets->add_flag("--json", socketsJson, "Print the reply as JSON");
+
+    auto *start = app.add_subcommand("start", "Start a service and wait until it is running");
+    std::string startService;
+    bool startJson = false;
+    start->add_option("service", startService, "The service")->required();
+    start->add_flag("--json", startJson, "Print the reply as JSON");
+
+    auto *stop = app.add_subcommand("stop", "Stop a service and wait until every instance has exited");
+    std::string stopService;
+    bool stopJson = false;
+    stop->add_option("service", stopService, "The service")->required();
+    stop->add_flag("--json", stopJson, "Print the reply as JSON");
 
     try {
         app.parse(argc, argv);
@@ -104,6 +143,24 @@ int run(int argc, char **argv)
             std::cout << "fdsupctl " FDSUP_VERSION "\n";
         }
         return kExitOk;
+    }
+    // The validator above accepted it already.
+    client.timeout = *fdsup::parseDuration(timeout);
+    if (status->parsed()) {
+        client.json = statusJson;
+        return fdsup::ctl::status(client, statusService);
+    }
+    if (sockets->parsed()) {
+        client.json = socketsJson;
+        return fdsup::ctl::sockets(client);
+    }
+    if (start->parsed()) {
+        client.json = startJson;
+        return fdsup::ctl::startService(client, startService);
+    }
+    if (stop->parsed()) {
+        client.json = stopJson;
+        return fdsup::ctl::stopService(client, stopService);
     }
     return kExitUsage;
 }

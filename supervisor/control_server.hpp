@@ -33,6 +33,11 @@ class ControlConnection;
 class PendingCall {
 public:
     PendingCall(std::weak_ptr<ControlConnection> connection, varlink::Call call, Peer peer);
+    // Dropping an unfinished call (not oneway) without a reply is a bug: it
+    // is logged and the connection closed, so the client is not left waiting.
+    ~PendingCall();
+    PendingCall(const PendingCall &) = delete;
+    PendingCall &operator=(const PendingCall &) = delete;
     [[nodiscard]] const varlink::Call &call() const { return call_; }
     [[nodiscard]] const Peer &peer() const { return peer_; }
     void reply(nlohmann::json parameters, bool continues = false);
@@ -54,8 +59,11 @@ struct ControlOptions {
     std::vector<gid_t> allowGids; // primary or supplementary group of the caller
     std::size_t maxRequest = 1U << 20;
     unsigned maxClients = 64;
+    // Replies not yet taken by a slow client; past it the client is dropped.
+    std::size_t maxOutput = 16U << 20;
     // For org.varlink.service.GetInfo.
     std::string version;
+    std::string url;
 };
 
 class ControlServer {

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <utility>
 
+#include <spdlog/spdlog.h>
 #include <systemd/sd-event.h>
 
 namespace fdsup {
@@ -26,6 +27,21 @@ template <typename Handler>
 Slot<Handler> slotOf(void *userdata)
 {
     return *static_cast<Slot<Handler> *>(userdata);
+}
+
+// No exception may unwind through sd-event's C frames: a handler that throws
+// is a bug, logged here, and the loop goes on.
+template <typename Call>
+int guarded(const char *what, Call &&call) noexcept
+{
+    try {
+        call();
+    } catch (const std::exception &e) {
+        spdlog::error("Unexpected exception in {} handler: {}", what, e.what());
+    } catch (...) {
+        spdlog::error("Unexpected exception in {} handler", what);
+    }
+    return 0;
 }
 
 // Takes ownership of a freshly added source and its slot.
@@ -153,8 +169,7 @@ Result<EventSource> EventLoop::addIo(BorrowedFd fd, std::uint32_t events, IoHand
         event_, &source, fd.get(), events,
         [](sd_event_source *, int, std::uint32_t revents, void *userdata) -> int {
             const auto h = slotOf<IoHandler>(userdata);
-            (*h)(revents);
-            return 0;
+            return guarded("io", [&] { (*h)(revents); });
         },
         slot);
     return adopt(r, source, slot, "io");
@@ -170,8 +185,7 @@ Result<EventSource> EventLoop::addTimer(Duration after, TimerHandler handler)
         event_, &source, CLOCK_MONOTONIC, usecOf(after), 1000,
         [](sd_event_source *, std::uint64_t, void *userdata) -> int {
             const auto h = slotOf<TimerHandler>(userdata);
-            (*h)();
-            return 0;
+            return guarded("timer", [&] { (*h)(); });
         },
         slot);
     return adopt(r, source, slot, "timer");
@@ -185,8 +199,7 @@ Result<EventSource> EventLoop::addSignal(int signal, SignalHandler handler)
         event_, &source, signal | SD_EVENT_SIGNAL_PROCMASK,
         [](sd_event_source *, const signalfd_siginfo *info, void *userdata) -> int {
             const auto h = slotOf<SignalHandler>(userdata);
-            (*h)(*info);
-            return 0;
+            return guarded("signal", [&] { (*h)(*info); });
         },
         slot);
     return adopt(r, source, slot, "signal");
@@ -200,8 +213,7 @@ Result<EventSource> EventLoop::addChild(BorrowedFd pidfd, ChildHandler handler)
         event_, &source, pidfd.get(), WEXITED,
         [](sd_event_source *, const siginfo_t *info, void *userdata) -> int {
             const auto h = slotOf<ChildHandler>(userdata);
-            (*h)(*info);
-            return 0;
+            return guarded("child", [&] { (*h)(*info); });
         },
         slot);
     return adopt(r, source, slot, "child");
@@ -215,8 +227,7 @@ Result<EventSource> EventLoop::addDefer(TimerHandler handler)
         event_, &source,
         [](sd_event_source *, void *userdata) -> int {
             const auto h = slotOf<TimerHandler>(userdata);
-            (*h)();
-            return 0;
+            return guarded("defer", [&] { (*h)(); });
         },
         slot);
     auto result = adopt(r, source, slot, "defer");

@@ -208,7 +208,7 @@ nlohmann::json Service::toJson() const
             {"index", i},
             {"generation", slot.generation},
             {"pid", nullptr},
-            {"state", slot.lastError.empty() && slot.lastExit.empty() ? "exited" : "failed"},
+            {"state", slot.lastFailed ? "failed" : "exited"},
             {"since_usec", nullptr},
             {"uptime_usec", nullptr},
             {"restarts", slot.restarts},
@@ -332,6 +332,7 @@ void Service::spawnInstance(unsigned slotIndex)
     auto spawned = spawnWorker(request);
     if (!spawned) {
         slot.lastError = spawned.error().message;
+        slot.lastFailed = true;
         spdlog::error("Failed to start {}[{}]: {}", config_.name, slotIndex, spawned.error().message);
         scheduleRestart(slotIndex, true);
         changed();
@@ -353,6 +354,7 @@ void Service::spawnInstance(unsigned slotIndex)
         siginfo_t ignored{};
         waitid(P_PIDFD, static_cast<id_t>(inst.pidfd_.get()), &ignored, WEXITED);
         slot.lastError = child.error().message;
+        slot.lastFailed = true;
         spdlog::error("Failed to watch {}[{}]: {}", config_.name, slotIndex, child.error().message);
         scheduleRestart(slotIndex, true);
         changed();
@@ -606,6 +608,7 @@ void Service::onChildExit(Instance &instance, const siginfo_t &info)
     auto &slot = slots_.at(instance.slot_);
     slot.lastExit = how;
     slot.lastError = instance.error_;
+    slot.lastFailed = failure;
     const unsigned slotIndex = instance.slot_;
     const Duration readyFor =
         instance.readyAt_ > Duration::zero() ? context_.loop.now() - instance.readyAt_ : Duration::zero();

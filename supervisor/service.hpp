@@ -135,7 +135,8 @@ private:
         unsigned generation = 0;
         unsigned restarts = 0;
         unsigned consecutiveFailures = 0;
-        bool done = false; // exited cleanly and the policy does not restart it
+        bool done = false;       // exited cleanly and the policy does not restart it
+        bool lastFailed = false; // the last exit counted as a failure
         EventSource restartTimer;
         std::string lastExit;
         std::string lastError;

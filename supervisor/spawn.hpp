@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/types.h>
@@ -20,10 +21,14 @@ struct SpawnRequest {
     std::string executable;        // absolute path (PATH already searched)
     std::vector<std::string> argv; // argv[0] as the user wrote it
     // "NAME=value" entries. LISTEN_PID is added in the child (its own pid);
-    // LISTEN_FDS/LISTEN_FDNAMES are added from `fds` when listenFds is set.
+    // LISTEN_FDS/LISTEN_FDNAMES are added from `fds` when listenFds is set
+    // and fds is not empty (as systemd does). Any LISTEN_PID, LISTEN_FDS or
+    // LISTEN_FDNAMES entry given here is dropped: only spawnWorker sets them.
     std::vector<std::string> environment;
     // Descriptors the worker receives, in order, as fds 3, 4, ...; the names
-    // go to LISTEN_FDNAMES. Borrowed: the caller keeps them open.
+    // go to LISTEN_FDNAMES. Borrowed: the caller keeps them open. fdNames is
+    // either empty ("unknown" for each, as systemd) or one name per fd, each
+    // a valid systemd fd name (1-255 printable ASCII characters, no ':').
     std::vector<BorrowedFd> fds;
     std::vector<std::string> fdNames;
     bool listenFds = true; // set LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
@@ -48,9 +53,10 @@ enum class SpawnStage : std::uint8_t {
     Descriptors, // laying out fds 0..N
     Signals,     // resetting mask and dispositions
     ProcessGroup,
-    Limits, // setrlimit
-    Groups, // setgroups / setgid
-    User,   // setuid
+    Limits,       // setrlimit
+    Groups,       // setgroups
+    PrimaryGroup, // setgid
+    User,         // setuid
     Umask,
     Directory, // chdir
     NoNewPrivileges,
@@ -77,7 +83,8 @@ Result<SpawnedChild> spawnWorker(const SpawnRequest &request);
 
 struct SpawnFailure {
     SpawnStage stage = SpawnStage::None;
-    int error = 0; // errno in the child
+    int error = 0;           // errno in the child
+    std::uint32_t index = 0; // Limits: which entry of SpawnRequest::limits failed
 };
 // Reads the status pipe (non-blocking). Returns 1 and fills failure when the
 // child reported a failure, 0 on EOF (exec succeeded), -EAGAIN if nothing yet,
@@ -89,10 +96,19 @@ std::string describeSpawnFailure(const SpawnRequest &request, const SpawnFailure
 
 // Searches PATH (or the given path list) like execvp, in the parent. Returns
 // the absolute path or an error naming the command: not found, not executable.
+// A command with a '/' is checked, not searched (a relative one is made
+// absolute against the current directory). Empty and relative entries of
+// searchPath are skipped: the result must not depend on fdsupd's cwd.
 Result<std::string> findExecutable(const std::string &command, const std::string &searchPath);
 
 // Resolves user/group names of a service to ids and supplementary groups
-// (getpwnam_r, getgrnam_r, getgrouplist) before fork.
+// (getpwnam_r, getgrnam_r, getgrouplist) before fork. Names or decimal ids.
+// user gives uid and its primary gid (group overrides it); a numeric user
+// without a passwd entry needs group. Supplementary groups: the service's
+// list when non-empty; else, with user set, the user's groups from
+// getgrouplist (none for a numeric user without an entry), so that a worker
+// never keeps fdsupd's own groups; else unset (left alone). Errors name the
+// user or group: "user 'www' not found" (ESRCH).
 struct Credentials {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
@@ -112,14 +128,21 @@ public:
     {
         for (const char c : data) {
             if (c == '\n') {
-                emit(std::string_view(buffer_));
+                // A line cut exactly at maxLine has been emitted already:
+                // its newline must not add an empty line.
+                if (!buffer_.empty() || !justCut_) {
+                    emit(std::string_view(buffer_));
+                }
                 buffer_.clear();
+                justCut_ = false;
                 continue;
             }
             buffer_.push_back(c);
+            justCut_ = false;
             if (buffer_.size() >= maxLine_) {
                 emit(std::string_view(buffer_));
                 buffer_.clear();
+                justCut_ = true;
             }
         }
     }
@@ -130,11 +153,13 @@ public:
             emit(std::string_view(buffer_));
             buffer_.clear();
         }
+        justCut_ = false;
     }
 
 private:
     std::size_t maxLine_;
     std::string buffer_;
+    bool justCut_ = false;
 };
 
 } // namespace fdsup

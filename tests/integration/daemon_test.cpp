@@ -209,6 +209,8 @@ stop_timeout = "300ms"
     const auto status = fdsupd_.status("stubborn");
     EXPECT_EQ(status.at("state"), "stopped");
     EXPECT_EQ(status.at("instances").at(0).at("last_exit"), "killed by SIGKILL");
+    // Stopped on request: the instance exited, it did not fail.
+    EXPECT_EQ(status.at("instances").at(0).at("state"), "exited");
     EXPECT_THAT(fdsupd_.log(), HasSubstr("did not stop within 300ms, killing it"));
 
     // Started again on request, answered when ready.

@@ -41,26 +41,45 @@ struct Reply {
     std::string error; // empty: success
 };
 
-// One message, including its terminating NUL.
+inline constexpr std::string_view kServiceInterface = "org.varlink.service";
+
+// One message, including its terminating NUL. Strings that are not valid
+// UTF-8 are sent with U+FFFD in place of the bad bytes: encoding never throws.
 std::string encodeCall(const Call &call);
 std::string encodeReply(const Reply &reply);
-// Parses one message (without its NUL). Errors say what is wrong.
+// Parses one message (without its NUL). Errors (EINVAL) say what is wrong:
+// not JSON, not an object, a member of the wrong type, a NUL byte.
 Result<Call> decodeCall(std::string_view message);
 Result<Reply> decodeReply(std::string_view message);
+
+// The interface descriptions (Varlink IDL) org.varlink.service.
+// GetInterfaceDescription returns; docs/control-api.md quotes them verbatim.
+std::string_view managerInterfaceDescription();
+std::string_view serviceInterfaceDescription();
+
+// "io.fdsup.Manager" of "io.fdsup.Manager.Status"; empty when method is not
+// a qualified name (decodeCall() refuses those).
+std::string_view interfaceOf(std::string_view method);
 
 // Reassembles NUL-terminated messages from a byte stream, with a size limit.
 class FrameReader {
 public:
+    // maxMessage counts the bytes before the NUL.
     explicit FrameReader(std::size_t maxMessage) : maxMessage_(maxMessage) {}
-    void append(std::string_view data) { buffer_.append(data); }
+    void append(std::string_view data);
     // 1: a message was moved to out; 0: need more data; -EMSGSIZE: the
-    // pending message is larger than maxMessage (the stream is unusable).
+    // pending message is larger than maxMessage (the stream is unusable, and
+    // every later call says so again).
     int next(std::string &out);
-    [[nodiscard]] std::size_t pending() const { return buffer_.size(); }
+    // Bytes received and not yet returned by next().
+    [[nodiscard]] std::size_t pending() const { return buffer_.size() - start_; }
 
 private:
     std::size_t maxMessage_;
     std::string buffer_;
+    std::size_t start_ = 0;   // where the next message begins in buffer_
+    std::size_t scanned_ = 0; // bytes after start_ known to hold no NUL
+    bool failed_ = false;
 };
 
 // A blocking client for fdsupctl and tests. Every read and write has a deadline.
