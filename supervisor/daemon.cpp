@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
@@ -23,9 +24,7 @@ std::string randomTag()
 {
     std::random_device rd;
     std::uniform_int_distribution<unsigned> dist;
-    char buffer[9];
-    std::snprintf(buffer, sizeof buffer, "%08x", dist(rd));
-    return buffer;
+    return fmt::format("{:08x}", dist(rd));
 }
 
 // allow_users/allow_groups were checked at load; resolve them now to ids.
@@ -83,9 +82,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     }
     daemon->sockets_ = std::move(*sockets);
 
-    daemon->context_ = std::unique_ptr<ServiceContext>(
-        new ServiceContext{loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag(),
-                           config::ResourceLimit{RLIMIT_NOFILE, original.rlim_cur, original.rlim_max}});
+    daemon->context_ = std::make_unique<ServiceContext>(
+        ServiceContext{loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag(),
+                       config::ResourceLimit{RLIMIT_NOFILE, original.rlim_cur, original.rlim_max}});
     for (const auto &serviceConfig : cfg.services) {
         auto service = Service::create(*daemon->context_, serviceConfig);
         if (!service) {
@@ -216,14 +215,13 @@ void Daemon::onServiceChanged(Service &service)
             it = it->call->done() ? waiters_.erase(it) : std::next(it);
             continue;
         }
+        const ServiceState goal = it->forStart ? ServiceState::Running : ServiceState::Stopped;
         bool finished = true;
-        if (it->forStart && state == ServiceState::Running) {
+        if (state == goal) {
             it->call->reply({{"service", service.name()}, {"state", serviceStateName(state)}});
         } else if (it->forStart && state == ServiceState::Failed) {
             it->call->fail(varlink::kErrorServiceFailed,
                            {{"service", service.name()}, {"reason", service.failedReason()}});
-        } else if (!it->forStart && state == ServiceState::Stopped) {
-            it->call->reply({{"service", service.name()}, {"state", serviceStateName(state)}});
         } else {
             finished = false;
         }

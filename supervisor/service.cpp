@@ -146,7 +146,7 @@ Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const 
         }
     }
     for (const auto &[name, value] : config.environment) {
-        service->baseEnvironment_.push_back(name + "=" + value);
+        service->baseEnvironment_.push_back(std::string(name).append("=").append(value));
         hasPath = hasPath || name == "PATH";
     }
     if (!hasPath) {

@@ -47,8 +47,8 @@ void report(const std::string &event)
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, reportPath.c_str(), sizeof addr.sun_path - 1);
-    sendto(fd, event.data(), event.size(), 0, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
-    close(fd);
+    (void)sendto(fd, event.data(), event.size(), 0, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
+    (void)close(fd);
 }
 
 long long monotonicUsec()
@@ -109,20 +109,20 @@ int main(int argc, char **argv)
         } else if (opt == "--exit-code") {
             exitCode = std::atoi(argv[i + 1]);
         } else {
-            std::fprintf(stderr, "sd-worker: unknown option %s\n", opt.c_str());
+            (void)std::fprintf(stderr, "sd-worker: unknown option %s\n", opt.c_str());
             return 2;
         }
     }
     // Before anything opens a descriptor: what fdsupd passed, and nothing else.
     const std::vector<int> fdsAtStart = openFds();
-    std::printf("sd-worker %s starting as pid %d\n", mode.c_str(), getpid());
-    std::fflush(stdout);
+    (void)std::printf("sd-worker %s starting as pid %d\n", mode.c_str(), getpid());
+    (void)std::fflush(stdout);
     report("start " + std::to_string(getpid()) + " " + std::to_string(monotonicUsec()));
 
     char **names = nullptr;
     const int n = sd_listen_fds_with_names(1, &names);
     if (n < 0) {
-        std::fprintf(stderr, "sd_listen_fds_with_names: %s\n", std::strerror(-n));
+        (void)std::fprintf(stderr, "sd_listen_fds_with_names: %s\n", std::strerror(-n));
         return 3;
     }
     std::vector<int> listeners;
@@ -155,10 +155,10 @@ int main(int argc, char **argv)
         }
         const std::string message = "FDSTORE=1\nFDNAME=" + fdstore;
         if (sd_pid_notify_with_fds(0, 0, message.c_str(), &memfd, 1) <= 0) {
-            std::fprintf(stderr, "FDSTORE failed\n");
+            (void)std::fprintf(stderr, "FDSTORE failed\n");
             return 5;
         }
-        close(memfd);
+        (void)close(memfd);
     }
     if (mode == "hang") {
         for (;;) {
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
         }
     }
     if (mode == "ignore-term") {
-        signal(SIGTERM, SIG_IGN);
+        (void)signal(SIGTERM, SIG_IGN);
     } else {
         struct sigaction sa {};
         sa.sa_handler = onTerm;
@@ -203,6 +203,7 @@ int main(int argc, char **argv)
     body += "},\"nofile\":" + std::to_string(nofile.rlim_cur) + "}\n";
 
     std::vector<pollfd> pfds;
+    pfds.reserve(listeners.size());
     for (const int fd : listeners) {
         pfds.push_back(pollfd{fd, POLLIN, 0});
     }
@@ -232,7 +233,7 @@ int main(int argc, char **argv)
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                 std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
             (void)!write(conn, response.data(), response.size());
-            close(conn);
+            (void)close(conn);
         }
     }
     sd_notify(0, "STOPPING=1");

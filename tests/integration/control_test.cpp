@@ -66,9 +66,9 @@ instances = 2
     ProcessResult ctl(std::vector<std::string> args, const std::vector<std::string> &asUser = {})
     {
         std::vector<std::string> argv = asUser;
-        argv.push_back(requireEnv("FDSUPCTL"));
-        argv.push_back("-s");
-        argv.push_back(fdsupd_.controlPath());
+        argv.emplace_back(requireEnv("FDSUPCTL"));
+        argv.emplace_back("-s");
+        argv.emplace_back(fdsupd_.controlPath());
         argv.insert(argv.end(), args.begin(), args.end());
         return runProcess(argv);
     }
@@ -210,11 +210,11 @@ TEST_F(Control, GarbageTruncatedAndHugeRequestsGetErrorsAndTheDaemonGoesOn)
 
     {
         UniqueFd fd = rawConnect();
-        sendAll(fd.borrow(), std::string_view("this is not json\0", 17));
+        sendAll(fd.borrow(), std::string("this is not json") + '\0');
         const auto reply = nlohmann::json::parse(readReply(fd.borrow()));
         EXPECT_EQ(reply.at("error"), "io.fdsup.Manager.InvalidRequest");
         // The framing was intact, so the same connection still works.
-        sendAll(fd.borrow(), std::string_view("{\"method\":\"io.fdsup.Manager.Status\"}\0", 38));
+        sendAll(fd.borrow(), std::string("{\"method\":\"io.fdsup.Manager.Status\"}") + '\0');
         const auto ok = nlohmann::json::parse(readReply(fd.borrow()));
         EXPECT_FALSE(ok.contains("error")) << ok.dump();
     }
@@ -224,7 +224,7 @@ TEST_F(Control, GarbageTruncatedAndHugeRequestsGetErrorsAndTheDaemonGoesOn)
     }
     {
         UniqueFd fd = rawConnect();
-        sendAll(fd.borrow(), std::string_view("{\"method\":\"io.fdsup.Manager.Nope\"}\0", 36));
+        sendAll(fd.borrow(), std::string("{\"method\":\"io.fdsup.Manager.Nope\"}") + '\0');
         EXPECT_EQ(nlohmann::json::parse(readReply(fd.borrow())).at("error"),
                   "org.varlink.service.MethodNotFound");
     }
@@ -232,7 +232,7 @@ TEST_F(Control, GarbageTruncatedAndHugeRequestsGetErrorsAndTheDaemonGoesOn)
         // Over control_request_size (4KiB): refused, connection closed.
         UniqueFd fd = rawConnect();
         const std::string huge = "{\"method\":\"io.fdsup.Manager.Status\",\"parameters\":{\"x\":\"" +
-                                 std::string(64 * 1024, 'a') + "\"}}" + std::string(1, '\0');
+                                 std::string(std::size_t{64} * 1024, 'a') + "\"}}" + std::string(1, '\0');
         sendAll(fd.borrow(), huge);
         const std::string reply = readReply(fd.borrow());
         ASSERT_FALSE(reply.empty());

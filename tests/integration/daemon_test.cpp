@@ -153,6 +153,7 @@ start_limit_burst = 4
 start_limit_interval = "1m"
 )");
     std::vector<long long> startedAt;
+    startedAt.reserve(5);
     for (int i = 0; i < 5; ++i) {
         startedAt.push_back(std::stoll(fields(waitReport("start")).at(2)));
     }
@@ -435,9 +436,55 @@ start_limit_burst = 100000
     const int fdsAfter220 = countFdsOf(fdsupd_.pid());
     const long rssAfter220 = rssKibOf(fdsupd_.pid());
     EXPECT_EQ(fdsAfter220, fdsAfter20);
+#if defined(__SANITIZE_ADDRESS__)
+    // ASan holds freed memory in quarantine, so RSS grows by design; in this
+    // build LeakSanitizer checks fdsupd at exit instead (stop() must be 0).
+    (void)rssAfter20;
+    (void)rssAfter220;
+#else
     // Flat, with room for allocator noise: a leak of even 5 KiB per cycle would show.
     EXPECT_LT(rssAfter220 - rssAfter20, 1024) << rssAfter20 << " KiB -> " << rssAfter220 << " KiB";
+#endif
     EXPECT_GE(fdsupd_.status("flaky").at("restarts").get<int>(), 200);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Daemon, FailedStartIsReportedWithItsReason)
+{
+    startDaemon(fdsupd_.supervisorTable() + R"(
+[service.lost]
+command = )" + fdsupd_.workerCommand("serve") +
+                R"(
+working_directory = "/nonexistent-fdsup-directory"
+restart = "never"
+)");
+    ASSERT_TRUE(fdsupd_.waitStatus("1 failed"));
+    const auto status = fdsupd_.status("lost");
+    EXPECT_EQ(status.at("state"), "failed");
+    const auto &instance = status.at("instances").at(0);
+    EXPECT_EQ(instance.at("last_error"), "chdir /nonexistent-fdsup-directory: No such file or directory");
+    EXPECT_EQ(instance.at("last_exit"), "exited with status 127");
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("chdir /nonexistent-fdsup-directory: No such file or directory"));
+    const auto shown = runProcess({requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath(), "status", "lost"});
+    EXPECT_THAT(shown.out, HasSubstr("No such file or directory"));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Daemon, SighupIsLoggedAndChangesNothing)
+{
+    startDaemon(fdsupd_.supervisorTable() + R"(
+[service.app]
+command = )" + fdsupd_.workerCommand("serve") +
+                R"(
+)");
+    const std::string pid = fields(waitReport("ready")).at(1);
+    ASSERT_EQ(kill(fdsupd_.pid(), SIGHUP), 0);
+    // The daemon still answers, with the same worker.
+    for (int i = 0; i < 10000 && fdsupd_.log().find("SIGHUP") == std::string::npos; ++i) {
+        fdsupd_.status("app");
+    }
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("SIGHUP: reload is not supported by this fdsupd yet, ignoring"));
+    EXPECT_EQ(std::to_string(fdsupd_.status("app").at("instances").at(0).at("pid").get<int>()), pid);
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

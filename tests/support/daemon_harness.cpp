@@ -112,9 +112,9 @@ bool DaemonHarness::start(const std::string &config, std::string &why,
     const auto configPath = dir_ / "fdsupd.toml";
     writeFile(configPath, config);
     std::vector<std::string> args = wrapper;
-    args.push_back(requireEnv("FDSUPD"));
-    args.push_back("-c");
-    args.push_back(configPath.string());
+    args.emplace_back(requireEnv("FDSUPD"));
+    args.emplace_back("-c");
+    args.emplace_back(configPath.string());
 
     std::vector<std::string> env;
     for (char **e = environ; *e != nullptr; ++e) {
