@@ -73,23 +73,11 @@ std::string optionalText(const Json &j, const char *key)
     return m != nullptr && m->is_string() ? printable(m->get_ref<const std::string &>()) : std::string();
 }
 
-Colour serviceColour(std::string_view state)
+// One palette for service and instance states: running/ready are good,
+// transitions are in progress, failed is bad, the rest is quiet.
+Colour stateColour(std::string_view state)
 {
-    if (state == "running") {
-        return Colour::Green;
-    }
-    if (state == "starting" || state == "stopping") {
-        return Colour::Yellow;
-    }
-    if (state == "failed") {
-        return Colour::Red;
-    }
-    return Colour::Dim;
-}
-
-Colour instanceColour(std::string_view state)
-{
-    if (state == "ready") {
+    if (state == "running" || state == "ready") {
         return Colour::Green;
     }
     if (state == "starting" || state == "stopping") {
@@ -126,7 +114,7 @@ std::vector<Cell> instanceRow(const Json &instance)
             status = why;
         }
     }
-    return {{text(instance, "index")},      {pid},    {state, instanceColour(state)},
+    return {{text(instance, "index")},      {pid},    {state, stateColour(state)},
             {text(instance, "generation")}, {uptime}, {status.empty() ? "-" : status}};
 }
 
@@ -264,7 +252,7 @@ std::string formatStatus(const Json &reply, bool colour)
     for (const Json &service : services) {
         const std::string state = text(service, "state");
         std::vector<Cell> row = {{text(service, "name")},
-                                 {state, serviceColour(state)},
+                                 {state, stateColour(state)},
                                  {text(service, "ready") + "/" + text(service, "wanted")},
                                  {text(service, "restarts")}};
         if (anyReason) {
