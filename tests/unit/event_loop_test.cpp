@@ -20,6 +20,7 @@
 
 #include "event_loop.hpp"
 #include "fdsup/fd.hpp"
+#include "loop_driver.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {
@@ -56,21 +57,9 @@ protected:
         EXPECT_EQ(countOpenFds(), baseline_) << "a test leaked descriptors";
     }
 
-    // Drives the loop until done() or the deadline; no sleeps.
     bool runUntil(const std::function<bool()> &done, std::chrono::milliseconds deadline = 10s)
     {
-        const auto end = std::chrono::steady_clock::now() + deadline;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() >= end) {
-                return false;
-            }
-            const int r = loop_->runOnce(100ms);
-            if (r < 0) {
-                ADD_FAILURE() << "runOnce: " << std::strerror(-r);
-                return false;
-            }
-        }
-        return true;
+        return test::runLoopUntil(*loop_, done, deadline);
     }
 
     int baseline_ = 0;

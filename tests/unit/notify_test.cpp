@@ -27,6 +27,7 @@
 
 #include "event_loop.hpp"
 #include "fdsup/fd.hpp"
+#include "loop_driver.hpp"
 #include "notify.hpp"
 #include "test_support.hpp"
 
@@ -319,21 +320,9 @@ protected:
         EXPECT_EQ(countOpenFds(), baseline_) << "a test leaked descriptors";
     }
 
-    // Drives the loop until done() or the deadline; every wait is bounded.
     bool runUntil(const std::function<bool()> &done, std::chrono::milliseconds deadline = 20s)
     {
-        const auto end = std::chrono::steady_clock::now() + deadline;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() >= end) {
-                return false;
-            }
-            const int r = loop_->runOnce(100ms);
-            if (r < 0) {
-                ADD_FAILURE() << "runOnce: " << std::strerror(-r);
-                return false;
-            }
-        }
-        return true;
+        return test::runLoopUntil(*loop_, done, deadline);
     }
 
     // Runs iterations until one dispatches nothing: everything pending is handled.
