@@ -5,8 +5,6 @@
 #include <cerrno>
 #include <random>
 
-#include <grp.h>
-#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include "fdsup/users.hpp"
 #include "fdsup_build_config.h"
 
 namespace fdsup {
@@ -31,21 +30,19 @@ std::string randomTag()
 void resolveAccess(const config::SupervisorConfig &supervisor, ControlOptions &options)
 {
     for (const auto &name : supervisor.allowUsers) {
-        if (const passwd *pw = getpwnam(name.c_str())) { // NOLINT(concurrency-mt-unsafe): one thread
-            options.allowUids.push_back(pw->pw_uid);
-        } else if (std::all_of(name.begin(), name.end(), ::isdigit)) {
-            options.allowUids.push_back(static_cast<uid_t>(std::stoul(name)));
+        if (const auto id = parseNumericId(name)) {
+            options.allowUids.push_back(*id);
+        } else if (auto entry = lookUpUser(name); entry && *entry) {
+            options.allowUids.push_back((*entry)->uid);
         } else {
             spdlog::warn("allow_users: unknown user '{}', ignoring", name);
         }
     }
     for (const auto &name : supervisor.allowGroups) {
-        if (const group *gr = getgrnam(name.c_str())) { // NOLINT(concurrency-mt-unsafe): one thread
-            options.allowGids.push_back(gr->gr_gid);
-        } else if (std::all_of(name.begin(), name.end(), ::isdigit)) {
-            options.allowGids.push_back(static_cast<gid_t>(std::stoul(name)));
+        if (auto gid = lookUpGroup(name)) {
+            options.allowGids.push_back(*gid);
         } else {
-            spdlog::warn("allow_groups: unknown group '{}', ignoring", name);
+            spdlog::warn("allow_groups: {}, ignoring", gid.error().message);
         }
     }
 }

@@ -28,6 +28,16 @@ int familyOf(const Address &address)
     return address.isIpv6Literal() ? AF_INET6 : (address.isNumericHost() ? AF_INET : AF_UNSPEC);
 }
 
+std::string localAddress(BorrowedFd fd)
+{
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (getsockname(fd.get(), reinterpret_cast<sockaddr *>(&local), &len) < 0) {
+        return "unknown";
+    }
+    return formatSocketAddress(reinterpret_cast<const sockaddr *>(&local), len);
+}
+
 // An inherited descriptor must be what the configuration says it is, or the
 // workers would be handed something they cannot serve.
 Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedFd fd)
@@ -57,22 +67,7 @@ Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedF
             return Error{EINVAL, "inherited descriptor for socket '" + socket.name + "' is not listening"};
         }
     }
-    sockaddr_storage local{};
-    socklen_t localLen = sizeof local;
-    if (getsockname(fd.get(), reinterpret_cast<sockaddr *>(&local), &localLen) < 0) {
-        return errnoError(errno, "getsockname on the inherited descriptor for socket '" + socket.name + "'");
-    }
-    return formatSocketAddress(reinterpret_cast<const sockaddr *>(&local), localLen);
-}
-
-std::string localAddress(BorrowedFd fd)
-{
-    sockaddr_storage local{};
-    socklen_t len = sizeof local;
-    if (getsockname(fd.get(), reinterpret_cast<sockaddr *>(&local), &len) < 0) {
-        return "unknown";
-    }
-    return formatSocketAddress(reinterpret_cast<const sockaddr *>(&local), len);
+    return localAddress(fd);
 }
 
 } // namespace

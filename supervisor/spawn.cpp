@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdsup/users.hpp"
+
 namespace fdsup {
 
 namespace {
@@ -375,101 +377,6 @@ std::vector<char *> pointers(std::vector<std::string> &strings)
     }
     result.push_back(nullptr);
     return result;
-}
-
-// Parses a decimal uid/gid; (id_t)-1 is refused, it means "unchanged" to the kernel.
-template <typename Id>
-std::optional<Id> parseId(std::string_view text)
-{
-    Id value{};
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-        value == static_cast<Id>(-1)) {
-        return std::nullopt;
-    }
-    return value;
-}
-
-std::size_t nssBufferSize(int name)
-{
-    const long size = sysconf(name);
-    return size > 0 ? static_cast<std::size_t>(size) : 16384;
-}
-
-struct UserEntry {
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::string name;
-};
-
-// getpwnam_r/getpwuid_r with a growing buffer; nullopt when there is no entry.
-Result<std::optional<UserEntry>> lookUpUser(const std::string &user)
-{
-    const std::optional<uid_t> numeric = parseId<uid_t>(user);
-    std::vector<char> buffer(nssBufferSize(_SC_GETPW_R_SIZE_MAX));
-    for (;;) {
-        passwd entry{};
-        passwd *found = nullptr;
-        const int rc = numeric ? getpwuid_r(*numeric, &entry, buffer.data(), buffer.size(), &found)
-                               : getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found);
-        if (rc == ERANGE && buffer.size() < (std::size_t{1} << 24)) {
-            buffer.resize(buffer.size() * 2);
-            continue;
-        }
-        if (rc != 0 && rc != ENOENT && rc != ESRCH) {
-            return errnoError(rc, "Failed to look up user '" + user + "'");
-        }
-        if (found == nullptr) {
-            return std::optional<UserEntry>();
-        }
-        return std::optional<UserEntry>(UserEntry{entry.pw_uid, entry.pw_gid, entry.pw_name});
-    }
-}
-
-Result<gid_t> lookUpGroup(const std::string &group)
-{
-    if (const std::optional<gid_t> numeric = parseId<gid_t>(group)) {
-        return *numeric; // a group needs no entry to be set
-    }
-    std::vector<char> buffer(nssBufferSize(_SC_GETGR_R_SIZE_MAX));
-    for (;;) {
-        struct group entry {};
-        struct group *found = nullptr;
-        const int rc = getgrnam_r(group.c_str(), &entry, buffer.data(), buffer.size(), &found);
-        if (rc == ERANGE && buffer.size() < (std::size_t{1} << 24)) {
-            buffer.resize(buffer.size() * 2);
-            continue;
-        }
-        if (rc != 0 && rc != ENOENT && rc != ESRCH) {
-            return errnoError(rc, "Failed to look up group '" + group + "'");
-        }
-        if (found == nullptr) {
-            return Error{ESRCH, "group '" + group + "' not found"};
-        }
-        return entry.gr_gid;
-    }
-}
-
-Result<std::vector<gid_t>> userGroups(const std::string &name, gid_t gid)
-{
-    std::vector<gid_t> groups(32);
-    for (;;) {
-        int n = static_cast<int>(groups.size());
-        const int before = n;
-        if (getgrouplist(name.c_str(), gid, groups.data(), &n) >= 0) {
-            groups.resize(static_cast<std::size_t>(n));
-            return groups;
-        }
-        // n now holds the number needed; guard against an NSS module that
-        // does not update it.
-        if (n <= before) {
-            if (before >= 65536) {
-                return Error{E2BIG, "user '" + name + "' is in too many groups"};
-            }
-            n = before * 2;
-        }
-        groups.resize(static_cast<std::size_t>(n));
-    }
 }
 
 std::string joinIds(const std::vector<gid_t> &ids)
@@ -834,7 +741,7 @@ Result<Credentials> resolveCredentials(const config::ServiceConfig &service)
             credentials.uid = (*entry)->uid;
             credentials.gid = (*entry)->gid;
             userName = (*entry)->name;
-        } else if (const std::optional<uid_t> numeric = parseId<uid_t>(*service.user)) {
+        } else if (const std::optional<uid_t> numeric = parseNumericId(*service.user)) {
             // No primary group to take from a missing entry, and keeping
             // fdsupd's (root's) would be worse than refusing.
             if (!service.group) {

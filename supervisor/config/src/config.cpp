@@ -16,8 +16,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <glob.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +25,7 @@
 
 #include "fdsup/fd.hpp"
 #include "fdsup/result.hpp"
+#include "fdsup/users.hpp"
 #include "fdsup_build_config.h"
 #include "names.hpp"
 
@@ -178,42 +177,20 @@ std::optional<std::uint32_t> numericId(std::string_view s)
     return static_cast<std::uint32_t>(value);
 }
 
-// NSS lookups: a missing entry is nullopt with err 0, a failing NSS backend
-// sets err so the message does not claim the user does not exist.
-template <typename Entry, typename Lookup>
-std::optional<Entry> nssLookup(const std::string &name, Lookup lookup, int &err)
-{
-    err = 0;
-    long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
-    std::size_t size = hint > 0 ? static_cast<std::size_t>(hint) : 16384;
-    for (;;) {
-        std::vector<char> buffer(size);
-        Entry entry{};
-        Entry *result = nullptr;
-        const int r = lookup(name.c_str(), &entry, buffer.data(), buffer.size(), &result);
-        if (r == ERANGE && size < std::size_t{1024} * 1024) {
-            size *= 2;
-            continue;
-        }
-        if (result != nullptr) {
-            return entry;
-        }
-        // ENOENT, ESRCH, EBADF and EPERM are how NSS modules say "no such entry".
-        if (r != 0 && r != ENOENT && r != ESRCH && r != EBADF && r != EPERM) {
-            err = r;
-        }
-        return std::nullopt;
-    }
-}
-
+// A missing entry is nullopt with err 0; a failing NSS backend sets err so
+// the message does not claim the user does not exist.
 std::optional<uid_t> lookupUser(const std::string &name, int &err)
 {
     err = 0;
     if (auto id = numericId(name)) {
         return static_cast<uid_t>(*id);
     }
-    auto entry = nssLookup<passwd>(name, getpwnam_r, err);
-    return entry ? std::optional<uid_t>(entry->pw_uid) : std::nullopt;
+    auto entry = fdsup::lookUpUser(name);
+    if (!entry) {
+        err = entry.error().code;
+        return std::nullopt;
+    }
+    return *entry ? std::optional<uid_t>((*entry)->uid) : std::nullopt;
 }
 
 std::optional<gid_t> lookupGroup(const std::string &name, int &err)
@@ -222,8 +199,12 @@ std::optional<gid_t> lookupGroup(const std::string &name, int &err)
     if (auto id = numericId(name)) {
         return static_cast<gid_t>(*id);
     }
-    auto entry = nssLookup<group>(name, getgrnam_r, err);
-    return entry ? std::optional<gid_t>(entry->gr_gid) : std::nullopt;
+    auto gid = fdsup::lookUpGroup(name);
+    if (!gid) {
+        err = gid.error().code == ESRCH ? 0 : gid.error().code;
+        return std::nullopt;
+    }
+    return *gid;
 }
 
 // Reads a whole file with plain system calls so the error is an errno.
