@@ -140,13 +140,15 @@ interface io.fdsup.Manager
 
 type ServiceState (starting, running, stopping, stopped, failed)
 
-type InstanceState (starting, ready, stopping, exited, failed)
+type InstanceState (starting, ready, draining, stopping, exited, failed)
 
 # A descriptor group a service keeps in fdsupd's store (FDSTORE=1).
 type FdStoreEntry (name: string, fds: int)
 
 type Instance (
   index: int,
+  # The service generation the instance runs: 1 at start, one more per
+  # rollout (restart, or reload of a changed service).
   generation: int,
   pid: ?int,
   state: InstanceState,
@@ -163,18 +165,81 @@ type Instance (
 type Service (
   name: string,
   state: ServiceState,
+  # The generation new instances start as.
+  generation: int,
   wanted: int,
   ready: int,
   restarts: int,
   failed_reason: ?string,
   notify_dropped: int,
   fdstore: []FdStoreEntry,
-  instances: []Instance
+  instances: []Instance,
+  # The rollout in progress, if any.
+  rollout: ?Rollout
 )
 
 type BoundSocket (address: string, fd: int, origin: (bound, adopted))
 
 type Socket (name: string, listen: []string, bound: []BoundSocket, services: []string)
+
+type RolloutOrder (start-first, stop-first)
+
+type RolloutState (queued, running, rolling-back, succeeded, failed, cancelled)
+
+# One instance slot of a rollout: its old process, its replacement.
+type RolloutStep (
+  index: int,
+  phase: (pending, draining-old, starting, ready, retiring, done, failed, rolled-back),
+  old_pid: ?int,
+  new_pid: ?int,
+  reason: ?string
+)
+
+# The replacement that made a rollout fail, and its last output lines.
+type RolloutFailure (
+  index: int,
+  pid: ?int,
+  generation: int,
+  reason: string,
+  output: []string
+)
+
+type Rollout (
+  id: int,
+  service: string,
+  from_generation: int,
+  to_generation: int,
+  order: RolloutOrder,
+  batch: int,
+  state: RolloutState,
+  # Why it failed or was cancelled.
+  reason: ?string,
+  failure: ?RolloutFailure,
+  # CLOCK_REALTIME, microseconds.
+  started_usec: int,
+  duration_usec: int,
+  steps: []RolloutStep
+)
+
+type LogLine (
+  # CLOCK_REALTIME, microseconds.
+  time_usec: int,
+  index: int,
+  pid: int,
+  generation: int,
+  stream: (stdout, stderr),
+  text: string
+)
+
+type ConfigError (file: string, line: int, column: int, message: string)
+
+type Change (
+  kind: (supervisor, socket, service),
+  name: string,
+  action: (added, removed, changed, restarted, scaled),
+  result: (done, failed),
+  reason: ?string
+)
 
 # Every service, or only the one named.
 method Status(service: ?string) -> (services: []Service)
@@ -188,12 +253,65 @@ method Start(service: string) -> (service: string, state: ServiceState)
 # Stops a service; replies once every instance has exited.
 method Stop(service: string) -> (service: string, state: ServiceState)
 
+# Rolls the service out to a new generation, batch by batch. Without wait,
+# replies once the rollout is running (or queued). With wait, replies when
+# it succeeded, or fails with RolloutFailed after rolling back; with more,
+# each step is also sent as it happens (event). A stopped service is
+# started as the new generation.
+method Restart(
+  service: string,
+  batch: ?int,
+  order: ?RolloutOrder,
+  # Wait for a rollout in progress instead of failing with RolloutInProgress.
+  queue: ?bool,
+  wait: ?bool,
+  # Roll back when the rollout has not completed within this.
+  timeout_usec: ?int
+) -> (rollout: Rollout, event: ?string)
+
+# The rollout in progress, else the last one (null if none yet), and how
+# many restarts wait behind it.
+method RolloutStatus(service: string) -> (rollout: ?Rollout, queued: int)
+
+# Stops the rollout in progress and rolls back; replies when rolled back.
+method RolloutCancel(service: string) -> (rollout: Rollout)
+
+# Starts or drains instances until the service has this many; replies when
+# it has.
+method Scale(service: string, instances: int) -> (service: string, instances: int, state: ServiceState)
+
+# Reads the configuration file again and applies the difference; replies
+# when every change is done.
+method Reload() -> (file: string, changes: []Change)
+
+# The service's most recent output lines (lines: how many, default 50).
+# With follow and more, new lines are sent as they come.
+method Logs(service: string, lines: ?int, follow: ?bool) -> (lines: []LogLine)
+
 error NoSuchService (service: string)
 
 error ServiceFailed (service: string, reason: string)
 
 # fdsupd is shutting down and takes no more orders.
 error ShuttingDown ()
+
+# A rollout of the service is in progress (Restart without queue, Scale).
+error RolloutInProgress (service: string, rollout: int)
+
+# The rollout failed or was cancelled and was rolled back.
+error RolloutFailed (service: string, rollout: Rollout)
+
+# RolloutCancel: no rollout is in progress.
+error NoRollout (service: string)
+
+# Reload: the file is invalid; nothing was changed.
+error ConfigInvalid (file: string, errors: []ConfigError)
+
+# Reload: the change cannot be applied to a running fdsupd; nothing was changed.
+error ReloadRefused (file: string, reasons: []string)
+
+# Reload: some changes failed (each says why); the others were applied.
+error ReloadFailed (file: string, changes: []Change)
 
 # The message is not a valid Varlink call.
 error InvalidRequest (reason: string)
