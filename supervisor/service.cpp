@@ -14,13 +14,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include "rollout_state.hpp"
+
 namespace fdsup {
 namespace {
 
 // systemd's FileDescriptorStoreMax is per service too; a worker cannot make
 // fdsupd hold more than this.
 constexpr std::size_t kFdStoreMax = 1024;
-constexpr std::size_t kRecentOutputLines = 50;
+// Per service, for `fdsupctl logs` and a failed rollout's report.
+constexpr std::size_t kRecentOutputLines = 1000;
 constexpr const char *kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 std::string describeExit(const siginfo_t &info)
@@ -52,6 +55,13 @@ int pidfdSendSignal(BorrowedFd pidfd, int sig)
     return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0));
 }
 
+std::int64_t realtimeUsec()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
 } // namespace
 
 const char *instanceStateName(InstanceState state)
@@ -61,6 +71,8 @@ const char *instanceStateName(InstanceState state)
         return "starting";
     case InstanceState::Ready:
         return "ready";
+    case InstanceState::Draining:
+        return "draining";
     case InstanceState::Stopping:
         return "stopping";
     case InstanceState::Exited:
@@ -88,45 +100,44 @@ const char *serviceStateName(ServiceState state)
     return "unknown";
 }
 
-Instance::Instance(Service &service, unsigned slot, unsigned generation)
-    : service_(service), slot_(slot), generation_(generation)
-{}
-
-Instance::~Instance() = default;
-
-nlohmann::json Instance::toJson(Duration now) const
+const char *rolloutStateName(RolloutState state)
 {
-    const auto &slot = service_.slots_.at(slot_);
-    nlohmann::json j{
-        {"index", slot_},
-        {"generation", generation_},
-        {"pid", pid_},
-        {"state", instanceStateName(state_)},
-        {"since_usec", since_.count()},
-        {"uptime_usec", (now - startedAt_).count()},
-        {"restarts", slot.restarts},
-        {"status", status_ ? nlohmann::json(*status_) : nlohmann::json()},
-        {"last_exit", slot.lastExit.empty() ? nlohmann::json() : nlohmann::json(slot.lastExit)},
-        {"last_error", slot.lastError.empty() ? nlohmann::json() : nlohmann::json(slot.lastError)},
-    };
-    if (errno_) {
-        j["errno"] = *errno_;
+    switch (state) {
+    case RolloutState::Running:
+        return "running";
+    case RolloutState::RollingBack:
+        return "rolling-back";
+    case RolloutState::Succeeded:
+        return "succeeded";
+    case RolloutState::Failed:
+        return "failed";
+    case RolloutState::Cancelled:
+        return "cancelled";
     }
-    return j;
+    return "unknown";
 }
 
-Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const config::ServiceConfig &config)
+nlohmann::json toJson(const LogEntry &entry)
 {
-    std::unique_ptr<Service> service(new Service(context, config));
+    return {{"time_usec", entry.realtimeUsec}, {"index", entry.index},
+            {"pid", entry.pid},                {"generation", entry.generation},
+            {"stream", entry.isStderr ? "stderr" : "stdout"}, {"text", entry.text}};
+}
+
+Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation)
+{
+    auto profile = std::make_shared<Profile>();
+    profile->generation = generation;
+    profile->config = config;
 
     // Everything a spawn needs that can fail is resolved now, once: a missing
-    // user or binary is a start-up error naming the service, not a crash loop.
+    // user or binary is an error naming the service, not a crash loop.
     auto credentials = resolveCredentials(config);
     if (!credentials) {
         return Error{credentials.error().code,
                      "Service '" + config.name + "': " + credentials.error().message};
     }
-    service->credentials_ = std::move(*credentials);
+    profile->credentials = std::move(*credentials);
 
     std::string searchPath = kDefaultPath;
     if (auto it = config.environment.find("PATH"); it != config.environment.end()) {
@@ -136,23 +147,61 @@ Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const 
     if (!executable) {
         return Error{executable.error().code, "Service '" + config.name + "': " + executable.error().message};
     }
-    service->executable_ = std::move(*executable);
+    profile->executable = std::move(*executable);
 
     bool hasPath = false;
     for (const auto &name : config.passEnvironment) {
         if (const char *value = std::getenv(name.c_str())) {
-            service->baseEnvironment_.push_back(name + "=" + value);
+            profile->baseEnvironment.push_back(name + "=" + value);
             hasPath = hasPath || name == "PATH";
         }
     }
     for (const auto &[name, value] : config.environment) {
-        service->baseEnvironment_.push_back(std::string(name).append("=").append(value));
+        profile->baseEnvironment.push_back(std::string(name).append("=").append(value));
         hasPath = hasPath || name == "PATH";
     }
     if (!hasPath) {
-        service->baseEnvironment_.push_back(std::string("PATH=") + kDefaultPath);
+        profile->baseEnvironment.push_back(std::string("PATH=") + kDefaultPath);
     }
+    return std::shared_ptr<const Profile>(std::move(profile));
+}
 
+Instance::Instance(Service &service, unsigned slot, std::shared_ptr<const Profile> profile)
+    : service_(service), slot_(slot), profile_(std::move(profile)), id_(service.context_.nextInstanceId++)
+{}
+
+Instance::~Instance() = default;
+
+nlohmann::json Instance::toJson(Duration now) const
+{
+    // A candidate or a retiring instance does not own its slot's history.
+    const Service::Slot *slot = candidate_ || retiring_ ? nullptr : service_.slotOf(*this);
+    auto text = [](const std::string &s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); };
+    nlohmann::json j{
+        {"index", slot_},
+        {"generation", profile_->generation},
+        {"pid", pid_},
+        {"state", instanceStateName(state_)},
+        {"since_usec", since_.count()},
+        {"uptime_usec", (now - startedAt_).count()},
+        {"restarts", slot != nullptr ? slot->restarts : 0},
+        {"status", status_ ? nlohmann::json(*status_) : nlohmann::json()},
+        {"last_exit", slot != nullptr ? text(slot->lastExit) : nlohmann::json()},
+        {"last_error", slot != nullptr ? text(slot->lastError) : nlohmann::json()},
+    };
+    if (errno_) {
+        j["errno"] = *errno_;
+    }
+    return j;
+}
+
+Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const config::ServiceConfig &config)
+{
+    auto profile = makeProfile(config, 1);
+    if (!profile) {
+        return profile.error();
+    }
+    std::unique_ptr<Service> service(new Service(context, std::move(*profile)));
     Service *self = service.get();
     auto notify =
         NotifyServer::create(context.loop, context.notifyPrefix + "/notify/" + config.name,
@@ -165,8 +214,8 @@ Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const 
     return service;
 }
 
-Service::Service(ServiceContext &context, config::ServiceConfig config)
-    : context_(context), config_(std::move(config))
+Service::Service(ServiceContext &context, std::shared_ptr<const Profile> profile)
+    : context_(context), profile_(std::move(profile)), nextGeneration_(profile_->generation + 1)
 {}
 
 Service::~Service() = default;
@@ -179,11 +228,17 @@ ServiceState Service::state() const
     if (!active_) {
         return instances_.empty() ? ServiceState::Stopped : ServiceState::Stopping;
     }
-    const auto ready = std::count_if(instances_.begin(), instances_.end(),
-                                     [](const auto &i) { return i->state() == InstanceState::Ready; });
-    const auto done = std::count_if(slots_.begin(), slots_.end(), [](const Slot &slot) { return slot.done; });
-    return static_cast<std::size_t>(ready + done) >= slots_.size() ? ServiceState::Running
-                                                                   : ServiceState::Starting;
+    // Running when every slot has a ready instance (of either generation
+    // during a rollout) or finished its job.
+    for (unsigned i = 0; i < slots_.size(); ++i) {
+        const bool up = slots_[i].done || std::any_of(instances_.begin(), instances_.end(), [i](const auto &p) {
+                            return p->slot_ == i && !p->retiring_ && p->state_ == InstanceState::Ready;
+                        });
+        if (!up) {
+            return ServiceState::Starting;
+        }
+    }
+    return ServiceState::Running;
 }
 
 nlohmann::json Service::toJson() const
@@ -193,7 +248,7 @@ nlohmann::json Service::toJson() const
     std::size_t ready = 0;
     for (const auto &instance : instances_) {
         instances.push_back(instance->toJson(now));
-        ready += instance->state() == InstanceState::Ready ? 1 : 0;
+        ready += instance->state() == InstanceState::Ready && !instance->retiring_ ? 1 : 0;
     }
     // Slots without a live process (waiting for a restart, or given up) are
     // shown too, so an operator sees why an instance is missing.
@@ -206,7 +261,7 @@ nlohmann::json Service::toJson() const
         const auto &slot = slots_[i];
         instances.push_back({
             {"index", i},
-            {"generation", slot.generation},
+            {"generation", profile_->generation},
             {"pid", nullptr},
             {"state", slot.lastFailed ? "failed" : "exited"},
             {"since_usec", nullptr},
@@ -228,8 +283,9 @@ nlohmann::json Service::toJson() const
         }
     }
     return {
-        {"name", config_.name},
+        {"name", name()},
         {"state", serviceStateName(state())},
+        {"generation", profile_->generation},
         {"wanted", active_ ? slots_.size() : 0},
         {"ready", ready},
         {"restarts", restartsTotal_},
@@ -238,11 +294,17 @@ nlohmann::json Service::toJson() const
         {"notify_dropped", notify_->dropped()},
         {"fdstore", store},
         {"instances", instances},
+        {"rollout", rollout_ ? rolloutToJson(*rollout_) : nlohmann::json()},
     };
 }
 
 void Service::start()
 {
+    if (rollout_) {
+        // A rollout brings the service up as its new generation already.
+        changed();
+        return;
+    }
     active_ = true;
     failed_ = false;
     failedReason_.clear();
@@ -252,9 +314,7 @@ void Service::start()
         slot.restartTimer.reset();
         slot.consecutiveFailures = 0;
         slot.done = false;
-        const bool live = std::any_of(instances_.begin(), instances_.end(),
-                                      [i](const auto &instance) { return instance->slot() == i; });
-        if (!live) {
+        if (primaryOf(i) == nullptr) {
             spawnInstance(i);
         }
     }
@@ -263,6 +323,10 @@ void Service::start()
 
 void Service::stop()
 {
+    if (rollout_) {
+        // Everything is going down: nothing to roll back to.
+        abortRollout("the service was stopped");
+    }
     active_ = false;
     // An operator's stop ends a failed state too: the service is now stopped.
     failed_ = false;
@@ -271,72 +335,148 @@ void Service::stop()
         slot.restartTimer.reset();
     }
     for (auto &instance : instances_) {
-        if (instance->state() != InstanceState::Stopping) {
+        if (instance->state() != InstanceState::Stopping && instance->state() != InstanceState::Draining) {
             stopInstance(*instance);
         }
     }
     changed();
 }
 
-void Service::spawnInstance(unsigned slotIndex)
+void Service::scale(unsigned instances)
 {
-    auto &slot = slots_.at(slotIndex);
-    ++slot.generation;
-    auto instance = std::make_unique<Instance>(*this, slotIndex, slot.generation);
+    const unsigned before = wanted();
+    if (!active_) {
+        slots_.resize(instances); // applies at the next start
+        changed();
+        return;
+    }
+    if (instances > before) {
+        slots_.resize(instances);
+        spdlog::info("Scaling {} up from {} to {} instances", name(), before, instances);
+        for (unsigned i = before; i < instances; ++i) {
+            spawnInstance(i);
+        }
+    } else if (instances < before) {
+        spdlog::info("Scaling {} down from {} to {} instances", name(), before, instances);
+        for (auto &instance : instances_) {
+            if (instance->slot_ >= instances && !instance->retiring_) {
+                drainInstance(*instance);
+            }
+        }
+        slots_.resize(instances);
+    }
+    changed();
+}
+
+bool Service::settled() const
+{
+    return std::none_of(instances_.begin(), instances_.end(), [](const auto &p) { return p->retiring_; });
+}
+
+Instance *Service::primaryOf(unsigned slot)
+{
+    for (auto &instance : instances_) {
+        if (instance->slot_ == slot && !instance->candidate_ && !instance->retiring_) {
+            return instance.get();
+        }
+    }
+    return nullptr;
+}
+
+Service::Slot *Service::slotOf(const Instance &instance)
+{
+    return instance.slot_ < slots_.size() ? &slots_[instance.slot_] : nullptr;
+}
+
+Instance *Service::findById(std::uint64_t id)
+{
+    for (auto &instance : instances_) {
+        if (instance->id_ == id) {
+            return instance.get();
+        }
+    }
+    return nullptr;
+}
+
+std::vector<std::string> Service::outputOf(pid_t pid, std::size_t lines) const
+{
+    std::vector<std::string> out;
+    for (auto it = output_.rbegin(); it != output_.rend() && out.size() < lines; ++it) {
+        if (it->pid == pid) {
+            out.push_back(it->text);
+        }
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+}
+
+Instance *Service::spawnInstance(unsigned slotIndex, const std::shared_ptr<const Profile> &profile,
+                                 bool candidate)
+{
+    const config::ServiceConfig &config = profile->config;
+    auto instance = std::make_unique<Instance>(*this, slotIndex, profile);
     Instance &inst = *instance;
+    inst.candidate_ = candidate;
 
     SpawnRequest request;
-    request.executable = executable_;
-    request.argv = config_.command;
-    request.environment = baseEnvironment_;
+    request.executable = profile->executable;
+    request.argv = config.command;
+    request.environment = profile->baseEnvironment;
     request.environment.push_back("NOTIFY_SOCKET=" + notify_->socketPath());
-    request.environment.push_back("FDSUP_SERVICE=" + config_.name);
+    request.environment.push_back("FDSUP_SERVICE=" + config.name);
     request.environment.push_back("FDSUP_INSTANCE=" + std::to_string(slotIndex));
-    request.environment.push_back("FDSUP_GENERATION=" + std::to_string(slot.generation));
-    inst.watchdogTimeout_ = config_.watchdogTimeout;
-    if (config_.watchdogTimeout > Duration::zero()) {
-        request.environment.push_back("WATCHDOG_USEC=" + std::to_string(config_.watchdogTimeout.count()));
+    request.environment.push_back("FDSUP_GENERATION=" + std::to_string(profile->generation));
+    inst.watchdogTimeout_ = config.watchdogTimeout;
+    if (config.watchdogTimeout > Duration::zero()) {
+        request.environment.push_back("WATCHDOG_USEC=" + std::to_string(config.watchdogTimeout.count()));
     }
-    for (const auto &name : config_.sockets) {
-        const HeldSocket *socket = context_.sockets.find(name);
+    for (const auto &socketName : config.sockets) {
+        const HeldSocket *socket = context_.sockets.find(socketName);
         if (socket == nullptr) {
-            continue; // validated at load; a reload (next issue) keeps them consistent
+            continue; // validated at load; a reload binds new sockets before services use them
         }
         for (const auto &fd : socket->fds) {
             request.fds.push_back(fd.borrow());
-            request.fdNames.push_back(name);
+            request.fdNames.push_back(socketName);
         }
     }
     for (const auto &stored : fdStore_) {
         request.fds.push_back(stored.fd.borrow());
         request.fdNames.push_back(stored.name);
     }
-    request.listenFds = config_.activation == config::Activation::ListenFds || !fdStore_.empty();
-    request.workingDirectory = config_.workingDirectory;
-    request.uid = credentials_.uid;
-    request.gid = credentials_.gid;
-    request.supplementaryGroups = credentials_.groups;
-    request.umask = config_.umask;
-    request.limits = config_.limits;
+    request.listenFds = config.activation == config::Activation::ListenFds || !fdStore_.empty();
+    request.workingDirectory = config.workingDirectory;
+    request.uid = profile->credentials.uid;
+    request.gid = profile->credentials.gid;
+    request.supplementaryGroups = profile->credentials.groups;
+    request.umask = config.umask;
+    request.limits = config.limits;
     if (std::none_of(request.limits.begin(), request.limits.end(),
                      [](const config::ResourceLimit &l) { return l.resource == RLIMIT_NOFILE; })) {
         request.limits.push_back(context_.originalNofile);
     }
-    request.noNewPrivileges = config_.noNewPrivileges;
+    request.noNewPrivileges = config.noNewPrivileges;
     request.newProcessGroup = true;
-    request.captureOutput = config_.output == config::OutputMode::Log;
+    request.captureOutput = config.output == config::OutputMode::Log;
 
     const Duration now = context_.loop.now();
     inst.startedAt_ = now;
     inst.since_ = now;
+    auto failedToSpawn = [&](const std::string &what, const std::string &message) -> Instance * {
+        spdlog::error("Failed to {} {}[{}]: {}", what, config.name, slotIndex, message);
+        lastSpawnError_ = message;
+        if (!candidate) {
+            auto &slot = slots_.at(slotIndex);
+            slot.lastError = message;
+            slot.lastFailed = true;
+            scheduleRestart(slotIndex, true);
+            changed();
+        }
+        return nullptr;
+    };
     auto spawned = spawnWorker(request);
     if (!spawned) {
-        slot.lastError = spawned.error().message;
-        slot.lastFailed = true;
-        spdlog::error("Failed to start {}[{}]: {}", config_.name, slotIndex, spawned.error().message);
-        scheduleRestart(slotIndex, true);
-        changed();
-        return;
+        return failedToSpawn("start", spawned.error().message);
     }
     inst.pid_ = spawned->pid;
     inst.pidfd_ = std::move(spawned->pidfd);
@@ -353,12 +493,7 @@ void Service::spawnInstance(unsigned slotIndex)
         pidfdSendSignal(inst.pidfd_.borrow(), SIGKILL);
         siginfo_t ignored{};
         waitid(P_PIDFD, static_cast<id_t>(inst.pidfd_.get()), &ignored, WEXITED);
-        slot.lastError = child.error().message;
-        slot.lastFailed = true;
-        spdlog::error("Failed to watch {}[{}]: {}", config_.name, slotIndex, child.error().message);
-        scheduleRestart(slotIndex, true);
-        changed();
-        return;
+        return failedToSpawn("watch", child.error().message);
     }
     inst.childSource_ = std::move(*child);
     if (inst.statusPipe_) {
@@ -379,10 +514,11 @@ void Service::spawnInstance(unsigned slotIndex)
             inst.stderrSource_ = std::move(*s);
         }
     }
-    armDeadline(inst, config_.startTimeout);
-    spdlog::info("Started {}[{}] generation {} as pid {}", config_.name, slotIndex, slot.generation,
+    armDeadline(inst, config.startTimeout);
+    spdlog::info("Started {}[{}] generation {} as pid {}", config.name, slotIndex, profile->generation,
                  inst.pid_);
     instances_.push_back(std::move(instance));
+    return ip;
 }
 
 void Service::onStatusPipe(Instance &instance)
@@ -397,14 +533,14 @@ void Service::onStatusPipe(Instance &instance)
     if (r == 1) {
         // The child _exits right after reporting; its exit is handled there.
         SpawnRequest shown;
-        shown.executable = executable_;
-        shown.workingDirectory = config_.workingDirectory;
-        if (credentials_.uid) {
-            shown.uid = credentials_.uid;
+        shown.executable = instance.profile_->executable;
+        shown.workingDirectory = instance.config().workingDirectory;
+        if (instance.profile_->credentials.uid) {
+            shown.uid = instance.profile_->credentials.uid;
         }
         instance.error_ = describeSpawnFailure(shown, failure);
         instance.failed_ = true;
-        spdlog::error("Failed to start {}[{}]: {}", config_.name, instance.slot_, instance.error_);
+        spdlog::error("Failed to start {}[{}]: {}", name(), instance.slot_, instance.error_);
         return;
     }
     onExecDone(instance);
@@ -421,10 +557,10 @@ void Service::onExecDone(Instance &instance)
     if (instance.state_ != InstanceState::Starting) {
         return;
     }
-    if (config_.ready == config::Readiness::Started) {
+    if (instance.config().ready == config::Readiness::Started) {
         becomeReady(instance);
     } else {
-        armDeadline(instance, config_.readyTimeout);
+        armDeadline(instance, instance.config().readyTimeout);
     }
 }
 
@@ -439,7 +575,10 @@ void Service::becomeReady(Instance &instance)
             instance.watchdog_ = std::move(*t);
         }
     }
-    spdlog::info("{}[{}] (pid {}) is ready", config_.name, instance.slot_, instance.pid_);
+    spdlog::info("{}[{}] (pid {}) is ready", name(), instance.slot_, instance.pid_);
+    if (instance.candidate_) {
+        advanceRollout();
+    }
     changed();
 }
 
@@ -470,13 +609,21 @@ void Service::onDeadline(Instance &instance)
     switch (instance.state_) {
     case InstanceState::Starting:
         failInstance(instance, instance.execDone_
-                                   ? "did not become ready within " + seconds(config_.readyTimeout)
-                                   : "did not start (exec) within " + seconds(config_.startTimeout));
+                                   ? "did not become ready within " + seconds(instance.config().readyTimeout)
+                                   : "did not start (exec) within " + seconds(instance.config().startTimeout));
         break;
     case InstanceState::Stopping:
-        spdlog::warn("{}[{}] (pid {}) did not stop within {}, killing it", config_.name, instance.slot_,
-                     instance.pid_, seconds(config_.stopTimeout));
+        spdlog::warn("{}[{}] (pid {}) did not stop within {}, killing it", name(), instance.slot_,
+                     instance.pid_, seconds(instance.config().stopTimeout));
         signalInstance(instance, SIGKILL);
+        break;
+    case InstanceState::Draining:
+        spdlog::warn("{}[{}] (pid {}) did not finish draining within {}, killing it", name(), instance.slot_,
+                     instance.pid_, seconds(instance.config().drainTimeout));
+        setState(instance, InstanceState::Stopping);
+        signalInstance(instance, SIGKILL);
+        armDeadline(instance, instance.config().stopTimeout);
+        changed();
         break;
     case InstanceState::Ready:
     case InstanceState::Exited:
@@ -492,14 +639,14 @@ void Service::onWatchdog(Instance &instance)
     }
     instance.failed_ = true;
     instance.error_ = "watchdog timeout: no WATCHDOG=1 within " + seconds(instance.watchdogTimeout_);
-    spdlog::error("{}[{}] (pid {}): {}, aborting it", config_.name, instance.slot_, instance.pid_,
+    spdlog::error("{}[{}] (pid {}): {}, aborting it", name(), instance.slot_, instance.pid_,
                   instance.error_);
     instance.watchdog_.reset();
     // SIGABRT, as systemd does, so a hung worker leaves a core dump; the stop
     // deadline then applies as for any stop.
     setState(instance, InstanceState::Stopping);
     signalInstance(instance, SIGABRT);
-    armDeadline(instance, config_.stopTimeout);
+    armDeadline(instance, instance.config().stopTimeout);
     changed();
 }
 
@@ -507,26 +654,26 @@ void Service::failInstance(Instance &instance, std::string reason)
 {
     instance.failed_ = true;
     instance.error_ = std::move(reason);
-    spdlog::error("{}[{}] (pid {}) {}, killing it", config_.name, instance.slot_, instance.pid_,
+    spdlog::error("{}[{}] (pid {}) {}, killing it", name(), instance.slot_, instance.pid_,
                   instance.error_);
     setState(instance, InstanceState::Stopping);
     signalInstance(instance, SIGKILL);
     // SIGKILL cannot be ignored; the deadline only guards against a process
     // stuck in the kernel (D state), and then repeats the kill.
-    armDeadline(instance, config_.stopTimeout);
+    armDeadline(instance, instance.config().stopTimeout);
     changed();
 }
 
 void Service::signalInstance(Instance &instance, int sig)
 {
-    if (config_.killMode == config::KillMode::ProcessGroup) {
+    if (instance.config().killMode == config::KillMode::ProcessGroup) {
         // The worker leads its own process group (setpgid in the child).
         if (kill(-instance.pid_, sig) == 0) {
             return;
         }
     }
     if (pidfdSendSignal(instance.pidfd_.borrow(), sig) < 0 && errno != ESRCH) {
-        spdlog::warn("Failed to send {} to {}[{}] (pid {}): {}", config::signalName(sig), config_.name,
+        spdlog::warn("Failed to send {} to {}[{}] (pid {}): {}", config::signalName(sig), name(),
                      instance.slot_, instance.pid_, errnoText(errno));
     }
 }
@@ -536,10 +683,22 @@ void Service::stopInstance(Instance &instance)
     instance.watchdog_.reset();
     instance.stopRequested_ = true;
     setState(instance, InstanceState::Stopping);
-    spdlog::info("Stopping {}[{}] (pid {}) with {}", config_.name, instance.slot_, instance.pid_,
-                 config::signalName(config_.stopSignal));
-    signalInstance(instance, config_.stopSignal);
-    armDeadline(instance, config_.stopTimeout);
+    spdlog::info("Stopping {}[{}] (pid {}) with {}", name(), instance.slot_, instance.pid_,
+                 config::signalName(instance.config().stopSignal));
+    signalInstance(instance, instance.config().stopSignal);
+    armDeadline(instance, instance.config().stopTimeout);
+}
+
+void Service::drainInstance(Instance &instance)
+{
+    instance.watchdog_.reset();
+    instance.stopRequested_ = true;
+    instance.retiring_ = true;
+    setState(instance, InstanceState::Draining);
+    spdlog::info("Draining {}[{}] (pid {}) with {}", name(), instance.slot_, instance.pid_,
+                 config::signalName(instance.config().drainSignal));
+    signalInstance(instance, instance.config().drainSignal);
+    armDeadline(instance, instance.config().drainTimeout);
 }
 
 void Service::onOutput(Instance &instance, bool isStderr)
@@ -583,10 +742,14 @@ void Service::drainOutput(Instance &instance)
 
 void Service::logLine(const Instance &instance, bool isStderr, std::string_view line)
 {
-    spdlog::info("{}[{}]{} {}", config_.name, instance.slot_, isStderr ? " (stderr):" : ":", line);
-    output_.emplace_back(line);
+    spdlog::info("{}[{}]{} {}", name(), instance.slot_, isStderr ? " (stderr):" : ":", line);
+    output_.push_back(LogEntry{realtimeUsec(), instance.slot_, instance.pid_, instance.profile_->generation,
+                               isStderr, std::string(line)});
     if (output_.size() > kRecentOutputLines) {
         output_.pop_front();
+    }
+    if (onOutputLine_) {
+        onOutputLine_(*this, output_.back());
     }
 }
 
@@ -598,9 +761,23 @@ void Service::onChildExit(Instance &instance, const siginfo_t &info)
         onStatusPipe(instance);
     }
     drainOutput(instance);
-    if (config_.killMode == config::KillMode::ProcessGroup) {
+    if (instance.config().killMode == config::KillMode::ProcessGroup) {
         // Whatever the worker left running in its group goes with it.
         kill(-instance.pid_, SIGKILL);
+    }
+    if (instance.candidate_) {
+        // A replacement that exits before its rollout completed fails it.
+        onRolloutInstanceExit(instance, how); // `instance` is gone from here on
+        changed();
+        return;
+    }
+    if (instance.retiring_) {
+        // Drained or stopped for good: expected, and nothing to restart.
+        spdlog::info("{}[{}] (pid {}) {}", name(), instance.slot_, instance.pid_, how);
+        remove(instance);
+        advanceRollout();
+        changed();
+        return;
     }
     const bool stopRequested = instance.stopRequested_;
     const bool requested = stopRequested && !instance.failed_;
@@ -613,12 +790,12 @@ void Service::onChildExit(Instance &instance, const siginfo_t &info)
     const Duration readyFor =
         instance.readyAt_ > Duration::zero() ? context_.loop.now() - instance.readyAt_ : Duration::zero();
     if (failure) {
-        spdlog::warn("{}[{}] (pid {}) {}{}", config_.name, slotIndex, instance.pid_, how,
+        spdlog::warn("{}[{}] (pid {}) {}{}", name(), slotIndex, instance.pid_, how,
                      instance.error_.empty() ? "" : " (" + instance.error_ + ")");
     } else {
-        spdlog::info("{}[{}] (pid {}) {}", config_.name, slotIndex, instance.pid_, how);
+        spdlog::info("{}[{}] (pid {}) {}", name(), slotIndex, instance.pid_, how);
     }
-    if (readyFor >= config_.restartDelayMax) {
+    if (readyFor >= instance.config().restartDelayMax) {
         // It ran long enough to count as healthy: back off from the start again.
         slot.consecutiveFailures = 0;
     }
@@ -626,6 +803,7 @@ void Service::onChildExit(Instance &instance, const siginfo_t &info)
     if (active_ && !stopRequested) {
         scheduleRestart(slotIndex, failure);
     }
+    advanceRollout();
     changed();
 }
 
@@ -635,12 +813,12 @@ void Service::scheduleRestart(unsigned slotIndex, bool failure)
     if (!active_ || failed_) {
         return;
     }
-    const bool restart = config_.restart == config::RestartPolicy::Always ||
-                         (config_.restart == config::RestartPolicy::OnFailure && failure);
+    const bool restart = config().restart == config::RestartPolicy::Always ||
+                         (config().restart == config::RestartPolicy::OnFailure && failure);
     if (!restart) {
         if (failure) {
             // Nothing will bring it back: say so rather than look "starting".
-            giveUp(config_.name + "[" + std::to_string(slotIndex) + "] " +
+            giveUp(name() + "[" + std::to_string(slotIndex) + "] " +
                    (slot.lastError.empty() ? slot.lastExit : slot.lastError) + " (restart = never)");
             return;
         }
@@ -652,22 +830,22 @@ void Service::scheduleRestart(unsigned slotIndex, bool failure)
     }
     const Duration now = context_.loop.now();
     restartTimes_.push_back(now);
-    while (!restartTimes_.empty() && now - restartTimes_.front() > config_.startLimitInterval) {
+    while (!restartTimes_.empty() && now - restartTimes_.front() > config().startLimitInterval) {
         restartTimes_.pop_front();
     }
-    if (restartTimes_.size() > config_.startLimitBurst) {
+    if (restartTimes_.size() > config().startLimitBurst) {
         giveUp("restarted " + std::to_string(restartTimes_.size() - 1) + " times within " +
-               seconds(config_.startLimitInterval) +
-               " (start_limit_burst = " + std::to_string(config_.startLimitBurst) +
+               seconds(config().startLimitInterval) +
+               " (start_limit_burst = " + std::to_string(config().startLimitBurst) +
                "); last: " + (slot.lastError.empty() ? slot.lastExit : slot.lastError));
         return;
     }
     // Exponential backoff: restart_delay, doubled per consecutive failure, capped.
-    Duration delay = config_.restartDelay;
-    for (unsigned i = 0; i < slot.consecutiveFailures && delay < config_.restartDelayMax; ++i) {
+    Duration delay = config().restartDelay;
+    for (unsigned i = 0; i < slot.consecutiveFailures && delay < config().restartDelayMax; ++i) {
         delay *= 2;
     }
-    delay = std::min(delay, config_.restartDelayMax);
+    delay = std::min(delay, config().restartDelayMax);
     if (failure) {
         ++slot.consecutiveFailures;
     } else {
@@ -675,10 +853,14 @@ void Service::scheduleRestart(unsigned slotIndex, bool failure)
     }
     ++slot.restarts;
     ++restartsTotal_;
-    spdlog::info("Restarting {}[{}] in {}", config_.name, slotIndex, seconds(delay));
+    spdlog::info("Restarting {}[{}] in {}", name(), slotIndex, seconds(delay));
     if (auto t = context_.loop.addTimer(delay, [this, slotIndex] {
             slots_.at(slotIndex).restartTimer.reset();
-            if (active_ && !failed_) {
+            // A rollout may have filled the slot meanwhile.
+            const bool taken = std::any_of(instances_.begin(), instances_.end(), [slotIndex](const auto &p) {
+                return p->slot_ == slotIndex && !p->retiring_;
+            });
+            if (active_ && !failed_ && !taken) {
                 spawnInstance(slotIndex);
                 changed();
             }
@@ -696,7 +878,7 @@ void Service::giveUp(std::string reason)
     for (auto &slot : slots_) {
         slot.restartTimer.reset();
     }
-    spdlog::error("Service '{}' failed: {}", config_.name, failedReason_);
+    spdlog::error("Service '{}' failed: {}", name(), failedReason_);
     changed();
 }
 
@@ -708,7 +890,7 @@ void Service::onNotify(NotifyMessage &&message)
         // process that is not one of this service's workers has no say.
         notify_->countDropped();
         spdlog::debug("Ignoring notification for service '{}' from pid {}, not one of its instances",
-                      config_.name, message.pid);
+                      name(), message.pid);
         return;
     }
     if (message.status) {
@@ -724,7 +906,8 @@ void Service::onNotify(NotifyMessage &&message)
         storeFds(message);
     }
     if (message.extendTimeoutUsec &&
-        (instance->state_ == InstanceState::Starting || instance->state_ == InstanceState::Stopping)) {
+        (instance->state_ == InstanceState::Starting || instance->state_ == InstanceState::Draining ||
+         instance->state_ == InstanceState::Stopping)) {
         // EXTEND_TIMEOUT_USEC asks for at least that much more time from now.
         armDeadline(*instance, Duration(static_cast<Duration::rep>(*message.extendTimeoutUsec)));
     }
@@ -734,7 +917,7 @@ void Service::onNotify(NotifyMessage &&message)
         instance->execDone_ = true;
         instance->statusSource_.reset();
         instance->statusPipe_.reset();
-        if (config_.ready == config::Readiness::Notify) {
+        if (instance->config().ready == config::Readiness::Notify) {
             becomeReady(*instance);
         }
     }
@@ -745,33 +928,34 @@ void Service::onNotify(NotifyMessage &&message)
         onWatchdog(*instance);
         return;
     }
-    if (message.stopping && instance->state_ != InstanceState::Stopping) {
+    if (message.stopping && instance->state_ != InstanceState::Stopping &&
+        instance->state_ != InstanceState::Draining) {
         // The worker is going away on its own; its exit is not a surprise.
         // Only this instance is affected, never fdsupd's own state.
         instance->watchdog_.reset();
         setState(*instance, InstanceState::Stopping);
-        armDeadline(*instance, config_.stopTimeout);
+        armDeadline(*instance, instance->config().stopTimeout);
         changed();
     }
 }
 
 void Service::storeFds(NotifyMessage &message)
 {
-    const std::string name = message.fdName.empty() ? "stored" : message.fdName;
+    const std::string fdName = message.fdName.empty() ? "stored" : message.fdName;
     if (message.fdStoreRemove) {
-        std::erase_if(fdStore_, [&](const StoredFd &s) { return s.name == name; });
-        spdlog::debug("Service '{}' removed '{}' from its descriptor store", config_.name, name);
+        std::erase_if(fdStore_, [&](const StoredFd &s) { return s.name == fdName; });
+        spdlog::debug("Service '{}' removed '{}' from its descriptor store", name(), fdName);
     }
     if (!message.fdStore) {
         return;
     }
     for (auto &fd : message.fds) {
         if (fdStore_.size() >= kFdStoreMax) {
-            spdlog::warn("Service '{}' descriptor store is full ({} fds), dropping '{}'", config_.name,
-                         kFdStoreMax, name);
+            spdlog::warn("Service '{}' descriptor store is full ({} fds), dropping '{}'", name(),
+                         kFdStoreMax, fdName);
             break;
         }
-        StoredFd stored{name, std::move(fd), EventSource()};
+        StoredFd stored{fdName, std::move(fd), EventSource()};
         if (message.fdPoll) {
             const int raw = stored.fd.get();
             // epoll reports EPOLLHUP/EPOLLERR even with no events asked for.
@@ -783,7 +967,7 @@ void Service::storeFds(NotifyMessage &message)
         }
         fdStore_.push_back(std::move(stored));
     }
-    spdlog::debug("Service '{}' stored '{}' ({} fds held)", config_.name, name, fdStore_.size());
+    spdlog::debug("Service '{}' stored '{}' ({} fds held)", name(), fdName, fdStore_.size());
 }
 
 Instance *Service::findByPid(pid_t pid)

@@ -23,11 +23,50 @@ namespace fdsup {
 // Each state but the final ones has a deadline: Starting (start_timeout until
 // exec, then ready_timeout until ready), Ready (watchdog_timeout, when set),
 // Stopping (stop_timeout, then SIGKILL).
-enum class InstanceState : std::uint8_t { Starting, Ready, Stopping, Exited, Failed };
+// Draining (drain_timeout, then SIGKILL) is how an instance that is being
+// replaced or scaled away is told to finish.
+enum class InstanceState : std::uint8_t { Starting, Ready, Draining, Stopping, Exited, Failed };
 enum class ServiceState : std::uint8_t { Starting, Running, Stopping, Stopped, Failed };
 
 const char *instanceStateName(InstanceState state);
 const char *serviceStateName(ServiceState state);
+
+// The largest instance count a service may have (config and Scale).
+inline constexpr unsigned kMaxInstances = 1024;
+
+// What one generation of a service runs: its configuration, with everything
+// a spawn needs that can fail resolved once (binary, user, groups). A
+// rollout moves a service from one profile to the next; every instance keeps
+// the profile it was started from.
+struct Profile {
+    unsigned generation = 1;
+    config::ServiceConfig config;
+    std::string executable;
+    Credentials credentials;
+    std::vector<std::string> baseEnvironment; // pass_environment + environment + PATH
+};
+// The error names the service: "Service 'web': ...".
+Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation);
+
+// One captured output line of a worker.
+struct LogEntry {
+    std::int64_t realtimeUsec = 0; // CLOCK_REALTIME
+    unsigned index = 0;
+    pid_t pid = 0;
+    unsigned generation = 0;
+    bool isStderr = false;
+    std::string text;
+};
+nlohmann::json toJson(const LogEntry &entry);
+
+struct RolloutOptions {
+    unsigned batch = 1;
+    config::RolloutOrder order = config::RolloutOrder::StartFirst;
+    Duration timeout = Duration::max(); // roll back when not done by then
+};
+
+enum class RolloutState : std::uint8_t { Running, RollingBack, Succeeded, Failed, Cancelled };
+const char *rolloutStateName(RolloutState state);
 
 // What the service needs from the daemon around it.
 struct ServiceContext {
@@ -38,6 +77,8 @@ struct ServiceContext {
     // RLIMIT_NOFILE as fdsupd found it, before raising its own: what workers
     // get unless their [limits] say otherwise (select() breaks above 1024).
     config::ResourceLimit originalNofile;
+    // Instance ids, unique within this fdsupd.
+    std::uint64_t nextInstanceId = 1;
 };
 
 class Service;
@@ -46,7 +87,7 @@ class Service;
 // with it, so no callback can reach a reaped instance.
 class Instance {
 public:
-    Instance(Service &service, unsigned slot, unsigned generation);
+    Instance(Service &service, unsigned slot, std::shared_ptr<const Profile> profile);
     ~Instance();
     Instance(const Instance &) = delete;
     Instance &operator=(const Instance &) = delete;
@@ -54,15 +95,25 @@ public:
     [[nodiscard]] pid_t pid() const { return pid_; }
     [[nodiscard]] InstanceState state() const { return state_; }
     [[nodiscard]] unsigned slot() const { return slot_; }
-    [[nodiscard]] unsigned generation() const { return generation_; }
+    [[nodiscard]] unsigned generation() const { return profile_->generation; }
+    [[nodiscard]] std::uint64_t id() const { return id_; }
     [[nodiscard]] nlohmann::json toJson(Duration now) const;
 
 private:
     friend class Service;
 
+    [[nodiscard]] const config::ServiceConfig &config() const { return profile_->config; }
+
     Service &service_;
     unsigned slot_;
-    unsigned generation_;
+    std::shared_ptr<const Profile> profile_;
+    std::uint64_t id_ = 0; // unique within fdsupd: rollouts refer to instances by it
+    // Started by a rollout that has not completed: its exit fails the rollout
+    // instead of being restarted.
+    bool candidate_ = false;
+    // Being drained or stopped for good (replaced, scaled away): its exit is
+    // expected and its slot is not restarted for it.
+    bool retiring_ = false;
     pid_t pid_ = 0;
     UniqueFd pidfd_;
     InstanceState state_ = InstanceState::Starting;
@@ -109,8 +160,19 @@ public:
     Service(const Service &) = delete;
     Service &operator=(const Service &) = delete;
 
-    [[nodiscard]] const std::string &name() const { return config_.name; }
-    [[nodiscard]] const config::ServiceConfig &config() const { return config_; }
+    // Rollout progress: an event line while it runs (finished false), then
+    // the final record (finished true, event empty).
+    using RolloutHandler =
+        std::function<void(Service &, const nlohmann::json &rollout, const std::string &event, bool finished)>;
+    using OutputHandler = std::function<void(Service &, const LogEntry &)>;
+
+    [[nodiscard]] const std::string &name() const { return profile_->config.name; }
+    // The configuration of the current generation (what new instances run).
+    [[nodiscard]] const config::ServiceConfig &config() const { return profile_->config; }
+    [[nodiscard]] const std::shared_ptr<const Profile> &profile() const { return profile_; }
+    [[nodiscard]] unsigned generation() const { return profile_->generation; }
+    [[nodiscard]] bool active() const { return active_; }
+    [[nodiscard]] unsigned wanted() const { return static_cast<unsigned>(slots_.size()); }
     [[nodiscard]] ServiceState state() const;
     [[nodiscard]] const std::string &failedReason() const { return failedReason_; }
     [[nodiscard]] const std::string &notifySocket() const { return notify_->socketPath(); }
@@ -124,15 +186,43 @@ public:
     void stop();
     // Called after every state change of the service or one of its instances.
     void setChangeHandler(ChangeHandler handler) { onChange_ = std::move(handler); }
+    void setRolloutHandler(RolloutHandler handler) { onRollout_ = std::move(handler); }
+    void setOutputHandler(OutputHandler handler) { onOutputLine_ = std::move(handler); }
 
-    // The most recent lines the workers printed (newest last), for status.
-    [[nodiscard]] const std::deque<std::string> &recentOutput() const { return output_; }
+    // Rolls the service out to `target` (a profile of the next generation),
+    // batch by batch; see docs/rollouts.md. A stopped or failed service is
+    // started as the new generation. Returns the rollout's id; progress and
+    // the result go to the rollout handler. The caller makes sure no
+    // rollout is in progress.
+    std::uint64_t beginRollout(std::shared_ptr<const Profile> target, const RolloutOptions &options);
+    // The same configuration as a new generation (fdsupctl restart).
+    Result<std::uint64_t> restart(const RolloutOptions &options);
+    // Stops the rollout in progress and rolls back; false if there is none.
+    bool cancelRollout(const std::string &reason);
+    [[nodiscard]] bool rolloutActive() const { return rollout_ != nullptr; }
+    [[nodiscard]] std::uint64_t rolloutId() const;
+    // The rollout in progress, else the last one, else null.
+    [[nodiscard]] nlohmann::json rolloutJson() const;
+
+    // Starts or drains instances until there are `instances` (a stopped
+    // service only records the number). The caller makes sure no rollout is
+    // in progress.
+    void scale(unsigned instances);
+    // No instance is draining away or starting to fill a slot: the last
+    // start, stop or scale is complete.
+    [[nodiscard]] bool settled() const;
+
+    // A rollout's state (rollout_state.hpp), internal to service.cpp and rollout.cpp.
+    struct RolloutStep;
+    struct Rollout;
+
+    // The most recent lines the workers printed (oldest first).
+    [[nodiscard]] const std::deque<LogEntry> &recentOutput() const { return output_; }
 
 private:
     friend class Instance;
 
     struct Slot {
-        unsigned generation = 0;
         unsigned restarts = 0;
         unsigned consecutiveFailures = 0;
         bool done = false;       // exited cleanly and the policy does not restart it
@@ -142,9 +232,10 @@ private:
         std::string lastError;
     };
 
-    Service(ServiceContext &context, config::ServiceConfig config);
+    Service(ServiceContext &context, std::shared_ptr<const Profile> profile);
 
-    void spawnInstance(unsigned slot);
+    Instance *spawnInstance(unsigned slot, const std::shared_ptr<const Profile> &profile, bool candidate);
+    Instance *spawnInstance(unsigned slot) { return spawnInstance(slot, profile_, false); }
     void onStatusPipe(Instance &instance);
     void onExecDone(Instance &instance);
     void onChildExit(Instance &instance, const siginfo_t &info);
@@ -158,6 +249,25 @@ private:
     void armDeadline(Instance &instance, Duration after);
     void signalInstance(Instance &instance, int sig);
     void stopInstance(Instance &instance);
+    void drainInstance(Instance &instance);
+    // The instance serving the slot: not a candidate, not retiring.
+    Instance *primaryOf(unsigned slot);
+    Slot *slotOf(const Instance &instance);
+    Instance *findById(std::uint64_t id);
+    [[nodiscard]] std::vector<std::string> outputOf(pid_t pid, std::size_t lines) const;
+
+    void advanceRollout();
+    void stepRollout();
+    void beginStep(RolloutStep &step);
+    void startReplacement(RolloutStep &step);
+    [[nodiscard]] std::string label(unsigned index, pid_t pid, unsigned generation) const;
+    void commitRollout();
+    void failRollout(RolloutState final, std::string reason, nlohmann::json failure);
+    void finishRollout();
+    void abortRollout(const std::string &reason);
+    void rolloutEvent(const std::string &event);
+    void onRolloutInstanceExit(Instance &instance, const std::string &how);
+    [[nodiscard]] nlohmann::json rolloutToJson(const Rollout &rollout) const;
     void failInstance(Instance &instance, std::string reason);
     void scheduleRestart(unsigned slot, bool failure);
     void giveUp(std::string reason);
@@ -168,21 +278,27 @@ private:
     void remove(Instance &instance);
 
     ServiceContext &context_;
-    config::ServiceConfig config_;
+    std::shared_ptr<const Profile> profile_;
     std::unique_ptr<NotifyServer> notify_;
     std::vector<Slot> slots_;
     std::vector<std::unique_ptr<Instance>> instances_;
     std::vector<StoredFd> fdStore_;
     std::deque<Duration> restartTimes_; // automatic restarts within start_limit_interval
-    std::deque<std::string> output_;
-    std::vector<std::string> baseEnvironment_; // prepared once: pass_environment + environment + PATH
-    Credentials credentials_;
-    std::string executable_;
+    std::deque<LogEntry> output_;
     bool active_ = false; // wanted up
     bool failed_ = false; // gave up restarting
     std::string failedReason_;
     unsigned restartsTotal_ = 0;
+    std::unique_ptr<Rollout> rollout_;
+    nlohmann::json lastRollout_; // null until a rollout has finished
+    std::uint64_t rolloutSerial_ = 0;
+    std::string lastSpawnError_;
+    unsigned nextGeneration_ = 2; // generations are never reused, even after a failed rollout
+    bool advancing_ = false; // advanceRollout() is on the stack
+    bool advanceAgain_ = false;
     ChangeHandler onChange_;
+    RolloutHandler onRollout_;
+    OutputHandler onOutputLine_;
 };
 
 } // namespace fdsup
