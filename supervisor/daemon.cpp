@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <limits>
 #include <random>
+#include <type_traits>
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -47,6 +49,52 @@ void resolveAccess(const config::SupervisorConfig &supervisor, ControlOptions &o
     }
 }
 
+// Reads an optional parameter of the call. Absent or null leaves `out`
+// empty; a value of the wrong type (or out of [min, max] for integers)
+// fails the call with InvalidParameter and returns false.
+template <typename T>
+bool optionalParameter(const std::shared_ptr<PendingCall> &call, const char *name, std::optional<T> &out,
+                       std::int64_t min = 0, std::int64_t max = std::numeric_limits<std::int64_t>::max())
+{
+    const nlohmann::json &params = call->call().parameters;
+    const auto it = params.find(name);
+    if (it == params.end() || it->is_null()) {
+        return true;
+    }
+    bool ok = false;
+    if constexpr (std::is_same_v<T, bool>) {
+        ok = it->is_boolean();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+        ok = it->is_string();
+    } else {
+        ok = it->is_number_integer() && it->template get<std::int64_t>() >= min &&
+             it->template get<std::int64_t>() <= max;
+    }
+    if (!ok) {
+        call->fail(varlink::kErrorInvalidParameter, {{"parameter", name}});
+        return false;
+    }
+    out = it->template get<T>();
+    return true;
+}
+
+// What a queued restart looks like before it has begun (it has no id yet).
+nlohmann::json queuedRollout(const Service &service, const RolloutOptions &options)
+{
+    return {{"id", 0},
+            {"service", service.name()},
+            {"from_generation", service.generation()},
+            {"to_generation", 0},
+            {"order", options.order == config::RolloutOrder::StartFirst ? "start-first" : "stop-first"},
+            {"batch", options.batch},
+            {"state", "queued"},
+            {"reason", nullptr},
+            {"failure", nullptr},
+            {"started_usec", 0},
+            {"duration_usec", 0},
+            {"steps", nlohmann::json::array()}};
+}
+
 } // namespace
 
 Daemon::Daemon(EventLoop &loop, config::Config config) : loop_(loop), config_(std::move(config))
@@ -87,8 +135,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
         if (!service) {
             return service.error();
         }
-        Daemon *self = daemon.get();
-        (*service)->setChangeHandler([self](Service &s) { self->onServiceChanged(s); });
+        daemon->watch(**service);
         daemon->services_.push_back(std::move(*service));
     }
 
@@ -170,6 +217,12 @@ void Daemon::beginShutdown(const char *why)
     shuttingDown_ = true;
     spdlog::info("{}: stopping every service", why);
     manager_.send("STOPPING=1\nSTATUS=stopping");
+    for (auto &queued : queue_) {
+        if (queued.call && !queued.call->done()) {
+            queued.call->fail(varlink::kErrorShuttingDown);
+        }
+    }
+    queue_.clear();
     for (auto &service : services_) {
         service->stop();
     }
@@ -185,6 +238,12 @@ void Daemon::checkShutdown()
                                   [](const auto &s) { return s->liveInstances() == 0; });
     if (done) {
         spdlog::info("Every service stopped, exiting");
+        for (const auto &[call, name] : followers_) {
+            if (!call->done()) {
+                call->reply({{"lines", nlohmann::json::array()}});
+            }
+        }
+        followers_.clear();
         loop_.exit(0);
     }
 }
@@ -204,6 +263,14 @@ void Daemon::updateStatus()
                     (failed > 0 ? ", " + std::to_string(failed) + " failed" : ""));
 }
 
+void Daemon::watch(Service &service)
+{
+    service.setChangeHandler([this](Service &s) { onServiceChanged(s); });
+    service.setRolloutHandler([this](Service &s, const nlohmann::json &rollout, const std::string &event,
+                                     bool finished) { onRollout(s, rollout, event, finished); });
+    service.setOutputHandler([this](Service &s, const LogEntry &entry) { onOutputLine(s, entry); });
+}
+
 void Daemon::onServiceChanged(Service &service)
 {
     const ServiceState state = service.state();
@@ -212,13 +279,35 @@ void Daemon::onServiceChanged(Service &service)
             it = it->call->done() ? waiters_.erase(it) : std::next(it);
             continue;
         }
-        const ServiceState goal = it->forStart ? ServiceState::Running : ServiceState::Stopped;
+        bool reached = false;
+        switch (it->goal) {
+        case Waiter::Goal::Running:
+            reached = state == ServiceState::Running;
+            break;
+        case Waiter::Goal::Stopped:
+            reached = state == ServiceState::Stopped;
+            break;
+        case Waiter::Goal::Settled:
+            // Scale: every new instance ready, every removed one gone (a
+            // stopped service only records the number).
+            reached = service.settled() && !service.rolloutActive() &&
+                      (state == ServiceState::Running || state == ServiceState::Stopped);
+            break;
+        }
         bool finished = true;
-        if (state == goal) {
-            it->call->reply({{"service", service.name()}, {"state", serviceStateName(state)}});
-        } else if (it->forStart && state == ServiceState::Failed) {
+        if (reached) {
+            nlohmann::json reply{{"service", service.name()}, {"state", serviceStateName(state)}};
+            if (it->goal == Waiter::Goal::Settled) {
+                reply["instances"] = service.wanted();
+            }
+            it->call->reply(std::move(reply));
+        } else if (it->goal != Waiter::Goal::Stopped && state == ServiceState::Failed) {
             it->call->fail(varlink::kErrorServiceFailed,
                            {{"service", service.name()}, {"reason", service.failedReason()}});
+        } else if (it->goal != Waiter::Goal::Stopped && !service.active() && state == ServiceState::Stopped) {
+            // Stopped by someone else meanwhile: it will not get there.
+            it->call->fail(varlink::kErrorServiceFailed,
+                           {{"service", service.name()}, {"reason", "the service was stopped"}});
         } else {
             finished = false;
         }
@@ -226,6 +315,48 @@ void Daemon::onServiceChanged(Service &service)
     }
     updateStatus();
     checkShutdown();
+}
+
+void Daemon::onRollout(Service &service, const nlohmann::json &rollout, const std::string &event, bool finished)
+{
+    const auto id = rollout.at("id").get<std::uint64_t>();
+    for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
+        if (it->call->done()) {
+            it = rolloutWaiters_.erase(it);
+            continue;
+        }
+        if (it->service != service.name() || (it->rollout != 0 && it->rollout != id)) {
+            ++it;
+            continue;
+        }
+        it->rollout = id;
+        if (!finished) {
+            if (it->progress) {
+                it->call->reply({{"rollout", rollout}, {"event", event}}, true);
+            }
+            ++it;
+            continue;
+        }
+        if (it->cancel || rollout.at("state") == "succeeded") {
+            it->call->reply({{"rollout", rollout}});
+        } else {
+            it->call->fail(varlink::kErrorRolloutFailed, {{"service", service.name()}, {"rollout", rollout}});
+        }
+        it = rolloutWaiters_.erase(it);
+    }
+    if (finished) {
+        startQueued(service);
+    }
+}
+
+void Daemon::onOutputLine(Service &service, const LogEntry &entry)
+{
+    std::erase_if(followers_, [](const auto &f) { return f.first->done(); });
+    for (const auto &[call, name] : followers_) {
+        if (name == service.name()) {
+            call->reply({{"lines", nlohmann::json::array({toJson(entry)})}}, true);
+        }
+    }
 }
 
 Service *Daemon::findService(std::string_view name)
@@ -329,7 +460,7 @@ void Daemon::onControlCall(const std::shared_ptr<PendingCall> &call)
         const bool start = name == "Start";
         spdlog::info("{} {} requested by uid {} (pid {})", start ? "Start" : "Stop", *wanted,
                      call->peer().uid, call->peer().pid);
-        waiters_.push_back(Waiter{call, *wanted, start});
+        waiters_.push_back(Waiter{call, *wanted, start ? Waiter::Goal::Running : Waiter::Goal::Stopped});
         if (start) {
             service->start();
         } else {
@@ -338,7 +469,206 @@ void Daemon::onControlCall(const std::shared_ptr<PendingCall> &call)
         onServiceChanged(*service); // answers at once when already there
         return;
     }
+    if (name == "Restart" || name == "RolloutStatus" || name == "RolloutCancel" || name == "Scale" ||
+        name == "Logs") {
+        auto wanted = serviceParam(true);
+        if (!wanted) {
+            return;
+        }
+        Service *service = findService(*wanted);
+        if (service == nullptr) {
+            call->fail(varlink::kErrorNoSuchService, {{"service", *wanted}});
+            return;
+        }
+        if (name == "RolloutStatus") {
+            call->reply({{"rollout", service->rolloutJson()}, {"queued", queuedFor(service->name())}});
+        } else if (name == "Logs") {
+            callLogs(call, *service);
+        } else if (shuttingDown_) {
+            call->fail(varlink::kErrorShuttingDown);
+        } else if (name == "Restart") {
+            callRestart(call, *service);
+        } else if (name == "RolloutCancel") {
+            callRolloutCancel(call, *service);
+        } else {
+            callScale(call, *service);
+        }
+        return;
+    }
     call->fail(varlink::kErrorMethodNotFound, {{"method", method}});
+}
+
+void Daemon::callRestart(const std::shared_ptr<PendingCall> &call, Service &service)
+{
+    std::optional<std::int64_t> batch;
+    std::optional<std::string> order;
+    std::optional<bool> queue;
+    std::optional<bool> wait;
+    std::optional<std::int64_t> timeoutUsec;
+    if (!optionalParameter(call, "batch", batch, 1, kMaxInstances) || !optionalParameter(call, "order", order) ||
+        !optionalParameter(call, "queue", queue) || !optionalParameter(call, "wait", wait) ||
+        !optionalParameter(call, "timeout_usec", timeoutUsec, 1)) {
+        return;
+    }
+    RolloutOptions options;
+    options.batch = batch ? static_cast<unsigned>(*batch) : service.config().rolloutBatch;
+    options.order = service.config().rolloutOrder;
+    if (order) {
+        if (*order != "start-first" && *order != "stop-first") {
+            call->fail(varlink::kErrorInvalidParameter, {{"parameter", "order"}});
+            return;
+        }
+        options.order = *order == "start-first" ? config::RolloutOrder::StartFirst : config::RolloutOrder::StopFirst;
+    }
+    if (timeoutUsec) {
+        options.timeout = Duration(*timeoutUsec);
+    }
+    // Progress (more) is only sent while waiting for the result.
+    const bool waitForResult = wait.value_or(false) || call->call().more;
+    spdlog::info("Restart {} requested by uid {} (pid {})", service.name(), call->peer().uid, call->peer().pid);
+    if (service.rolloutActive() || queuedFor(service.name()) > 0) {
+        if (!queue.value_or(false)) {
+            call->fail(varlink::kErrorRolloutInProgress,
+                       {{"service", service.name()}, {"rollout", service.rolloutId()}});
+            return;
+        }
+        if (waitForResult) {
+            if (call->call().more) {
+                call->reply({{"rollout", queuedRollout(service, options)},
+                             {"event", "queued behind rollout " + std::to_string(service.rolloutId())}},
+                            true);
+            }
+            queue_.push_back(QueuedRestart{call, service.name(), options, true});
+        } else {
+            call->reply({{"rollout", queuedRollout(service, options)}});
+            queue_.push_back(QueuedRestart{nullptr, service.name(), options, false});
+        }
+        return;
+    }
+    startRestart(service, call, options, waitForResult);
+}
+
+void Daemon::startRestart(Service &service, const std::shared_ptr<PendingCall> &call, const RolloutOptions &options,
+                          bool wait)
+{
+    // Registered before the rollout begins: its first events come at once.
+    const bool progress = call && call->call().more;
+    if (wait && call) {
+        rolloutWaiters_.push_back(RolloutWaiter{call, service.name(), 0, progress, false});
+    }
+    auto id = service.restart(options);
+    if (!id) {
+        spdlog::error("Cannot restart {}: {}", service.name(), id.error().message);
+        std::erase_if(rolloutWaiters_, [&](const RolloutWaiter &w) { return w.call == call; });
+        if (call && !call->done()) {
+            call->fail(varlink::kErrorServiceFailed, {{"service", service.name()}, {"reason", id.error().message}});
+        }
+        startQueued(service);
+        return;
+    }
+    if (!wait && call && !call->done()) {
+        call->reply({{"rollout", service.rolloutJson()}});
+    }
+}
+
+void Daemon::startQueued(Service &service)
+{
+    if (service.rolloutActive() || shuttingDown_) {
+        return;
+    }
+    const auto it = std::find_if(queue_.begin(), queue_.end(),
+                                 [&](const QueuedRestart &q) { return q.service == service.name(); });
+    if (it == queue_.end()) {
+        return;
+    }
+    QueuedRestart next = std::move(*it);
+    queue_.erase(it);
+    if (next.call && next.call->done()) {
+        // The client that waited for it went away: it is still wanted.
+        next.call.reset();
+    }
+    startRestart(service, next.call, next.options, next.wait && next.call);
+}
+
+std::size_t Daemon::queuedFor(const std::string &service) const
+{
+    return static_cast<std::size_t>(
+        std::count_if(queue_.begin(), queue_.end(), [&](const QueuedRestart &q) { return q.service == service; }));
+}
+
+void Daemon::callRolloutCancel(const std::shared_ptr<PendingCall> &call, Service &service)
+{
+    if (!service.rolloutActive()) {
+        call->fail(varlink::kErrorNoRollout, {{"service", service.name()}});
+        return;
+    }
+    const std::string who =
+        "cancelled by uid " + std::to_string(call->peer().uid) + " (pid " + std::to_string(call->peer().pid) + ")";
+    spdlog::info("Rollout {} of {} {}", service.rolloutId(), service.name(), who);
+    // Restarts queued behind it are cancelled too: they would undo the cancel.
+    for (auto it = queue_.begin(); it != queue_.end();) {
+        if (it->service != service.name()) {
+            ++it;
+            continue;
+        }
+        if (it->call && !it->call->done()) {
+            nlohmann::json rollout = queuedRollout(service, it->options);
+            rollout["state"] = "cancelled";
+            rollout["reason"] = who + " before it began";
+            it->call->fail(varlink::kErrorRolloutFailed, {{"service", service.name()}, {"rollout", rollout}});
+        }
+        it = queue_.erase(it);
+    }
+    rolloutWaiters_.push_back(RolloutWaiter{call, service.name(), service.rolloutId(), false, true});
+    service.cancelRollout(who);
+}
+
+void Daemon::callScale(const std::shared_ptr<PendingCall> &call, Service &service)
+{
+    std::optional<std::int64_t> instances;
+    if (!optionalParameter(call, "instances", instances, 0, kMaxInstances)) {
+        return;
+    }
+    if (!instances) {
+        call->fail(varlink::kErrorInvalidParameter, {{"parameter", "instances"}});
+        return;
+    }
+    if (service.rolloutActive()) {
+        call->fail(varlink::kErrorRolloutInProgress, {{"service", service.name()}, {"rollout", service.rolloutId()}});
+        return;
+    }
+    spdlog::info("Scale {} to {} requested by uid {} (pid {})", service.name(), *instances, call->peer().uid,
+                 call->peer().pid);
+    waiters_.push_back(Waiter{call, service.name(), Waiter::Goal::Settled});
+    service.scale(static_cast<unsigned>(*instances));
+    onServiceChanged(service); // answers at once when already there
+}
+
+void Daemon::callLogs(const std::shared_ptr<PendingCall> &call, Service &service)
+{
+    constexpr std::int64_t kDefaultLines = 50;
+    std::optional<std::int64_t> lines;
+    std::optional<bool> follow;
+    if (!optionalParameter(call, "lines", lines, 0) || !optionalParameter(call, "follow", follow)) {
+        return;
+    }
+    if (follow.value_or(false) && !call->call().more) {
+        // Following needs a way to send more than one reply.
+        call->fail(varlink::kErrorInvalidParameter, {{"parameter", "follow"}});
+        return;
+    }
+    const auto &output = service.recentOutput();
+    const auto count = std::min<std::size_t>(output.size(), static_cast<std::size_t>(lines.value_or(kDefaultLines)));
+    nlohmann::json list = nlohmann::json::array();
+    for (auto it = output.end() - static_cast<std::ptrdiff_t>(count); it != output.end(); ++it) {
+        list.push_back(toJson(*it));
+    }
+    if (!follow.value_or(false)) {
+        call->reply({{"lines", list}});
+        return;
+    }
+    call->reply({{"lines", list}}, true);
+    followers_.emplace_back(call, service.name());
 }
 
 } // namespace fdsup

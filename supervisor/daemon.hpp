@@ -34,16 +34,46 @@ private:
 
     void onControlCall(const std::shared_ptr<PendingCall> &call);
     void onServiceChanged(Service &service);
+    void onRollout(Service &service, const nlohmann::json &rollout, const std::string &event, bool finished);
+    void onOutputLine(Service &service, const LogEntry &entry);
+    void watch(Service &service);
+
+    // The rollout methods (Restart, RolloutStatus, RolloutCancel), Scale and Logs.
+    void callRestart(const std::shared_ptr<PendingCall> &call, Service &service);
+    void callRolloutCancel(const std::shared_ptr<PendingCall> &call, Service &service);
+    void callScale(const std::shared_ptr<PendingCall> &call, Service &service);
+    void callLogs(const std::shared_ptr<PendingCall> &call, Service &service);
+
+    struct QueuedRestart {
+        std::shared_ptr<PendingCall> call; // null once answered (not waiting)
+        std::string service;
+        RolloutOptions options;
+        bool wait = false;
+    };
+    void startRestart(Service &service, const std::shared_ptr<PendingCall> &call, const RolloutOptions &options,
+                      bool wait);
+    void startQueued(Service &service);
+    [[nodiscard]] std::size_t queuedFor(const std::string &service) const;
     void beginShutdown(const char *why);
     void checkShutdown();
     void updateStatus();
     Service *findService(std::string_view name);
     nlohmann::json socketsJson() const;
 
+    // A call answered when its service reaches a state.
     struct Waiter {
+        enum class Goal : std::uint8_t { Running, Stopped, Settled };
         std::shared_ptr<PendingCall> call;
         std::string service;
-        bool forStart = false;
+        Goal goal = Goal::Running;
+    };
+    // A call answered when a rollout finishes (Restart with wait, RolloutCancel).
+    struct RolloutWaiter {
+        std::shared_ptr<PendingCall> call;
+        std::string service;
+        std::uint64_t rollout = 0; // 0: the next rollout of the service to begin
+        bool progress = false;     // send every event (a `more` call)
+        bool cancel = false;       // RolloutCancel: the result is a success either way
     };
 
     EventLoop &loop_;
@@ -53,6 +83,10 @@ private:
     std::vector<std::unique_ptr<Service>> services_;
     std::unique_ptr<ControlServer> control_;
     std::vector<Waiter> waiters_;
+    std::vector<RolloutWaiter> rolloutWaiters_;
+    std::vector<QueuedRestart> queue_;
+    // Logs with follow: each new line of the service is sent as it comes.
+    std::vector<std::pair<std::shared_ptr<PendingCall>, std::string>> followers_;
     std::vector<EventSource> signals_;
     EventSource watchdog_;
     ManagerNotifier manager_;

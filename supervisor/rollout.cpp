@@ -341,8 +341,11 @@ void Service::onRolloutInstanceExit(Instance &instance, const std::string &how)
     const unsigned index = instance.slot_;
     const pid_t pid = instance.pid_;
     const bool wasReady = instance.readyAt_ > Duration::zero();
-    std::string why = instance.error_.empty() ? how : instance.error_ + " (" + how + ")";
-    why += wasReady ? ", after it was ready and before the rollout completed" : ", before it was ready";
+    // "did not become ready within 2s (killed by SIGKILL)", "exited with
+    // status 1 before it was ready".
+    std::string why = instance.error_.empty()
+                          ? how + (wasReady ? " after it was ready, before the rollout completed" : " before it was ready")
+                          : instance.error_ + " (" + how + ")";
     nlohmann::json failure{{"index", index},
                            {"pid", pid},
                            {"generation", instance.profile_->generation},
