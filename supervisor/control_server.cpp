@@ -643,6 +643,12 @@ struct ControlServer::State {
     ControlCore core;
 };
 
+void ControlServer::setAccess(std::vector<uid_t> uids, std::vector<gid_t> gids)
+{
+    state_->core.options_.allowUids = std::move(uids);
+    state_->core.options_.allowGids = std::move(gids);
+}
+
 Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop &loop, ControlOptions options,
                                                              Handler handler, UniqueFd adopted)
 {

@@ -85,6 +85,8 @@ public:
     ControlServer &operator=(const ControlServer &) = delete;
 
     [[nodiscard]] BorrowedFd listener() const { return listener_.borrow(); }
+    // Who besides root may call (reload): applies to connections made from now on.
+    void setAccess(std::vector<uid_t> uids, std::vector<gid_t> gids);
     [[nodiscard]] std::size_t clients() const;
 
 private:

@@ -28,8 +28,9 @@ std::string randomTag()
     return fmt::format("{:08x}", dist(rd));
 }
 
-// allow_users/allow_groups were checked at load; resolve them now to ids.
-void resolveAccess(const config::SupervisorConfig &supervisor, ControlOptions &options)
+} // namespace
+
+void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOptions &options)
 {
     for (const auto &name : supervisor.allowUsers) {
         if (const auto id = parseNumericId(name)) {
@@ -48,6 +49,8 @@ void resolveAccess(const config::SupervisorConfig &supervisor, ControlOptions &o
         }
     }
 }
+
+namespace {
 
 // Reads an optional parameter of the call. Absent or null leaves `out`
 // empty; a value of the wrong type (or out of [min, max] for integers)
@@ -145,7 +148,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     options.maxRequest = cfg.supervisor.limits.controlRequestSize;
     options.maxClients = cfg.supervisor.limits.controlClients;
     options.version = FDSUP_VERSION;
-    resolveAccess(cfg.supervisor, options);
+    resolveControlAccess(cfg.supervisor, options);
     Daemon *self = daemon.get();
     auto control = ControlServer::create(
         loop, options, [self](const std::shared_ptr<PendingCall> &call) { self->onControlCall(call); });
@@ -162,9 +165,8 @@ int Daemon::run()
     for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
         auto source = loop_.addSignal(sig, [this](const signalfd_siginfo &info) {
             if (info.ssi_signo == SIGHUP) {
-                // Reload arrives with the rollout work; until then a SIGHUP
-                // must never hurt a running daemon.
-                spdlog::warn("SIGHUP: reload is not supported by this fdsupd yet, ignoring");
+                spdlog::info("SIGHUP: reloading the configuration");
+                reload(nullptr);
                 return;
             }
             beginShutdown(info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -244,6 +246,10 @@ void Daemon::checkShutdown()
             }
         }
         followers_.clear();
+        if (reload_ && reload_->call && !reload_->call->done()) {
+            reload_->call->fail(varlink::kErrorShuttingDown);
+        }
+        reload_.reset();
         loop_.exit(0);
     }
 }
@@ -313,6 +319,15 @@ void Daemon::onServiceChanged(Service &service)
         }
         it = finished ? waiters_.erase(it) : std::next(it);
     }
+    if (std::find(removing_.begin(), removing_.end(), service.name()) != removing_.end() &&
+        service.liveInstances() == 0 && !reaper_) {
+        // Not from inside the service's own callback: it would destroy itself.
+        if (auto defer = loop_.addDefer([this] { reapServices(); })) {
+            reaper_ = std::move(*defer);
+        }
+    }
+    closeUnusedSockets();
+    checkReload();
     updateStatus();
     checkShutdown();
 }
@@ -345,6 +360,7 @@ void Daemon::onRollout(Service &service, const nlohmann::json &rollout, const st
         it = rolloutWaiters_.erase(it);
     }
     if (finished) {
+        onReloadRollout(service, rollout);
         startQueued(service);
     }
 }
@@ -467,6 +483,11 @@ void Daemon::onControlCall(const std::shared_ptr<PendingCall> &call)
             service->stop();
         }
         onServiceChanged(*service); // answers at once when already there
+        return;
+    }
+    if (name == "Reload") {
+        spdlog::info("Reload requested by uid {} (pid {})", call->peer().uid, call->peer().pid);
+        reload(call);
         return;
     }
     if (name == "Restart" || name == "RolloutStatus" || name == "RolloutCancel" || name == "Scale" ||

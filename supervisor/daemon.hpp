@@ -1,6 +1,7 @@
 // The daemon: holds the sockets, runs the services, answers the control API, handles signals.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,9 @@
 #include "sockets.hpp"
 
 namespace fdsup {
+
+// allow_users/allow_groups (checked at load) resolved to ids.
+void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOptions &options);
 
 class Daemon {
 public:
@@ -28,6 +32,11 @@ public:
     // Starts every service, tells our own manager READY=1, and runs the loop
     // until SIGTERM/SIGINT have stopped everything. Returns the exit code.
     int run();
+
+    // Reads the configuration file again and applies the difference
+    // (docs/reload.md). Answers `call` when every change is done; null for
+    // SIGHUP, whose outcome is only logged.
+    void reload(const std::shared_ptr<PendingCall> &call);
 
 private:
     explicit Daemon(EventLoop &loop, config::Config config);
@@ -54,6 +63,31 @@ private:
                       bool wait);
     void startQueued(Service &service);
     [[nodiscard]] std::size_t queuedFor(const std::string &service) const;
+
+    struct ReloadChange {
+        enum class Status : std::uint8_t { Pending, Done, Failed };
+        std::string kind; // supervisor, socket, service
+        std::string name;
+        std::string action; // added, removed, changed, restarted, scaled
+        Status status = Status::Done;
+        std::string reason;
+        std::uint64_t rollout = 0; // restarted: 0 until it begins
+    };
+    struct ReloadOperation {
+        std::shared_ptr<PendingCall> call;
+        std::string file;
+        std::vector<ReloadChange> changes;
+        // Services rolled out, with the configuration they ran before: kept
+        // when their rollout fails, so the running config says what runs.
+        std::map<std::string, config::ServiceConfig> previous;
+        bool committing = true;
+    };
+    void refuseReload(const std::shared_ptr<PendingCall> &call, const std::string &file,
+                      const std::vector<std::string> &reasons);
+    void checkReload();
+    void onReloadRollout(Service &service, const nlohmann::json &rollout);
+    void reapServices();
+    void closeUnusedSockets();
     void beginShutdown(const char *why);
     void checkShutdown();
     void updateStatus();
@@ -88,6 +122,10 @@ private:
     // Logs with follow: each new line of the service is sent as it comes.
     std::vector<std::pair<std::shared_ptr<PendingCall>, std::string>> followers_;
     std::vector<EventSource> signals_;
+    std::unique_ptr<ReloadOperation> reload_;
+    std::vector<std::string> removing_;        // services a reload removed, stopping
+    std::vector<std::string> retiringSockets_; // closed once no instance uses them
+    EventSource reaper_;
     EventSource watchdog_;
     ManagerNotifier manager_;
     bool shuttingDown_ = false;

@@ -66,6 +66,20 @@ std::string Service::label(unsigned index, pid_t pid, unsigned generation) const
            std::to_string(generation) + ")";
 }
 
+Result<std::shared_ptr<const Profile>> Service::prepare(const config::ServiceConfig &config) const
+{
+    return makeProfile(config, nextGeneration_);
+}
+
+bool Service::usesSocket(std::string_view socket) const
+{
+    const auto uses = [&](const Profile &p) {
+        return std::find(p.config.sockets.begin(), p.config.sockets.end(), socket) != p.config.sockets.end();
+    };
+    return uses(*profile_) || (rollout_ && uses(*rollout_->to)) ||
+           std::any_of(instances_.begin(), instances_.end(), [&](const auto &i) { return uses(*i->profile_); });
+}
+
 Result<std::uint64_t> Service::restart(const RolloutOptions &options)
 {
     // The same configuration, started again: whatever the command now points

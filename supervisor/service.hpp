@@ -195,6 +195,11 @@ public:
     // the result go to the rollout handler. The caller makes sure no
     // rollout is in progress.
     std::uint64_t beginRollout(std::shared_ptr<const Profile> target, const RolloutOptions &options);
+    // A profile of the next generation for a changed configuration (reload);
+    // fails when its binary or user cannot be resolved.
+    [[nodiscard]] Result<std::shared_ptr<const Profile>> prepare(const config::ServiceConfig &config) const;
+    // The current generation or a live instance is configured with the socket.
+    [[nodiscard]] bool usesSocket(std::string_view socket) const;
     // The same configuration as a new generation (fdsupctl restart).
     Result<std::uint64_t> restart(const RolloutOptions &options);
     // Stops the rollout in progress and rolls back; false if there is none.

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -179,6 +180,45 @@ const HeldSocket *SocketSet::find(std::string_view name) const
         }
     }
     return nullptr;
+}
+
+HeldSocket *SocketSet::find(std::string_view name)
+{
+    for (auto &socket : sockets_) {
+        if (socket.config.name == name) {
+            return &socket;
+        }
+    }
+    return nullptr;
+}
+
+void SocketSet::merge(SocketSet &&other)
+{
+    for (auto &socket : other.sockets_) {
+        sockets_.push_back(std::move(socket));
+    }
+    other.sockets_.clear();
+}
+
+void SocketSet::close(std::string_view name)
+{
+    const auto it = std::find_if(sockets_.begin(), sockets_.end(),
+                                 [&](const HeldSocket &s) { return s.config.name == name; });
+    if (it == sockets_.end()) {
+        return;
+    }
+    if (!it->adopted) {
+        for (const auto &address : it->config.listen) {
+            // The file fdsupd created at bind; a non-socket there is left alone.
+            struct stat st {};
+            if (address.isUnix() && !address.abstract && lstat(address.host.c_str(), &st) == 0 &&
+                S_ISSOCK(st.st_mode)) {
+                (void)unlink(address.host.c_str());
+            }
+        }
+    }
+    spdlog::info("Closed socket '{}'", it->config.name);
+    sockets_.erase(it);
 }
 
 std::size_t SocketSet::fdCount() const

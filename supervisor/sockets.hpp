@@ -38,6 +38,12 @@ public:
     static Result<SocketSet> open(const config::Config &config, InheritedFds inherited);
 
     [[nodiscard]] const HeldSocket *find(std::string_view name) const;
+    [[nodiscard]] HeldSocket *find(std::string_view name);
+    // Reload: takes over the sockets of `other` (bound for the new
+    // configuration), and closes one that no instance uses any more (its
+    // unix socket file, if fdsupd bound it, is removed).
+    void merge(SocketSet &&other);
+    void close(std::string_view name);
     [[nodiscard]] const std::vector<HeldSocket> &sockets() const { return sockets_; }
     // Total number of descriptors held.
     [[nodiscard]] std::size_t fdCount() const;
