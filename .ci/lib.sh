@@ -7,7 +7,7 @@ FDSUP_PACKAGES=(
   libsystemd-dev libcli11-dev libtomlplusplus-dev libspdlog-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev
   clang-format clang-tidy
-  python3 systemd curl strace util-linux
+  python3 systemd curl strace util-linux wrk
 )
 
 fdsup_install_missing() {

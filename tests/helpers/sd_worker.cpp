@@ -1,30 +1,52 @@
 // sd-worker: a test worker written against the real libsystemd (sd_listen_fds_with_names, sd_notify).
 //
-//   sd-worker --mode MODE [--report PATH] [--fdstore NAME] [--exit-code N]
+//   sd-worker [--mode MODE] [--mode-file PATH] [--report PATH] [--fdstore NAME] [--exit-code N]
 //
-// MODE:
+// MODE (default serve):
 //   serve            READY=1, then answer every HTTP request on every listener
-//                    with a JSON description of itself; exit 0 on SIGTERM
+//                    with a JSON description of itself (below); drains on SIGTERM
 //   crash            exit with --exit-code at once, never ready
 //   hang             never ready, wait forever
 //   ignore-term      READY=1, ignore SIGTERM, wait forever
 //   ready-then-exit  READY=1, then exit with --exit-code
+// An unknown mode exits 2.
+// --mode-file PATH: the mode is the first word of that file, read at start; it
+//   overrides --mode, so a test "deploys a new build" by rewriting the file
+//   before a restart. An unreadable or empty file exits 2 with a message on stderr.
 // --report PATH: a unix datagram socket of the test; the worker sends
 //   "start PID MONOTONIC_USEC" first and "ready PID" after READY=1, so the test
 //   can wait for events instead of sleeping.
 // --fdstore NAME: store a memfd holding "from pid PID" with FDSTORE=1 FDNAME=NAME;
 //   a worker that receives a descriptor of that name reads it and reports it.
+//
+// The JSON answer: pid, listen_fds, names, fds (open at start), stored, nofile,
+// and generation, instance, service from FDSUP_GENERATION, FDSUP_INSTANCE and
+// FDSUP_SERVICE (an integer when the value is one, else a string; null when unset).
+//
+// Draining in serve mode: SIGTERM is blocked except inside ppoll(), so it can
+// only end the wait for a connection, never an accept4(), read() or send() in
+// progress. A connection once accepted is read (up to the end of the request
+// head, EOF or a 5 s receive timeout) and answered; then the worker sees the
+// request to stop, sends STOPPING=1 and exits 0. Connections still queued on
+// the shared listener are left there for the other instances or the next
+// worker, never accepted and dropped. Like Go's net.FileListener, the worker
+// sets O_NONBLOCK on the listeners it inherits (the file description is shared
+// with fdsupd and the other instances): an instance that loses the race for a
+// connection to another gets EAGAIN instead of blocking in accept4() where
+// SIGTERM could not reach it.
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -84,6 +106,44 @@ std::string jsonString(const std::string &s)
     return out + "\"";
 }
 
+// A variable of the environment as JSON: an integer when it is one, else a string; null when unset.
+std::string jsonEnv(const char *name)
+{
+    const char *value = std::getenv(name);
+    if (value == nullptr) {
+        return "null";
+    }
+    char *end = nullptr;
+    errno = 0;
+    const long long number = std::strtoll(value, &end, 10);
+    if (*value != '\0' && *end == '\0' && errno == 0) {
+        return std::to_string(number);
+    }
+    return jsonString(value);
+}
+
+// The first word of the mode file, or "" (with the reason in why) when there is none.
+std::string readModeFile(const std::string &path, std::string &why)
+{
+    std::ifstream in(path);
+    if (!in) {
+        why = std::strerror(errno);
+        return "";
+    }
+    std::string word;
+    if (!(in >> word)) {
+        why = "no mode in the file";
+        return "";
+    }
+    return word;
+}
+
+bool isMode(const std::string &mode)
+{
+    return mode == "serve" || mode == "crash" || mode == "hang" || mode == "ignore-term" ||
+           mode == "ready-then-exit";
+}
+
 volatile sig_atomic_t stopRequested = 0;
 
 void onTerm(int)
@@ -91,17 +151,88 @@ void onTerm(int)
     stopRequested = 1;
 }
 
+// Reads the request head (the answer does not depend on it), then sends the
+// whole answer. SIGTERM is blocked here, so neither call is cut short by it.
+void answer(int conn, const std::string &response)
+{
+    // A client that never sends its request must not keep a draining worker.
+    const timeval timeout{5, 0};
+    (void)setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    (void)setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    std::string request;
+    char buffer[4096];
+    while (request.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t r = read(conn, buffer, sizeof buffer);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        request.append(buffer, static_cast<std::size_t>(r));
+    }
+    std::size_t sent = 0;
+    while (sent < response.size()) {
+        // MSG_NOSIGNAL: a client that went away must not kill the worker with SIGPIPE.
+        const ssize_t w = send(conn, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            break;
+        }
+        sent += static_cast<std::size_t>(w);
+    }
+}
+
+// Answers connections until SIGTERM, which only ppoll() lets in (see the file header).
+void serve(const std::vector<int> &listeners, const std::string &body)
+{
+    const std::string response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                                 std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    std::vector<pollfd> pfds;
+    pfds.reserve(listeners.size());
+    for (const int fd : listeners) {
+        const int flags = fcntl(fd, F_GETFL);
+        (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        pfds.push_back(pollfd{fd, POLLIN, 0});
+    }
+    sigset_t unblocked;
+    (void)sigprocmask(SIG_SETMASK, nullptr, &unblocked);
+    (void)sigdelset(&unblocked, SIGTERM);
+    while (stopRequested == 0) {
+        if (ppoll(pfds.data(), pfds.size(), nullptr, &unblocked) < 0) {
+            continue; // EINTR: SIGTERM
+        }
+        for (const auto &p : pfds) {
+            if ((p.revents & POLLIN) == 0) {
+                continue;
+            }
+            // EAGAIN when another instance took the connection first.
+            const int conn = accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (conn < 0) {
+                continue;
+            }
+            answer(conn, response);
+            (void)close(conn);
+        }
+    }
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
     std::string mode = "serve";
+    std::string modeFile;
     std::string fdstore;
     int exitCode = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string opt = argv[i];
         if (opt == "--mode") {
             mode = argv[i + 1];
+        } else if (opt == "--mode-file") {
+            modeFile = argv[i + 1];
         } else if (opt == "--report") {
             reportPath = argv[i + 1];
         } else if (opt == "--fdstore") {
@@ -112,6 +243,19 @@ int main(int argc, char **argv)
             (void)std::fprintf(stderr, "sd-worker: unknown option %s\n", opt.c_str());
             return 2;
         }
+    }
+    if (!modeFile.empty()) {
+        std::string why;
+        mode = readModeFile(modeFile, why);
+        if (mode.empty()) {
+            (void)std::fprintf(stderr, "sd-worker: cannot read the mode from %s: %s\n", modeFile.c_str(),
+                               why.c_str());
+            return 2;
+        }
+    }
+    if (!isMode(mode)) {
+        (void)std::fprintf(stderr, "sd-worker: unknown mode %s\n", mode.c_str());
+        return 2;
     }
     // Before anything opens a descriptor: what fdsupd passed, and nothing else.
     const std::vector<int> fdsAtStart = openFds();
@@ -168,6 +312,11 @@ int main(int argc, char **argv)
     if (mode == "ignore-term") {
         (void)signal(SIGTERM, SIG_IGN);
     } else {
+        // Blocked from here on; serve() lets it in only while waiting (see the file header).
+        sigset_t term;
+        (void)sigemptyset(&term);
+        (void)sigaddset(&term, SIGTERM);
+        (void)sigprocmask(SIG_BLOCK, &term, nullptr);
         struct sigaction sa {};
         sa.sa_handler = onTerm;
         sigaction(SIGTERM, &sa, nullptr);
@@ -200,42 +349,11 @@ int main(int argc, char **argv)
     }
     rlimit nofile{};
     getrlimit(RLIMIT_NOFILE, &nofile);
-    body += "},\"nofile\":" + std::to_string(nofile.rlim_cur) + "}\n";
+    body += "},\"nofile\":" + std::to_string(nofile.rlim_cur) +
+            ",\"generation\":" + jsonEnv("FDSUP_GENERATION") + ",\"instance\":" + jsonEnv("FDSUP_INSTANCE") +
+            ",\"service\":" + jsonEnv("FDSUP_SERVICE") + "}\n";
+    serve(listeners, body);
 
-    std::vector<pollfd> pfds;
-    pfds.reserve(listeners.size());
-    for (const int fd : listeners) {
-        pfds.push_back(pollfd{fd, POLLIN, 0});
-    }
-    while (stopRequested == 0) {
-        if (poll(pfds.data(), pfds.size(), -1) < 0) {
-            continue; // EINTR: SIGTERM
-        }
-        for (const auto &p : pfds) {
-            if ((p.revents & POLLIN) == 0) {
-                continue;
-            }
-            const int conn = accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
-            if (conn < 0) {
-                continue;
-            }
-            // Read the request head; the answer does not depend on it.
-            std::string request;
-            char buffer[4096];
-            while (request.find("\r\n\r\n") == std::string::npos) {
-                const ssize_t r = read(conn, buffer, sizeof buffer);
-                if (r <= 0) {
-                    break;
-                }
-                request.append(buffer, static_cast<std::size_t>(r));
-            }
-            const std::string response =
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-            (void)!write(conn, response.data(), response.size());
-            (void)close(conn);
-        }
-    }
     sd_notify(0, "STOPPING=1");
     return 0;
 }
