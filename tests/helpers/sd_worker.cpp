@@ -1,6 +1,7 @@
 // sd-worker: a test worker written against the real libsystemd (sd_listen_fds_with_names, sd_notify).
 //
 //   sd-worker [--mode MODE] [--mode-file PATH] [--report PATH] [--fdstore NAME] [--exit-code N]
+//             [--ready-delay MS]
 //
 // MODE (default serve):
 //   serve            READY=1, then answer every HTTP request on every listener
@@ -16,6 +17,9 @@
 // --report PATH: a unix datagram socket of the test; the worker sends
 //   "start PID MONOTONIC_USEC" first and "ready PID" after READY=1, so the test
 //   can wait for events instead of sleeping.
+// --ready-delay MS: warm up for MS milliseconds before READY=1, as a real
+//   server loading its data would; makes a rollout last long enough for the
+//   load of a test to overlap every step of it.
 // --fdstore NAME: store a memfd holding "from pid PID" with FDSTORE=1 FDNAME=NAME;
 //   a worker that receives a descriptor of that name reads it and reports it.
 //
@@ -69,7 +73,9 @@ void report(const std::string &event)
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, reportPath.c_str(), sizeof addr.sun_path - 1);
-    (void)sendto(fd, event.data(), event.size(), 0, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
+    // Never blocks: a test that does not read its reports must not stall
+    // the worker (a unix datagram queue holds only max_dgram_qlen of them).
+    (void)sendto(fd, event.data(), event.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
     (void)close(fd);
 }
 
@@ -227,6 +233,7 @@ int main(int argc, char **argv)
     std::string modeFile;
     std::string fdstore;
     int exitCode = 1;
+    long readyDelayMs = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string opt = argv[i];
         if (opt == "--mode") {
@@ -237,6 +244,8 @@ int main(int argc, char **argv)
             reportPath = argv[i + 1];
         } else if (opt == "--fdstore") {
             fdstore = argv[i + 1];
+        } else if (opt == "--ready-delay") {
+            readyDelayMs = std::atol(argv[i + 1]);
         } else if (opt == "--exit-code") {
             exitCode = std::atoi(argv[i + 1]);
         } else {
@@ -320,6 +329,11 @@ int main(int argc, char **argv)
         struct sigaction sa {};
         sa.sa_handler = onTerm;
         sigaction(SIGTERM, &sa, nullptr);
+    }
+    if (readyDelayMs > 0) {
+        timespec delay{readyDelayMs / 1000, (readyDelayMs % 1000) * 1000000};
+        while (nanosleep(&delay, &delay) < 0 && errno == EINTR) {
+        }
     }
     sd_notify(0, "READY=1\nSTATUS=serving");
     report("ready " + std::to_string(getpid()));

@@ -1,0 +1,478 @@
+// Rolling restarts, scale and live reload: a real fdsupd, real workers, real
+// clients (curl, wrk) opening a new connection per request, and fdsupctl.
+#include <csignal>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "daemon_harness.hpp"
+#include "load_clients.hpp"
+#include "test_support.hpp"
+
+namespace fdsup::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr int kInstances = 4;
+constexpr auto kRolloutDeadline = 60s;
+
+std::set<pid_t> pidsOf(const nlohmann::json &status)
+{
+    std::set<pid_t> pids;
+    for (const auto &instance : status.at("instances")) {
+        if (instance.at("pid").is_number()) {
+            pids.insert(instance.at("pid").get<pid_t>());
+        }
+    }
+    return pids;
+}
+
+std::set<int> generationsOf(const nlohmann::json &status)
+{
+    std::set<int> generations;
+    for (const auto &instance : status.at("instances")) {
+        generations.insert(instance.at("generation").get<int>());
+    }
+    return generations;
+}
+
+class Rollout : public ::testing::Test {
+protected:
+    void TearDown() override
+    {
+        if (HasFailure()) {
+            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
+        }
+    }
+
+    [[nodiscard]] std::string modeFile() const { return (fdsupd_.dir() / "mode").string(); }
+
+    // The "build" the next worker runs: serve, crash or hang.
+    void deploy(const std::string &mode) const { writeFile(modeFile(), mode + "\n"); }
+
+    // kInstances workers that warm up for readyDelay before READY=1, so a
+    // rollout takes long enough for the load to overlap all of it.
+    std::string webService(const std::string &extra = "", int readyDelayMs = 150) const
+    {
+        return R"(
+[service.web]
+command = )" + fdsupd_.workerCommand("serve", {"--mode-file", modeFile(), "--ready-delay",
+                                                 std::to_string(readyDelayMs)}) +
+               R"(
+sockets = ["web"]
+instances = )" + std::to_string(kInstances) +
+               R"(
+ready_timeout = "2s"
+drain_timeout = "5s"
+)" + extra;
+    }
+
+    void startWeb(const std::string &extra = "", int readyDelayMs = 150)
+    {
+        deploy("serve");
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+backlog = 1024
+)" + webService(extra, readyDelayMs),
+                                  why))
+            << why;
+        waitRunning("web");
+    }
+
+    void waitRunning(const std::string &service)
+    {
+        // Start answers once the service is running (at once when it is).
+        const auto reply = fdsupd_.call("io.fdsup.Manager.Start", {{"service", service}});
+        ASSERT_TRUE(reply.error.empty()) << reply.error << " " << reply.parameters.dump();
+    }
+
+    ProcessResult fdsupctl(std::vector<std::string> args, std::chrono::milliseconds deadline = kRolloutDeadline)
+    {
+        args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath()});
+        return runProcess(args, {}, deadline);
+    }
+
+    // Three consecutive `fdsupctl restart --wait` under continuous load: no
+    // refused connection, no failed request, every PID new each time, and
+    // only the last generation answers at the end.
+    void restartThreeTimesUnderLoad(LoadClients::Tool tool, const std::vector<std::string> &restartArgs)
+    {
+        LoadClients load;
+        load.start(fdsupd_.port("web"), 4, tool);
+        ASSERT_TRUE(load.waitForRequests(20, 20s)) << "no load is flowing";
+        std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+        ASSERT_EQ(previous.size(), static_cast<std::size_t>(kInstances));
+        for (int round = 1; round <= 3; ++round) {
+            const LoadMark before = load.mark();
+            std::vector<std::string> args{"restart", "--wait", "web"};
+            args.insert(args.end(), restartArgs.begin(), restartArgs.end());
+            const auto restart = fdsupctl(args);
+            ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+            // The progress of every instance was shown.
+            EXPECT_THAT(restart.out, HasSubstr("is ready"));
+            const auto status = fdsupd_.status("web");
+            EXPECT_EQ(status.at("state"), "running");
+            EXPECT_EQ(status.at("generation"), 1 + round);
+            EXPECT_EQ(generationsOf(status), std::set<int>{1 + round});
+            const std::set<pid_t> now = pidsOf(status);
+            ASSERT_EQ(now.size(), static_cast<std::size_t>(kInstances));
+            for (const pid_t pid : now) {
+                EXPECT_EQ(previous.count(pid), 0U) << "pid " << pid << " survived restart " << round;
+            }
+            previous = now;
+            // Requests were in flight during the rollout.
+            EXPECT_TRUE(load.waitForRequests(1, 20s, before));
+        }
+        const LoadMark end = load.mark();
+        ASSERT_TRUE(load.waitForRequests(20, 20s, end));
+        const LoadReport report = load.stop();
+        EXPECT_EQ(report.refused, 0U) << report.summary();
+        EXPECT_EQ(report.failed, 0U) << report.summary();
+        EXPECT_GT(report.ok, 40U) << report.summary();
+        // After the last restart only the fourth generation answers.
+        EXPECT_EQ(report.generationsAfter(end), (std::set<std::optional<int>>{4})) << report.summary();
+        for (const pid_t pid : report.pidsAfter(end)) {
+            EXPECT_EQ(previous.count(pid), 1U) << "pid " << pid << " is not of the last generation";
+        }
+    }
+
+    DaemonHarness fdsupd_;
+};
+
+TEST_F(Rollout, ThreeRestartsUnderCurlLoadRefuseNothingAndReplaceEveryPid)
+{
+    startWeb();
+    restartThreeTimesUnderLoad(LoadClients::Tool::Curl, {});
+}
+
+TEST_F(Rollout, ThreeRestartsUnderWrkLoadWithConnectionCloseRefuseNothing)
+{
+    startWeb();
+    restartThreeTimesUnderLoad(LoadClients::Tool::Wrk, {"--batch", "2"});
+}
+
+TEST_F(Rollout, StopFirstRestartsLetConnectionsWaitInTheAcceptQueue)
+{
+    // One instance, stop-first: while it drains and its replacement warms up
+    // nobody accepts; fdsupd keeps the listener open, so connections wait in
+    // the kernel's queue instead of being refused.
+    deploy("serve");
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+backlog = 1024
+
+[service.web]
+command = )" + fdsupd_.workerCommand("serve", {"--mode-file", modeFile(), "--ready-delay", "300"}) +
+                                  R"(
+sockets = ["web"]
+rollout_order = "stop-first"
+ready_timeout = "5s"
+)",
+                              why))
+        << why;
+    waitRunning("web");
+    LoadClients load;
+    load.start(fdsupd_.port("web"), 4, LoadClients::Tool::Curl);
+    ASSERT_TRUE(load.waitForRequests(20, 20s));
+    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    for (int round = 1; round <= 3; ++round) {
+        const auto restart = fdsupctl({"restart", "--wait", "web"});
+        ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+        EXPECT_THAT(restart.out, HasSubstr("before starting its replacement"));
+        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        ASSERT_EQ(now.size(), 1U);
+        EXPECT_NE(*now.begin(), *previous.begin());
+        previous = now;
+    }
+    const LoadMark end = load.mark();
+    ASSERT_TRUE(load.waitForRequests(10, 20s, end));
+    const LoadReport report = load.stop();
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(report.failed, 0U) << report.summary();
+    EXPECT_EQ(report.pidsAfter(end), previous) << report.summary();
+}
+
+TEST_F(Rollout, ABuildThatCrashesAtStartFailsTheRestartAndTheOldInstancesKeepServing)
+{
+    startWeb();
+    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    deploy("crash");
+    LoadClients load;
+    load.start(fdsupd_.port("web"), 2, LoadClients::Tool::Curl);
+    ASSERT_TRUE(load.waitForRequests(10, 20s));
+    const auto restart = fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(restart.exitCode, 1) << restart.out << restart.err;
+    EXPECT_THAT(restart.err, HasSubstr("exited with status 1 before it was ready"));
+    EXPECT_THAT(restart.err, HasSubstr("sd-worker crash starting")); // its last output lines
+    EXPECT_THAT(restart.err, HasSubstr("generation 1"));
+    const auto status = fdsupd_.status("web");
+    EXPECT_EQ(pidsOf(status), before);
+    EXPECT_EQ(status.at("generation"), 1);
+    EXPECT_EQ(status.at("state"), "running");
+    const LoadMark after = load.mark();
+    ASSERT_TRUE(load.waitForRequests(10, 20s, after));
+    const LoadReport report = load.stop();
+    EXPECT_EQ(report.refused + report.failed, 0U) << report.summary();
+    for (const pid_t pid : report.pidsAfter(after)) {
+        EXPECT_EQ(before.count(pid), 1U);
+    }
+    // The record says which instance failed and why.
+    const auto rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "web"}});
+    EXPECT_EQ(rollout.parameters.at("rollout").at("state"), "failed");
+    EXPECT_EQ(rollout.parameters.at("rollout").at("failure").at("index"), 0);
+}
+
+TEST_F(Rollout, ABuildThatNeverGetsReadyFailsAtItsDeadlineAndIsRolledBack)
+{
+    startWeb();
+    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    deploy("hang");
+    const auto restart = fdsupctl({"restart", "--wait", "--batch", "2", "web"});
+    EXPECT_EQ(restart.exitCode, 1) << restart.out << restart.err;
+    EXPECT_THAT(restart.err, HasSubstr("did not become ready within 2s"));
+    const auto status = fdsupd_.status("web");
+    EXPECT_EQ(pidsOf(status), before);
+    EXPECT_EQ(status.at("state"), "running");
+    EXPECT_EQ(generationsOf(status), std::set<int>{1});
+    // Both replacements of the batch are gone; the old ones still answer.
+    const auto rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "web"}});
+    for (const auto &step : rollout.parameters.at("rollout").at("steps")) {
+        EXPECT_THAT(step.at("phase").get<std::string>(), Not("done"));
+    }
+    const auto answer = runProcess({"/usr/bin/curl", "-sS", "--max-time", "10",
+                                    "http://127.0.0.1:" + std::to_string(fdsupd_.port("web")) + "/"});
+    ASSERT_EQ(answer.exitCode, 0) << answer.err;
+    EXPECT_EQ(before.count(nlohmann::json::parse(answer.out).at("pid").get<pid_t>()), 1U);
+    // A fixed build rolls out as the next generation.
+    deploy("serve");
+    const auto fixed = fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(fixed.exitCode, 0) << fixed.out << fixed.err;
+    EXPECT_EQ(fdsupd_.status("web").at("generation"), 3);
+}
+
+TEST_F(Rollout, ASecondRestartGetsRolloutInProgressOrWaitsWithQueue)
+{
+    startWeb("", 400);
+    // The first one answers as soon as the rollout is running.
+    const auto first = fdsupd_.call("io.fdsup.Manager.Restart", {{"service", "web"}});
+    ASSERT_TRUE(first.error.empty()) << first.error;
+    EXPECT_EQ(first.parameters.at("rollout").at("state"), "running");
+    const auto second = fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(second.exitCode, 1);
+    EXPECT_THAT(second.err, HasSubstr("already in progress"));
+    // With --queue it waits for the first, then rolls out again.
+    const auto queued = fdsupctl({"restart", "--wait", "--queue", "web"});
+    EXPECT_EQ(queued.exitCode, 0) << queued.out << queued.err;
+    const auto status = fdsupd_.status("web");
+    EXPECT_EQ(status.at("generation"), 3);
+    EXPECT_EQ(status.at("state"), "running");
+}
+
+TEST_F(Rollout, TwoConcurrentFdsupctlRestartsOneRunsTheOtherIsToldWhy)
+{
+    startWeb("", 400);
+    const std::string ctl = requireEnv("FDSUPCTL");
+    const std::string command = ctl + " -s " + fdsupd_.controlPath() + " restart --wait web";
+    // Both started at once by one shell; each prints its exit code.
+    const std::string a = (fdsupd_.dir() / "a.err").string();
+    const std::string b = (fdsupd_.dir() / "b.err").string();
+    const auto both = runProcess({"/bin/bash", "-c",
+                                  "(" + command + " >/dev/null 2>" + a + "; echo a=$?) & (" + command +
+                                      " >/dev/null 2>" + b + "; echo b=$?) & wait; cat " + a + " " + b},
+                                 {}, kRolloutDeadline);
+    EXPECT_THAT(both.out, HasSubstr("=0"));
+    EXPECT_THAT(both.out, HasSubstr("=1"));
+    EXPECT_THAT(both.out, HasSubstr("already in progress"));
+    EXPECT_EQ(fdsupd_.status("web").at("generation"), 2);
+}
+
+TEST_F(Rollout, CancelRollsBackAndTheOldGenerationIsUntouched)
+{
+    startWeb();
+    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    deploy("hang");
+    const auto started = fdsupd_.call("io.fdsup.Manager.Restart", {{"service", "web"}});
+    ASSERT_TRUE(started.error.empty());
+    const auto cancel = fdsupctl({"rollout", "cancel", "web"});
+    EXPECT_EQ(cancel.exitCode, 0) << cancel.out << cancel.err;
+    const auto rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "web"}});
+    EXPECT_EQ(rollout.parameters.at("rollout").at("state"), "cancelled");
+    EXPECT_EQ(pidsOf(fdsupd_.status("web")), before);
+    const auto again = fdsupctl({"rollout", "cancel", "web"});
+    EXPECT_EQ(again.exitCode, 1);
+    EXPECT_THAT(again.err, HasSubstr("no rollout"));
+}
+
+TEST_F(Rollout, TheRestartTimeoutRollsBack)
+{
+    startWeb();
+    deploy("hang");
+    const auto restart = fdsupctl({"--timeout", "500ms", "restart", "--wait", "web"});
+    EXPECT_EQ(restart.exitCode, 1) << restart.out << restart.err;
+    EXPECT_THAT(restart.err, HasSubstr("did not complete within 500ms"));
+    EXPECT_EQ(fdsupd_.status("web").at("generation"), 1);
+}
+
+TEST_F(Rollout, ScaleStartsAndDrainsInstances)
+{
+    startWeb();
+    const auto up = fdsupctl({"scale", "web", "6"});
+    EXPECT_EQ(up.exitCode, 0) << up.err;
+    auto status = fdsupd_.status("web");
+    EXPECT_EQ(status.at("ready"), 6);
+    EXPECT_EQ(pidsOf(status).size(), 6U);
+    const std::set<pid_t> six = pidsOf(status);
+    const auto down = fdsupctl({"scale", "web", "2"});
+    EXPECT_EQ(down.exitCode, 0) << down.err;
+    status = fdsupd_.status("web");
+    EXPECT_EQ(status.at("wanted"), 2);
+    const std::set<pid_t> two = pidsOf(status);
+    ASSERT_EQ(two.size(), 2U);
+    for (const pid_t pid : two) {
+        EXPECT_EQ(six.count(pid), 1U) << "scaling down must not replace the instances it keeps";
+    }
+    // A restart keeps the scaled count.
+    ASSERT_EQ(fdsupctl({"restart", "--wait", "web"}).exitCode, 0);
+    EXPECT_EQ(pidsOf(fdsupd_.status("web")).size(), 2U);
+}
+
+TEST_F(Rollout, LogsShowTheWorkersOutput)
+{
+    startWeb();
+    const auto logs = fdsupctl({"logs", "web", "-n", "100"});
+    EXPECT_EQ(logs.exitCode, 0) << logs.err;
+    EXPECT_THAT(logs.out, HasSubstr("sd-worker serve starting as pid"));
+}
+
+class Reload : public Rollout {};
+
+TEST_F(Reload, AppliesOnlyTheDifferenceAndABrokenFileChangesNothing)
+{
+    deploy("serve");
+    const std::string head = fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+)";
+    const std::string keep = R"(
+[service.keep]
+command = )" + fdsupd_.workerCommand("serve") +
+                             R"(
+sockets = ["web"]
+)";
+    const std::string gone = R"(
+[service.gone]
+command = )" + fdsupd_.workerCommand("serve") +
+                             R"(
+sockets = ["web"]
+)";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(head + webService() + keep + gone, why)) << why;
+    for (const char *service : {"web", "keep", "gone"}) {
+        waitRunning(service);
+    }
+    const std::set<pid_t> keepPids = pidsOf(fdsupd_.status("keep"));
+    const std::set<pid_t> webPids = pidsOf(fdsupd_.status("web"));
+    const int webPort = fdsupd_.port("web");
+
+    // A broken file: every error reported, nothing changed.
+    const auto configPath = fdsupd_.dir() / "fdsupd.toml";
+    const std::string running = readFile(configPath);
+    writeFile(configPath, running + R"(
+[service.broken]
+command = ["/nonexistent/binary"]
+sockets = ["nosuch"]
+instances = "many"
+)");
+    const auto broken = fdsupctl({"reload"});
+    EXPECT_EQ(broken.exitCode, 1);
+    EXPECT_THAT(broken.err, HasSubstr("nosuch"));
+    EXPECT_THAT(broken.err, HasSubstr("instances"));
+    EXPECT_THAT(broken.err, HasSubstr("nothing changed"));
+    EXPECT_EQ(pidsOf(fdsupd_.status("keep")), keepPids);
+    EXPECT_EQ(pidsOf(fdsupd_.status("web")), webPids);
+    EXPECT_TRUE(fdsupd_.call("io.fdsup.Manager.Status", {{"service", "gone"}}).error.empty());
+
+    // Add a socket and a service, change web, remove gone, keep keep.
+    writeFile(configPath, head + R"(
+[socket.api]
+listen = "tcp://127.0.0.1:0"
+)" + webService("environment = { RELEASE = \"2\" }\n") +
+                              keep + R"(
+[service.api]
+command = )" + fdsupd_.workerCommand("serve") +
+                              R"(
+sockets = ["api"]
+)");
+    const auto reload = fdsupctl({"reload"});
+    ASSERT_EQ(reload.exitCode, 0) << reload.out << reload.err;
+    EXPECT_EQ(pidsOf(fdsupd_.status("keep")), keepPids);
+    const auto web = fdsupd_.status("web");
+    EXPECT_EQ(web.at("generation"), 2);
+    for (const pid_t pid : pidsOf(web)) {
+        EXPECT_EQ(webPids.count(pid), 0U);
+    }
+    EXPECT_EQ(fdsupd_.call("io.fdsup.Manager.Status", {{"service", "gone"}}).error,
+              "io.fdsup.Manager.NoSuchService");
+    EXPECT_EQ(fdsupd_.port("web"), webPort);
+    const auto api = runProcess({"/usr/bin/curl", "-sS", "--max-time", "10",
+                                 "http://127.0.0.1:" + std::to_string(fdsupd_.port("api")) + "/"});
+    ASSERT_EQ(api.exitCode, 0) << api.err;
+    EXPECT_EQ(nlohmann::json::parse(api.out).at("service"), "api");
+
+    // The same file again: nothing to do, nothing touched.
+    const auto again = fdsupd_.call("io.fdsup.Manager.Reload");
+    ASSERT_TRUE(again.error.empty()) << again.error;
+    EXPECT_TRUE(again.parameters.at("changes").empty());
+    EXPECT_EQ(pidsOf(fdsupd_.status("web")), pidsOf(web));
+}
+
+TEST_F(Reload, SighupReloadsAndARefusedChangeKeepsEverything)
+{
+    startWeb();
+    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    const auto configPath = fdsupd_.dir() / "fdsupd.toml";
+    const std::string running = readFile(configPath);
+    // Moving a bound socket would refuse connections: refused with a reason.
+    std::string moved = running;
+    moved.replace(moved.find("tcp://127.0.0.1:0"), std::string("tcp://127.0.0.1:0").size(), "tcp://127.0.0.2:0");
+    writeFile(configPath, moved);
+    const auto refused = fdsupd_.call("io.fdsup.Manager.Reload");
+    EXPECT_EQ(refused.error, "io.fdsup.Manager.ReloadRefused");
+    EXPECT_THAT(refused.parameters.dump(), HasSubstr("listen changed"));
+    EXPECT_EQ(pidsOf(fdsupd_.status("web")), before);
+
+    // SIGHUP: instances 4 -> 5 only scales, nobody is replaced.
+    std::string scaled = running;
+    scaled.replace(scaled.find("instances = 4"), std::string("instances = 4").size(), "instances = 5");
+    writeFile(configPath, scaled);
+    ASSERT_EQ(kill(fdsupd_.pid(), SIGHUP), 0);
+    // The fifth instance's start report (older reports name the first four).
+    const auto added = fdsupd_.reports().waitFor(
+        [&](const std::string &m) {
+            return m.starts_with("start ") && before.count(std::stoi(m.substr(6))) == 0;
+        },
+        20s);
+    ASSERT_TRUE(added.has_value());
+    waitRunning("web");
+    const std::set<pid_t> after = pidsOf(fdsupd_.status("web"));
+    EXPECT_EQ(after.size(), 5U);
+    for (const pid_t pid : before) {
+        EXPECT_EQ(after.count(pid), 1U);
+    }
+}
+
+} // namespace
+} // namespace fdsup::test
