@@ -23,7 +23,8 @@ def notify(message):
 
 class Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = f"hello from pid {os.getpid()}\n".encode()
+        generation = os.environ.get("FDSUP_GENERATION", "?")
+        body = f"hello from pid {os.getpid()} (generation {generation})\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
