@@ -98,25 +98,11 @@ TEST_F(Completion, ServiceNamesFromTheDaemon)
 {
     DaemonHarness fdsupd;
     std::string why;
-    const std::string config = fdsupd.supervisorTable() + R"(
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-
-[service.web]
-command = )" + fdsupd.workerCommand("serve") +
-                               R"(
-sockets = ["web"]
-
-[service.web-canary]
-command = )" + fdsupd.workerCommand("serve") +
-                               R"(
-sockets = ["web"]
-
-[service.api]
-command = )" + fdsupd.workerCommand("serve") +
-                               R"(
-sockets = ["web"]
-)";
+    std::string config = fdsupd.supervisorTable() + "\n[socket.web]\nlisten = \"tcp://127.0.0.1:0\"\n";
+    for (const char *name : {"web", "web-canary", "api"}) {
+        config += std::string("\n[service.") + name + "]\ncommand = " + fdsupd.workerCommand("serve") +
+                  "\nsockets = [\"web\"]\n";
+    }
     ASSERT_TRUE(fdsupd.start(config, why)) << why;
     const std::string socket = fdsupd.controlPath();
     EXPECT_THAT(complete({"-s", socket, "restart", "w"}), ElementsAre("web", "web-canary"));
