@@ -2,7 +2,11 @@
 #include "commands.hpp"
 
 #include <cerrno>
+#include <csignal>
+#include <functional>
 #include <iostream>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -22,14 +26,64 @@ std::chrono::milliseconds clientTimeout(Duration timeout)
     return std::chrono::ceil<std::chrono::milliseconds>(timeout);
 }
 
-std::string serviceOf(const Json &parameters)
+// fdsupd enforces the deadline of every step of a long operation itself:
+// without --timeout, fdsupctl waits as long as that takes. With it, a little
+// longer than the deadline fdsupd was given, so that its answer (a rollback,
+// say) arrives before fdsupctl gives up.
+constexpr Duration kReplyMargin = std::chrono::seconds(5);
+
+Duration longReplyTimeout(const ClientOptions &options)
 {
-    const auto it = parameters.find("service");
+    if (!options.timeoutGiven || options.timeout >= Duration::max() - kReplyMargin) {
+        return Duration::max();
+    }
+    return options.timeout + kReplyMargin;
+}
+
+// How a call waits for its replies.
+struct Wait {
+    Duration reply; // for each reply
+    // Ask for progress replies (more); progress is called with each, and
+    // returns false when stdout is gone, which ends the call successfully.
+    bool more = false;
+    std::function<bool(const Json &)> progress = nullptr;
+    // fdsupd hanging up after progress ends the call (a stream) rather than
+    // failing it.
+    bool streaming = false;
+};
+
+// Output is flushed as it arrives; false once nobody reads it (EPIPE, with
+// SIGPIPE ignored).
+bool flushed()
+{
+    std::cout.flush();
+    return static_cast<bool>(std::cout);
+}
+
+void printJson(const Json &j)
+{
+    std::cout << j.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
+}
+
+std::string stringOf(const Json &parameters, const char *key)
+{
+    const auto it = parameters.find(key);
     return it != parameters.end() && it->is_string() ? printable(it->get<std::string>()) : "?";
 }
 
-// One line on stderr for a varlink error reply, and the exit code it maps to.
-int reportError(const std::string &method, const varlink::Reply &reply)
+std::string serviceOf(const Json &parameters)
+{
+    return stringOf(parameters, "service");
+}
+
+std::string fileOf(const Json &parameters)
+{
+    return stringOf(parameters, "file");
+}
+
+// What went wrong, on stderr (for ReloadFailed also what was done, on
+// stdout), for a varlink error reply, and the exit code it maps to.
+int reportError(const std::string &method, const varlink::Reply &reply, bool json)
 {
     const std::string &error = reply.error;
     const Json &p = reply.parameters;
@@ -50,6 +104,42 @@ int reportError(const std::string &method, const varlink::Reply &reply)
                   << '\n';
         return kExitFailed;
     }
+    if (error == varlink::kErrorRolloutInProgress) {
+        const auto id = p.find("rollout");
+        std::cerr << "fdsupctl: a rollout of '" << serviceOf(p) << "' is already in progress"
+                  << (id != p.end() && id->is_number_integer() ? " (rollout " + id->dump() + ")" : "")
+                  << (method.ends_with(".Restart") ? "; use --queue to wait for it"
+                                                   : "; try again when it has finished")
+                  << '\n';
+        return kExitFailed;
+    }
+    if (error == varlink::kErrorRolloutFailed) {
+        std::cerr << formatRolloutFailed(p);
+        return kExitFailed;
+    }
+    if (error == varlink::kErrorNoRollout) {
+        std::cerr << "fdsupctl: no rollout of '" << serviceOf(p) << "' is in progress\n";
+        return kExitFailed;
+    }
+    if (error == varlink::kErrorConfigInvalid) {
+        std::cerr << formatConfigErrors(p);
+        return kExitFailed;
+    }
+    if (error == varlink::kErrorReloadRefused) {
+        std::cerr << formatReloadRefused(p);
+        return kExitFailed;
+    }
+    if (error == varlink::kErrorReloadFailed) {
+        // Some changes were applied: say which, where a success would.
+        if (json) {
+            printJson(p);
+        } else {
+            std::cout << formatChanges(p, useColour());
+        }
+        std::cout.flush();
+        std::cerr << "fdsupctl: reload of " << fileOf(p) << " partly failed\n";
+        return kExitFailed;
+    }
     if (error == varlink::kErrorShuttingDown) {
         std::cerr << "fdsupctl: fdsupd is shutting down\n";
         return kExitFailed;
@@ -66,9 +156,10 @@ int reportError(const std::string &method, const varlink::Reply &reply)
     return kExitFailed;
 }
 
-// Calls io.fdsup.Manager.<name>; on success stores the reply's parameters.
-// Otherwise prints why and returns the exit code.
-int callManager(const ClientOptions &options, const std::string &name, Json parameters, Json &out)
+// Calls io.fdsup.Manager.<name>; on success stores the (final) reply's
+// parameters. Otherwise prints why and returns the exit code.
+int callManager(const ClientOptions &options, const std::string &name, Json parameters, Json &out,
+                const Wait &wait)
 {
     const std::string method = std::string(varlink::kInterface) + "." + name;
     auto client = varlink::Client::connect(options.socket, clientTimeout(options.timeout));
@@ -83,43 +174,66 @@ int callManager(const ClientOptions &options, const std::string &name, Json para
                   << (code == ENOENT || code == ECONNREFUSED ? " (is fdsupd running?)" : "") << '\n';
         return kExitCannotConnect;
     }
-    auto reply = client->call(varlink::Call{method, std::move(parameters), false, false});
+    client->setTimeout(clientTimeout(wait.reply));
+    auto reply = client->call(varlink::Call{method, std::move(parameters), wait.more, false});
+    bool progressed = false;
+    while (reply && reply->error.empty() && reply->continues) {
+        progressed = true;
+        if (wait.progress && !wait.progress(reply->parameters)) {
+            return kExitOk;
+        }
+        reply = client->next();
+    }
     if (!reply) {
         if (reply.error().code == ETIMEDOUT) {
             std::cerr << "fdsupctl: no reply from fdsupd to " << method << " within "
                       << formatDuration(options.timeout) << " (--timeout)\n";
+        } else if (wait.streaming && progressed && reply.error().code == ECONNRESET) {
+            std::cerr << "fdsupctl: fdsupd ended the stream\n";
+            return kExitOk;
         } else {
             std::cerr << "fdsupctl: " << reply.error().message << '\n';
         }
         return kExitFailed;
     }
     if (!reply->error.empty()) {
-        return reportError(method, *reply);
+        return reportError(method, *reply, options.json);
     }
     out = std::move(reply->parameters);
     return kExitOk;
 }
 
-void printJson(const Json &j)
-{
-    std::cout << j.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
-}
-
-int changeService(const ClientOptions &options, const std::string &name, const std::string &service)
+// Calls io.fdsup.Manager.<name> and prints its final reply with format, or
+// as JSON.
+int callAndPrint(const ClientOptions &options, const std::string &name, Json parameters, const Wait &wait,
+                 const std::function<std::string(const Json &)> &format)
 {
     Json reply;
-    if (const int rc = callManager(options, name, {{"service", service}}, reply); rc != kExitOk) {
+    if (const int rc = callManager(options, name, std::move(parameters), reply, wait); rc != kExitOk) {
         return rc;
     }
     if (options.json) {
         printJson(reply);
     } else {
-        const auto state = reply.find("state");
-        std::cout << printable(service) << ": "
-                  << (state != reply.end() && state->is_string() ? printable(state->get<std::string>()) : "?")
-                  << '\n';
+        std::cout << format(reply);
     }
     return kExitOk;
+}
+
+// Start, Stop: "web: running".
+int changeService(const ClientOptions &options, const std::string &name, const std::string &service)
+{
+    return callAndPrint(options, name, {{"service", service}}, Wait{options.timeout},
+                        [&service](const Json &reply) {
+                            return printable(service) + ": " + stringOf(reply, "state") + "\n";
+                        });
+}
+
+// Ctrl-C is how a user stops following: a normal end, with every line
+// already written (output is flushed as it arrives).
+extern "C" void endOnInterrupt(int /*signal*/)
+{
+    _exit(kExitOk);
 }
 
 } // namespace
@@ -130,30 +244,14 @@ int status(const ClientOptions &options, const std::optional<std::string> &servi
     if (service) {
         parameters["service"] = *service;
     }
-    Json reply;
-    if (const int rc = callManager(options, "Status", std::move(parameters), reply); rc != kExitOk) {
-        return rc;
-    }
-    if (options.json) {
-        printJson(reply);
-    } else {
-        std::cout << formatStatus(reply, useColour());
-    }
-    return kExitOk;
+    return callAndPrint(options, "Status", std::move(parameters), Wait{options.timeout},
+                        [](const Json &reply) { return formatStatus(reply, useColour()); });
 }
 
 int sockets(const ClientOptions &options)
 {
-    Json reply;
-    if (const int rc = callManager(options, "Sockets", Json::object(), reply); rc != kExitOk) {
-        return rc;
-    }
-    if (options.json) {
-        printJson(reply);
-    } else {
-        std::cout << formatSockets(reply, useColour());
-    }
-    return kExitOk;
+    return callAndPrint(options, "Sockets", Json::object(), Wait{options.timeout},
+                        [](const Json &reply) { return formatSockets(reply, useColour()); });
 }
 
 int startService(const ClientOptions &options, const std::string &service)
@@ -164,6 +262,101 @@ int startService(const ClientOptions &options, const std::string &service)
 int stopService(const ClientOptions &options, const std::string &service)
 {
     return changeService(options, "Stop", service);
+}
+
+int restartService(const ClientOptions &options, const std::string &service, const RestartOptions &restart)
+{
+    Json parameters = {{"service", service}, {"wait", restart.wait}};
+    if (restart.batch) {
+        parameters["batch"] = *restart.batch;
+    }
+    if (restart.order) {
+        parameters["order"] = *restart.order;
+    }
+    if (restart.queue) {
+        parameters["queue"] = true;
+    }
+    if (options.timeoutGiven && options.timeout != Duration::max()) {
+        parameters["timeout_usec"] = options.timeout.count();
+    }
+    if (!restart.wait) {
+        return callAndPrint(options, "Restart", std::move(parameters), Wait{options.timeout},
+                            formatRolloutStarted);
+    }
+    // JSON readers get the result alone; people see the progress.
+    const auto started = std::chrono::steady_clock::now();
+    Wait wait{longReplyTimeout(options), !options.json};
+    wait.progress = [started](const Json &reply) {
+        const auto elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started);
+        std::cout << formatRolloutEvent(static_cast<std::uint64_t>(elapsed.count()), reply);
+        return flushed();
+    };
+    return callAndPrint(options, "Restart", std::move(parameters), wait, formatRolloutDone);
+}
+
+int rolloutStatus(const ClientOptions &options, const std::string &service)
+{
+    return callAndPrint(
+        options, "RolloutStatus", {{"service", service}}, Wait{options.timeout},
+        [&service](const Json &reply) { return formatRolloutStatus(reply, service, useColour()); });
+}
+
+int rolloutCancel(const ClientOptions &options, const std::string &service)
+{
+    return callAndPrint(options, "RolloutCancel", {{"service", service}}, Wait{longReplyTimeout(options)},
+                        formatRolloutCancelled);
+}
+
+int scaleService(const ClientOptions &options, const std::string &service, int instances)
+{
+    return callAndPrint(options, "Scale", {{"service", service}, {"instances", instances}},
+                        Wait{longReplyTimeout(options)}, formatScaled);
+}
+
+int reload(const ClientOptions &options)
+{
+    return callAndPrint(options, "Reload", Json::object(), Wait{longReplyTimeout(options)},
+                        [](const Json &reply) {
+                            return formatChanges(reply, useColour()) + "reloaded " + fileOf(reply) + "\n";
+                        });
+}
+
+int logs(const ClientOptions &options, const std::string &service, int lines, bool follow)
+{
+    Json parameters = {{"service", service}, {"lines", lines}, {"follow", follow}};
+    const bool colour = useColour();
+    const auto format = [&service, colour](const Json &reply) {
+        return formatLogLines(reply, service, colour);
+    };
+    if (!follow) {
+        return callAndPrint(options, "Logs", std::move(parameters), Wait{options.timeout}, format);
+    }
+    const auto print = [&options, &format](const Json &reply) {
+        if (options.json) {
+            // One object a line (JSON lines): a stream is read line by line.
+            std::cout << reply.dump(-1, ' ', false, Json::error_handler_t::replace) << '\n';
+        } else {
+            std::cout << format(reply);
+        }
+        return flushed();
+    };
+    struct sigaction action = {};
+    sigemptyset(&action.sa_mask);
+    action.sa_handler = endOnInterrupt;
+    sigaction(SIGINT, &action, nullptr);
+    // A closed pipe (`fdsupctl logs -f web | head`) shows as a failed write.
+    action.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &action, nullptr);
+    // Lines come when the service writes them: no reply deadline.
+    const Wait wait{Duration::max(), true, print, true};
+    Json last; // stays null when the stream ended without a final reply
+    if (const int rc = callManager(options, "Logs", std::move(parameters), last, wait); rc != kExitOk) {
+        return rc;
+    }
+    if (!last.is_null()) {
+        print(last);
+    }
+    return kExitOk;
 }
 
 } // namespace fdsup::ctl

@@ -20,14 +20,36 @@ inline constexpr int kExitNotFound = 5;
 struct ClientOptions {
     std::string socket;
     Duration timeout = std::chrono::seconds(30); // connecting, and waiting for each reply
+    // --timeout was on the command line. Operations that take as long as
+    // they take (restart with wait, scale, reload, rollout cancel) then wait
+    // that long (plus a margin); otherwise they wait for fdsupd, which
+    // enforces every step's deadline itself.
+    bool timeoutGiven = false;
     bool json = false;
 };
 
+struct RestartOptions {
+    std::optional<int> batch;
+    std::optional<std::string> order; // "start-first", "stop-first"
+    bool queue = false;
+    // Wait for the rollout to finish, printing its progress; otherwise
+    // return once it has started (or is queued).
+    bool wait = false;
+};
+
 // Each prints its result on stdout (a table, or the reply's parameters as
-// JSON) or one line on stderr, and returns the exit code.
+// JSON) or what went wrong on stderr, and returns the exit code.
 int status(const ClientOptions &options, const std::optional<std::string> &service);
 int sockets(const ClientOptions &options);
 int startService(const ClientOptions &options, const std::string &service);
 int stopService(const ClientOptions &options, const std::string &service);
+int restartService(const ClientOptions &options, const std::string &service, const RestartOptions &restart);
+int rolloutStatus(const ClientOptions &options, const std::string &service);
+int rolloutCancel(const ClientOptions &options, const std::string &service);
+int scaleService(const ClientOptions &options, const std::string &service, int instances);
+int reload(const ClientOptions &options);
+// With follow, prints new lines as fdsupd sends them until it ends the
+// stream (or SIGINT, or stdout is closed: all exit 0).
+int logs(const ClientOptions &options, const std::string &service, int lines, bool follow);
 
 } // namespace fdsup::ctl

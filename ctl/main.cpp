@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -83,13 +85,17 @@ int run(int argc, char **argv)
         ->envname("FDSUP_CONTROL")
         ->capture_default_str();
     std::string timeout = "30s";
-    app.add_option("--timeout", timeout,
-                   "How long to wait for fdsupd to accept and to answer (e.g. 5s, infinity)")
-        ->capture_default_str()
-        ->check([](const std::string &text) {
-            const auto d = fdsup::parseDuration(text);
-            return d ? std::string() : d.error().message;
-        });
+    auto *timeoutOption =
+        app.add_option(
+               "--timeout", timeout,
+               "How long to wait for fdsupd to accept and to answer (e.g. 5s, infinity); for restart, "
+               "also the rollout's deadline. Without it, restart --wait, scale, reload and rollout "
+               "cancel wait as long as fdsupd takes")
+            ->capture_default_str()
+            ->check([](const std::string &text) {
+                const auto d = fdsup::parseDuration(text);
+                return d ? std::string() : d.error().message;
+            });
 
     auto *check =
         app.add_subcommand("check-config", "Validate a configuration file without touching the daemon");
@@ -126,6 +132,73 @@ int run(int argc, char **argv)
     stop->add_option("service", stopService, "The service")->required();
     stop->add_flag("--json", stopJson, "Print the reply as JSON");
 
+    auto *restart = app.add_subcommand(
+        "restart", "Roll a service out to a new generation, replacing its instances batch by batch");
+    std::string restartService;
+    fdsup::ctl::RestartOptions restartOptions;
+    bool restartJson = false;
+    restart->add_option("service", restartService, "The service")->required();
+    restart
+        ->add_option("--batch", restartOptions.batch,
+                     "Instances replaced at a time (default: the service's rollout_batch)")
+        ->check(CLI::Range(1, 1024));
+    restart
+        ->add_option("--order", restartOptions.order,
+                     "start-first: start the replacement, then drain the old instance; stop-first: the "
+                     "other way round (default: the service's setting)")
+        ->check(CLI::IsMember({"start-first", "stop-first"}));
+    restart->add_flag("--queue", restartOptions.queue,
+                      "When a rollout is in progress, queue behind it instead of failing");
+    auto *restartWait =
+        restart->add_flag("--wait,!--no-wait", restartOptions.wait,
+                          "Wait for the rollout to finish, printing its progress (default on a terminal), or "
+                          "return once it has started (default otherwise)");
+    restart->add_flag("--json", restartJson, "Print the reply as JSON (with --wait: the final reply only)");
+
+    auto *rollout = app.add_subcommand("rollout", "Show or cancel a service's rollout");
+    rollout->require_subcommand(1);
+    rollout->fallthrough();
+    auto *rolloutStatus =
+        rollout->add_subcommand("status", "Show the rollout in progress, else the last one, step by step");
+    std::string rolloutStatusService;
+    bool rolloutStatusJson = false;
+    rolloutStatus->add_option("service", rolloutStatusService, "The service")->required();
+    rolloutStatus->add_flag("--json", rolloutStatusJson, "Print the reply as JSON");
+    auto *rolloutCancel = rollout->add_subcommand(
+        "cancel", "Stop the rollout in progress and roll it back; returns when rolled back");
+    std::string rolloutCancelService;
+    bool rolloutCancelJson = false;
+    rolloutCancel->add_option("service", rolloutCancelService, "The service")->required();
+    rolloutCancel->add_flag("--json", rolloutCancelJson, "Print the reply as JSON");
+
+    auto *scale =
+        app.add_subcommand("scale", "Start or drain instances until the service has N; returns when it has");
+    std::string scaleService;
+    int scaleInstances = 0;
+    bool scaleJson = false;
+    scale->add_option("service", scaleService, "The service")->required();
+    scale->add_option("instances", scaleInstances, "How many instances (0 to 1024)")
+        ->required()
+        ->check(CLI::Range(0, 1024));
+    scale->add_flag("--json", scaleJson, "Print the reply as JSON");
+
+    auto *reload = app.add_subcommand(
+        "reload", "Make fdsupd read its configuration again and apply the difference; returns when done");
+    bool reloadJson = false;
+    reload->add_flag("--json", reloadJson, "Print the reply as JSON");
+
+    auto *logs = app.add_subcommand("logs", "Show a service's most recent output lines");
+    std::string logsService;
+    int logsLines = 50;
+    bool logsFollow = false;
+    bool logsJson = false;
+    logs->add_option("service", logsService, "The service")->required();
+    logs->add_option("-n,--lines", logsLines, "How many lines")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    logs->add_flag("-f,--follow", logsFollow, "Go on printing new lines as they come, until Ctrl-C");
+    logs->add_flag("--json", logsJson, "Print the reply as JSON (with --follow: one reply a line)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -146,6 +219,7 @@ int run(int argc, char **argv)
     }
     // The validator above accepted it already.
     client.timeout = *fdsup::parseDuration(timeout);
+    client.timeoutGiven = timeoutOption->count() > 0;
     if (status->parsed()) {
         client.json = statusJson;
         return fdsup::ctl::status(client, statusService);
@@ -161,6 +235,34 @@ int run(int argc, char **argv)
     if (stop->parsed()) {
         client.json = stopJson;
         return fdsup::ctl::stopService(client, stopService);
+    }
+    if (restart->parsed()) {
+        client.json = restartJson;
+        if (restartWait->count() == 0) {
+            // Someone watching sees the progress; a script gets on with it.
+            restartOptions.wait = isatty(STDOUT_FILENO) == 1;
+        }
+        return fdsup::ctl::restartService(client, restartService, restartOptions);
+    }
+    if (rolloutStatus->parsed()) {
+        client.json = rolloutStatusJson;
+        return fdsup::ctl::rolloutStatus(client, rolloutStatusService);
+    }
+    if (rolloutCancel->parsed()) {
+        client.json = rolloutCancelJson;
+        return fdsup::ctl::rolloutCancel(client, rolloutCancelService);
+    }
+    if (scale->parsed()) {
+        client.json = scaleJson;
+        return fdsup::ctl::scaleService(client, scaleService, scaleInstances);
+    }
+    if (reload->parsed()) {
+        client.json = reloadJson;
+        return fdsup::ctl::reload(client);
+    }
+    if (logs->parsed()) {
+        client.json = logsJson;
+        return fdsup::ctl::logs(client, logsService, logsLines, logsFollow);
     }
     return kExitUsage;
 }

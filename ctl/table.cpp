@@ -2,7 +2,10 @@
 #include "table.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
+#include <ctime>
+#include <optional>
 
 #include <unistd.h>
 
@@ -73,6 +76,58 @@ std::string optionalText(const Json &j, const char *key)
     return m != nullptr && m->is_string() ? printable(m->get_ref<const std::string &>()) : std::string();
 }
 
+std::optional<std::uint64_t> unsignedOf(const Json &j, const char *key)
+{
+    const Json *m = member(j, key);
+    if (m == nullptr || !m->is_number_integer()) {
+        return std::nullopt;
+    }
+    if (m->is_number_unsigned()) {
+        return m->get<std::uint64_t>();
+    }
+    const auto v = m->get<std::int64_t>();
+    return v >= 0 ? std::optional<std::uint64_t>(static_cast<std::uint64_t>(v)) : std::nullopt;
+}
+
+const Json &objectOf(const Json &j, const char *key)
+{
+    static const Json empty = Json::object();
+    const Json *m = member(j, key);
+    return m != nullptr && m->is_object() ? *m : empty;
+}
+
+// v with leading zeros to width digits.
+std::string zeroPadded(std::uint64_t v, std::size_t width)
+{
+    std::string s = std::to_string(v);
+    if (s.size() < width) {
+        s.insert(0, width - s.size(), '0');
+    }
+    return s;
+}
+
+std::string painted(const std::string &text, Colour colour, bool useColour)
+{
+    if (!useColour || colour == Colour::None) {
+        return text;
+    }
+    return std::string(colourCode(colour)) + text + "\033[0m";
+}
+
+// A CLOCK_REALTIME timestamp in local time, to the second; "-" when out of range.
+std::string localTime(std::uint64_t usec, bool withDate)
+{
+    const auto seconds = static_cast<std::time_t>(usec / 1000000);
+    std::tm local{};
+    if (localtime_r(&seconds, &local) == nullptr) {
+        return "-";
+    }
+    std::array<char, 64> buffer{};
+    const std::size_t n =
+        std::strftime(buffer.data(), buffer.size(), withDate ? "%Y-%m-%d %H:%M:%S" : "%H:%M:%S", &local);
+    return n == 0 ? "-" : std::string(buffer.data(), n);
+}
+
 // One palette for service and instance states: running/ready are good,
 // transitions are in progress, failed is bad, the rest is quiet.
 Colour stateColour(std::string_view state)
@@ -80,7 +135,7 @@ Colour stateColour(std::string_view state)
     if (state == "running" || state == "ready") {
         return Colour::Green;
     }
-    if (state == "starting" || state == "stopping") {
+    if (state == "starting" || state == "stopping" || state == "draining") {
         return Colour::Yellow;
     }
     if (state == "failed") {
@@ -89,12 +144,73 @@ Colour stateColour(std::string_view state)
     return Colour::Dim;
 }
 
+// Rollouts and their steps: finished well, in progress, undone.
+Colour rolloutColour(std::string_view state)
+{
+    if (state == "succeeded" || state == "done") {
+        return Colour::Green;
+    }
+    if (state == "failed" || state == "cancelled" || state == "rolled-back") {
+        return Colour::Red;
+    }
+    if (state == "pending") {
+        return Colour::Dim;
+    }
+    return Colour::Yellow;
+}
+
+std::string generations(const Json &rollout)
+{
+    return text(rollout, "from_generation") + " \u2192 " + text(rollout, "to_generation");
+}
+
+// "web: rollout 7", the subject of every line about a rollout.
+std::string rolloutSubject(const Json &rollout)
+{
+    return text(rollout, "service") + ": rollout " + text(rollout, "id");
+}
+
+// "web[1] (pid 4321, generation 3): exited with status 1", then the
+// replacement's last output lines, each indented by indent plus two.
+std::string failureLines(const Json &rollout, const std::string &indent)
+{
+    const Json &failure = objectOf(rollout, "failure");
+    if (failure.empty()) {
+        return {};
+    }
+    std::string out = text(rollout, "service") + "[" + text(failure, "index") + "] (pid " +
+                      text(failure, "pid") + ", generation " + text(failure, "generation") +
+                      "): " + text(failure, "reason") + "\n";
+    for (const Json &line : arrayOf(failure, "output")) {
+        out +=
+            indent + "  " + (line.is_string() ? printable(line.get_ref<const std::string &>()) : "?") + "\n";
+    }
+    return out;
+}
+
+// "  rollout 7: running, generation 2 → 3 (1/4 done)" under a service in
+// `status`; nothing without a rollout.
+std::string rolloutProgress(const Json &rollout, bool colour)
+{
+    if (rollout.empty()) {
+        return {};
+    }
+    const Json &steps = arrayOf(rollout, "steps");
+    const auto done = std::count_if(steps.begin(), steps.end(),
+                                    [](const Json &step) { return optionalText(step, "phase") == "done"; });
+    const std::string state = text(rollout, "state");
+    return "  rollout " + text(rollout, "id") + ": " + painted(state, rolloutColour(state), colour) +
+           ", generation " + generations(rollout) + " (" + std::to_string(done) + "/" +
+           std::to_string(steps.size()) + " done)\n";
+}
+
 // An instance that is not running has no uptime and no pid worth showing;
 // its last exit or error says more than its last STATUS=.
 std::vector<Cell> instanceRow(const Json &instance)
 {
     const std::string state = text(instance, "state");
-    const bool running = state == "starting" || state == "ready" || state == "stopping";
+    const bool running =
+        state == "starting" || state == "ready" || state == "draining" || state == "stopping";
     std::string pid = "-";
     if (const Json *p = member(instance, "pid");
         running && p != nullptr && p->is_number_integer() && p->get<std::int64_t>() > 0) {
@@ -241,7 +357,7 @@ std::string formatStatus(const Json &reply, bool colour)
     const bool anyReason = std::any_of(services.begin(), services.end(), [](const Json &s) {
         return !optionalText(s, "failed_reason").empty();
     });
-    std::vector<std::string> header = {"SERVICE", "STATE", "READY/WANTED", "RESTARTS"};
+    std::vector<std::string> header = {"SERVICE", "STATE", "GEN", "READY/WANTED", "RESTARTS"};
     if (anyReason) {
         header.emplace_back("REASON");
     }
@@ -249,16 +365,19 @@ std::string formatStatus(const Json &reply, bool colour)
     // One table for every instance, so the blocks under each service line up.
     Table instances({"INSTANCE", "PID", "STATE", "GEN", "UPTIME", "STATUS"}, "  ");
     std::vector<std::size_t> firstInstance;
+    std::vector<std::string> rolloutLines;
     for (const Json &service : services) {
         const std::string state = text(service, "state");
         std::vector<Cell> row = {{text(service, "name")},
                                  {state, stateColour(state)},
+                                 {text(service, "generation")},
                                  {text(service, "ready") + "/" + text(service, "wanted")},
                                  {text(service, "restarts")}};
         if (anyReason) {
             row.push_back({optionalText(service, "failed_reason")});
         }
         table.addRow(std::move(row));
+        rolloutLines.push_back(rolloutProgress(objectOf(service, "rollout"), colour));
         firstInstance.push_back(instances.rows());
         for (const Json &instance : arrayOf(service, "instances")) {
             instances.addRow(instanceRow(instance));
@@ -269,6 +388,7 @@ std::string formatStatus(const Json &reply, bool colour)
     std::string out = table.renderHeader();
     for (std::size_t i = 0; i < table.rows(); ++i) {
         out += table.renderRow(i, colour);
+        out += rolloutLines[i];
         if (firstInstance[i] < firstInstance[i + 1]) {
             out += instances.renderHeader();
         }
@@ -318,6 +438,192 @@ std::string formatSockets(const Json &reply, bool colour)
         }
     }
     return table.render(colour);
+}
+
+std::string formatElapsed(std::uint64_t usec)
+{
+    if (usec >= 60000000) {
+        return formatUptime(usec);
+    }
+    const std::uint64_t tenths = usec / 100000;
+    return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + "s";
+}
+
+std::string formatClock(std::uint64_t usec)
+{
+    const std::string seconds = localTime(usec, false);
+    return seconds == "-" ? seconds : seconds + "." + zeroPadded(usec / 1000 % 1000, 3);
+}
+
+std::string formatDateTime(std::uint64_t usec)
+{
+    return localTime(usec, true);
+}
+
+std::string formatRolloutStatus(const Json &reply, std::string_view service, bool colour)
+{
+    const Json &rollout = objectOf(reply, "rollout");
+    if (rollout.empty()) {
+        return printable(service) + ": no rollout yet\n";
+    }
+    const auto field = [](const char *label, const std::string &value) {
+        std::string line = "  ";
+        line += label;
+        line += ':';
+        line.append(12 - std::string_view(label).size(), ' ');
+        return line + value + "\n";
+    };
+    const std::string state = text(rollout, "state");
+    std::string out = rolloutSubject(rollout) + "\n";
+    out += field("state", painted(state, rolloutColour(state), colour));
+    out += field("generation", generations(rollout));
+    out += field("order", text(rollout, "order"));
+    out += field("batch", text(rollout, "batch"));
+    const auto started = unsignedOf(rollout, "started_usec");
+    out += field("started", started ? formatDateTime(*started) : "-");
+    const auto duration = unsignedOf(rollout, "duration_usec");
+    out += field("duration", duration ? formatElapsed(*duration) : "-");
+    if (const std::string reason = optionalText(rollout, "reason"); !reason.empty()) {
+        out += field("reason", reason);
+    }
+    if (const std::string failure = failureLines(rollout, std::string(15, ' ')); !failure.empty()) {
+        out += field("failure", failure.substr(0, failure.size() - 1));
+    }
+    Table steps({"INDEX", "PHASE", "OLD-PID", "NEW-PID", "REASON"}, "  ");
+    for (const Json &step : arrayOf(rollout, "steps")) {
+        const std::string phase = text(step, "phase");
+        steps.addRow({{text(step, "index")},
+                      {phase, rolloutColour(phase)},
+                      {text(step, "old_pid")},
+                      {text(step, "new_pid")},
+                      {text(step, "reason")}});
+    }
+    if (steps.rows() > 0) {
+        out += steps.render(colour);
+    }
+    if (const auto queued = unsignedOf(reply, "queued"); queued && *queued > 0) {
+        out += "  " + std::to_string(*queued) + " queued\n";
+    }
+    return out;
+}
+
+std::string formatRolloutEvent(std::uint64_t elapsedUsec, const Json &reply)
+{
+    const std::string event = optionalText(reply, "event");
+    if (event.empty()) {
+        return {};
+    }
+    const std::uint64_t hundredths = elapsedUsec / 10000;
+    std::string seconds = std::to_string(hundredths / 100);
+    if (seconds.size() < 2) {
+        seconds.insert(0, 1, ' ');
+    }
+    return "[" + seconds + "." + zeroPadded(hundredths % 100, 2) + "s] " + event + "\n";
+}
+
+std::string formatRolloutStarted(const Json &reply)
+{
+    const Json &rollout = objectOf(reply, "rollout");
+    const std::string state = text(rollout, "state");
+    return rolloutSubject(rollout) + " " + (state == "running" ? "started" : state) + " (generation " +
+           generations(rollout) + ")\n";
+}
+
+std::string formatRolloutDone(const Json &reply)
+{
+    const Json &rollout = objectOf(reply, "rollout");
+    const auto duration = unsignedOf(rollout, "duration_usec");
+    const std::size_t instances = arrayOf(rollout, "steps").size();
+    return text(rollout, "service") + ": rolled out to generation " + text(rollout, "to_generation") +
+           " in " + (duration ? formatElapsed(*duration) : "-") + " (" + std::to_string(instances) +
+           " instance" + (instances == 1 ? "" : "s") + ")\n";
+}
+
+std::string formatRolloutCancelled(const Json &reply)
+{
+    const Json &rollout = objectOf(reply, "rollout");
+    return rolloutSubject(rollout) + " cancelled, rolled back to generation " +
+           text(rollout, "from_generation") + "\n";
+}
+
+std::string formatRolloutFailed(const Json &error)
+{
+    const Json &rollout = objectOf(error, "rollout");
+    const std::string service =
+        rollout.contains("service") ? text(rollout, "service") : text(error, "service");
+    std::string out = "fdsupctl: rollout " + text(rollout, "id") + " of '" + service + "' " +
+                      (optionalText(rollout, "state") == "cancelled" ? "was cancelled" : "failed");
+    if (const std::string reason = optionalText(rollout, "reason"); !reason.empty()) {
+        out += ": " + reason;
+    }
+    out += "\n";
+    if (const std::string failure = failureLines(rollout, "  "); !failure.empty()) {
+        out += "  " + failure;
+    }
+    return out + "rolled back: generation " + text(rollout, "from_generation") + " keeps serving\n";
+}
+
+std::string formatScaled(const Json &reply)
+{
+    const auto instances = unsignedOf(reply, "instances");
+    return text(reply, "service") + ": " + text(reply, "instances") + " instance" +
+           (instances && *instances == 1 ? "" : "s") + ", " + text(reply, "state") + "\n";
+}
+
+std::string formatChanges(const Json &reply, bool colour)
+{
+    const Json &changes = arrayOf(reply, "changes");
+    if (changes.empty()) {
+        return "no changes\n";
+    }
+    Table table({"KIND", "NAME", "ACTION", "RESULT", "REASON"});
+    for (const Json &change : changes) {
+        const std::string result = text(change, "result");
+        table.addRow({{text(change, "kind")},
+                      {text(change, "name")},
+                      {text(change, "action")},
+                      {result, result == "done" ? Colour::Green : Colour::Red},
+                      {text(change, "reason")}});
+    }
+    return table.render(colour);
+}
+
+std::string formatConfigErrors(const Json &error)
+{
+    std::string out;
+    const Json &errors = arrayOf(error, "errors");
+    for (const Json &e : errors) {
+        out += text(e, "file") + ":" + text(e, "line") + ":" + text(e, "column") + ": " + text(e, "message") +
+               "\n";
+    }
+    return out + text(error, "file") + ": " + std::to_string(errors.size()) + " error" +
+           (errors.size() == 1 ? "" : "s") + ", nothing changed\n";
+}
+
+std::string formatReloadRefused(const Json &error)
+{
+    std::string out = "fdsupctl: fdsupd cannot apply " + text(error, "file") + " while it runs:\n";
+    for (const Json &reason : arrayOf(error, "reasons")) {
+        out += "  " + (reason.is_string() ? printable(reason.get_ref<const std::string &>()) : "?") + "\n";
+    }
+    return out + "nothing changed\n";
+}
+
+std::string formatLogLines(const Json &reply, std::string_view service, bool colour)
+{
+    std::string out;
+    const std::string name = printable(service);
+    for (const Json &line : arrayOf(reply, "lines")) {
+        const auto time = unsignedOf(line, "time_usec");
+        out += (time ? formatClock(*time) : "-") + " " + name + "[" + text(line, "index") + "] " +
+               text(line, "pid");
+        if (optionalText(line, "stream") == "stderr") {
+            out += " " + painted("(stderr)", Colour::Red, colour);
+        }
+        // An empty line is a line too: not "-".
+        out += ": " + optionalText(line, "text") + "\n";
+    }
+    return out;
 }
 
 } // namespace fdsup::ctl

@@ -53,10 +53,52 @@ std::string printable(std::string_view text);
 // "42s", "5m12s", "3h04m", "2d05h": precise where it matters, short always.
 std::string formatUptime(std::uint64_t usec);
 
-// The tables of `fdsupctl status` and `fdsupctl sockets`, from the
-// parameters of io.fdsup.Manager.Status / .Sockets replies. Missing or
-// mistyped members print as "-": output never fails on a reply shape.
+// "0.4s", "2.1s", "59.9s", then as formatUptime: how long an operation took.
+std::string formatElapsed(std::uint64_t usec);
+
+// A CLOCK_REALTIME timestamp in microseconds as local time:
+// "12:00:01.234" (formatClock) or "2026-03-01 12:00:01" (formatDateTime).
+std::string formatClock(std::uint64_t usec);
+std::string formatDateTime(std::uint64_t usec);
+
+// The output of fdsupctl's commands, from the parameters of the
+// io.fdsup.Manager replies (and error replies) named. Missing or mistyped
+// members print as "-": output never fails on a reply shape. Each returns
+// whole lines, ending in a newline.
+
+// Status, Sockets: `fdsupctl status`, `fdsupctl sockets`. A service with a
+// rollout in progress gets a line saying how far it is.
 std::string formatStatus(const nlohmann::json &reply, bool colour);
 std::string formatSockets(const nlohmann::json &reply, bool colour);
+
+// RolloutStatus: the rollout (state, generations, timing, failure and a
+// table of its steps) and the restarts queued behind it.
+std::string formatRolloutStatus(const nlohmann::json &reply, std::string_view service, bool colour);
+// Restart: one progress event (a reply with continues) elapsedUsec after
+// the call: "[ 1.23s] web[0]: ...". Empty when the reply carries no event.
+std::string formatRolloutEvent(std::uint64_t elapsedUsec, const nlohmann::json &reply);
+// Restart: the final reply without wait ("web: rollout 7 started
+// (generation 2 → 3)") and with it ("web: rolled out to generation 3 in
+// 2.1s (4 instances)").
+std::string formatRolloutStarted(const nlohmann::json &reply);
+std::string formatRolloutDone(const nlohmann::json &reply);
+// RolloutCancel: "web: rollout 7 cancelled, rolled back to generation 2".
+std::string formatRolloutCancelled(const nlohmann::json &reply);
+// The RolloutFailed error: why, which replacement failed with its last
+// output lines, and which generation keeps serving. For stderr.
+std::string formatRolloutFailed(const nlohmann::json &error);
+// Scale: "web: 4 instances, running".
+std::string formatScaled(const nlohmann::json &reply);
+// Reload (and the ReloadFailed error): a table of the changes, or
+// "no changes".
+std::string formatChanges(const nlohmann::json &reply, bool colour);
+// The ReloadRefused error: every reason, then "nothing changed". For stderr.
+std::string formatReloadRefused(const nlohmann::json &error);
+// The ConfigInvalid error: "file:line:column: message" each, then a count.
+// For stderr.
+std::string formatConfigErrors(const nlohmann::json &error);
+// Logs: "12:00:01.234 web[0] 1234: text" a line; lines the worker wrote to
+// stderr are marked "(stderr)".
+std::string formatLogLines(const nlohmann::json &reply, std::string_view service, bool colour);
 
 } // namespace fdsup::ctl

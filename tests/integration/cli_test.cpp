@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -141,6 +143,92 @@ TEST_F(Cli, FdsupctlUsage)
     const auto v = runProcess({fdsupctl_, "version", "--json"});
     EXPECT_EQ(v.exitCode, 0);
     EXPECT_EQ(nlohmann::json::parse(v.out).at("fdsupctl").get<std::string>(), FDSUP_VERSION);
+}
+
+TEST_F(Cli, FdsupctlHelpOfEveryCommandNamesItsOptions)
+{
+    const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> commands = {
+        {{"status"}, {"--json"}},
+        {{"sockets"}, {"--json"}},
+        {{"start"}, {"--json"}},
+        {{"stop"}, {"--json"}},
+        {{"restart"}, {"--batch", "--order", "--queue", "--wait", "--no-wait", "--json"}},
+        {{"rollout"}, {"status", "cancel"}},
+        {{"rollout", "status"}, {"--json"}},
+        {{"rollout", "cancel"}, {"--json"}},
+        {{"scale"}, {"instances", "--json"}},
+        {{"reload"}, {"--json"}},
+        {{"logs"}, {"--lines", "--follow", "--json"}},
+    };
+    for (const auto &[command, options] : commands) {
+        std::vector<std::string> argv = {fdsupctl_};
+        argv.insert(argv.end(), command.begin(), command.end());
+        argv.emplace_back("--help");
+        const auto r = runProcess(argv);
+        EXPECT_EQ(r.exitCode, 0) << command.back() << ": " << r.err;
+        for (const auto &option : options) {
+            EXPECT_THAT(r.out, HasSubstr(option)) << command.back();
+        }
+    }
+    EXPECT_THAT(runProcess({fdsupctl_, "--help"}).out, HasSubstr("--timeout"));
+}
+
+TEST_F(Cli, FdsupctlRefusesBadArgumentsOfTheNewCommands)
+{
+    const std::vector<std::vector<std::string>> bad = {
+        {"scale", "web", "x"},
+        {"scale", "web", "-1"},
+        {"scale", "web", "1025"},
+        {"scale", "web"},
+        {"restart"},
+        {"restart", "--order", "sideways", "web"},
+        {"restart", "--batch", "0", "web"},
+        {"rollout"},
+        {"rollout", "status"},
+        {"rollout", "undo", "web"},
+        {"logs"},
+        {"logs", "web", "-n", "many"},
+        {"reload", "extra"},
+        {"connections"},
+    };
+    for (const auto &args : bad) {
+        std::vector<std::string> argv = {fdsupctl_, "-s", (dir_ / "none.sock").string()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        const auto r = runProcess(argv);
+        EXPECT_EQ(r.exitCode, 2) << ::testing::PrintToString(args) << ": " << r.err;
+        EXPECT_EQ(r.out, "") << ::testing::PrintToString(args);
+    }
+}
+
+TEST_F(Cli, FdsupctlCannotConnectWithoutDaemon)
+{
+    const std::string socket = (dir_ / "none.sock").string();
+    const std::vector<std::vector<std::string>> commands = {
+        {"restart", "web"},
+        {"restart", "web", "--wait", "--batch", "2", "--order", "stop-first", "--queue"},
+        {"restart", "web", "--no-wait", "--json"},
+        {"rollout", "status", "web"},
+        {"rollout", "cancel", "web"},
+        {"scale", "web", "0"},
+        {"scale", "web", "1024", "--json"},
+        {"reload"},
+        {"logs", "web"},
+        {"logs", "web", "-n", "5", "--follow"},
+        {"logs", "web", "-f", "--json"},
+        {"status"},
+        {"sockets"},
+    };
+    for (const auto &args : commands) {
+        std::vector<std::string> argv = {fdsupctl_, "-s", socket, "--timeout", "2s"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        const auto r = runProcess(argv);
+        EXPECT_EQ(r.exitCode, 3) << ::testing::PrintToString(args) << ": " << r.err;
+        EXPECT_THAT(r.err, HasSubstr("cannot connect")) << ::testing::PrintToString(args);
+        EXPECT_EQ(r.out, "") << ::testing::PrintToString(args);
+    }
+    // The socket may also come from the environment, and follow the command.
+    EXPECT_EQ(runProcess({fdsupctl_, "reload"}, {"FDSUP_CONTROL=" + socket}).exitCode, 3);
+    EXPECT_EQ(runProcess({fdsupctl_, "rollout", "status", "web", "-s", socket}).exitCode, 3);
 }
 
 } // namespace
