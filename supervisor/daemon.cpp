@@ -332,7 +332,8 @@ void Daemon::onServiceChanged(Service &service)
     checkShutdown();
 }
 
-void Daemon::onRollout(Service &service, const nlohmann::json &rollout, const std::string &event, bool finished)
+void Daemon::onRollout(Service &service, const nlohmann::json &rollout, const std::string &event,
+                       bool finished)
 {
     const auto id = rollout.at("id").get<std::uint64_t>();
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
@@ -526,9 +527,9 @@ void Daemon::callRestart(const std::shared_ptr<PendingCall> &call, Service &serv
     std::optional<bool> queue;
     std::optional<bool> wait;
     std::optional<std::int64_t> timeoutUsec;
-    if (!optionalParameter(call, "batch", batch, 1, kMaxInstances) || !optionalParameter(call, "order", order) ||
-        !optionalParameter(call, "queue", queue) || !optionalParameter(call, "wait", wait) ||
-        !optionalParameter(call, "timeout_usec", timeoutUsec, 1)) {
+    if (!optionalParameter(call, "batch", batch, 1, kMaxInstances) ||
+        !optionalParameter(call, "order", order) || !optionalParameter(call, "queue", queue) ||
+        !optionalParameter(call, "wait", wait) || !optionalParameter(call, "timeout_usec", timeoutUsec, 1)) {
         return;
     }
     RolloutOptions options;
@@ -539,14 +540,16 @@ void Daemon::callRestart(const std::shared_ptr<PendingCall> &call, Service &serv
             call->fail(varlink::kErrorInvalidParameter, {{"parameter", "order"}});
             return;
         }
-        options.order = *order == "start-first" ? config::RolloutOrder::StartFirst : config::RolloutOrder::StopFirst;
+        options.order =
+            *order == "start-first" ? config::RolloutOrder::StartFirst : config::RolloutOrder::StopFirst;
     }
     if (timeoutUsec) {
         options.timeout = Duration(*timeoutUsec);
     }
     // Progress (more) is only sent while waiting for the result.
     const bool waitForResult = wait.value_or(false) || call->call().more;
-    spdlog::info("Restart {} requested by uid {} (pid {})", service.name(), call->peer().uid, call->peer().pid);
+    spdlog::info("Restart {} requested by uid {} (pid {})", service.name(), call->peer().uid,
+                 call->peer().pid);
     if (service.rolloutActive() || queuedFor(service.name()) > 0) {
         if (!queue.value_or(false)) {
             call->fail(varlink::kErrorRolloutInProgress,
@@ -569,8 +572,8 @@ void Daemon::callRestart(const std::shared_ptr<PendingCall> &call, Service &serv
     startRestart(service, call, options, waitForResult);
 }
 
-void Daemon::startRestart(Service &service, const std::shared_ptr<PendingCall> &call, const RolloutOptions &options,
-                          bool wait)
+void Daemon::startRestart(Service &service, const std::shared_ptr<PendingCall> &call,
+                          const RolloutOptions &options, bool wait)
 {
     // Registered before the rollout begins: its first events come at once.
     const bool progress = call && call->call().more;
@@ -582,7 +585,8 @@ void Daemon::startRestart(Service &service, const std::shared_ptr<PendingCall> &
         spdlog::error("Cannot restart {}: {}", service.name(), id.error().message);
         std::erase_if(rolloutWaiters_, [&](const RolloutWaiter &w) { return w.call == call; });
         if (call && !call->done()) {
-            call->fail(varlink::kErrorServiceFailed, {{"service", service.name()}, {"reason", id.error().message}});
+            call->fail(varlink::kErrorServiceFailed,
+                       {{"service", service.name()}, {"reason", id.error().message}});
         }
         startQueued(service);
         return;
@@ -613,8 +617,8 @@ void Daemon::startQueued(Service &service)
 
 std::size_t Daemon::queuedFor(const std::string &service) const
 {
-    return static_cast<std::size_t>(
-        std::count_if(queue_.begin(), queue_.end(), [&](const QueuedRestart &q) { return q.service == service; }));
+    return static_cast<std::size_t>(std::count_if(
+        queue_.begin(), queue_.end(), [&](const QueuedRestart &q) { return q.service == service; }));
 }
 
 void Daemon::callRolloutCancel(const std::shared_ptr<PendingCall> &call, Service &service)
@@ -623,8 +627,8 @@ void Daemon::callRolloutCancel(const std::shared_ptr<PendingCall> &call, Service
         call->fail(varlink::kErrorNoRollout, {{"service", service.name()}});
         return;
     }
-    const std::string who =
-        "cancelled by uid " + std::to_string(call->peer().uid) + " (pid " + std::to_string(call->peer().pid) + ")";
+    const std::string who = "cancelled by uid " + std::to_string(call->peer().uid) + " (pid " +
+                            std::to_string(call->peer().pid) + ")";
     spdlog::info("Rollout {} of {} {}", service.rolloutId(), service.name(), who);
     // Restarts queued behind it are cancelled too: they would undo the cancel.
     for (auto it = queue_.begin(); it != queue_.end();) {
@@ -655,7 +659,8 @@ void Daemon::callScale(const std::shared_ptr<PendingCall> &call, Service &servic
         return;
     }
     if (service.rolloutActive()) {
-        call->fail(varlink::kErrorRolloutInProgress, {{"service", service.name()}, {"rollout", service.rolloutId()}});
+        call->fail(varlink::kErrorRolloutInProgress,
+                   {{"service", service.name()}, {"rollout", service.rolloutId()}});
         return;
     }
     spdlog::info("Scale {} to {} requested by uid {} (pid {})", service.name(), *instances, call->peer().uid,
@@ -679,7 +684,8 @@ void Daemon::callLogs(const std::shared_ptr<PendingCall> &call, Service &service
         return;
     }
     const auto &output = service.recentOutput();
-    const auto count = std::min<std::size_t>(output.size(), static_cast<std::size_t>(lines.value_or(kDefaultLines)));
+    const auto count =
+        std::min<std::size_t>(output.size(), static_cast<std::size_t>(lines.value_or(kDefaultLines)));
     nlohmann::json list = nlohmann::json::array();
     for (auto it = output.end() - static_cast<std::ptrdiff_t>(count); it != output.end(); ++it) {
         list.push_back(toJson(*it));

@@ -59,8 +59,8 @@ private:
         RolloutOptions options;
         bool wait = false;
     };
-    void startRestart(Service &service, const std::shared_ptr<PendingCall> &call, const RolloutOptions &options,
-                      bool wait);
+    void startRestart(Service &service, const std::shared_ptr<PendingCall> &call,
+                      const RolloutOptions &options, bool wait);
     void startQueued(Service &service);
     [[nodiscard]] std::size_t queuedFor(const std::string &service) const;
 

@@ -81,8 +81,8 @@ void Daemon::reload(const std::shared_ptr<PendingCall> &call)
         const Service *service = findService(name);
         if (service != nullptr && service->rolloutActive()) {
             reasons.push_back("service '" + name + "': rollout " + std::to_string(service->rolloutId()) +
-                              " is in progress; wait for it, or cancel it with `fdsupctl rollout cancel " + name +
-                              "`");
+                              " is in progress; wait for it, or cancel it with `fdsupctl rollout cancel " +
+                              name + "`");
         }
     };
     for (const auto &name : plan.servicesRemoved) {
@@ -106,7 +106,8 @@ void Daemon::reload(const std::shared_ptr<PendingCall> &call)
     std::vector<std::unique_ptr<Service>> added;
     for (const auto &name : plan.servicesAdded) {
         if (std::find(removing_.begin(), removing_.end(), name) != removing_.end()) {
-            reasons.push_back("service '" + name + "' is still stopping after the previous reload removed it");
+            reasons.push_back("service '" + name +
+                              "' is still stopping after the previous reload removed it");
             continue;
         }
         auto service = Service::create(*context_, *next.findService(name));
@@ -149,8 +150,8 @@ void Daemon::reload(const std::shared_ptr<PendingCall> &call)
     op->file = file;
     auto record = [&](std::string kind, std::string name, std::string action, ReloadChange::Status status,
                       std::string reason) {
-        op->changes.push_back(ReloadChange{std::move(kind), std::move(name), std::move(action), status,
-                                           std::move(reason), 0});
+        op->changes.push_back(
+            ReloadChange{std::move(kind), std::move(name), std::move(action), status, std::move(reason), 0});
     };
     if (plan.logLevelChanged) {
         spdlog::set_level(spdlog::level::from_str(next.supervisor.logLevel));
@@ -179,7 +180,8 @@ void Daemon::reload(const std::shared_ptr<PendingCall> &call)
         if (held != nullptr && failure.empty()) {
             held->config = wanted;
         }
-        record("socket", change.name, "changed", failure.empty() ? ReloadChange::Status::Done : ReloadChange::Status::Failed,
+        record("socket", change.name, "changed",
+               failure.empty() ? ReloadChange::Status::Done : ReloadChange::Status::Failed,
                failure.empty() ? joined(change.details) : failure);
     }
     for (const auto &name : plan.socketsRemoved) {
@@ -243,7 +245,8 @@ void Daemon::onReloadRollout(Service &service, const nlohmann::json &rollout)
         }
         change.status = ReloadChange::Status::Failed;
         const auto &reason = rollout.at("reason");
-        change.reason = reason.is_string() ? reason.get<std::string>() : rollout.at("state").get<std::string>();
+        change.reason =
+            reason.is_string() ? reason.get<std::string>() : rollout.at("state").get<std::string>();
         // The old generation keeps serving: so does its configuration.
         const auto previous = reload_->previous.find(service.name());
         if (previous != reload_->previous.end()) {
@@ -289,9 +292,9 @@ void Daemon::checkReload()
             change.status = ReloadChange::Status::Done;
         }
     }
-    const bool pending = std::any_of(reload_->changes.begin(), reload_->changes.end(), [](const ReloadChange &c) {
-        return c.status == ReloadChange::Status::Pending;
-    });
+    const bool pending =
+        std::any_of(reload_->changes.begin(), reload_->changes.end(),
+                    [](const ReloadChange &c) { return c.status == ReloadChange::Status::Pending; });
     if (pending) {
         return;
     }
@@ -303,7 +306,8 @@ void Daemon::checkReload()
         failed = failed || bad;
         changes.push_back(changeJson(change.kind, change.name, change.action, bad, change.reason));
         if (bad) {
-            spdlog::error("Reload: {} '{}' {}: failed: {}", change.kind, change.name, change.action, change.reason);
+            spdlog::error("Reload: {} '{}' {}: failed: {}", change.kind, change.name, change.action,
+                          change.reason);
         }
     }
     spdlog::info("Reload of {} {}", op->file, failed ? "partly failed" : "done");
@@ -320,8 +324,8 @@ void Daemon::reapServices()
 {
     reaper_.reset();
     for (auto it = removing_.begin(); it != removing_.end();) {
-        const auto found = std::find_if(services_.begin(), services_.end(),
-                                        [&](const auto &s) { return s->name() == *it; });
+        const auto found =
+            std::find_if(services_.begin(), services_.end(), [&](const auto &s) { return s->name() == *it; });
         if (found == services_.end()) {
             it = removing_.erase(it);
             continue;
@@ -348,8 +352,8 @@ void Daemon::reapServices()
 void Daemon::closeUnusedSockets()
 {
     for (auto it = retiringSockets_.begin(); it != retiringSockets_.end();) {
-        const bool used =
-            std::any_of(services_.begin(), services_.end(), [&](const auto &s) { return s->usesSocket(*it); });
+        const bool used = std::any_of(services_.begin(), services_.end(),
+                                      [&](const auto &s) { return s->usesSocket(*it); });
         if (used) {
             ++it;
             continue;

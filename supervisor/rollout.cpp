@@ -77,7 +77,8 @@ bool Service::usesSocket(std::string_view socket) const
         return std::find(p.config.sockets.begin(), p.config.sockets.end(), socket) != p.config.sockets.end();
     };
     return uses(*profile_) || (rollout_ && uses(*rollout_->to)) ||
-           std::any_of(instances_.begin(), instances_.end(), [&](const auto &i) { return uses(*i->profile_); });
+           std::any_of(instances_.begin(), instances_.end(),
+                       [&](const auto &i) { return uses(*i->profile_); });
 }
 
 Result<std::uint64_t> Service::restart(const RolloutOptions &options)
@@ -128,7 +129,8 @@ std::uint64_t Service::beginRollout(std::shared_ptr<const Profile> target, const
         if (auto t = context_.loop.addTimer(options.timeout, [this] {
                 if (rollout_ && rollout_->state == RolloutState::Running) {
                     failRollout(RolloutState::Failed,
-                                "the rollout did not complete within " + formatDuration(rollout_->options.timeout),
+                                "the rollout did not complete within " +
+                                    formatDuration(rollout_->options.timeout),
                                 nullptr);
                     advanceRollout();
                 }
@@ -139,8 +141,8 @@ std::uint64_t Service::beginRollout(std::shared_ptr<const Profile> target, const
     rollout_ = std::move(rollout);
     rolloutEvent("rollout " + std::to_string(r.id) + ": generation " + std::to_string(r.from->generation) +
                  " -> " + std::to_string(r.to->generation) + ", " + std::to_string(r.toInstances) +
-                 " instance" + (r.toInstances == 1 ? "" : "s") + ", batch " + std::to_string(r.options.batch) +
-                 ", " +
+                 " instance" + (r.toInstances == 1 ? "" : "s") + ", batch " +
+                 std::to_string(r.options.batch) + ", " +
                  (r.options.order == config::RolloutOrder::StartFirst ? "start-first" : "stop-first"));
     const std::uint64_t id = r.id;
     advanceRollout();
@@ -193,12 +195,12 @@ void Service::stepRollout()
     if (r.state == RolloutState::RollingBack) {
         // Done once every replacement it stopped is gone and every old
         // instance it started again is ready (or has failed as usual).
-        const bool waiting =
-            std::any_of(r.stopped.begin(), r.stopped.end(), [this](auto id) { return findById(id) != nullptr; }) ||
-            std::any_of(r.restored.begin(), r.restored.end(), [this](auto id) {
-                const Instance *i = findById(id);
-                return i != nullptr && i->state_ == InstanceState::Starting;
-            });
+        const bool waiting = std::any_of(r.stopped.begin(), r.stopped.end(),
+                                         [this](auto id) { return findById(id) != nullptr; }) ||
+                             std::any_of(r.restored.begin(), r.restored.end(), [this](auto id) {
+                                 const Instance *i = findById(id);
+                                 return i != nullptr && i->state_ == InstanceState::Starting;
+                             });
         if (!waiting) {
             r.state = r.finalState;
             finishRollout();
@@ -211,8 +213,8 @@ void Service::stepRollout()
     bool busy = false;
     for (auto &step : r.steps) {
         if (step.phase == Phase::DrainingOld && findById(step.oldId) == nullptr) {
-            rolloutEvent(name() + "[" + std::to_string(step.index) + "]: old pid " + std::to_string(step.oldPid) +
-                         " exited");
+            rolloutEvent(name() + "[" + std::to_string(step.index) + "]: old pid " +
+                         std::to_string(step.oldPid) + " exited");
             if (step.index < r.toInstances) {
                 startReplacement(step);
                 if (r.state != RolloutState::Running) {
@@ -245,8 +247,8 @@ void Service::stepRollout()
         }
         if (step.phase == Phase::Retiring && findById(step.oldId) == nullptr) {
             step.phase = Phase::Done;
-            rolloutEvent(name() + "[" + std::to_string(step.index) + "]: old pid " + std::to_string(step.oldPid) +
-                         " exited");
+            rolloutEvent(name() + "[" + std::to_string(step.index) + "]: old pid " +
+                         std::to_string(step.oldPid) + " exited");
         }
         busy = busy || inProgress(step.phase);
     }
@@ -290,8 +292,9 @@ void Service::beginStep(RolloutStep &step)
             return;
         }
         step.phase = Phase::Retiring;
-        rolloutEvent(name() + "[" + std::to_string(step.index) + "]: draining pid " + std::to_string(step.oldPid) +
-                     " (not in generation " + std::to_string(r.to->generation) + ")");
+        rolloutEvent(name() + "[" + std::to_string(step.index) + "]: draining pid " +
+                     std::to_string(step.oldPid) + " (not in generation " + std::to_string(r.to->generation) +
+                     ")");
         drainInstance(*old);
         return;
     }
@@ -343,9 +346,10 @@ void Service::commitRollout()
     r.state = RolloutState::Succeeded;
     r.deadline.reset();
     const auto took = context_.loop.now() - r.startedAt;
-    rolloutEvent("rollout " + std::to_string(r.id) + " succeeded: generation " + std::to_string(r.to->generation) +
-                 " serves " + std::to_string(r.toInstances) + " instance" + (r.toInstances == 1 ? "" : "s") +
-                 " after " + formatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)));
+    rolloutEvent("rollout " + std::to_string(r.id) + " succeeded: generation " +
+                 std::to_string(r.to->generation) + " serves " + std::to_string(r.toInstances) + " instance" +
+                 (r.toInstances == 1 ? "" : "s") + " after " +
+                 formatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)));
     finishRollout();
 }
 
@@ -357,9 +361,10 @@ void Service::onRolloutInstanceExit(Instance &instance, const std::string &how)
     const bool wasReady = instance.readyAt_ > Duration::zero();
     // "did not become ready within 2s (killed by SIGKILL)", "exited with
     // status 1 before it was ready".
-    std::string why = instance.error_.empty()
-                          ? how + (wasReady ? " after it was ready, before the rollout completed" : " before it was ready")
-                          : instance.error_ + " (" + how + ")";
+    std::string why =
+        instance.error_.empty()
+            ? how + (wasReady ? " after it was ready, before the rollout completed" : " before it was ready")
+            : instance.error_ + " (" + how + ")";
     nlohmann::json failure{{"index", index},
                            {"pid", pid},
                            {"generation", instance.profile_->generation},
@@ -374,7 +379,8 @@ void Service::onRolloutInstanceExit(Instance &instance, const std::string &how)
     }
     remove(instance);
     if (r.state == RolloutState::Running) {
-        failRollout(RolloutState::Failed, label(index, pid, r.to->generation) + " " + why, std::move(failure));
+        failRollout(RolloutState::Failed, label(index, pid, r.to->generation) + " " + why,
+                    std::move(failure));
     }
     advanceRollout();
 }
@@ -387,8 +393,9 @@ void Service::failRollout(RolloutState final, std::string reason, nlohmann::json
     r.reason = std::move(reason);
     r.failure = std::move(failure);
     r.deadline.reset();
-    rolloutEvent("rollout " + std::to_string(r.id) + (final == RolloutState::Cancelled ? " cancelled: " : " failed: ") +
-                 r.reason + "; rolling back to generation " + std::to_string(r.from->generation));
+    rolloutEvent("rollout " + std::to_string(r.id) +
+                 (final == RolloutState::Cancelled ? " cancelled: " : " failed: ") + r.reason +
+                 "; rolling back to generation " + std::to_string(r.from->generation));
     // The replacements go; the old generation is what serves.
     for (auto &instance : instances_) {
         if (!instance->candidate_) {
@@ -419,8 +426,9 @@ void Service::failRollout(RolloutState final, std::string reason, nlohmann::json
             }
             if (Instance *restored = spawnInstance(i)) {
                 r.restored.push_back(restored->id_);
-                rolloutEvent(name() + "[" + std::to_string(i) + "]: started pid " + std::to_string(restored->pid_) +
-                             " (generation " + std::to_string(r.from->generation) + ") again");
+                rolloutEvent(name() + "[" + std::to_string(i) + "]: started pid " +
+                             std::to_string(restored->pid_) + " (generation " +
+                             std::to_string(r.from->generation) + ") again");
             }
         }
     }

@@ -119,9 +119,12 @@ const char *rolloutStateName(RolloutState state)
 
 nlohmann::json toJson(const LogEntry &entry)
 {
-    return {{"time_usec", entry.realtimeUsec}, {"index", entry.index},
-            {"pid", entry.pid},                {"generation", entry.generation},
-            {"stream", entry.isStderr ? "stderr" : "stdout"}, {"text", entry.text}};
+    return {{"time_usec", entry.realtimeUsec},
+            {"index", entry.index},
+            {"pid", entry.pid},
+            {"generation", entry.generation},
+            {"stream", entry.isStderr ? "stderr" : "stdout"},
+            {"text", entry.text}};
 }
 
 Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation)
@@ -176,7 +179,9 @@ nlohmann::json Instance::toJson(Duration now) const
 {
     // A candidate or a retiring instance does not own its slot's history.
     const Service::Slot *slot = candidate_ || retiring_ ? nullptr : service_.slotOf(*this);
-    auto text = [](const std::string &s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); };
+    auto text = [](const std::string &s) {
+        return s.empty() ? nlohmann::json() : nlohmann::json(s);
+    };
     nlohmann::json j{
         {"index", slot_},
         {"generation", profile_->generation},
@@ -231,9 +236,10 @@ ServiceState Service::state() const
     // Running when every slot has a ready instance (of either generation
     // during a rollout) or finished its job.
     for (unsigned i = 0; i < slots_.size(); ++i) {
-        const bool up = slots_[i].done || std::any_of(instances_.begin(), instances_.end(), [i](const auto &p) {
-                            return p->slot_ == i && !p->retiring_ && p->state_ == InstanceState::Ready;
-                        });
+        const bool up =
+            slots_[i].done || std::any_of(instances_.begin(), instances_.end(), [i](const auto &p) {
+                return p->slot_ == i && !p->retiring_ && p->state_ == InstanceState::Ready;
+            });
         if (!up) {
             return ServiceState::Starting;
         }
@@ -608,9 +614,10 @@ void Service::onDeadline(Instance &instance)
 {
     switch (instance.state_) {
     case InstanceState::Starting:
-        failInstance(instance, instance.execDone_
-                                   ? "did not become ready within " + seconds(instance.config().readyTimeout)
-                                   : "did not start (exec) within " + seconds(instance.config().startTimeout));
+        failInstance(instance,
+                     instance.execDone_
+                         ? "did not become ready within " + seconds(instance.config().readyTimeout)
+                         : "did not start (exec) within " + seconds(instance.config().startTimeout));
         break;
     case InstanceState::Stopping:
         spdlog::warn("{}[{}] (pid {}) did not stop within {}, killing it", name(), instance.slot_,
@@ -639,8 +646,7 @@ void Service::onWatchdog(Instance &instance)
     }
     instance.failed_ = true;
     instance.error_ = "watchdog timeout: no WATCHDOG=1 within " + seconds(instance.watchdogTimeout_);
-    spdlog::error("{}[{}] (pid {}): {}, aborting it", name(), instance.slot_, instance.pid_,
-                  instance.error_);
+    spdlog::error("{}[{}] (pid {}): {}, aborting it", name(), instance.slot_, instance.pid_, instance.error_);
     instance.watchdog_.reset();
     // SIGABRT, as systemd does, so a hung worker leaves a core dump; the stop
     // deadline then applies as for any stop.
@@ -654,8 +660,7 @@ void Service::failInstance(Instance &instance, std::string reason)
 {
     instance.failed_ = true;
     instance.error_ = std::move(reason);
-    spdlog::error("{}[{}] (pid {}) {}, killing it", name(), instance.slot_, instance.pid_,
-                  instance.error_);
+    spdlog::error("{}[{}] (pid {}) {}, killing it", name(), instance.slot_, instance.pid_, instance.error_);
     setState(instance, InstanceState::Stopping);
     signalInstance(instance, SIGKILL);
     // SIGKILL cannot be ignored; the deadline only guards against a process
@@ -889,8 +894,8 @@ void Service::onNotify(NotifyMessage &&message)
         // Identified by the kernel's credentials, not by what it says: a
         // process that is not one of this service's workers has no say.
         notify_->countDropped();
-        spdlog::debug("Ignoring notification for service '{}' from pid {}, not one of its instances",
-                      name(), message.pid);
+        spdlog::debug("Ignoring notification for service '{}' from pid {}, not one of its instances", name(),
+                      message.pid);
         return;
     }
     if (message.status) {
@@ -951,8 +956,8 @@ void Service::storeFds(NotifyMessage &message)
     }
     for (auto &fd : message.fds) {
         if (fdStore_.size() >= kFdStoreMax) {
-            spdlog::warn("Service '{}' descriptor store is full ({} fds), dropping '{}'", name(),
-                         kFdStoreMax, fdName);
+            spdlog::warn("Service '{}' descriptor store is full ({} fds), dropping '{}'", name(), kFdStoreMax,
+                         fdName);
             break;
         }
         StoredFd stored{fdName, std::move(fd), EventSource()};

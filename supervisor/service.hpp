@@ -162,8 +162,8 @@ public:
 
     // Rollout progress: an event line while it runs (finished false), then
     // the final record (finished true, event empty).
-    using RolloutHandler =
-        std::function<void(Service &, const nlohmann::json &rollout, const std::string &event, bool finished)>;
+    using RolloutHandler = std::function<void(Service &, const nlohmann::json &rollout,
+                                              const std::string &event, bool finished)>;
     using OutputHandler = std::function<void(Service &, const LogEntry &)>;
 
     [[nodiscard]] const std::string &name() const { return profile_->config.name; }
@@ -299,7 +299,7 @@ private:
     std::uint64_t rolloutSerial_ = 0;
     std::string lastSpawnError_;
     unsigned nextGeneration_ = 2; // generations are never reused, even after a failed rollout
-    bool advancing_ = false; // advanceRollout() is on the stack
+    bool advancing_ = false;      // advanceRollout() is on the stack
     bool advanceAgain_ = false;
     ChangeHandler onChange_;
     RolloutHandler onRollout_;

@@ -75,7 +75,8 @@ void report(const std::string &event)
     std::strncpy(addr.sun_path, reportPath.c_str(), sizeof addr.sun_path - 1);
     // Never blocks: a test that does not read its reports must not stall
     // the worker (a unix datagram queue holds only max_dgram_qlen of them).
-    (void)sendto(fd, event.data(), event.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr *>(&addr), sizeof addr);
+    (void)sendto(fd, event.data(), event.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr *>(&addr),
+                 sizeof addr);
     (void)close(fd);
 }
 

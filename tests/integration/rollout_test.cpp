@@ -65,11 +65,13 @@ protected:
     {
         return R"(
 [service.web]
-command = )" + fdsupd_.workerCommand("serve", {"--mode-file", modeFile(), "--ready-delay",
-                                                 std::to_string(readyDelayMs)}) +
+command = )" +
+               fdsupd_.workerCommand(
+                   "serve", {"--mode-file", modeFile(), "--ready-delay", std::to_string(readyDelayMs)}) +
                R"(
 sockets = ["web"]
-instances = )" + std::to_string(kInstances) +
+instances = )" +
+               std::to_string(kInstances) +
                R"(
 ready_timeout = "2s"
 drain_timeout = "5s"
@@ -97,7 +99,8 @@ backlog = 1024
         ASSERT_TRUE(reply.error.empty()) << reply.error << " " << reply.parameters.dump();
     }
 
-    ProcessResult fdsupctl(std::vector<std::string> args, std::chrono::milliseconds deadline = kRolloutDeadline)
+    ProcessResult fdsupctl(std::vector<std::string> args,
+                           std::chrono::milliseconds deadline = kRolloutDeadline)
     {
         args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath()});
         return runProcess(args, {}, deadline);
@@ -447,7 +450,8 @@ TEST_F(Reload, SighupReloadsAndARefusedChangeKeepsEverything)
     const std::string running = readFile(configPath);
     // Moving a bound socket would refuse connections: refused with a reason.
     std::string moved = running;
-    moved.replace(moved.find("tcp://127.0.0.1:0"), std::string("tcp://127.0.0.1:0").size(), "tcp://127.0.0.2:0");
+    moved.replace(moved.find("tcp://127.0.0.1:0"), std::string("tcp://127.0.0.1:0").size(),
+                  "tcp://127.0.0.2:0");
     writeFile(configPath, moved);
     const auto refused = fdsupd_.call("io.fdsup.Manager.Reload");
     EXPECT_EQ(refused.error, "io.fdsup.Manager.ReloadRefused");
