@@ -131,7 +131,7 @@ std::uint64_t Service::beginRollout(std::shared_ptr<const Profile> target, const
                     failRollout(RolloutState::Failed,
                                 "the rollout did not complete within " +
                                     formatDuration(rollout_->options.timeout),
-                                nullptr);
+                                std::nullopt);
                     advanceRollout();
                 }
             })) {
@@ -156,7 +156,7 @@ bool Service::cancelRollout(const std::string &reason)
         return false;
     }
     if (rollout_->state == RolloutState::Running) {
-        failRollout(RolloutState::Cancelled, reason, nullptr);
+        failRollout(RolloutState::Cancelled, reason, std::nullopt);
         advanceRollout();
         changed();
     }
@@ -321,11 +321,7 @@ void Service::startReplacement(RolloutStep &step)
         failRollout(RolloutState::Failed,
                     name() + "[" + std::to_string(step.index) + "] (generation " +
                         std::to_string(r.to->generation) + ") could not be started: " + lastSpawnError_,
-                    nlohmann::json{{"index", step.index},
-                                   {"pid", nullptr},
-                                   {"generation", r.to->generation},
-                                   {"reason", lastSpawnError_},
-                                   {"output", nlohmann::json::array()}});
+                    RolloutFailure{step.index, 0, r.to->generation, lastSpawnError_, {}});
         return;
     }
     step.phase = Phase::Starting;
@@ -365,11 +361,8 @@ void Service::onRolloutInstanceExit(Instance &instance, const std::string &how)
         instance.error_.empty()
             ? how + (wasReady ? " after it was ready, before the rollout completed" : " before it was ready")
             : instance.error_ + " (" + how + ")";
-    nlohmann::json failure{{"index", index},
-                           {"pid", pid},
-                           {"generation", instance.profile_->generation},
-                           {"reason", why},
-                           {"output", outputOf(pid, kFailureOutputLines)}};
+    RolloutFailure failure{index, pid, instance.profile_->generation, why,
+                           outputOf(pid, kFailureOutputLines)};
     spdlog::warn("{}[{}] (pid {}) {}", name(), index, pid, why);
     for (auto &step : r.steps) {
         if (step.newId == instance.id_) {
@@ -385,7 +378,7 @@ void Service::onRolloutInstanceExit(Instance &instance, const std::string &how)
     advanceRollout();
 }
 
-void Service::failRollout(RolloutState final, std::string reason, nlohmann::json failure)
+void Service::failRollout(RolloutState final, std::string reason, std::optional<RolloutFailure> failure)
 {
     Rollout &r = *rollout_;
     r.state = RolloutState::RollingBack;
@@ -488,7 +481,12 @@ nlohmann::json Service::rolloutToJson(const Rollout &r) const
         {"batch", r.options.batch},
         {"state", rolloutStateName(r.state)},
         {"reason", r.reason.empty() ? nlohmann::json() : nlohmann::json(r.reason)},
-        {"failure", r.failure},
+        {"failure", r.failure ? nlohmann::json{{"index", r.failure->index},
+                                               {"pid", pidOrNull(r.failure->pid)},
+                                               {"generation", r.failure->generation},
+                                               {"reason", r.failure->reason},
+                                               {"output", r.failure->output}}
+                              : nlohmann::json()},
         {"started_usec", r.startedRealtimeUsec},
         {"duration_usec", (context_.loop.now() - r.startedAt).count()},
         {"steps", steps},

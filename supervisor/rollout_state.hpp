@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,15 @@ struct Service::RolloutStep {
     std::string reason;
 };
 
+// The replacement that made a rollout fail.
+struct RolloutFailure {
+    unsigned index = 0;
+    pid_t pid = 0; // 0: it could not even be spawned
+    unsigned generation = 0;
+    std::string reason;
+    std::vector<std::string> output; // its last lines
+};
+
 struct Service::Rollout {
     std::uint64_t id = 0;
     std::shared_ptr<const Profile> from;
@@ -43,7 +53,7 @@ struct Service::Rollout {
     // What the rollout ends as once the rollback is complete.
     RolloutState finalState = RolloutState::Failed;
     std::string reason;
-    nlohmann::json failure; // null, or the RolloutFailure
+    std::optional<RolloutFailure> failure;
     std::int64_t startedRealtimeUsec = 0;
     Duration startedAt{};
     std::vector<RolloutStep> steps;

@@ -65,6 +65,8 @@ struct RolloutOptions {
     Duration timeout = Duration::max(); // roll back when not done by then
 };
 
+struct RolloutFailure;
+
 enum class RolloutState : std::uint8_t { Running, RollingBack, Succeeded, Failed, Cancelled };
 const char *rolloutStateName(RolloutState state);
 
@@ -267,7 +269,7 @@ private:
     void startReplacement(RolloutStep &step);
     [[nodiscard]] std::string label(unsigned index, pid_t pid, unsigned generation) const;
     void commitRollout();
-    void failRollout(RolloutState final, std::string reason, nlohmann::json failure);
+    void failRollout(RolloutState final, std::string reason, std::optional<RolloutFailure> failure);
     void finishRollout();
     void abortRollout(const std::string &reason);
     void rolloutEvent(const std::string &event);
