@@ -460,24 +460,32 @@ void Daemon::onControlCall(const std::shared_ptr<PendingCall> &call)
         call->reply(socketsJson());
         return;
     }
-    if (name == "Start" || name == "Stop") {
+    // The methods about one named service; the call is answered when it is missing.
+    auto namedService = [&]() -> Service * {
         auto wanted = serviceParam(true);
         if (!wanted) {
-            return;
+            return nullptr;
         }
         Service *service = findService(*wanted);
         if (service == nullptr) {
             call->fail(varlink::kErrorNoSuchService, {{"service", *wanted}});
+        }
+        return service;
+    };
+    if (name == "Start" || name == "Stop") {
+        Service *service = namedService();
+        if (service == nullptr) {
             return;
         }
+        const std::string &wanted = service->name();
         if (shuttingDown_) {
             call->fail(varlink::kErrorShuttingDown);
             return;
         }
         const bool start = name == "Start";
-        spdlog::info("{} {} requested by uid {} (pid {})", start ? "Start" : "Stop", *wanted,
-                     call->peer().uid, call->peer().pid);
-        waiters_.push_back(Waiter{call, *wanted, start ? Waiter::Goal::Running : Waiter::Goal::Stopped});
+        spdlog::info("{} {} requested by uid {} (pid {})", start ? "Start" : "Stop", wanted, call->peer().uid,
+                     call->peer().pid);
+        waiters_.push_back(Waiter{call, wanted, start ? Waiter::Goal::Running : Waiter::Goal::Stopped});
         if (start) {
             service->start();
         } else {
@@ -493,13 +501,8 @@ void Daemon::onControlCall(const std::shared_ptr<PendingCall> &call)
     }
     if (name == "Restart" || name == "RolloutStatus" || name == "RolloutCancel" || name == "Scale" ||
         name == "Logs") {
-        auto wanted = serviceParam(true);
-        if (!wanted) {
-            return;
-        }
-        Service *service = findService(*wanted);
+        Service *service = namedService();
         if (service == nullptr) {
-            call->fail(varlink::kErrorNoSuchService, {{"service", *wanted}});
             return;
         }
         if (name == "RolloutStatus") {

@@ -2,7 +2,6 @@
 // readiness gate and a deadline at every step, and rolls back on failure.
 // See docs/rollouts.md.
 #include <algorithm>
-#include <ctime>
 
 #include <spdlog/spdlog.h>
 
@@ -44,13 +43,6 @@ bool inProgress(Phase phase)
 {
     return phase == Phase::DrainingOld || phase == Phase::Starting || phase == Phase::Ready ||
            phase == Phase::Retiring;
-}
-
-std::int64_t wallClockUsec()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
 nlohmann::json pidOrNull(pid_t pid)
@@ -104,7 +96,7 @@ std::uint64_t Service::beginRollout(std::shared_ptr<const Profile> target, const
     nextGeneration_ = std::max(nextGeneration_, r.to->generation + 1);
     r.options = options;
     r.options.batch = std::max(1U, options.batch);
-    r.startedRealtimeUsec = wallClockUsec();
+    r.startedRealtimeUsec = realtimeUsec();
     r.startedAt = context_.loop.now();
     r.wasActive = active_;
     r.wasFailed = failed_;

@@ -55,13 +55,6 @@ int pidfdSendSignal(BorrowedFd pidfd, int sig)
     return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0));
 }
 
-std::int64_t realtimeUsec()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
-}
-
 } // namespace
 
 const char *instanceStateName(InstanceState state)
@@ -115,6 +108,13 @@ const char *rolloutStateName(RolloutState state)
         return "cancelled";
     }
     return "unknown";
+}
+
+std::int64_t realtimeUsec()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
 nlohmann::json toJson(const LogEntry &entry)

@@ -58,6 +58,8 @@ struct LogEntry {
     std::string text;
 };
 nlohmann::json toJson(const LogEntry &entry);
+// CLOCK_REALTIME in microseconds, for what is shown to people.
+std::int64_t realtimeUsec();
 
 struct RolloutOptions {
     unsigned batch = 1;

@@ -61,6 +61,13 @@ protected:
 
     // kInstances workers that warm up for readyDelay before READY=1, so a
     // rollout takes long enough for the load to overlap all of it.
+    // A one-instance sd-worker service on a socket.
+    std::string servingService(const std::string &name, const std::string &socket) const
+    {
+        return "\n[service." + name + "]\ncommand = " + fdsupd_.workerCommand("serve") + "\nsockets = [\"" +
+               socket + "\"]\n";
+    }
+
     std::string webService(const std::string &extra = "", int readyDelayMs = 150) const
     {
         return R"(
@@ -379,18 +386,8 @@ TEST_F(Reload, AppliesOnlyTheDifferenceAndABrokenFileChangesNothing)
 [socket.web]
 listen = "tcp://127.0.0.1:0"
 )";
-    const std::string keep = R"(
-[service.keep]
-command = )" + fdsupd_.workerCommand("serve") +
-                             R"(
-sockets = ["web"]
-)";
-    const std::string gone = R"(
-[service.gone]
-command = )" + fdsupd_.workerCommand("serve") +
-                             R"(
-sockets = ["web"]
-)";
+    const std::string keep = servingService("keep", "web");
+    const std::string gone = servingService("gone", "web");
     std::string why;
     ASSERT_TRUE(fdsupd_.start(head + webService() + keep + gone, why)) << why;
     for (const char *service : {"web", "keep", "gone"}) {
@@ -423,12 +420,7 @@ instances = "many"
 [socket.api]
 listen = "tcp://127.0.0.1:0"
 )" + webService("environment = { RELEASE = \"2\" }\n") +
-                              keep + R"(
-[service.api]
-command = )" + fdsupd_.workerCommand("serve") +
-                              R"(
-sockets = ["api"]
-)");
+                              keep + servingService("api", "api"));
     const auto reload = fdsupctl({"reload"});
     ASSERT_EQ(reload.exitCode, 0) << reload.out << reload.err;
     EXPECT_EQ(pidsOf(fdsupd_.status("keep")), keepPids);
