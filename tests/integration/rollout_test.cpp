@@ -369,6 +369,26 @@ TEST_F(Rollout, ScaleStartsAndDrainsInstances)
     EXPECT_EQ(pidsOf(fdsupd_.status("web")).size(), 2U);
 }
 
+TEST_F(Rollout, FdCountAndMemoryStayFlatAcrossManyRollouts)
+{
+    startWeb("", 0);
+    // Warm up: the first rollouts allocate what later ones reuse.
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Restart", {{"service", "web"}, {"wait", true}}).error, "");
+    }
+    const int fds = countFdsOf(fdsupd_.pid());
+    const long rss = rssKibOf(fdsupd_.pid());
+    constexpr int kRollouts = 40;
+    for (int i = 0; i < kRollouts; ++i) {
+        const auto reply = fdsupd_.call("io.fdsup.Manager.Restart", {{"service", "web"}, {"wait", true}});
+        ASSERT_EQ(reply.error, "") << reply.parameters.dump();
+    }
+    EXPECT_EQ(fdsupd_.status("web").at("generation"), 1 + 5 + kRollouts);
+    EXPECT_EQ(countFdsOf(fdsupd_.pid()), fds);
+    EXPECT_LT(rssKibOf(fdsupd_.pid()) - rss, 1024)
+        << "RSS grew by more than 1 MiB over " << kRollouts << " rollouts";
+}
+
 TEST_F(Rollout, LogsShowTheWorkersOutput)
 {
     startWeb();
