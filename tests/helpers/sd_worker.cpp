@@ -296,6 +296,13 @@ int main(int argc, char **argv)
             listeners.push_back(fd);
         }
     }
+    // strv of sd_listen_fds_with_names(): the worker owns it (LeakSanitizer
+    // would report it at exit and crowd out the last output lines).
+    for (int i = 0; names != nullptr && i < n; ++i) {
+        std::free(names[i]);
+    }
+    std::free(names);
+    names = nullptr;
 
     if (mode == "crash") {
         return exitCode;
