@@ -186,20 +186,16 @@ int datagramPayloadLimit(BorrowedFd sock, std::size_t &limit)
     return 0;
 }
 
-// Sends one datagram; returns 0 or -errno. SOCK_SEQPACKET sends are atomic:
-// the whole datagram is queued or nothing is.
-int sendDatagram(BorrowedFd sock, const FrameHeader &header, std::span<const std::byte> payload,
-                 std::span<const BorrowedFd> fds, int extraFlags)
+// Sends one datagram made of iov; returns 0 or -errno. SOCK_SEQPACKET sends
+// are atomic: the whole datagram is queued or nothing is.
+int sendIov(BorrowedFd sock, std::span<iovec> iov, std::span<const BorrowedFd> fds, int extraFlags)
 {
-    HeaderBytes headerBytes = encodeHeader(header);
-    std::array<iovec, 2> iov{{
-        {headerBytes.data(), headerBytes.size()},
-        // sendmsg() does not write through iov_base; the cast only satisfies its type.
-        {const_cast<std::byte *>(payload.data()), payload.size()},
-    }};
+    if (fds.size() > kMaxFdsPerDatagram) {
+        return -EMSGSIZE;
+    }
     msghdr msg{};
     msg.msg_iov = iov.data();
-    msg.msg_iovlen = payload.empty() ? 1 : 2;
+    msg.msg_iovlen = iov.size();
 
     alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(kMaxFdsPerDatagram * sizeof(int))> control{};
     if (!fds.empty()) {
@@ -223,10 +219,27 @@ int sendDatagram(BorrowedFd sock, const FrameHeader &header, std::span<const std
     if (n < 0) {
         return -errno;
     }
-    if (static_cast<std::size_t>(n) != headerBytes.size() + payload.size()) {
+    std::size_t total = 0;
+    for (const iovec &part : iov) {
+        total += part.iov_len;
+    }
+    if (static_cast<std::size_t>(n) != total) {
         return -EIO; // not SOCK_SEQPACKET after all: a stream split the datagram
     }
     return 0;
+}
+
+// Sends one frame header plus payload as one datagram.
+int sendDatagram(BorrowedFd sock, const FrameHeader &header, std::span<const std::byte> payload,
+                 std::span<const BorrowedFd> fds, int extraFlags)
+{
+    HeaderBytes headerBytes = encodeHeader(header);
+    std::array<iovec, 2> iov{{
+        {headerBytes.data(), headerBytes.size()},
+        // sendmsg() does not write through iov_base; the cast only satisfies its type.
+        {const_cast<std::byte *>(payload.data()), payload.size()},
+    }};
+    return sendIov(sock, std::span(iov).first(payload.empty() ? 1 : 2), fds, extraFlags);
 }
 
 // Sends a continuation datagram whatever the socket's O_NONBLOCK: the message
@@ -255,10 +268,10 @@ int sendContinuation(BorrowedFd sock, const FrameHeader &header, std::span<const
     }
 }
 
-// Reads one datagram into buffer, appending every fd it carried to fds before
-// looking at anything else, so that whatever the outcome the caller's vector
-// owns (and on error closes) them. Returns the datagram's size or -errno;
-// fdsHere receives the number of SCM_RIGHTS fds it carried.
+} // namespace
+
+// Takes every fd before looking at anything else, so that whatever the
+// outcome the caller's vector owns (and on error closes) them.
 ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffer, std::vector<UniqueFd> &fds,
                      std::size_t &fdsHere)
 {
@@ -325,7 +338,13 @@ ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffe
     return n;
 }
 
-} // namespace
+int sendDatagram(BorrowedFd sock, std::span<const std::byte> bytes, std::span<const BorrowedFd> fds,
+                 int flags)
+{
+    // sendmsg() does not write through iov_base; the cast only satisfies its type.
+    std::array<iovec, 1> iov{{{const_cast<std::byte *>(bytes.data()), bytes.size()}}};
+    return sendIov(sock, iov, fds, flags);
+}
 
 int sendFds(BorrowedFd sock, std::span<const std::byte> payload, std::span<const BorrowedFd> fds)
 {

@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "fdsup/fd.hpp"
 
 namespace fdsup {
@@ -70,5 +72,26 @@ int sendFds(BorrowedFd sock, std::span<const std::byte> payload, std::span<const
 // -ETIMEDOUT the datagram boundaries of the stream can no longer be trusted:
 // close the connection.
 int recvFds(BorrowedFd sock, Message &out);
+
+// The single-datagram primitives under sendFds()/recvFds(), for protocols
+// that frame their own datagrams and never span several (the worker channel,
+// channel.hpp). Neither waits for anything beyond what the socket's blocking
+// mode and flags say.
+
+// Sends bytes as one datagram with fds attached (at most kMaxFdsPerDatagram,
+// else -EMSGSIZE), MSG_NOSIGNAL | flags. Returns 0 or -errno; the fds stay
+// owned by the caller.
+int sendDatagram(BorrowedFd sock, std::span<const std::byte> bytes, std::span<const BorrowedFd> fds,
+                 int flags);
+
+// Receives one datagram into buffer with MSG_CMSG_CLOEXEC | flags, appending
+// every fd it carried to fds whatever the outcome (so that the caller's
+// vector closes them on error). Returns the datagram's size, and the number of
+// SCM_RIGHTS fds it carried in fdsHere, or -errno: -EBADMSG for MSG_TRUNC
+// (larger than buffer), MSG_CTRUNC or a cmsg other than SCM_RIGHTS and
+// credentials, -ECONNRESET for a zero-length read (the peer closed), else as
+// recvmsg() reports it.
+ssize_t recvDatagram(BorrowedFd sock, int flags, std::span<std::byte> buffer, std::vector<UniqueFd> &fds,
+                     std::size_t &fdsHere);
 
 } // namespace fdsup
