@@ -18,7 +18,6 @@
 
 #define ACTIVATE_EXPORT __attribute__((visibility("default")))
 
-using fdsup::BorrowedFd;
 using fdsup::ChannelMessage;
 using fdsup::ChannelType;
 using fdsup::UniqueFd;

@@ -195,7 +195,6 @@ int checkContent(const ChannelMessage &m)
         }
         return checkText(m.text, kChannelMaxText, false);
     case ChannelType::Ready:
-        return checkText(m.text, kChannelMaxText, false);
     case ChannelType::HandoffResult:
         return checkText(m.text, kChannelMaxText, false);
     case ChannelType::Listeners:

@@ -69,6 +69,7 @@ int activate_listener(const char *name);
 /* The environment variable naming the channel's descriptor number. */
 #define ACTIVATE_CHANNEL_ENV "FDSUP_CHANNEL"
 
+/* NOLINTBEGIN(readability-identifier-naming): a C ABI, named like sd-daemon.h */
 typedef struct activate_channel activate_channel;
 
 typedef enum activate_event_type {
@@ -122,6 +123,7 @@ typedef struct activate_event {
     } error;
     uint64_t reserved[8]; /* room to grow without changing the size */
 } activate_event;
+/* NOLINTEND(readability-identifier-naming) */
 
 /*
  * Opens the channel named by FDSUP_CHANNEL (which is then unset, also on
