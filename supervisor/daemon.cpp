@@ -133,6 +133,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     daemon->context_ = std::make_unique<ServiceContext>(
         ServiceContext{loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag(),
                        config::ResourceLimit{RLIMIT_NOFILE, original.rlim_cur, original.rlim_max}});
+    daemon->context_->heldLimit = cfg.supervisor.limits.heldConnections;
+    daemon->context_->heldLimitPerService = cfg.supervisor.limits.heldConnectionsPerService;
+    daemon->context_->stateLimit = cfg.supervisor.limits.stateSize;
     for (const auto &serviceConfig : cfg.services) {
         auto service = Service::create(*daemon->context_, serviceConfig);
         if (!service) {
@@ -458,6 +461,24 @@ void Daemon::onControlCall(const std::shared_ptr<PendingCall> &call)
     }
     if (name == "Sockets") {
         call->reply(socketsJson());
+        return;
+    }
+    if (name == "Connections") {
+        auto wanted = serviceParam(false);
+        if (call->done()) {
+            return;
+        }
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto &service : services_) {
+            if (!wanted || service->name() == *wanted) {
+                list.push_back(service->connectionsJson());
+            }
+        }
+        if (wanted && list.empty()) {
+            call->fail(varlink::kErrorNoSuchService, {{"service", *wanted}});
+            return;
+        }
+        call->reply({{"services", list}});
         return;
     }
     // The methods about one named service; the call is answered when it is missing.

@@ -285,6 +285,7 @@ std::vector<std::string> serviceDetails(const ServiceConfig &a, const ServiceCon
     noteIfChanged(d, "start_timeout", a.startTimeout, b.startTimeout);
     noteIfChanged(d, "ready_timeout", a.readyTimeout, b.readyTimeout);
     noteIfChanged(d, "drain_timeout", a.drainTimeout, b.drainTimeout);
+    noteIfChanged(d, "handoff_timeout", a.handoffTimeout, b.handoffTimeout);
     noteIfChanged(d, "stop_timeout", a.stopTimeout, b.stopTimeout);
     noteIfChanged(d, "drain_signal", a.drainSignal, b.drainSignal);
     noteIfChanged(d, "stop_signal", a.stopSignal, b.stopSignal);

@@ -223,7 +223,10 @@ Service::Service(ServiceContext &context, std::shared_ptr<const Profile> profile
     : context_(context), profile_(std::move(profile)), nextGeneration_(profile_->generation + 1)
 {}
 
-Service::~Service() = default;
+Service::~Service()
+{
+    context_.heldTotal -= held_.size();
+}
 
 ServiceState Service::state() const
 {
@@ -436,7 +439,9 @@ Instance *Service::spawnInstance(unsigned slotIndex, const std::shared_ptr<const
     if (config.watchdogTimeout > Duration::zero()) {
         request.environment.push_back("WATCHDOG_USEC=" + std::to_string(config.watchdogTimeout.count()));
     }
-    for (const auto &socketName : config.sockets) {
+    // activation = "channel": the worker asks for its listeners over the channel.
+    for (const auto &socketName :
+         config.activation == config::Activation::ListenFds ? config.sockets : std::vector<std::string>{}) {
         const HeldSocket *socket = context_.sockets.find(socketName);
         if (socket == nullptr) {
             continue; // validated at load; a reload binds new sockets before services use them
@@ -451,6 +456,22 @@ Instance *Service::spawnInstance(unsigned slotIndex, const std::shared_ptr<const
         request.fdNames.push_back(stored.name);
     }
     request.listenFds = config.activation == config::Activation::ListenFds || !fdStore_.empty();
+    UniqueFd workerEnd; // the worker's end of its channel, until it is spawned
+    if (wantsChannel(config)) {
+        auto channel = WorkerChannel::create(
+            context_.loop, workerEnd,
+            [this, ip = &inst](ChannelMessage &&message) { onChannelMessage(*ip, std::move(message)); },
+            [this, ip = &inst](const std::string &why) { onChannelClosed(*ip, why); });
+        if (!channel) {
+            lastSpawnError_ = channel.error().message;
+            spdlog::error("Failed to start {}[{}]: {}", config.name, slotIndex, channel.error().message);
+            return nullptr;
+        }
+        inst.channel_ = std::move(*channel);
+        // Right after the listeners and stored fds, not counted in LISTEN_FDS.
+        request.environment.push_back("FDSUP_CHANNEL=" + std::to_string(3 + request.fds.size()));
+        request.extraFds.push_back(workerEnd.borrow());
+    }
     request.workingDirectory = config.workingDirectory;
     request.uid = profile->credentials.uid;
     request.gid = profile->credentials.gid;
@@ -585,6 +606,7 @@ void Service::becomeReady(Instance &instance)
     if (instance.candidate_) {
         advanceRollout();
     }
+    deliverHeld(); // a replacement to adopt what is held
     changed();
 }
 
@@ -700,9 +722,15 @@ void Service::drainInstance(Instance &instance)
     instance.stopRequested_ = true;
     instance.retiring_ = true;
     setState(instance, InstanceState::Draining);
-    spdlog::info("Draining {}[{}] (pid {}) with {}", name(), instance.slot_, instance.pid_,
-                 config::signalName(instance.config().drainSignal));
-    signalInstance(instance, instance.config().drainSignal);
+    // Over the channel when the worker joined it for handoff: it then hands
+    // its connections over instead of only finishing them.
+    if (sendDrain(instance)) {
+        spdlog::info("Draining {}[{}] (pid {}) over its channel", name(), instance.slot_, instance.pid_);
+    } else {
+        spdlog::info("Draining {}[{}] (pid {}) with {}", name(), instance.slot_, instance.pid_,
+                     config::signalName(instance.config().drainSignal));
+        signalInstance(instance, instance.config().drainSignal);
+    }
     armDeadline(instance, instance.config().drainTimeout);
 }
 

@@ -17,6 +17,7 @@
 #include "notify.hpp"
 #include "sockets.hpp"
 #include "spawn.hpp"
+#include "worker_channel.hpp"
 
 namespace fdsup {
 
@@ -83,6 +84,12 @@ struct ServiceContext {
     config::ResourceLimit originalNofile;
     // Instance ids, unique within this fdsupd.
     std::uint64_t nextInstanceId = 1;
+    // Handed-over connections held, every service together, and the limits
+    // ([supervisor.limits]).
+    std::size_t heldTotal = 0;
+    std::size_t heldLimit = 65536;
+    std::size_t heldLimitPerService = 16384;
+    std::uint64_t stateLimit = std::uint64_t{64} * 1024;
 };
 
 class Service;
@@ -144,6 +151,34 @@ private:
     EventSource statusSource_;
     EventSource deadline_;
     EventSource watchdog_;
+
+    // The worker channel, for services that use one (handoff, activation or
+    // readiness over the channel); null otherwise or once it closed.
+    std::unique_ptr<WorkerChannel> channel_;
+    std::uint64_t adopted_ = 0; // connections given to it, for balancing
+};
+
+// A connection a draining worker handed over, waiting for a ready
+// replacement to adopt it.
+struct HeldConnection {
+    std::uint64_t id = 0; // chosen by the worker that handed it over
+    UniqueFd fd;
+    std::uint32_t stateFlags = 0;
+    std::uint64_t stateSize = 0;
+    std::vector<std::byte> state; // inline
+    UniqueFd stateMemfd;          // or sealed in a memfd
+    pid_t from = 0;
+    unsigned fromGeneration = 0;
+    Duration since{};
+    EventSource hangup; // the client went away while held
+};
+
+struct HandoffCounters {
+    std::uint64_t handed = 0;  // accepted from workers
+    std::uint64_t adopted = 0; // given to replacements
+    std::uint64_t expired = 0; // closed at handoff_timeout
+    std::uint64_t hungUp = 0;  // the client closed while held
+    std::uint64_t refused = 0; // refused (not ours, over a limit...)
 };
 
 // A descriptor held in the service's store (FDSTORE=1), given to every
@@ -182,6 +217,8 @@ public:
     [[nodiscard]] const std::string &notifySocket() const { return notify_->socketPath(); }
     [[nodiscard]] std::size_t liveInstances() const { return instances_.size(); }
     [[nodiscard]] nlohmann::json toJson() const;
+    // What the handoff broker holds and has done (Connections).
+    [[nodiscard]] nlohmann::json connectionsJson() const;
 
     // Brings every slot up (clearing a failed state and its counters).
     void start();
@@ -253,6 +290,16 @@ private:
     void onDeadline(Instance &instance);
     void onWatchdog(Instance &instance);
     void onNotify(NotifyMessage &&message);
+    // The worker channel and the handoff broker (handoff.cpp).
+    [[nodiscard]] bool wantsChannel(const config::ServiceConfig &config) const;
+    void onChannelMessage(Instance &instance, ChannelMessage &&message);
+    void onChannelClosed(Instance &instance, const std::string &why);
+    void acceptHandoff(Instance &instance, ChannelMessage &message);
+    void refuseHandoff(Instance &instance, std::uint64_t id, int code, const std::string &why);
+    void deliverHeld();
+    void expireHeld();
+    void dropHeld(HeldConnection *held);
+    bool sendDrain(Instance &instance);
     void becomeReady(Instance &instance);
     void setState(Instance &instance, InstanceState state);
     void armDeadline(Instance &instance, Duration after);
@@ -294,8 +341,12 @@ private:
     std::vector<StoredFd> fdStore_;
     std::deque<Duration> restartTimes_; // automatic restarts within start_limit_interval
     std::deque<LogEntry> output_;
-    bool active_ = false; // wanted up
-    bool failed_ = false; // gave up restarting
+    std::deque<std::unique_ptr<HeldConnection>> held_;
+    HandoffCounters handoff_;
+    EventSource holdTimer_;  // the oldest held connection's handoff_timeout
+    EventSource retryTimer_; // a replacement's channel was full
+    bool active_ = false;    // wanted up
+    bool failed_ = false;    // gave up restarting
     std::string failedReason_;
     unsigned restartsTotal_ = 0;
     std::unique_ptr<Rollout> rollout_;

@@ -1349,6 +1349,7 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
              {"start_timeout", duration(s.startTimeout)},
              {"ready_timeout", duration(s.readyTimeout)},
              {"drain_timeout", duration(s.drainTimeout)},
+             {"handoff_timeout", duration(s.handoffTimeout)},
              {"stop_timeout", duration(s.stopTimeout)},
              {"watchdog_timeout", duration(s.watchdogTimeout)},
              {"stop_signal",

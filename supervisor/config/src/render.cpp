@@ -232,6 +232,7 @@ void renderService(Writer &w, const ServiceConfig &s)
     w.line("kill_mode", str(names::nameOf(names::kKillMode, s.killMode)));
     w.line("output", str(names::nameOf(names::kOutput, s.output)));
     w.line("handoff", boolean(s.handoff));
+    w.line("handoff_timeout", duration(s.handoffTimeout));
     w.line("rollout_batch", std::to_string(s.rolloutBatch));
     w.line("rollout_order", str(names::nameOf(names::kRolloutOrder, s.rolloutOrder)));
     // Subtables last: after a [header] every key belongs to that header.

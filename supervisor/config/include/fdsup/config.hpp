@@ -128,6 +128,9 @@ struct ServiceConfig {
     Duration startTimeout = std::chrono::seconds(5);  // spawn until exec succeeded
     Duration readyTimeout = std::chrono::seconds(30); // exec until ready
     Duration drainTimeout = std::chrono::seconds(30);
+    // How long a handed-over connection waits in fdsupd for a ready
+    // replacement to adopt it; then it is closed.
+    Duration handoffTimeout = std::chrono::seconds(30);
     Duration stopTimeout = std::chrono::seconds(10);
     Duration watchdogTimeout = Duration::zero(); // zero: no watchdog
 
