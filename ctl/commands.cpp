@@ -254,6 +254,16 @@ int sockets(const ClientOptions &options)
                         [](const Json &reply) { return formatSockets(reply, useColour()); });
 }
 
+int connections(const ClientOptions &options, const std::optional<std::string> &service)
+{
+    Json parameters = Json::object();
+    if (service) {
+        parameters["service"] = *service;
+    }
+    return callAndPrint(options, "Connections", std::move(parameters), Wait{options.timeout},
+                        [](const Json &reply) { return formatConnections(reply, useColour()); });
+}
+
 int startService(const ClientOptions &options, const std::string &service)
 {
     return changeService(options, "Start", service);

@@ -41,6 +41,7 @@ struct RestartOptions {
 // JSON) or what went wrong on stderr, and returns the exit code.
 int status(const ClientOptions &options, const std::optional<std::string> &service);
 int sockets(const ClientOptions &options);
+int connections(const ClientOptions &options, const std::optional<std::string> &service);
 int startService(const ClientOptions &options, const std::string &service);
 int stopService(const ClientOptions &options, const std::string &service);
 int restartService(const ClientOptions &options, const std::string &service, const RestartOptions &restart);

@@ -120,6 +120,13 @@ int run(int argc, char **argv)
     bool socketsJson = false;
     sockets->add_flag("--json", socketsJson, "Print the reply as JSON");
 
+    auto *connections = app.add_subcommand(
+        "connections", "Show the connections handed over by draining workers, held for adoption");
+    std::optional<std::string> connectionsService;
+    bool connectionsJson = false;
+    connections->add_option("service", connectionsService, "Only this service");
+    connections->add_flag("--json", connectionsJson, "Print the reply as JSON");
+
     auto *start = app.add_subcommand("start", "Start a service and wait until it is running");
     std::string startService;
     bool startJson = false;
@@ -227,6 +234,10 @@ int run(int argc, char **argv)
     if (sockets->parsed()) {
         client.json = socketsJson;
         return fdsup::ctl::sockets(client);
+    }
+    if (connections->parsed()) {
+        client.json = connectionsJson;
+        return fdsup::ctl::connections(client, connectionsService);
     }
     if (start->parsed()) {
         client.json = startJson;

@@ -440,6 +440,52 @@ std::string formatSockets(const Json &reply, bool colour)
     return table.render(colour);
 }
 
+std::string formatConnections(const Json &reply, bool colour)
+{
+    std::string out;
+    for (const Json &service : arrayOf(reply, "services")) {
+        const Json *handoff = member(service, "handoff");
+        out += text(service, "service") + ": handoff " +
+               (handoff != nullptr && handoff->is_boolean() && handoff->get<bool>() ? "on" : "off") +
+               ", held " + std::to_string(arrayOf(service, "held").size()) + ", handed " +
+               text(service, "handed") + ", adopted " + text(service, "adopted") + ", expired " +
+               text(service, "expired") + ", hung up " + text(service, "hung_up") + ", refused " +
+               text(service, "refused") + "\n";
+        const Json &instances = arrayOf(service, "instances");
+        if (!instances.empty()) {
+            Table table({"  INSTANCE", "PID", "GEN", "ADOPTED", "STATE"});
+            for (const Json &instance : instances) {
+                const Json *draining = member(instance, "draining");
+                const bool isDraining =
+                    draining != nullptr && draining->is_boolean() && draining->get<bool>();
+                table.addRow(
+                    {{"  " + text(instance, "index")},
+                     {text(instance, "pid")},
+                     {text(instance, "generation")},
+                     {text(instance, "adopted")},
+                     {isDraining ? "draining" : "serving", isDraining ? Colour::Yellow : Colour::None}});
+            }
+            out += table.render(colour);
+        }
+        const Json &held = arrayOf(service, "held");
+        if (!held.empty()) {
+            Table table({"  HELD", "FROM-PID", "FROM-GEN", "FOR", "STATE-BYTES"});
+            for (const Json &h : held) {
+                const Json *usec = member(h, "held_usec");
+                table.addRow({{"  " + text(h, "id")},
+                              {text(h, "from_pid")},
+                              {text(h, "from_generation")},
+                              {usec != nullptr && usec->is_number_unsigned()
+                                   ? formatElapsed(usec->get<std::uint64_t>())
+                                   : "-"},
+                              {text(h, "state_bytes")}});
+            }
+            out += table.render(colour);
+        }
+    }
+    return out;
+}
+
 std::string formatElapsed(std::uint64_t usec)
 {
     if (usec >= 60000000) {

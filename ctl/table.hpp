@@ -70,6 +70,9 @@ std::string formatDateTime(std::uint64_t usec);
 // rollout in progress gets a line saying how far it is.
 std::string formatStatus(const nlohmann::json &reply, bool colour);
 std::string formatSockets(const nlohmann::json &reply, bool colour);
+// Connections: per service, the counters, the instances on the channel and
+// the connections held (oldest first).
+std::string formatConnections(const nlohmann::json &reply, bool colour);
 
 // RolloutStatus: the rollout (state, generations, timing, failure and a
 // table of its steps) and the restarts queued behind it.

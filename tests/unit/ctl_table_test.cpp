@@ -264,6 +264,26 @@ TEST(CtlTable, Sockets)
               "admin   unix:/run/app/admin.sock  -   -        -\n");
 }
 
+TEST(CtlTable, Connections)
+{
+    const auto reply = nlohmann::json::parse(R"({"services":[
+      {"service":"web","handoff":true,"handoff_timeout_usec":30000000,
+       "held":[{"id":17,"from_pid":4100,"from_generation":2,"held_usec":1500000,"state_bytes":2}],
+       "instances":[{"index":0,"pid":4242,"generation":3,"adopted":51,"draining":false},
+                    {"index":1,"pid":4100,"generation":2,"adopted":0,"draining":true}],
+       "handed":204,"adopted":203,"expired":0,"hung_up":1,"refused":3},
+      {"service":"batch","handoff":false,"handoff_timeout_usec":30000000,"held":[],"instances":[],
+       "handed":0,"adopted":0,"expired":0,"hung_up":0,"refused":0}]})");
+    EXPECT_EQ(formatConnections(reply, false),
+              "web: handoff on, held 1, handed 204, adopted 203, expired 0, hung up 1, refused 3\n"
+              "  INSTANCE  PID   GEN  ADOPTED  STATE\n"
+              "  0         4242  3    51       serving\n"
+              "  1         4100  2    0        draining\n"
+              "  HELD  FROM-PID  FROM-GEN  FOR   STATE-BYTES\n"
+              "  17    4100      2         1.5s  2\n"
+              "batch: handoff off, held 0, handed 0, adopted 0, expired 0, hung up 0, refused 0\n");
+}
+
 TEST(CtlTable, UnexpectedShapesPrintDashesInsteadOfFailing)
 {
     EXPECT_EQ(formatStatus(nlohmann::json::array(), false), "SERVICE  STATE  GEN  READY/WANTED  RESTARTS\n");

@@ -231,6 +231,32 @@ type LogLine (
   text: string
 )
 
+# A connection a draining worker handed over, waiting to be adopted.
+type HeldConnection (
+  id: int,
+  from_pid: int,
+  from_generation: int,
+  held_usec: int,
+  state_bytes: int
+)
+
+# An instance on the worker channel: what it adopted so far.
+type ChannelInstance (index: int, pid: int, generation: int, adopted: int, draining: bool)
+
+type ServiceConnections (
+  service: string,
+  handoff: bool,
+  handoff_timeout_usec: int,
+  held: []HeldConnection,
+  instances: []ChannelInstance,
+  # Counters since fdsupd started.
+  handed: int,
+  adopted: int,
+  expired: int,
+  hung_up: int,
+  refused: int
+)
+
 type ConfigError (file: string, line: int, column: int, message: string)
 
 type Change (
@@ -246,6 +272,9 @@ method Status(service: ?string) -> (services: []Service)
 
 # Every socket, with what it is bound to and which services use it.
 method Sockets() -> (sockets: []Socket)
+
+# The handed-over connections fdsupd holds, per service (or the one named).
+method Connections(service: ?string) -> (services: []ServiceConnections)
 
 # Starts a service; replies once it is running.
 method Start(service: string) -> (service: string, state: ServiceState)
