@@ -1,0 +1,304 @@
+// hostile-worker: a worker that abuses its channel, for the handoff tests.
+//
+//   hostile-worker MODE REPORT_PATH
+//
+// It joins the channel (HELLO with HANDOFF|ADOPT), says READY, then does MODE
+// and reports what fdsupd answered as one datagram to REPORT_PATH:
+// "result CODE" for a HANDOFF_RESULT, "error CODE" for an ERROR, "closed"
+// when fdsupd closed the channel, "sent" when nothing is expected. Then it
+// waits for SIGTERM (or DRAIN) and exits 0. Modes:
+//   garbage       a datagram with a bad magic
+//   short         half a header, then the channel is closed
+//   no-fd         HANDOFF carrying no descriptor
+//   not-socket    HANDOFF of a pipe
+//   listener      HANDOFF of its own listener (fd 3)
+//   foreign       HANDOFF of a connection accepted on a listener of its own
+//   unconnected   HANDOFF of a socket never connected
+//   big-state     HANDOFF with a memfd state over any limit fdsupd allows
+//   flood         50,000 READY messages as fast as the socket takes them
+//   unsealed      HANDOFF whose state memfd is not sealed
+//   echo-die      serve seqnum echo (4-byte numbers) on fd 3; on DRAIN hand
+//                 over the first half of the connections, then SIGKILL itself
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "fdsup/channel.hpp"
+#include "fdsup/scm.hpp"
+
+namespace {
+
+using fdsup::BorrowedFd;
+using fdsup::ChannelMessage;
+using fdsup::ChannelType;
+using fdsup::UniqueFd;
+
+std::string reportPath;
+
+void report(const std::string &event)
+{
+    const UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    reportPath.copy(addr.sun_path, sizeof addr.sun_path - 1);
+    const std::string line = event + " " + std::to_string(getpid());
+    (void)sendto(fd.get(), line.data(), line.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr *>(&addr),
+                 sizeof addr);
+}
+
+int send(BorrowedFd channel, ChannelMessage &msg)
+{
+    static std::uint32_t seq = 0;
+    msg.seq = ++seq;
+    for (;;) {
+        const int r = fdsup::sendChannelMessage(channel, msg);
+        if (r != -EAGAIN) {
+            return r;
+        }
+        pollfd p{channel.get(), POLLOUT, 0};
+        (void)poll(&p, 1, 1000);
+    }
+}
+
+// Waits for fdsupd's answer and reports it.
+void awaitAnswer(BorrowedFd channel)
+{
+    for (;;) {
+        pollfd p{channel.get(), POLLIN, 0};
+        if (poll(&p, 1, 10000) <= 0) {
+            report("timeout");
+            return;
+        }
+        ChannelMessage msg;
+        const int r = fdsup::recvChannelMessage(channel, msg);
+        if (r == -EAGAIN) {
+            continue;
+        }
+        if (r < 0) {
+            report("closed");
+            return;
+        }
+        if (msg.type == ChannelType::HandoffResult) {
+            report("result " + std::to_string(msg.code));
+            return;
+        }
+        if (msg.type == ChannelType::Error || msg.type == ChannelType::Reject) {
+            report("error " + std::to_string(msg.code));
+            return;
+        }
+    }
+}
+
+ChannelMessage handoffOf(UniqueFd fd)
+{
+    ChannelMessage msg;
+    msg.type = ChannelType::Handoff;
+    msg.id = 1;
+    msg.fds.push_back(std::move(fd));
+    return msg;
+}
+
+// A connection accepted on a listener of our own (not one of fdsupd's).
+UniqueFd foreignConnection(UniqueFd &client)
+{
+    UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    (void)bind(listener.get(), reinterpret_cast<sockaddr *>(&a), sizeof a);
+    (void)listen(listener.get(), 1);
+    (void)getsockname(listener.get(), reinterpret_cast<sockaddr *>(&a), &len);
+    client = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    (void)connect(client.get(), reinterpret_cast<sockaddr *>(&a), len);
+    return UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+}
+
+// echo-die: echo 4-byte numbers; on DRAIN hand over half, then die.
+void echoThenDie(BorrowedFd channel)
+{
+    std::vector<pollfd> fds{{channel.get(), POLLIN, 0}, {3, POLLIN, 0}};
+    std::vector<std::string> pending(2);
+    for (;;) {
+        if (poll(fds.data(), fds.size(), -1) < 0) {
+            continue;
+        }
+        if ((fds[0].revents & POLLIN) != 0) {
+            ChannelMessage msg;
+            if (fdsup::recvChannelMessage(channel, msg) == 0 && msg.type == ChannelType::Drain) {
+                const std::size_t connections = fds.size() - 2;
+                for (std::size_t i = 2; i < 2 + connections / 2; ++i) {
+                    ChannelMessage handoff;
+                    handoff.type = ChannelType::Handoff;
+                    handoff.id = i;
+                    handoff.fds.emplace_back(fcntl(fds[i].fd, F_DUPFD_CLOEXEC, 3));
+                    handoff.state.assign(reinterpret_cast<const std::byte *>(pending[i].data()),
+                                         reinterpret_cast<const std::byte *>(pending[i].data()) +
+                                             pending[i].size());
+                    handoff.stateSize = handoff.state.size();
+                    (void)send(channel, handoff);
+                }
+                report("handed " + std::to_string(connections / 2));
+                // Die before DONE, with the other half still open.
+                (void)kill(getpid(), SIGKILL);
+            }
+        }
+        if ((fds[1].revents & POLLIN) != 0) {
+            const int conn = accept4(3, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (conn >= 0) {
+                fds.push_back({conn, POLLIN, 0});
+                pending.emplace_back();
+            }
+        }
+        for (std::size_t i = 2; i < fds.size(); ++i) {
+            if ((fds[i].revents & POLLIN) == 0) {
+                continue;
+            }
+            char buffer[4096];
+            const ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+            if (n <= 0) {
+                continue;
+            }
+            pending[i].append(buffer, static_cast<std::size_t>(n));
+            const std::size_t whole = pending[i].size() / 4 * 4;
+            (void)!write(fds[i].fd, pending[i].data(), whole);
+            pending[i].erase(0, whole);
+        }
+    }
+}
+
+volatile sig_atomic_t stop = 0;
+
+void onTerm(int)
+{
+    stop = 1;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        (void)std::fprintf(stderr, "usage: hostile-worker MODE REPORT_PATH\n");
+        return 2;
+    }
+    const std::string mode = argv[1];
+    reportPath = argv[2];
+    (void)signal(SIGTERM, onTerm);
+    const char *env = std::getenv("FDSUP_CHANNEL");
+    if (env == nullptr) {
+        (void)std::fprintf(stderr, "hostile-worker: no FDSUP_CHANNEL\n");
+        return 3;
+    }
+    const UniqueFd channel(std::atoi(env));
+    ChannelMessage hello;
+    hello.type = ChannelType::Hello;
+    hello.capabilities = fdsup::kChannelCapHandoff | fdsup::kChannelCapAdopt;
+    ChannelMessage welcome;
+    if (send(channel.borrow(), hello) < 0) {
+        return 4;
+    }
+    for (;;) {
+        pollfd p{channel.get(), POLLIN, 0};
+        (void)poll(&p, 1, 10000);
+        if (fdsup::recvChannelMessage(channel.borrow(), welcome) == 0) {
+            break;
+        }
+    }
+    ChannelMessage ready;
+    ready.type = ChannelType::Ready;
+    ready.text = "hostile: " + mode;
+    (void)send(channel.borrow(), ready);
+    report("ready");
+
+    if (mode == "echo-die") {
+        echoThenDie(channel.borrow());
+        return 0;
+    }
+    UniqueFd keep; // the other end of what is handed over, kept open
+    if (mode == "garbage") {
+        const std::byte bad[16] = {std::byte{0x00}, std::byte{0x01}};
+        (void)fdsup::sendDatagram(channel.borrow(), bad, {}, 0);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "short") {
+        const std::byte half[8] = {std::byte{0xFD}, std::byte{0xC1}, std::byte{1}, std::byte{8}};
+        (void)fdsup::sendDatagram(channel.borrow(), half, {}, 0);
+        report("sent");
+        return 0; // closes the channel right after
+    } else if (mode == "no-fd") {
+        // A well-formed HANDOFF body, but no descriptor attached.
+        ChannelMessage msg = handoffOf(UniqueFd(fcntl(0, F_DUPFD_CLOEXEC, 3)));
+        std::vector<std::byte> bytes;
+        (void)fdsup::encodeChannelMessage(msg, bytes);
+        (void)fdsup::sendDatagram(channel.borrow(), bytes, {}, 0);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "not-socket") {
+        int p[2];
+        (void)pipe2(p, O_CLOEXEC);
+        keep = UniqueFd(p[1]);
+        ChannelMessage msg = handoffOf(UniqueFd(p[0]));
+        (void)send(channel.borrow(), msg);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "listener") {
+        ChannelMessage msg = handoffOf(UniqueFd(fcntl(3, F_DUPFD_CLOEXEC, 3)));
+        (void)send(channel.borrow(), msg);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "foreign") {
+        ChannelMessage msg = handoffOf(foreignConnection(keep));
+        (void)send(channel.borrow(), msg);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "unconnected") {
+        ChannelMessage msg = handoffOf(UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)));
+        (void)send(channel.borrow(), msg);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "big-state") {
+        ChannelMessage msg = handoffOf(foreignConnection(keep));
+        const std::vector<std::byte> state(std::size_t{1} << 20, std::byte{'x'});
+        UniqueFd memfd;
+        (void)fdsup::createStateMemfd(state, memfd);
+        msg.stateFlags = fdsup::kChannelStateMemfd;
+        msg.stateSize = state.size();
+        msg.fds.push_back(std::move(memfd));
+        (void)send(channel.borrow(), msg);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "unsealed") {
+        ChannelMessage msg = handoffOf(foreignConnection(keep));
+        UniqueFd memfd(memfd_create("state", MFD_CLOEXEC));
+        (void)!write(memfd.get(), "ab", 2);
+        msg.stateFlags = fdsup::kChannelStateMemfd;
+        msg.stateSize = 2;
+        msg.fds.push_back(std::move(memfd));
+        // The encoder does not check seals; the receiver must.
+        (void)send(channel.borrow(), msg);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "flood") {
+        int sent = 0;
+        for (; sent < 50000; ++sent) {
+            ChannelMessage msg;
+            msg.type = ChannelType::Ready;
+            if (send(channel.borrow(), msg) < 0) {
+                break;
+            }
+        }
+        awaitAnswer(channel.borrow());
+    } else {
+        (void)std::fprintf(stderr, "hostile-worker: unknown mode %s\n", mode.c_str());
+        return 2;
+    }
+    while (stop == 0) {
+        pause();
+    }
+    return 0;
+}
