@@ -343,10 +343,21 @@ void Service::dropHeld(HeldConnection *held)
     }
 }
 
+bool Service::drainsOverChannel(const Instance &instance)
+{
+    return instance.channel_ && instance.channel_->isOpen() && instance.channel_->welcomed &&
+           (instance.channel_->capabilities & kChannelCapHandoff) != 0;
+}
+
+std::string Service::drainHow(const Instance &instance)
+{
+    return drainsOverChannel(instance) ? "over its channel"
+                                       : "with " + config::signalName(instance.config().drainSignal);
+}
+
 bool Service::sendDrain(Instance &instance)
 {
-    if (!instance.channel_ || !instance.channel_->isOpen() || !instance.channel_->welcomed ||
-        (instance.channel_->capabilities & kChannelCapHandoff) == 0) {
+    if (!drainsOverChannel(instance)) {
         return false;
     }
     ChannelMessage drain;

@@ -229,8 +229,7 @@ void Service::stepRollout()
                 step.phase = Phase::Retiring;
                 if (old->state_ != InstanceState::Draining && old->state_ != InstanceState::Stopping) {
                     rolloutEvent(name() + "[" + std::to_string(step.index) + "]: draining old pid " +
-                                 std::to_string(step.oldPid) + " with " +
-                                 config::signalName(old->config().drainSignal));
+                                 std::to_string(step.oldPid) + " " + drainHow(*old));
                     drainInstance(*old);
                 }
             } else {
@@ -295,8 +294,7 @@ void Service::beginStep(RolloutStep &step)
         // kernel's accept queue until the replacement accepts them.
         step.phase = Phase::DrainingOld;
         rolloutEvent(name() + "[" + std::to_string(step.index) + "]: draining old pid " +
-                     std::to_string(step.oldPid) + " with " + config::signalName(old->config().drainSignal) +
-                     " before starting its replacement");
+                     std::to_string(step.oldPid) + " " + drainHow(*old) + " before starting its replacement");
         drainInstance(*old);
         return;
     }

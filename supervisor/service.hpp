@@ -300,6 +300,10 @@ private:
     void expireHeld();
     void dropHeld(HeldConnection *held);
     bool sendDrain(Instance &instance);
+    // Drained over its channel (it joined for handoff), else by drain_signal.
+    [[nodiscard]] static bool drainsOverChannel(const Instance &instance);
+    // "over its channel" or "with SIGTERM", for events.
+    [[nodiscard]] static std::string drainHow(const Instance &instance);
     void becomeReady(Instance &instance);
     void setState(Instance &instance, InstanceState state);
     void armDeadline(Instance &instance, Duration after);
