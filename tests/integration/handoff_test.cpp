@@ -1,7 +1,19 @@
 // Connection handoff: a real fdsupd, workers on libactivate's channel, real clients on loopback.
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -120,6 +132,248 @@ INSTANTIATE_TEST_SUITE_P(Abuses, HostileWorker,
                              std::erase(name, '-');
                              return name;
                          });
+
+// Clients of the seqnum protocol: each sends 4-byte big-endian numbers
+// 1, 2, 3... on its own connection and expects each echoed back, in order.
+// Any reset, EOF, timeout or wrong number is an error of that client.
+class SeqnumClients {
+public:
+    SeqnumClients(int port, int clients) : port_(port)
+    {
+        for (int i = 0; i < clients; ++i) {
+            UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_port = htons(static_cast<std::uint16_t>(port));
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+                throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+            }
+            const timeval timeout{10, 0}; // a connection nobody serves for 10 s is a failure
+            setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+            fds_.push_back(std::move(fd));
+        }
+        next_.assign(fds_.size(), 1);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~SeqnumClients() { stop(); }
+    SeqnumClients(const SeqnumClients &) = delete;
+    SeqnumClients &operator=(const SeqnumClients &) = delete;
+
+    void stop()
+    {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+    void close()
+    {
+        stop();
+        fds_.clear();
+    }
+    // Round trips so far, all clients together.
+    [[nodiscard]] std::uint64_t rounds() const { return rounds_; }
+    [[nodiscard]] std::vector<std::string> errors() const { return errors_; }
+    // The local port of each client's connection.
+    [[nodiscard]] std::vector<int> localPorts() const
+    {
+        std::vector<int> ports;
+        for (const auto &fd : fds_) {
+            sockaddr_in a{};
+            socklen_t len = sizeof a;
+            getsockname(fd.get(), reinterpret_cast<sockaddr *>(&a), &len);
+            ports.push_back(ntohs(a.sin_port));
+        }
+        return ports;
+    }
+
+private:
+    void run()
+    {
+        std::vector<bool> dead(fds_.size(), false);
+        while (!stop_) {
+            for (std::size_t i = 0; i < fds_.size() && !stop_; ++i) {
+                if (dead[i]) {
+                    continue;
+                }
+                const std::uint32_t wire = htonl(next_[i]);
+                if (send(fds_[i].get(), &wire, sizeof wire, MSG_NOSIGNAL) != sizeof wire) {
+                    fail(i, dead, std::string("send: ") + std::strerror(errno));
+                    continue;
+                }
+                std::uint32_t echo = 0;
+                std::size_t got = 0;
+                while (got < sizeof echo) {
+                    const ssize_t n =
+                        recv(fds_[i].get(), reinterpret_cast<char *>(&echo) + got, sizeof echo - got, 0);
+                    if (n <= 0) {
+                        break;
+                    }
+                    got += static_cast<std::size_t>(n);
+                }
+                if (got < sizeof echo) {
+                    fail(i, dead,
+                         got == 0 && errno == 0 ? "EOF" : std::string("recv: ") + std::strerror(errno));
+                    continue;
+                }
+                if (ntohl(echo) != next_[i]) {
+                    fail(i, dead,
+                         "expected " + std::to_string(next_[i]) + ", got " + std::to_string(ntohl(echo)));
+                    continue;
+                }
+                ++next_[i];
+                ++rounds_;
+            }
+        }
+    }
+    void fail(std::size_t i, std::vector<bool> &dead, const std::string &why)
+    {
+        dead[i] = true;
+        errors_.push_back("client " + std::to_string(i) + " at " + std::to_string(next_[i]) + ": " + why);
+    }
+
+    int port_;
+    std::vector<UniqueFd> fds_;
+    std::vector<std::uint32_t> next_;
+    std::vector<std::string> errors_;
+    std::atomic<std::uint64_t> rounds_{0};
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// The pid (among candidates) holding the server side of 127.0.0.1:serverPort
+// <-> 127.0.0.1:clientPort, found by the socket's inode in /proc/net/tcp.
+pid_t serverPidOf(int serverPort, int clientPort, const std::set<pid_t> &candidates)
+{
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    std::getline(tcp, line); // header
+    char wantLocal[32];
+    char wantRemote[32];
+    std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
+    std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
+    std::string inode;
+    while (std::getline(tcp, line)) {
+        std::istringstream in(line);
+        std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, node;
+        in >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> node;
+        if (local == wantLocal && remote == wantRemote) {
+            inode = node;
+        }
+    }
+    const std::string target = "socket:[" + inode + "]";
+    for (const pid_t pid : candidates) {
+        const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+        DIR *d = opendir(dir.c_str());
+        if (d == nullptr) {
+            continue;
+        }
+        while (const dirent *e = readdir(d)) {
+            char link[64] = {};
+            const std::string path = dir + "/" + e->d_name;
+            if (readlink(path.c_str(), link, sizeof link - 1) > 0 && target == link) {
+                closedir(d);
+                return pid;
+            }
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+std::set<pid_t> pidsOf(const nlohmann::json &status)
+{
+    std::set<pid_t> pids;
+    for (const auto &instance : status.at("instances")) {
+        if (instance.at("pid").is_number()) {
+            pids.insert(instance.at("pid").get<pid_t>());
+        }
+    }
+    return pids;
+}
+
+class Handoff : public ::testing::Test {
+protected:
+    void TearDown() override
+    {
+        if (HasFailure()) {
+            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
+        }
+    }
+
+    void startService(const std::string &binary, int instances)
+    {
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+backlog = 1024
+
+[service.web]
+command = [")" + binary + R"("]
+sockets = ["web"]
+instances = )" + std::to_string(instances) +
+                                      R"(
+ready = "channel"
+handoff = true
+drain_timeout = "10s"
+)",
+                                  why))
+            << why;
+        ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    }
+
+    ProcessResult fdsupctl(std::vector<std::string> args)
+    {
+        args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath()});
+        return runProcess(args, {}, 60s);
+    }
+
+    DaemonHarness fdsupd_;
+};
+
+TEST_F(Handoff, TwoHundredSeqnumClientsSurviveThreeRollingRestarts)
+{
+    startService(requireEnv("FDSUP_TEST_SEQNUM_ECHO"), 4);
+    const int port = fdsupd_.port("web");
+    SeqnumClients clients(port, 200);
+    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    for (int round = 1; round <= 3; ++round) {
+        const std::uint64_t before = clients.rounds();
+        const auto restart = fdsupctl({"restart", "--wait", "web"});
+        ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+        EXPECT_THAT(restart.out, HasSubstr("over its channel"));
+        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        for (const pid_t pid : now) {
+            EXPECT_EQ(previous.count(pid), 0U);
+        }
+        previous = now;
+        EXPECT_GT(clients.rounds(), before) << "no round trip during restart " << round;
+    }
+    // Every client keeps going on the last generation.
+    const std::uint64_t settled = clients.rounds();
+    for (int i = 0; i < 1000 && clients.rounds() < settled + 2000 && clients.errors().empty(); ++i) {
+        std::this_thread::yield();
+        (void)fdsupd_.status("web"); // a bounded wait that does useful work: fdsupd keeps answering
+    }
+    clients.stop();
+    EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+    EXPECT_GE(clients.rounds(), settled);
+    for (const int clientPort : clients.localPorts()) {
+        const pid_t server = serverPidOf(port, clientPort, previous);
+        EXPECT_NE(server, 0) << "the connection of client port " << clientPort
+                             << " is not served by the last generation";
+    }
+    const auto connections = fdsupd_.call("io.fdsup.Manager.Connections", {{"service", "web"}});
+    const auto &web = connections.parameters.at("services").at(0);
+    clients.close();                  // idle connections would hold up the workers' SIGTERM
+    EXPECT_EQ(web.at("handed"), 600); // 200 connections, three times
+    EXPECT_EQ(web.at("adopted"), 600);
+    EXPECT_EQ(web.at("refused"), 0);
+    EXPECT_TRUE(web.at("held").empty());
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
 
 } // namespace
 } // namespace fdsup::test
