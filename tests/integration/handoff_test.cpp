@@ -375,5 +375,74 @@ TEST_F(Handoff, TwoHundredSeqnumClientsSurviveThreeRollingRestarts)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+TEST_F(Handoff, AWorkerThatDiesMidHandoffLosesOnlyWhatItHadNotHandedOver)
+{
+    // Generation 1 hands over half of its connections on DRAIN, then kills
+    // itself; generation 2 (a reload changes the command) adopts that half.
+    const std::string seqnum = requireEnv("FDSUP_TEST_SEQNUM_ECHO");
+    const std::string hostile = requireEnv("FDSUP_TEST_HOSTILE_WORKER");
+    auto config = [&](const std::string &command) {
+        return fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.web]
+command = )" + command +
+               R"(
+sockets = ["web"]
+ready = "channel"
+handoff = true
+drain_timeout = "10s"
+)";
+    };
+    std::string why;
+    ASSERT_TRUE(
+        fdsupd_.start(config("[\"" + hostile + "\", \"echo-die\", \"" + fdsupd_.reportPath() + "\"]"), why))
+        << why;
+    auto client = varlink::Client::connect(fdsupd_.controlPath(), 10s);
+    ASSERT_TRUE(client) << client.error().message;
+    auto call = [&](const char *method, nlohmann::json parameters) {
+        auto reply = client->call(varlink::Call{method, std::move(parameters), false, false});
+        if (!reply) {
+            throw std::runtime_error(reply.error().message);
+        }
+        return *reply;
+    };
+    ASSERT_EQ(call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    // A generation-2 worker holds as many descriptors in fdsupd as this one.
+    const int baseline = countFdsOf(fdsupd_.pid());
+    constexpr int kClients = 20;
+    SeqnumClients clients(fdsupd_.port("web"), kClients);
+    for (int i = 0; i < 1000 && clients.rounds() < 200; ++i) {
+        (void)call("io.fdsup.Manager.Status",
+                   {{"service", "web"}}); // bounded: until every client made rounds
+    }
+    ASSERT_GE(clients.rounds(), 200U);
+
+    writeFile(fdsupd_.dir() / "fdsupd.toml", config("[\"" + seqnum + "\"]"));
+    const auto reload = call("io.fdsup.Manager.Reload", nlohmann::json::object());
+    ASSERT_EQ(reload.error, "") << reload.parameters.dump();
+    const auto handed = fdsupd_.reports().waitFor(
+        [](const std::string &m) { return m.starts_with("handed "); }, kEventDeadline);
+    ASSERT_TRUE(handed.has_value());
+    EXPECT_TRUE(handed->starts_with("handed 10 ")) << *handed;
+    // The adopted half keeps going; the other half was closed with the worker.
+    const std::uint64_t after = clients.rounds();
+    for (int i = 0; i < 1000 && clients.rounds() < after + 500; ++i) {
+        (void)call("io.fdsup.Manager.Status", {{"service", "web"}});
+    }
+    clients.close();
+    EXPECT_EQ(clients.errors().size(), static_cast<std::size_t>(kClients / 2))
+        << ::testing::PrintToString(clients.errors());
+    EXPECT_GE(clients.rounds(), after + 500) << "the adopted connections did not go on";
+    const auto connections = call("io.fdsup.Manager.Connections", {{"service", "web"}});
+    const auto &web = connections.parameters.at("services").at(0);
+    EXPECT_EQ(web.at("handed"), kClients / 2);
+    EXPECT_EQ(web.at("adopted"), kClients / 2);
+    EXPECT_TRUE(web.at("held").empty());
+    EXPECT_EQ(countFdsOf(fdsupd_.pid()), baseline);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 } // namespace
 } // namespace fdsup::test
