@@ -1,0 +1,703 @@
+// HTTP keep-alive across restarts: a real fdsupd running libactivate's
+// http-keepalive example with handoff, real clients (wrk and an in-test
+// HTTP/1.1 client) on loopback. Established connections move from each
+// draining worker to its replacement; no client may notice.
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "daemon_harness.hpp"
+#include "test_support.hpp"
+
+namespace fdsup::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+constexpr auto kEventDeadline = 20s;
+constexpr const char *kWrk = "/usr/bin/wrk";
+constexpr const char *kRequest = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+// Lines of fdsupd's log (the workers' stderr included) reporting a refused handoff.
+std::vector<std::string> refusedHandoffs(const std::string &log)
+{
+    std::vector<std::string> out;
+    std::istringstream in(log);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.find("handoff of connection") != std::string::npos &&
+            line.find("refused") != std::string::npos) {
+            out.push_back(line);
+        }
+    }
+    return out;
+}
+
+std::set<pid_t> pidsOf(const nlohmann::json &status)
+{
+    std::set<pid_t> pids;
+    for (const auto &instance : status.at("instances")) {
+        if (instance.at("pid").is_number()) {
+            pids.insert(instance.at("pid").get<pid_t>());
+        }
+    }
+    return pids;
+}
+
+UniqueFd connectLoopback(int port)
+{
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!fd || connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+        throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+    }
+    const timeval timeout{10, 0}; // a connection nobody serves for 10 s is a failure
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    return fd;
+}
+
+int localPort(BorrowedFd fd)
+{
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    getsockname(fd.get(), reinterpret_cast<sockaddr *>(&a), &len);
+    return ntohs(a.sin_port);
+}
+
+// Sends all of data; an empty string, or why not.
+std::string sendAll(BorrowedFd fd, std::string_view data)
+{
+    while (!data.empty()) {
+        const ssize_t n = send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL);
+        if (n <= 0) {
+            return std::string("send: ") + std::strerror(errno);
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+// One HTTP/1.1 response, read whole (headers, then Content-Length bytes).
+struct Response {
+    int status = 0;
+    pid_t pid = 0;
+    std::string generation; // the JSON's "generation"
+    std::string error;      // set when the connection failed: EOF, reset, timeout, garbage
+};
+
+Response readResponse(BorrowedFd fd)
+{
+    Response r;
+    std::string data;
+    char buffer[4096];
+    auto fill = [&]() -> bool {
+        errno = 0;
+        const ssize_t n = recv(fd.get(), buffer, sizeof buffer, 0);
+        if (n <= 0) {
+            r.error = n == 0 ? "EOF" : std::string("recv: ") + std::strerror(errno);
+            return false;
+        }
+        data.append(buffer, static_cast<std::size_t>(n));
+        return true;
+    };
+    std::size_t end;
+    while ((end = data.find("\r\n\r\n")) == std::string::npos) {
+        if (!fill()) {
+            return r;
+        }
+    }
+    const std::string head = data.substr(0, end + 2);
+    if (std::sscanf(head.c_str(), "HTTP/1.1 %d", &r.status) != 1) {
+        r.error = "not an HTTP/1.1 status line: " + head;
+        return r;
+    }
+    std::size_t length = 0;
+    bool haveLength = false;
+    std::istringstream lines(head);
+    std::string line;
+    while (std::getline(lines, line)) {
+        if (line.size() > 15 && strncasecmp(line.c_str(), "Content-Length:", 15) == 0) {
+            length = std::stoul(line.substr(15));
+            haveLength = true;
+        }
+    }
+    if (!haveLength) {
+        r.error = "no Content-Length: " + head;
+        return r;
+    }
+    while (data.size() < end + 4 + length) {
+        if (!fill()) {
+            return r;
+        }
+    }
+    if (data.size() > end + 4 + length) {
+        r.error = "bytes after the response: " + data.substr(end + 4 + length);
+        return r;
+    }
+    const std::string body = data.substr(end + 4);
+    const auto json = nlohmann::json::parse(body, nullptr, false);
+    if (r.status == 200) {
+        if (json.is_discarded() || !json.contains("pid") || !json.at("pid").is_number_integer() ||
+            !json.contains("generation") || !json.at("generation").is_string()) {
+            r.error = "200 without the worker's JSON: " + body;
+            return r;
+        }
+        r.pid = json.at("pid").get<pid_t>();
+        r.generation = json.at("generation").get<std::string>();
+    }
+    return r;
+}
+
+// wrk with keep-alive (no Connection: close), one thread. Its Lua script
+// prints, on a line-buffered stdout read here by a thread:
+//   "fdsup-gen G"  whenever the answering generation differs from the previous answer's,
+//   "fdsup-n N"    after every 500 answers,
+//   "fdsup-totals requests R connect C read R write W timeout T status S" at the end (SIGINT).
+class KeepAliveWrk {
+public:
+    KeepAliveWrk(int port, int connections, const TempDir &dir)
+    {
+        if (access(kWrk, X_OK) != 0) {
+            throw std::runtime_error("/usr/bin/wrk is missing; install the Debian package wrk");
+        }
+        const auto script = dir / "keepalive.lua";
+        writeFile(script, R"lua(-- keepalive_test.cpp's wrk script
+io.stdout:setvbuf("line")
+local answers = 0
+local last = nil
+function response(status, headers, body)
+    answers = answers + 1
+    local g = body:match('"generation":"(%d*)"') or ("status-" .. status)
+    if g ~= last then
+        last = g
+        io.write("fdsup-gen ", g, "\n")
+    end
+    if answers % 500 == 0 then
+        io.write("fdsup-n ", answers, "\n")
+    end
+end
+function done(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("fdsup-totals requests %d connect %d read %d write %d timeout %d status %d\n",
+        summary.requests, e.connect, e.read, e.write, e.timeout, e.status))
+end
+)lua");
+        std::vector<std::string> args{kWrk,
+                                      "-t1",
+                                      "-c",
+                                      std::to_string(connections),
+                                      "-d",
+                                      "90s",
+                                      "--timeout",
+                                      "5s",
+                                      "-s",
+                                      script.string(),
+                                      "http://127.0.0.1:" + std::to_string(port) + "/"};
+        std::vector<char *> argv;
+        for (auto &a : args) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        int pipefd[2];
+        if (pipe2(pipefd, O_CLOEXEC) != 0) {
+            throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+        }
+        const pid_t parent = getpid();
+        pid_ = fork();
+        if (pid_ < 0) {
+            throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+        }
+        if (pid_ == 0) {
+            // Dies with the test, whatever happens to it.
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent) {
+                _exit(127);
+            }
+            const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            dup2(null, 0);
+            dup2(pipefd[1], 1);
+            dup2(pipefd[1], 2);
+            execv(argv[0], argv.data());
+            _exit(127);
+        }
+        close(pipefd[1]);
+        out_ = UniqueFd(pipefd[0]);
+        reader_ = std::thread([this] { read(); });
+    }
+    ~KeepAliveWrk()
+    {
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            waitpid(pid_, nullptr, 0);
+        }
+        if (reader_.joinable()) {
+            reader_.join();
+        }
+    }
+    KeepAliveWrk(const KeepAliveWrk &) = delete;
+    KeepAliveWrk &operator=(const KeepAliveWrk &) = delete;
+
+    // Everything wrk printed so far.
+    std::string output()
+    {
+        std::lock_guard lock(mutex_);
+        return output_;
+    }
+    // Waits until match(output) holds; false at the deadline or once wrk's stdout is closed.
+    bool waitFor(const std::function<bool(const std::string &)> &match, std::chrono::milliseconds deadline)
+    {
+        std::unique_lock lock(mutex_);
+        return changed_.wait_for(lock, deadline, [&] { return match(output_) || closed_; }) && match(output_);
+    }
+    // SIGINT (wrk prints its totals), then waits for it; returns its exit status or -SIGNAL.
+    int stop(std::chrono::milliseconds deadline = 30s)
+    {
+        kill(pid_, SIGINT);
+        {
+            std::unique_lock lock(mutex_);
+            if (!changed_.wait_for(lock, deadline, [&] { return closed_; })) {
+                kill(pid_, SIGKILL);
+            }
+        }
+        int status = 0;
+        waitpid(pid_, &status, 0);
+        pid_ = -1;
+        reader_.join();
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+
+private:
+    void read()
+    {
+        char buffer[4096];
+        for (;;) {
+            const ssize_t n = ::read(out_.get(), buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            std::lock_guard lock(mutex_);
+            if (n <= 0) {
+                closed_ = true;
+                changed_.notify_all();
+                return;
+            }
+            output_.append(buffer, static_cast<std::size_t>(n));
+            changed_.notify_all();
+        }
+    }
+
+    pid_t pid_ = -1;
+    UniqueFd out_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::string output_;
+    bool closed_ = false;
+    std::thread reader_;
+};
+
+// The values of every "PREFIX VALUE" line of wrk's output, from offset on.
+std::vector<std::string> wrkLines(const std::string &output, const std::string &prefix,
+                                  std::size_t offset = 0)
+{
+    std::vector<std::string> values;
+    std::istringstream in(output.substr(std::min(offset, output.size())));
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.starts_with(prefix + " ")) {
+            values.push_back(line.substr(prefix.size() + 1));
+        }
+    }
+    return values;
+}
+
+// N keep-alive connections, each sending GET and reading the whole answer,
+// round robin, in a background thread. A connection that fails (EOF, reset,
+// timeout, a bad answer) is never reconnected: it is a failure, recorded.
+class KeepAliveClients {
+public:
+    KeepAliveClients(int port, int connections)
+    {
+        for (int i = 0; i < connections; ++i) {
+            fds_.push_back(connectLoopback(port));
+        }
+        answers_.resize(fds_.size());
+        thread_ = std::thread([this] { run(); });
+    }
+    ~KeepAliveClients() { stop(); }
+    KeepAliveClients(const KeepAliveClients &) = delete;
+    KeepAliveClients &operator=(const KeepAliveClients &) = delete;
+
+    void stop()
+    {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+    void close()
+    {
+        stop();
+        fds_.clear();
+    }
+    [[nodiscard]] std::uint64_t total() const { return total_; }
+    // The answers of each connection so far.
+    std::vector<std::vector<Response>> answers()
+    {
+        std::lock_guard lock(mutex_);
+        return answers_;
+    }
+    // Connections that failed and would have had to reconnect, with why.
+    std::vector<std::string> failures()
+    {
+        std::lock_guard lock(mutex_);
+        return failures_;
+    }
+    // Waits until every connection has at least counts[i] + more answers
+    // (false at the deadline or at a failure).
+    bool waitForEach(const std::vector<std::size_t> &counts, std::size_t more,
+                     std::chrono::milliseconds deadline)
+    {
+        std::unique_lock lock(mutex_);
+        return changed_.wait_for(lock, deadline, [&] {
+            if (!failures_.empty()) {
+                return true;
+            }
+            for (std::size_t i = 0; i < answers_.size(); ++i) {
+                if (answers_[i].size() < counts.at(i) + more) {
+                    return false;
+                }
+            }
+            return true;
+        }) && failures_.empty();
+    }
+
+private:
+    void run()
+    {
+        std::vector<bool> dead(fds_.size(), false);
+        while (!stop_) {
+            for (std::size_t i = 0; i < fds_.size() && !stop_; ++i) {
+                if (dead[i]) {
+                    continue;
+                }
+                Response r;
+                r.error = sendAll(fds_[i].borrow(), kRequest);
+                if (r.error.empty()) {
+                    r = readResponse(fds_[i].borrow());
+                }
+                std::lock_guard lock(mutex_);
+                if (!r.error.empty()) {
+                    dead[i] = true;
+                    failures_.push_back("connection " + std::to_string(i) + " after " +
+                                        std::to_string(answers_[i].size()) + " answers: " + r.error);
+                } else {
+                    answers_[i].push_back(r);
+                    ++total_;
+                }
+                changed_.notify_all();
+            }
+        }
+    }
+
+    std::vector<UniqueFd> fds_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::vector<std::vector<Response>> answers_;
+    std::vector<std::string> failures_;
+    std::atomic<std::uint64_t> total_{0};
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// The receive queue of the server side of 127.0.0.1:serverPort <->
+// 127.0.0.1:clientPort (bytes the worker has not read yet), from /proc/net/tcp.
+std::optional<unsigned long> serverReceiveQueue(int serverPort, int clientPort)
+{
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    std::getline(tcp, line); // header
+    char wantLocal[32];
+    char wantRemote[32];
+    std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
+    std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
+    while (std::getline(tcp, line)) {
+        std::istringstream in(line);
+        std::string slot, local, remote, state, queues;
+        in >> slot >> local >> remote >> state >> queues;
+        if (local == wantLocal && remote == wantRemote && queues.find(':') != std::string::npos) {
+            return std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16);
+        }
+    }
+    return std::nullopt;
+}
+
+class KeepAlive : public ::testing::Test {
+protected:
+    void TearDown() override
+    {
+        if (HasFailure()) {
+            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
+        }
+    }
+
+    void startService(int instances)
+    {
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+backlog = 1024
+
+[service.web]
+command = [")" + requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
+                                      R"("]
+sockets = ["web"]
+instances = )" + std::to_string(instances) +
+                                      R"(
+ready = "channel"
+handoff = true
+drain_timeout = "10s"
+)",
+                                  why))
+            << why;
+        ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    }
+
+    ProcessResult fdsupctl(std::vector<std::string> args)
+    {
+        args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath()});
+        return runProcess(args, {}, 60s);
+    }
+
+    nlohmann::json connections()
+    {
+        const auto reply = fdsupd_.call("io.fdsup.Manager.Connections", {{"service", "web"}});
+        EXPECT_EQ(reply.error, "");
+        return reply.parameters.at("services").at(0);
+    }
+
+    DaemonHarness fdsupd_;
+};
+
+TEST_F(KeepAlive, WrkKeepAliveAcrossThreeRestarts)
+{
+    startService(4);
+    TempDir dir;
+    KeepAliveWrk wrk(fdsupd_.port("web"), 16, dir);
+    auto progress = [](std::size_t offset) {
+        return [offset](const std::string &out) {
+            return !wrkLines(out, "fdsup-n", offset).empty();
+        };
+    };
+    ASSERT_TRUE(wrk.waitFor(progress(0), kEventDeadline)) << "wrk made no progress:\n" << wrk.output();
+    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    for (int round = 1; round <= 3; ++round) {
+        const auto restart = fdsupctl({"restart", "--wait", "web"});
+        ASSERT_EQ(restart.exitCode, 0) << "restart " << round << ": " << restart.out << restart.err;
+        EXPECT_THAT(restart.out, HasSubstr("over its channel"));
+        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        for (const pid_t pid : now) {
+            EXPECT_EQ(previous.count(pid), 0U) << "restart " << round;
+        }
+        previous = now;
+        // The load goes on after each restart.
+        const std::size_t mark = wrk.output().size();
+        ASSERT_TRUE(wrk.waitFor(progress(mark), kEventDeadline))
+            << "wrk made no progress after restart " << round << ":\n"
+            << wrk.output();
+    }
+    // Two more progress lines (1000 answers) on the last generation, then stop.
+    const std::size_t settled = wrk.output().size();
+    EXPECT_TRUE(
+        wrk.waitFor([&](const std::string &out) { return wrkLines(out, "fdsup-n", settled).size() >= 2; },
+                    kEventDeadline));
+    EXPECT_EQ(wrk.stop(), 0);
+    const std::string out = wrk.output();
+
+    const auto totals = wrkLines(out, "fdsup-totals");
+    ASSERT_EQ(totals.size(), 1U) << out;
+    std::istringstream in(totals.front());
+    std::string word;
+    long requests = -1, connect = -1, read = -1, write = -1, timeout = -1, status = -1;
+    in >> word >> requests >> word >> connect >> word >> read >> word >> write >> word >> timeout >> word >>
+        status;
+    ASSERT_FALSE(in.fail()) << totals.front();
+    std::cerr << "wrk: " << totals.front() << "\n";
+    EXPECT_EQ(connect, 0) << out;
+    EXPECT_EQ(read, 0) << out;
+    EXPECT_EQ(write, 0) << out;
+    EXPECT_EQ(timeout, 0) << out;
+    EXPECT_EQ(status, 0) << "non-2xx answers\n" << out;
+    EXPECT_GE(requests, 2000) << out;
+    // Every generation answered, and the last answers came from generation 4.
+    const auto generations = wrkLines(out, "fdsup-gen");
+    ASSERT_FALSE(generations.empty()) << out;
+    EXPECT_EQ(generations.back(), "4") << out;
+    EXPECT_EQ(std::set<std::string>(generations.begin(), generations.end()),
+              (std::set<std::string>{"1", "2", "3", "4"}))
+        << out;
+
+    const auto web = connections();
+    std::cerr << "connections: " << web.dump() << "\n";
+    EXPECT_GT(web.at("handed"), 0);
+    EXPECT_EQ(web.at("handed"), 48); // 16 connections, three times
+    EXPECT_EQ(web.at("adopted"), web.at("handed"));
+    EXPECT_EQ(web.at("refused"), 0);
+    EXPECT_TRUE(web.at("held").empty());
+    EXPECT_THAT(refusedHandoffs(fdsupd_.log()), ::testing::IsEmpty());
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(KeepAlive, KeepAliveClientNeverReconnects)
+{
+    startService(4);
+    KeepAliveClients clients(fdsupd_.port("web"), 20);
+    ASSERT_TRUE(clients.waitForEach(std::vector<std::size_t>(20, 0), 1, kEventDeadline))
+        << ::testing::PrintToString(clients.failures());
+    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    for (int round = 1; round <= 3; ++round) {
+        const std::uint64_t before = clients.total();
+        const auto restart = fdsupctl({"restart", "--wait", "web"});
+        ASSERT_EQ(restart.exitCode, 0) << "restart " << round << ": " << restart.out << restart.err;
+        EXPECT_THAT(restart.out, HasSubstr("over its channel"));
+        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        for (const pid_t pid : now) {
+            EXPECT_EQ(previous.count(pid), 0U) << "restart " << round;
+        }
+        previous = now;
+        EXPECT_GT(clients.total(), before) << "no answer during restart " << round;
+    }
+    // Every connection gets two more answers; the one after its answer in
+    // flight at this mark was certainly asked after the last restart.
+    std::vector<std::size_t> mark;
+    for (const auto &a : clients.answers()) {
+        mark.push_back(a.size());
+    }
+    EXPECT_TRUE(clients.waitForEach(mark, 2, kEventDeadline)) << ::testing::PrintToString(clients.failures());
+    clients.stop();
+
+    EXPECT_THAT(clients.failures(), ::testing::IsEmpty()) << "connections that would have had to reconnect";
+    const auto answers = clients.answers();
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < answers.size(); ++i) {
+        std::set<std::string> generations;
+        for (std::size_t k = 0; k < answers[i].size(); ++k) {
+            const Response &r = answers[i][k];
+            EXPECT_EQ(r.status, 200) << "connection " << i << " answer " << k;
+            generations.insert(r.generation);
+            if (k > mark[i]) {
+                EXPECT_EQ(r.generation, "4") << "connection " << i << " answer " << k;
+                EXPECT_EQ(previous.count(r.pid), 1U) << "connection " << i << " answer " << k << " from pid "
+                                                     << r.pid << ", not one of the last generation";
+            }
+        }
+        // The same connection was served by every generation.
+        EXPECT_EQ(generations, (std::set<std::string>{"1", "2", "3", "4"})) << "connection " << i;
+        total += answers[i].size();
+    }
+    std::cerr << "answers: " << total << "\n";
+
+    const auto web = connections();
+    clients.close();                 // idle connections would hold up the workers' SIGTERM
+    EXPECT_EQ(web.at("handed"), 60); // 20 connections, three times
+    EXPECT_EQ(web.at("adopted"), 60);
+    EXPECT_EQ(web.at("refused"), 0);
+    EXPECT_TRUE(web.at("held").empty());
+    EXPECT_THAT(refusedHandoffs(fdsupd_.log()), ::testing::IsEmpty());
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(KeepAlive, HalfRequestCompletedAfterTheDrainIsAnsweredByTheReplacement)
+{
+    startService(1);
+    const int port = fdsupd_.port("web");
+    const UniqueFd fd = connectLoopback(port);
+    ASSERT_EQ(sendAll(fd.borrow(), kRequest), "");
+    const Response first = readResponse(fd.borrow());
+    ASSERT_EQ(first.error, "");
+    ASSERT_EQ(first.status, 200);
+    EXPECT_EQ(first.generation, "1");
+    EXPECT_EQ(pidsOf(fdsupd_.status("web")), std::set<pid_t>{first.pid});
+
+    // Half a request, read by the first worker (its receive queue empties),
+    // so that it travels as the handoff's state.
+    const std::string half = "GET / HTTP/1.1\r\nHo";
+    ASSERT_EQ(sendAll(fd.borrow(), half), "");
+    const int clientPort = localPort(fd.borrow());
+    const auto until = std::chrono::steady_clock::now() + kEventDeadline;
+    for (;;) {
+        const auto queued = serverReceiveQueue(port, clientPort);
+        ASSERT_TRUE(queued.has_value()) << "no server side for client port " << clientPort;
+        if (*queued == 0) {
+            break;
+        }
+        ASSERT_LT(std::chrono::steady_clock::now(), until) << "the worker never read the first half";
+        std::this_thread::yield();
+    }
+
+    const auto restart = fdsupctl({"restart", "--wait", "web"});
+    ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    EXPECT_THAT(restart.out, HasSubstr("over its channel"));
+    const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+    ASSERT_EQ(now.size(), 1U);
+    EXPECT_EQ(now.count(first.pid), 0U);
+
+    // The rest, after the drain: the replacement answers on the same connection.
+    ASSERT_EQ(sendAll(fd.borrow(), "st: x\r\n\r\n"), "");
+    const Response second = readResponse(fd.borrow());
+    ASSERT_EQ(second.error, "");
+    EXPECT_EQ(second.status, 200);
+    EXPECT_EQ(second.generation, "2");
+    EXPECT_NE(second.pid, first.pid);
+    EXPECT_EQ(now, std::set<pid_t>{second.pid});
+    // And it keeps serving that connection.
+    ASSERT_EQ(sendAll(fd.borrow(), kRequest), "");
+    const Response third = readResponse(fd.borrow());
+    ASSERT_EQ(third.error, "");
+    EXPECT_EQ(third.status, 200);
+    EXPECT_EQ(third.pid, second.pid);
+
+    const auto web = connections();
+    EXPECT_EQ(web.at("handed"), 1);
+    EXPECT_EQ(web.at("adopted"), 1);
+    EXPECT_EQ(web.at("refused"), 0);
+    EXPECT_TRUE(web.at("held").empty());
+    const std::string log = fdsupd_.log();
+    EXPECT_THAT(refusedHandoffs(log), ::testing::IsEmpty());
+    // The old worker handed the first half over as the connection's state.
+    EXPECT_THAT(log, HasSubstr("over (" + std::to_string(half.size()) + " state bytes)"));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+} // namespace
+} // namespace fdsup::test
