@@ -46,6 +46,12 @@ using fdsup::ChannelType;
 using fdsup::UniqueFd;
 
 std::string reportPath;
+volatile sig_atomic_t stop = 0;
+
+void onTerm(int)
+{
+    stop = 1;
+}
 
 void report(const std::string &event)
 {
@@ -77,8 +83,12 @@ void awaitAnswer(BorrowedFd channel)
 {
     for (;;) {
         pollfd p{channel.get(), POLLIN, 0};
-        if (poll(&p, 1, 10000) <= 0) {
-            report("timeout");
+        const int ready = poll(&p, 1, 10000);
+        if (ready < 0 && errno == EINTR && stop == 0) {
+            continue;
+        }
+        if (ready <= 0) {
+            report(stop != 0 ? "stopped" : "timeout");
             return;
         }
         ChannelMessage msg;
@@ -177,13 +187,6 @@ void echoThenDie(BorrowedFd channel)
             pending[i].erase(0, whole);
         }
     }
-}
-
-volatile sig_atomic_t stop = 0;
-
-void onTerm(int)
-{
-    stop = 1;
 }
 
 } // namespace

@@ -63,6 +63,7 @@ listen = "tcp://127.0.0.1:0"
 command = [")" + requireEnv("FDSUP_TEST_HOSTILE_WORKER") +
                                   "\", \"" + abuse.mode + "\", \"" + fdsupd_.reportPath() + R"("]
 sockets = ["web"]
+instances = 0 # started by Scale, after the baseline
 ready = "channel"
 handoff = true
 restart = "never"
@@ -79,19 +80,21 @@ sockets = ["other"]
     // closed around the measurements cannot blur them.
     auto client = varlink::Client::connect(fdsupd_.controlPath(), 10s);
     ASSERT_TRUE(client) << client.error().message;
-    auto call = [&](const char *method, const char *service) {
-        auto reply = client->call(varlink::Call{method, {{"service", service}}, false, false});
+    auto call = [&](const char *method, const char *service,
+                    nlohmann::json extra = nlohmann::json::object()) {
+        extra["service"] = service;
+        auto reply = client->call(varlink::Call{method, extra, false, false});
         if (!reply) {
             throw std::runtime_error(reply.error().message);
         }
         return *reply;
     };
-    // The baseline: everything up, the hostile one stopped.
+    // The baseline: everything up, the hostile one without an instance.
     ASSERT_EQ(call("io.fdsup.Manager.Start", "good").error, "");
-    ASSERT_EQ(call("io.fdsup.Manager.Stop", "bad").error, "");
+    ASSERT_EQ(call("io.fdsup.Manager.Start", "bad").error, ""); // running, with no instance yet
     const int baseline = countFdsOf(fdsupd_.pid());
 
-    ASSERT_EQ(call("io.fdsup.Manager.Start", "bad").error, "");
+    ASSERT_EQ(call("io.fdsup.Manager.Scale", "bad", {{"instances", 1}}).error, "");
     const auto answer = fdsupd_.reports().waitFor(
         [](const std::string &m) {
             return m.starts_with("result ") || m.starts_with("error ") || m.starts_with("sent ") ||
@@ -113,6 +116,11 @@ sockets = ["other"]
     // Nothing of the abuse stays in fdsupd.
     ASSERT_EQ(call("io.fdsup.Manager.Stop", "bad").error, "");
     EXPECT_EQ(countFdsOf(fdsupd_.pid()), baseline);
+    if (std::string(abuse.mode) == "flood") {
+        // Logged once fdsupd has closed the channel, which is after the
+        // worker could read the ERROR.
+        EXPECT_THAT(fdsupd_.log(), HasSubstr("messages per second"));
+    }
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

@@ -481,7 +481,18 @@ int recvChannelMessage(BorrowedFd sock, ChannelMessage &out)
     // already reports anything larger.
     std::vector<std::byte> buffer(kChannelHeaderSize + kChannelMaxBody);
     std::size_t fdsHere = 0;
-    const ssize_t n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere);
+    ssize_t n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere);
+    if (n == -ECONNRESET) {
+        // A peer that closed with messages of ours unread leaves ECONNRESET
+        // pending on this socket, and recvmsg() reports it (once) before the
+        // messages the peer sent before closing. Those still count: a worker
+        // that dies right after handing connections over has handed them.
+        // The second read returns them, or 0 (end) once none is left.
+        n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere);
+        if (n == -EAGAIN) {
+            n = -ECONNRESET;
+        }
+    }
     if (n < 0) {
         return static_cast<int>(n);
     }
