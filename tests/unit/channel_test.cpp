@@ -471,6 +471,29 @@ TEST(Channel, PeerClosedIsEconnreset)
     EXPECT_EQ(recvChannelMessage(rx.borrow(), got), -ECONNRESET);
 }
 
+TEST(Channel, WhatAPeerSentBeforeClosingIsStillReadAfterItsReset)
+{
+    // The peer sends two messages, then closes with one of ours unread: the
+    // kernel reports ECONNRESET first, the codec reads past it.
+    auto [tx, rx] = makePair();
+    ChannelMessage ours;
+    ours.type = ChannelType::Drain;
+    ASSERT_EQ(sendChannelMessage(rx.borrow(), ours), 0);
+    for (const char *status : {"one", "two"}) {
+        ChannelMessage ready;
+        ready.type = ChannelType::Ready;
+        ready.text = status;
+        ASSERT_EQ(sendChannelMessage(tx.borrow(), ready), 0);
+    }
+    tx.reset();
+    ChannelMessage got;
+    ASSERT_EQ(recvChannelMessage(rx.borrow(), got), 0);
+    EXPECT_EQ(got.text, "one");
+    ASSERT_EQ(recvChannelMessage(rx.borrow(), got), 0);
+    EXPECT_EQ(got.text, "two");
+    EXPECT_EQ(recvChannelMessage(rx.borrow(), got), -ECONNRESET);
+}
+
 // The C API against a fake fdsupd built on the codec.
 class ChannelApi : public ::testing::Test {
 protected:
