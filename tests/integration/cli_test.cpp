@@ -189,7 +189,7 @@ TEST_F(Cli, FdsupctlRefusesBadArgumentsOfTheNewCommands)
         {"logs"},
         {"logs", "web", "-n", "many"},
         {"reload", "extra"},
-        {"connections"},
+        {"connections", "web", "extra"},
     };
     for (const auto &args : bad) {
         std::vector<std::string> argv = {fdsupctl_, "-s", (dir_ / "none.sock").string()};
