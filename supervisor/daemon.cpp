@@ -275,8 +275,9 @@ void Daemon::updateStatus()
 void Daemon::watch(Service &service)
 {
     service.setChangeHandler([this](Service &s) { onServiceChanged(s); });
-    service.setRolloutHandler([this](Service &s, const nlohmann::json &rollout, const std::string &event,
-                                     bool finished) { onRollout(s, rollout, event, finished); });
+    service.setRolloutHandler([this](Service &s, std::uint64_t id,
+                                     const std::function<nlohmann::json()> &rollout, const std::string &event,
+                                     bool finished) { onRollout(s, id, rollout, event, finished); });
     service.setOutputHandler([this](Service &s, const LogEntry &entry) { onOutputLine(s, entry); });
 }
 
@@ -335,10 +336,16 @@ void Daemon::onServiceChanged(Service &service)
     checkShutdown();
 }
 
-void Daemon::onRollout(Service &service, const nlohmann::json &rollout, const std::string &event,
-                       bool finished)
+void Daemon::onRollout(Service &service, std::uint64_t id, const std::function<nlohmann::json()> &record,
+                       const std::string &event, bool finished)
 {
-    const auto id = rollout.at("id").get<std::uint64_t>();
+    std::optional<nlohmann::json> built;
+    auto rollout = [&]() -> const nlohmann::json & {
+        if (!built) {
+            built = record();
+        }
+        return *built;
+    };
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
         if (it->call->done()) {
             it = rolloutWaiters_.erase(it);
@@ -351,20 +358,23 @@ void Daemon::onRollout(Service &service, const nlohmann::json &rollout, const st
         it->rollout = id;
         if (!finished) {
             if (it->progress) {
-                it->call->reply({{"rollout", rollout}, {"event", event}}, true);
+                it->call->reply({{"rollout", rollout()}, {"event", event}}, true);
             }
             ++it;
             continue;
         }
-        if (it->cancel || rollout.at("state") == "succeeded") {
-            it->call->reply({{"rollout", rollout}});
+        if (it->cancel || rollout().at("state") == "succeeded") {
+            it->call->reply({{"rollout", rollout()}});
         } else {
-            it->call->fail(varlink::kErrorRolloutFailed, {{"service", service.name()}, {"rollout", rollout}});
+            it->call->fail(varlink::kErrorRolloutFailed,
+                           {{"service", service.name()}, {"rollout", rollout()}});
         }
         it = rolloutWaiters_.erase(it);
     }
     if (finished) {
-        onReloadRollout(service, rollout);
+        if (reload_) {
+            onReloadRollout(service, rollout());
+        }
         startQueued(service);
     }
 }

@@ -43,7 +43,8 @@ private:
 
     void onControlCall(const std::shared_ptr<PendingCall> &call);
     void onServiceChanged(Service &service);
-    void onRollout(Service &service, const nlohmann::json &rollout, const std::string &event, bool finished);
+    void onRollout(Service &service, std::uint64_t id, const std::function<nlohmann::json()> &record,
+                   const std::string &event, bool finished);
     void onOutputLine(Service &service, const LogEntry &entry);
     void watch(Service &service);
 

@@ -433,13 +433,14 @@ void Service::abortRollout(const std::string &reason)
 
 void Service::finishRollout()
 {
-    const nlohmann::json record = rolloutToJson(*rollout_);
+    nlohmann::json record = rolloutToJson(*rollout_);
     lastRollout_ = record;
     const std::unique_ptr<Rollout> done = std::move(rollout_);
     spdlog::info("Rollout {} of {} {}{}", done->id, name(), rolloutStateName(done->state),
                  done->reason.empty() ? "" : ": " + done->reason);
     if (onRollout_) {
-        onRollout_(*this, record, std::string(), true);
+        onRollout_(
+            *this, done->id, [&record] { return record; }, std::string(), true);
     }
     changed();
 }
@@ -448,7 +449,8 @@ void Service::rolloutEvent(const std::string &event)
 {
     spdlog::info("{}", event);
     if (onRollout_) {
-        onRollout_(*this, rolloutToJson(*rollout_), event, false);
+        onRollout_(
+            *this, rollout_->id, [this] { return rolloutToJson(*rollout_); }, event, false);
     }
 }
 

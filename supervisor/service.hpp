@@ -201,8 +201,11 @@ public:
 
     // Rollout progress: an event line while it runs (finished false), then
     // the final record (finished true, event empty).
-    using RolloutHandler = std::function<void(Service &, const nlohmann::json &rollout,
-                                              const std::string &event, bool finished)>;
+    // the record is built only when asked for: most events have nobody
+    // waiting for progress, and a record lists every step.
+    using RolloutHandler =
+        std::function<void(Service &, std::uint64_t id, const std::function<nlohmann::json()> &rollout,
+                           const std::string &event, bool finished)>;
     using OutputHandler = std::function<void(Service &, const LogEntry &)>;
 
     [[nodiscard]] const std::string &name() const { return profile_->config.name; }

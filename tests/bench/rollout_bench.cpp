@@ -42,8 +42,8 @@ double cpuSeconds(pid_t pid)
 
 int run()
 {
-    std::printf("%-10s %-6s %-8s %12s %14s %16s\n", "instances", "batch", "rollouts", "median ms",
-                "ms/instance", "fdsupd CPU ms");
+    (void)std::printf("%-10s %-6s %-8s %12s %14s %16s\n", "instances", "batch", "rollouts", "median ms",
+                      "ms/instance", "fdsupd CPU ms");
     for (const int instances : {4, 16, 64}) {
         for (const int batch : {1, 4}) {
             DaemonHarness fdsupd;
@@ -53,16 +53,19 @@ int run()
 listen = "tcp://127.0.0.1:0"
 
 [service.web]
-command = )" + fdsupd.workerCommand("serve") + R"(
+command = )" + fdsupd.workerCommand("serve") +
+                                       R"(
 sockets = ["web"]
-instances = )" + std::to_string(instances) + R"(
-rollout_batch = )" + std::to_string(batch) + "\n";
+instances = )" + std::to_string(instances) +
+                                       R"(
+rollout_batch = )" + std::to_string(batch) +
+                                       "\n";
             if (!fdsupd.start(config, why)) {
-                std::fprintf(stderr, "fdsupd did not start: %s\n", why.c_str());
+                (void)std::fprintf(stderr, "fdsupd did not start: %s\n", why.c_str());
                 return 1;
             }
             if (!fdsupd.call("io.fdsup.Manager.Start", {{"service", "web"}}).error.empty()) {
-                std::fprintf(stderr, "web did not start\n");
+                (void)std::fprintf(stderr, "web did not start\n");
                 return 1;
             }
             constexpr int kRollouts = 7;
@@ -70,10 +73,11 @@ rollout_batch = )" + std::to_string(batch) + "\n";
             const double cpuBefore = cpuSeconds(fdsupd.pid());
             for (int i = 0; i < kRollouts; ++i) {
                 const auto t0 = std::chrono::steady_clock::now();
-                const auto reply = fdsupd.call("io.fdsup.Manager.Restart", {{"service", "web"}, {"wait", true}});
+                const auto reply =
+                    fdsupd.call("io.fdsup.Manager.Restart", {{"service", "web"}, {"wait", true}});
                 const auto t1 = std::chrono::steady_clock::now();
                 if (!reply.error.empty()) {
-                    std::fprintf(stderr, "rollout failed: %s\n", reply.parameters.dump().c_str());
+                    (void)std::fprintf(stderr, "rollout failed: %s\n", reply.parameters.dump().c_str());
                     return 1;
                 }
                 wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
@@ -81,9 +85,9 @@ rollout_batch = )" + std::to_string(batch) + "\n";
             const double cpu = (cpuSeconds(fdsupd.pid()) - cpuBefore) * 1000.0 / kRollouts;
             std::sort(wall.begin(), wall.end());
             const double median = wall[wall.size() / 2];
-            std::printf("%-10d %-6d %-8d %12.1f %14.2f %16.1f\n", instances, batch, kRollouts, median,
-                        median / instances, cpu);
-            std::fflush(stdout);
+            (void)std::printf("%-10d %-6d %-8d %12.1f %14.2f %16.1f\n", instances, batch, kRollouts, median,
+                              median / instances, cpu);
+            (void)std::fflush(stdout);
             fdsupd.stop();
         }
     }
@@ -97,7 +101,7 @@ int main()
     try {
         return run();
     } catch (const std::exception &e) {
-        std::fprintf(stderr, "rollout-bench: %s\n", e.what());
+        (void)std::fprintf(stderr, "rollout-bench: %s\n", e.what());
         return 1;
     }
 }
