@@ -290,17 +290,6 @@ pid_t serverPidOf(int serverPort, int clientPort, const std::set<pid_t> &candida
     return 0;
 }
 
-std::set<pid_t> pidsOf(const nlohmann::json &status)
-{
-    std::set<pid_t> pids;
-    for (const auto &instance : status.at("instances")) {
-        if (instance.at("pid").is_number()) {
-            pids.insert(instance.at("pid").get<pid_t>());
-        }
-    }
-    return pids;
-}
-
 class Handoff : public ::testing::Test {
 protected:
     void TearDown() override
@@ -346,13 +335,13 @@ TEST_F(Handoff, TwoHundredSeqnumClientsSurviveThreeRollingRestarts)
     startService(requireEnv("FDSUP_TEST_SEQNUM_ECHO"), 4);
     const int port = fdsupd_.port("web");
     SeqnumClients clients(port, 200);
-    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    std::set<pid_t> previous = instancePids(fdsupd_.status("web"));
     for (int round = 1; round <= 3; ++round) {
         const std::uint64_t before = clients.rounds();
         const auto restart = fdsupctl({"restart", "--wait", "web"});
         ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
         EXPECT_THAT(restart.out, HasSubstr("over its channel"));
-        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        const std::set<pid_t> now = instancePids(fdsupd_.status("web"));
         for (const pid_t pid : now) {
             EXPECT_EQ(previous.count(pid), 0U);
         }

@@ -59,17 +59,6 @@ std::vector<std::string> refusedHandoffs(const std::string &log)
     return out;
 }
 
-std::set<pid_t> pidsOf(const nlohmann::json &status)
-{
-    std::set<pid_t> pids;
-    for (const auto &instance : status.at("instances")) {
-        if (instance.at("pid").is_number()) {
-            pids.insert(instance.at("pid").get<pid_t>());
-        }
-    }
-    return pids;
-}
-
 UniqueFd connectLoopback(int port)
 {
     UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -520,12 +509,12 @@ TEST_F(KeepAlive, WrkKeepAliveAcrossThreeRestarts)
         };
     };
     ASSERT_TRUE(wrk.waitFor(progress(0), kEventDeadline)) << "wrk made no progress:\n" << wrk.output();
-    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    std::set<pid_t> previous = instancePids(fdsupd_.status("web"));
     for (int round = 1; round <= 3; ++round) {
         const auto restart = fdsupctl({"restart", "--wait", "web"});
         ASSERT_EQ(restart.exitCode, 0) << "restart " << round << ": " << restart.out << restart.err;
         EXPECT_THAT(restart.out, HasSubstr("over its channel"));
-        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        const std::set<pid_t> now = instancePids(fdsupd_.status("web"));
         for (const pid_t pid : now) {
             EXPECT_EQ(previous.count(pid), 0U) << "restart " << round;
         }
@@ -584,13 +573,13 @@ TEST_F(KeepAlive, KeepAliveClientNeverReconnects)
     KeepAliveClients clients(fdsupd_.port("web"), 20);
     ASSERT_TRUE(clients.waitForEach(std::vector<std::size_t>(20, 0), 1, kEventDeadline))
         << ::testing::PrintToString(clients.failures());
-    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    std::set<pid_t> previous = instancePids(fdsupd_.status("web"));
     for (int round = 1; round <= 3; ++round) {
         const std::uint64_t before = clients.total();
         const auto restart = fdsupctl({"restart", "--wait", "web"});
         ASSERT_EQ(restart.exitCode, 0) << "restart " << round << ": " << restart.out << restart.err;
         EXPECT_THAT(restart.out, HasSubstr("over its channel"));
-        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        const std::set<pid_t> now = instancePids(fdsupd_.status("web"));
         for (const pid_t pid : now) {
             EXPECT_EQ(previous.count(pid), 0U) << "restart " << round;
         }
@@ -647,7 +636,7 @@ TEST_F(KeepAlive, HalfRequestCompletedAfterTheDrainIsAnsweredByTheReplacement)
     ASSERT_EQ(first.error, "");
     ASSERT_EQ(first.status, 200);
     EXPECT_EQ(first.generation, "1");
-    EXPECT_EQ(pidsOf(fdsupd_.status("web")), std::set<pid_t>{first.pid});
+    EXPECT_EQ(instancePids(fdsupd_.status("web")), std::set<pid_t>{first.pid});
 
     // Half a request, read by the first worker (its receive queue empties),
     // so that it travels as the handoff's state.
@@ -668,7 +657,7 @@ TEST_F(KeepAlive, HalfRequestCompletedAfterTheDrainIsAnsweredByTheReplacement)
     const auto restart = fdsupctl({"restart", "--wait", "web"});
     ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
     EXPECT_THAT(restart.out, HasSubstr("over its channel"));
-    const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+    const std::set<pid_t> now = instancePids(fdsupd_.status("web"));
     ASSERT_EQ(now.size(), 1U);
     EXPECT_EQ(now.count(first.pid), 0U);
 

@@ -26,17 +26,6 @@ using ::testing::Not;
 constexpr int kInstances = 4;
 constexpr auto kRolloutDeadline = 60s;
 
-std::set<pid_t> pidsOf(const nlohmann::json &status)
-{
-    std::set<pid_t> pids;
-    for (const auto &instance : status.at("instances")) {
-        if (instance.at("pid").is_number()) {
-            pids.insert(instance.at("pid").get<pid_t>());
-        }
-    }
-    return pids;
-}
-
 std::set<int> generationsOf(const nlohmann::json &status)
 {
     std::set<int> generations;
@@ -122,7 +111,7 @@ backlog = 1024
         LoadClients load;
         load.start(fdsupd_.port("web"), 4, tool);
         ASSERT_TRUE(load.waitForRequests(20, 20s)) << "no load is flowing";
-        std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+        std::set<pid_t> previous = instancePids(fdsupd_.status("web"));
         ASSERT_EQ(previous.size(), static_cast<std::size_t>(kInstances));
         for (int round = 1; round <= 3; ++round) {
             const LoadMark before = load.mark();
@@ -136,7 +125,7 @@ backlog = 1024
             EXPECT_EQ(status.at("state"), "running");
             EXPECT_EQ(status.at("generation"), 1 + round);
             EXPECT_EQ(generationsOf(status), std::set<int>{1 + round});
-            const std::set<pid_t> now = pidsOf(status);
+            const std::set<pid_t> now = instancePids(status);
             ASSERT_EQ(now.size(), static_cast<std::size_t>(kInstances));
             for (const pid_t pid : now) {
                 EXPECT_EQ(previous.count(pid), 0U) << "pid " << pid << " survived restart " << round;
@@ -208,12 +197,12 @@ ready_timeout = "5s"
     LoadClients load;
     load.start(fdsupd_.port("web"), 4, LoadClients::Tool::Curl);
     ASSERT_TRUE(load.waitForRequests(20, 20s));
-    std::set<pid_t> previous = pidsOf(fdsupd_.status("web"));
+    std::set<pid_t> previous = instancePids(fdsupd_.status("web"));
     for (int round = 1; round <= 3; ++round) {
         const auto restart = fdsupctl({"restart", "--wait", "web"});
         ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
         EXPECT_THAT(restart.out, HasSubstr("before starting its replacement"));
-        const std::set<pid_t> now = pidsOf(fdsupd_.status("web"));
+        const std::set<pid_t> now = instancePids(fdsupd_.status("web"));
         ASSERT_EQ(now.size(), 1U);
         EXPECT_NE(*now.begin(), *previous.begin());
         previous = now;
@@ -229,7 +218,7 @@ ready_timeout = "5s"
 TEST_F(Rollout, ABuildThatCrashesAtStartFailsTheRestartAndTheOldInstancesKeepServing)
 {
     startWeb();
-    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    const std::set<pid_t> before = instancePids(fdsupd_.status("web"));
     deploy("crash");
     LoadClients load;
     load.start(fdsupd_.port("web"), 2, LoadClients::Tool::Curl);
@@ -240,7 +229,7 @@ TEST_F(Rollout, ABuildThatCrashesAtStartFailsTheRestartAndTheOldInstancesKeepSer
     EXPECT_THAT(restart.err, HasSubstr("sd-worker crash starting")); // its last output lines
     EXPECT_THAT(restart.err, HasSubstr("generation 1"));
     const auto status = fdsupd_.status("web");
-    EXPECT_EQ(pidsOf(status), before);
+    EXPECT_EQ(instancePids(status), before);
     EXPECT_EQ(status.at("generation"), 1);
     EXPECT_EQ(status.at("state"), "running");
     const LoadMark after = load.mark();
@@ -259,13 +248,13 @@ TEST_F(Rollout, ABuildThatCrashesAtStartFailsTheRestartAndTheOldInstancesKeepSer
 TEST_F(Rollout, ABuildThatNeverGetsReadyFailsAtItsDeadlineAndIsRolledBack)
 {
     startWeb();
-    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    const std::set<pid_t> before = instancePids(fdsupd_.status("web"));
     deploy("hang");
     const auto restart = fdsupctl({"restart", "--wait", "--batch", "2", "web"});
     EXPECT_EQ(restart.exitCode, 1) << restart.out << restart.err;
     EXPECT_THAT(restart.err, HasSubstr("did not become ready within 2s"));
     const auto status = fdsupd_.status("web");
-    EXPECT_EQ(pidsOf(status), before);
+    EXPECT_EQ(instancePids(status), before);
     EXPECT_EQ(status.at("state"), "running");
     EXPECT_EQ(generationsOf(status), std::set<int>{1});
     // Both replacements of the batch are gone; the old ones still answer.
@@ -323,7 +312,7 @@ TEST_F(Rollout, TwoConcurrentFdsupctlRestartsOneRunsTheOtherIsToldWhy)
 TEST_F(Rollout, CancelRollsBackAndTheOldGenerationIsUntouched)
 {
     startWeb();
-    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    const std::set<pid_t> before = instancePids(fdsupd_.status("web"));
     deploy("hang");
     const auto started = fdsupd_.call("io.fdsup.Manager.Restart", {{"service", "web"}});
     ASSERT_TRUE(started.error.empty());
@@ -331,7 +320,7 @@ TEST_F(Rollout, CancelRollsBackAndTheOldGenerationIsUntouched)
     EXPECT_EQ(cancel.exitCode, 0) << cancel.out << cancel.err;
     const auto rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "web"}});
     EXPECT_EQ(rollout.parameters.at("rollout").at("state"), "cancelled");
-    EXPECT_EQ(pidsOf(fdsupd_.status("web")), before);
+    EXPECT_EQ(instancePids(fdsupd_.status("web")), before);
     const auto again = fdsupctl({"rollout", "cancel", "web"});
     EXPECT_EQ(again.exitCode, 1);
     EXPECT_THAT(again.err, HasSubstr("no rollout"));
@@ -354,20 +343,20 @@ TEST_F(Rollout, ScaleStartsAndDrainsInstances)
     EXPECT_EQ(up.exitCode, 0) << up.err;
     auto status = fdsupd_.status("web");
     EXPECT_EQ(status.at("ready"), 6);
-    EXPECT_EQ(pidsOf(status).size(), 6U);
-    const std::set<pid_t> six = pidsOf(status);
+    EXPECT_EQ(instancePids(status).size(), 6U);
+    const std::set<pid_t> six = instancePids(status);
     const auto down = fdsupctl({"scale", "web", "2"});
     EXPECT_EQ(down.exitCode, 0) << down.err;
     status = fdsupd_.status("web");
     EXPECT_EQ(status.at("wanted"), 2);
-    const std::set<pid_t> two = pidsOf(status);
+    const std::set<pid_t> two = instancePids(status);
     ASSERT_EQ(two.size(), 2U);
     for (const pid_t pid : two) {
         EXPECT_EQ(six.count(pid), 1U) << "scaling down must not replace the instances it keeps";
     }
     // A restart keeps the scaled count.
     ASSERT_EQ(fdsupctl({"restart", "--wait", "web"}).exitCode, 0);
-    EXPECT_EQ(pidsOf(fdsupd_.status("web")).size(), 2U);
+    EXPECT_EQ(instancePids(fdsupd_.status("web")).size(), 2U);
 }
 
 TEST_F(Rollout, FdCountAndMemoryStayFlatAcrossManyRollouts)
@@ -442,8 +431,8 @@ listen = "tcp://127.0.0.1:0"
     for (const char *service : {"web", "keep", "gone"}) {
         waitRunning(service);
     }
-    const std::set<pid_t> keepPids = pidsOf(fdsupd_.status("keep"));
-    const std::set<pid_t> webPids = pidsOf(fdsupd_.status("web"));
+    const std::set<pid_t> keepPids = instancePids(fdsupd_.status("keep"));
+    const std::set<pid_t> webPids = instancePids(fdsupd_.status("web"));
     const int webPort = fdsupd_.port("web");
 
     // A broken file: every error reported, nothing changed.
@@ -460,8 +449,8 @@ instances = "many"
     EXPECT_THAT(broken.err, HasSubstr("nosuch"));
     EXPECT_THAT(broken.err, HasSubstr("instances"));
     EXPECT_THAT(broken.err, HasSubstr("nothing changed"));
-    EXPECT_EQ(pidsOf(fdsupd_.status("keep")), keepPids);
-    EXPECT_EQ(pidsOf(fdsupd_.status("web")), webPids);
+    EXPECT_EQ(instancePids(fdsupd_.status("keep")), keepPids);
+    EXPECT_EQ(instancePids(fdsupd_.status("web")), webPids);
     EXPECT_TRUE(fdsupd_.call("io.fdsup.Manager.Status", {{"service", "gone"}}).error.empty());
 
     // Add a socket and a service, change web, remove gone, keep keep.
@@ -472,10 +461,10 @@ listen = "tcp://127.0.0.1:0"
                               keep + servingService("api", "api"));
     const auto reload = fdsupctl({"reload"});
     ASSERT_EQ(reload.exitCode, 0) << reload.out << reload.err;
-    EXPECT_EQ(pidsOf(fdsupd_.status("keep")), keepPids);
+    EXPECT_EQ(instancePids(fdsupd_.status("keep")), keepPids);
     const auto web = fdsupd_.status("web");
     EXPECT_EQ(web.at("generation"), 2);
-    for (const pid_t pid : pidsOf(web)) {
+    for (const pid_t pid : instancePids(web)) {
         EXPECT_EQ(webPids.count(pid), 0U);
     }
     EXPECT_EQ(fdsupd_.call("io.fdsup.Manager.Status", {{"service", "gone"}}).error,
@@ -490,13 +479,13 @@ listen = "tcp://127.0.0.1:0"
     const auto again = fdsupd_.call("io.fdsup.Manager.Reload");
     ASSERT_TRUE(again.error.empty()) << again.error;
     EXPECT_TRUE(again.parameters.at("changes").empty());
-    EXPECT_EQ(pidsOf(fdsupd_.status("web")), pidsOf(web));
+    EXPECT_EQ(instancePids(fdsupd_.status("web")), instancePids(web));
 }
 
 TEST_F(Reload, SighupReloadsAndARefusedChangeKeepsEverything)
 {
     startWeb();
-    const std::set<pid_t> before = pidsOf(fdsupd_.status("web"));
+    const std::set<pid_t> before = instancePids(fdsupd_.status("web"));
     const auto configPath = fdsupd_.dir() / "fdsupd.toml";
     const std::string running = readFile(configPath);
     // Moving a bound socket would refuse connections: refused with a reason.
@@ -507,7 +496,7 @@ TEST_F(Reload, SighupReloadsAndARefusedChangeKeepsEverything)
     const auto refused = fdsupd_.call("io.fdsup.Manager.Reload");
     EXPECT_EQ(refused.error, "io.fdsup.Manager.ReloadRefused");
     EXPECT_THAT(refused.parameters.dump(), HasSubstr("listen changed"));
-    EXPECT_EQ(pidsOf(fdsupd_.status("web")), before);
+    EXPECT_EQ(instancePids(fdsupd_.status("web")), before);
 
     // SIGHUP: instances 4 -> 5 only scales, nobody is replaced.
     std::string scaled = running;
@@ -522,7 +511,7 @@ TEST_F(Reload, SighupReloadsAndARefusedChangeKeepsEverything)
         20s);
     ASSERT_TRUE(added.has_value());
     waitRunning("web");
-    const std::set<pid_t> after = pidsOf(fdsupd_.status("web"));
+    const std::set<pid_t> after = instancePids(fdsupd_.status("web"));
     EXPECT_EQ(after.size(), 5U);
     for (const pid_t pid : before) {
         EXPECT_EQ(after.count(pid), 1U);

@@ -250,6 +250,17 @@ bool DaemonHarness::waitStatus(const std::string &text, std::chrono::millisecond
         .has_value();
 }
 
+std::set<pid_t> instancePids(const nlohmann::json &status)
+{
+    std::set<pid_t> pids;
+    for (const auto &instance : status.at("instances")) {
+        if (instance.at("pid").is_number()) {
+            pids.insert(instance.at("pid").get<pid_t>());
+        }
+    }
+    return pids;
+}
+
 int countFdsOf(pid_t pid)
 {
     const std::string path = "/proc/" + std::to_string(pid) + "/fd";

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,9 @@ private:
     pid_t pid_ = -1;
     UniqueFd pidfd_;
 };
+
+// The pids of a service's live instances, from a Status entry.
+std::set<pid_t> instancePids(const nlohmann::json &status);
 
 // Counts /proc/PID/fd entries of another process.
 int countFdsOf(pid_t pid);
