@@ -372,6 +372,34 @@ TEST_F(Handoff, TwoHundredSeqnumClientsSurviveThreeRollingRestarts)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+TEST_F(Handoff, ListenersCanComeOverTheChannelInstead)
+{
+    // activation = "channel": no LISTEN_FDS; the worker asks for its
+    // listeners over the channel (the example does when LISTEN_FDS is 0).
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.web]
+command = [")" + requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
+                                  R"("]
+sockets = ["web"]
+activation = "channel"
+ready = "channel"
+)",
+                              why))
+        << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    const auto answer = runProcess({"/usr/bin/curl", "-sS", "--max-time", "10",
+                                    "http://127.0.0.1:" + std::to_string(fdsupd_.port("web")) + "/"});
+    ASSERT_EQ(answer.exitCode, 0) << answer.err;
+    EXPECT_EQ(nlohmann::json::parse(answer.out).at("pid"),
+              fdsupd_.status("web").at("instances").at(0).at("pid"));
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("listener from the channel"));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 TEST_F(Handoff, AWorkerThatDiesMidHandoffLosesOnlyWhatItHadNotHandedOver)
 {
     // Generation 1 hands over half of its connections on DRAIN, then kills
