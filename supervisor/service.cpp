@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -151,6 +152,10 @@ Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &
         return Error{executable.error().code, "Service '" + config.name + "': " + executable.error().message};
     }
     profile->executable = std::move(*executable);
+    profile->executableFd = UniqueFd(open(profile->executable.c_str(), O_PATH | O_CLOEXEC));
+    if (!profile->executableFd) {
+        return errnoError(errno, "Service '" + config.name + "': cannot open " + profile->executable);
+    }
 
     bool hasPath = false;
     for (const auto &name : config.passEnvironment) {
@@ -429,6 +434,7 @@ Instance *Service::spawnInstance(unsigned slotIndex, const std::shared_ptr<const
 
     SpawnRequest request;
     request.executable = profile->executable;
+    request.executableFd = profile->executableFd.borrow();
     request.argv = config.command;
     request.environment = profile->baseEnvironment;
     request.environment.push_back("NOTIFY_SOCKET=" + notify_->socketPath());
@@ -603,7 +609,8 @@ void Service::becomeReady(Instance &instance)
         }
     }
     spdlog::info("{}[{}] (pid {}) is ready", name(), instance.slot_, instance.pid_);
-    if (instance.candidate_) {
+    if (rollout_) {
+        // A replacement got ready, or an instance a rollback restored.
         advanceRollout();
     }
     deliverHeld(); // a replacement to adopt what is held

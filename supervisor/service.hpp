@@ -43,6 +43,10 @@ struct Profile {
     unsigned generation = 1;
     config::ServiceConfig config;
     std::string executable;
+    // The binary itself, opened when the generation was made: its instances
+    // (crash restarts, a rollback's) run that file even if a deploy has
+    // since put another one at `executable`. Scripts run by path.
+    UniqueFd executableFd;
     Credentials credentials;
     std::vector<std::string> baseEnvironment; // pass_environment + environment + PATH
 };

@@ -95,6 +95,7 @@ struct ChildPlan {
     int *scratch = nullptr;
     int fdCount = 0;
     int statusFd = -1;
+    int executableFd = -1; // O_PATH, or -1: exec by path
     bool newProcessGroup = false;
     const ChildLimit *limits = nullptr;
     std::size_t limitCount = 0;
@@ -141,11 +142,11 @@ void formatPid(long pid, char *out)
     out[n] = '\0';
 }
 
-// Closes every fd in [first, last] except keep, with close_range() or, on
-// kernels before 5.9, one close() per number up to the hard fd limit.
-bool closeRangeExcept(unsigned first, unsigned last, int keep)
+// Closes every fd in [first, last] except keep and keep2 (-1: none), with
+// close_range() or, on kernels before 5.9, one close() per number up to the
+// hard fd limit.
+bool closeRangeExcept(unsigned first, unsigned last, int keep, int keep2 = -1)
 {
-    const auto keepFd = static_cast<unsigned>(keep);
     auto closeSpan = [](unsigned from, unsigned to) {
         if (from > to) {
             return true;
@@ -166,10 +167,30 @@ bool closeRangeExcept(unsigned first, unsigned last, int keep)
         }
         return true;
     };
-    if (keepFd < first || keepFd > last) {
-        return closeSpan(first, last);
+    // The kept fds inside the range, in order; spans between them are closed.
+    unsigned keeps[2] = {0, 0};
+    int n = 0;
+    for (const int k : {keep, keep2}) {
+        if (k >= 0 && static_cast<unsigned>(k) >= first && static_cast<unsigned>(k) <= last) {
+            keeps[n++] = static_cast<unsigned>(k);
+        }
     }
-    return closeSpan(first, keepFd - 1) && (keepFd == last || closeSpan(keepFd + 1, last));
+    if (n == 2 && keeps[0] > keeps[1]) {
+        const unsigned t = keeps[0];
+        keeps[0] = keeps[1];
+        keeps[1] = t;
+    }
+    unsigned from = first;
+    for (int i = 0; i < n; ++i) {
+        if (keeps[i] > from && !closeSpan(from, keeps[i] - 1)) {
+            return false;
+        }
+        if (keeps[i] == last) {
+            return true;
+        }
+        from = keeps[i] + 1;
+    }
+    return closeSpan(from, last);
 }
 
 [[noreturn]] void runChild(ChildPlan &plan)
@@ -217,7 +238,16 @@ bool closeRangeExcept(unsigned first, unsigned last, int keep)
             childFail(status, SpawnStage::Descriptors, errno);
         }
     }
-    if (!closeRangeExcept(static_cast<unsigned>(count), ~0U, status)) {
+    // The pinned binary, if any, is kept (CLOEXEC) beside the status pipe;
+    // everything else above the range is closed.
+    int executableFd = -1;
+    if (plan.executableFd >= 0) {
+        executableFd = static_cast<int>(syscall(SYS_fcntl, plan.executableFd, F_DUPFD_CLOEXEC, count));
+        if (executableFd < 0) {
+            childFail(status, SpawnStage::Descriptors, errno);
+        }
+    }
+    if (!closeRangeExcept(static_cast<unsigned>(count), ~0U, status, executableFd)) {
         childFail(status, SpawnStage::Descriptors, errno);
     }
 
@@ -250,6 +280,14 @@ bool closeRangeExcept(unsigned first, unsigned last, int keep)
         formatPid(syscall(SYS_getpid), plan.listenPidDigits);
     }
 
+    if (executableFd >= 0) {
+        (void)syscall(SYS_execveat, executableFd, "", plan.argv, plan.envp, AT_EMPTY_PATH);
+        // ENOENT: a script, whose interpreter cannot open /dev/fd/N of a
+        // CLOEXEC descriptor; run it by path instead.
+        if (errno != ENOENT) {
+            childFail(status, SpawnStage::Exec, errno);
+        }
+    }
     (void)syscall(SYS_execve, plan.executable, plan.argv, plan.envp);
     childFail(status, SpawnStage::Exec, errno);
 }
@@ -538,6 +576,7 @@ Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
 
     ChildPlan plan;
     plan.executable = request.executable.c_str();
+    plan.executableFd = request.executableFd.get();
     plan.argv = argvPointers.data();
     plan.envp = envPointers.data();
     plan.sources = sources.data();

@@ -18,7 +18,12 @@ namespace fdsup {
 // What a worker is started with, fully resolved in the parent: no NSS
 // lookups, PATH searches or allocations are left for the child.
 struct SpawnRequest {
-    std::string executable;        // absolute path (PATH already searched)
+    std::string executable; // absolute path (PATH already searched)
+    // When valid, an O_PATH descriptor of the very file to run (a generation
+    // pins its binary): exec'd with execveat(AT_EMPTY_PATH), so a binary
+    // replaced at `executable` since does not matter. A script (#!) cannot
+    // be run that way from a CLOEXEC descriptor; it falls back to the path.
+    BorrowedFd executableFd;
     std::vector<std::string> argv; // argv[0] as the user wrote it
     // "NAME=value" entries. LISTEN_PID is added in the child (its own pid);
     // LISTEN_FDS/LISTEN_FDNAMES are added from `fds` when listenFds is set

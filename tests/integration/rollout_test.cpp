@@ -2,6 +2,7 @@
 // clients (curl, wrk) opening a new connection per request, and fdsupctl.
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
@@ -271,6 +272,45 @@ TEST_F(Rollout, ABuildThatNeverGetsReadyFailsAtItsDeadlineAndIsRolledBack)
     const auto fixed = fdsupctl({"restart", "--wait", "web"});
     EXPECT_EQ(fixed.exitCode, 0) << fixed.out << fixed.err;
     EXPECT_EQ(fdsupd_.status("web").at("generation"), 3);
+}
+
+TEST_F(Rollout, ARollbackRunsTheOldGenerationsBinaryEvenWhenTheDeployReplacedIt)
+{
+    // The deploy puts a broken build at the same path (rename, as deploys
+    // do); stop-first has already drained slot 0 when the new build fails,
+    // so the rollback must start slot 0 again: with the old binary, which
+    // the generation pinned when it was made.
+    const auto app = fdsupd_.dir() / "app";
+    std::filesystem::copy_file(requireEnv("FDSUP_TEST_SD_WORKER"), app);
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.web]
+command = [")" + app.string() + R"(", "--mode", "serve", "--report", ")" +
+                                  fdsupd_.reportPath() + R"("]
+sockets = ["web"]
+instances = 2
+rollout_order = "stop-first"
+ready_timeout = "2s"
+)",
+                              why))
+        << why;
+    waitRunning("web");
+    const auto broken = fdsupd_.dir() / "app.new";
+    std::filesystem::copy_file("/bin/false", broken);
+    std::filesystem::rename(broken, app);
+    const auto restart = fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(restart.exitCode, 1) << restart.out << restart.err;
+    EXPECT_THAT(restart.err, HasSubstr("exited with status 1"));
+    waitRunning("web");
+    const auto status = fdsupd_.status("web");
+    EXPECT_EQ(status.at("ready"), 2);
+    EXPECT_EQ(generationsOf(status), std::set<int>{1});
+    const auto answer = runProcess({"/usr/bin/curl", "-sS", "--max-time", "10",
+                                    "http://127.0.0.1:" + std::to_string(fdsupd_.port("web")) + "/"});
+    EXPECT_EQ(answer.exitCode, 0) << answer.err;
 }
 
 TEST_F(Rollout, ASecondRestartGetsRolloutInProgressOrWaitsWithQueue)
