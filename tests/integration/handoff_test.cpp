@@ -146,20 +146,10 @@ INSTANTIATE_TEST_SUITE_P(Abuses, HostileWorker,
 // Any reset, EOF, timeout or wrong number is an error of that client.
 class SeqnumClients {
 public:
-    SeqnumClients(int port, int clients) : port_(port)
+    SeqnumClients(int port, int clients)
     {
         for (int i = 0; i < clients; ++i) {
-            UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-            sockaddr_in a{};
-            a.sin_family = AF_INET;
-            a.sin_port = htons(static_cast<std::uint16_t>(port));
-            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-            if (connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-                throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-            }
-            const timeval timeout{10, 0}; // a connection nobody serves for 10 s is a failure
-            setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-            fds_.push_back(std::move(fd));
+            fds_.push_back(connectLoopback(port));
         }
         next_.assign(fds_.size(), 1);
         thread_ = std::thread([this] { run(); });
@@ -241,7 +231,6 @@ private:
         errors_.push_back("client " + std::to_string(i) + " at " + std::to_string(next_[i]) + ": " + why);
     }
 
-    int port_;
     std::vector<UniqueFd> fds_;
     std::vector<std::uint32_t> next_;
     std::vector<std::string> errors_;
@@ -302,30 +291,12 @@ protected:
     void startService(const std::string &binary, int instances)
     {
         std::string why;
-        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-backlog = 1024
-
-[service.web]
-command = [")" + binary + R"("]
-sockets = ["web"]
-instances = )" + std::to_string(instances) +
-                                      R"(
-ready = "channel"
-handoff = true
-drain_timeout = "10s"
-)",
-                                  why))
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + channelWebService(binary, instances), why))
             << why;
         ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
     }
 
-    ProcessResult fdsupctl(std::vector<std::string> args)
-    {
-        args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath()});
-        return runProcess(args, {}, 60s);
-    }
+    ProcessResult fdsupctl(std::vector<std::string> args) { return fdsupd_.fdsupctl(std::move(args)); }
 
     DaemonHarness fdsupd_;
 };

@@ -59,22 +59,6 @@ std::vector<std::string> refusedHandoffs(const std::string &log)
     return out;
 }
 
-UniqueFd connectLoopback(int port)
-{
-    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (!fd || connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-        throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-    }
-    const timeval timeout{10, 0}; // a connection nobody serves for 10 s is a failure
-    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    return fd;
-}
-
 int localPort(BorrowedFd fd)
 {
     sockaddr_in a{};
@@ -462,31 +446,14 @@ protected:
     void startService(int instances)
     {
         std::string why;
-        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-backlog = 1024
-
-[service.web]
-command = [")" + requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
-                                      R"("]
-sockets = ["web"]
-instances = )" + std::to_string(instances) +
-                                      R"(
-ready = "channel"
-handoff = true
-drain_timeout = "10s"
-)",
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() +
+                                      channelWebService(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE"), instances),
                                   why))
             << why;
         ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
     }
 
-    ProcessResult fdsupctl(std::vector<std::string> args)
-    {
-        args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath()});
-        return runProcess(args, {}, 60s);
-    }
+    ProcessResult fdsupctl(std::vector<std::string> args) { return fdsupd_.fdsupctl(std::move(args)); }
 
     nlohmann::json connections()
     {

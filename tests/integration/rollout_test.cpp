@@ -100,8 +100,7 @@ backlog = 1024
     ProcessResult fdsupctl(std::vector<std::string> args,
                            std::chrono::milliseconds deadline = kRolloutDeadline)
     {
-        args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath()});
-        return runProcess(args, {}, deadline);
+        return fdsupd_.fdsupctl(std::move(args), deadline);
     }
 
     // Three consecutive `fdsupctl restart --wait` under continuous load: no

@@ -4,6 +4,7 @@
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -230,6 +232,47 @@ nlohmann::json DaemonHarness::status(const std::string &service)
         throw std::runtime_error("Status: " + reply.error);
     }
     return reply.parameters.at("services").at(0);
+}
+
+ProcessResult DaemonHarness::fdsupctl(std::vector<std::string> args, std::chrono::milliseconds deadline)
+{
+    args.insert(args.begin(), {requireEnv("FDSUPCTL"), "-s", controlPath()});
+    return runProcess(args, {}, deadline);
+}
+
+std::string channelWebService(const std::string &binary, int instances)
+{
+    return R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+backlog = 1024
+
+[service.web]
+command = [")" +
+           binary + R"("]
+sockets = ["web"]
+instances = )" +
+           std::to_string(instances) + R"(
+ready = "channel"
+handoff = true
+drain_timeout = "10s"
+)";
+}
+
+UniqueFd connectLoopback(int port)
+{
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!fd || connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+        throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+    }
+    const timeval timeout{10, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    return fd;
 }
 
 int DaemonHarness::port(const std::string &socket)

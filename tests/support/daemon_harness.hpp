@@ -70,6 +70,9 @@ public:
     nlohmann::json status(const std::string &service);
     // The port of the first bound address of a socket.
     int port(const std::string &socket);
+    // Runs the real fdsupctl ($FDSUPCTL) against this daemon's control socket.
+    ProcessResult fdsupctl(std::vector<std::string> args,
+                           std::chrono::milliseconds deadline = std::chrono::seconds(60));
 
     // Worker events ("start PID USEC", "ready PID").
     DatagramInbox &reports() { return reports_; }
@@ -85,6 +88,15 @@ private:
     pid_t pid_ = -1;
     UniqueFd pidfd_;
 };
+
+// [socket.web] on an ephemeral loopback port and [service.web] running
+// `binary` with `instances` instances on the worker channel (ready =
+// "channel", handoff = true, drain_timeout = "10s").
+std::string channelWebService(const std::string &binary, int instances);
+
+// A TCP connection to 127.0.0.1:port with 10 s send and receive timeouts (a
+// connection nobody serves for 10 s is a failure); throws when it fails.
+UniqueFd connectLoopback(int port);
 
 // The pids of a service's live instances, from a Status entry.
 std::set<pid_t> instancePids(const nlohmann::json &status);
