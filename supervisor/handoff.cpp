@@ -126,7 +126,6 @@ void Service::onChannelMessage(Instance &instance, ChannelMessage &&message)
         acceptHandoff(instance, message);
         return;
     case ChannelType::Done:
-        channel.done = true;
         spdlog::debug("{}[{}] (pid {}) has handed over everything", name(), instance.slot_, instance.pid_);
         return;
     case ChannelType::Error:

@@ -801,6 +801,11 @@ void Service::onChildExit(Instance &instance, const siginfo_t &info)
         onStatusPipe(instance);
     }
     drainOutput(instance);
+    if (instance.channel_) {
+        // Its exit may be seen before the handoffs it sent just before dying:
+        // they are the worker's to give, so they are taken first.
+        instance.channel_->readPending(-1);
+    }
     if (instance.config().killMode == config::KillMode::ProcessGroup) {
         // Whatever the worker left running in its group goes with it.
         kill(-instance.pid_, SIGKILL);

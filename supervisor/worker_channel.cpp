@@ -22,7 +22,7 @@ Result<std::unique_ptr<WorkerChannel>> WorkerChannel::create(EventLoop &loop, Un
     std::unique_ptr<WorkerChannel> channel(
         new WorkerChannel(loop, std::move(ours), std::move(onMessage), std::move(onClose)));
     WorkerChannel *self = channel.get();
-    auto source = loop.addIo(channel->fd_.borrow(), EPOLLIN, [self](std::uint32_t) { self->onReadable(); });
+    auto source = loop.addIo(channel->fd_.borrow(), EPOLLIN, [self](std::uint32_t) { self->readPending(); });
     if (!source) {
         return source.error();
     }
@@ -84,9 +84,9 @@ bool WorkerChannel::takeToken()
     return true;
 }
 
-void WorkerChannel::onReadable()
+void WorkerChannel::readPending(int limit)
 {
-    for (int i = 0; i < kReadsPerWakeup && fd_; ++i) {
+    for (int i = 0; (limit < 0 || i < limit) && fd_; ++i) {
         ChannelMessage message;
         const int r = recvChannelMessage(fd_.borrow(), message);
         if (r == -EAGAIN || r == -EINTR) {
@@ -102,7 +102,6 @@ void WorkerChannel::onReadable()
                  std::string("malformed message: ") + errnoText(-r) + " (see docs/worker-channel.md)");
             return;
         }
-        ++received_;
         if (!takeToken()) {
             fail(EBUSY, "more than " + std::to_string(static_cast<int>(kPerSecond)) +
                             " messages per second (burst " + std::to_string(static_cast<int>(kBurst)) + ")");

@@ -42,6 +42,11 @@ public:
     int send(ChannelMessage &message);
     // Sends ERROR {code, reason} (best effort) and closes; the close handler runs.
     void fail(std::uint32_t code, const std::string &reason);
+    // Reads what the worker sent and fdsupd has not read yet, up to `limit`
+    // messages (then the loop comes back for the rest). When a worker has
+    // exited, what is still queued (handoffs sent just before it died) must
+    // be read before the channel goes: call it with no limit.
+    void readPending(int limit = kReadsPerWakeup);
     // Closes without a word (after REJECT, or when the worker hung up); the
     // close handler runs. Neither handler may destroy the channel.
     void close(const std::string &why);
@@ -49,13 +54,9 @@ public:
     // Set once WELCOME was sent: the version and what was granted.
     bool welcomed = false;
     std::uint32_t capabilities = 0;
-    bool done = false; // the worker sent DONE
-
-    [[nodiscard]] std::uint64_t received() const { return received_; }
 
 private:
     WorkerChannel(EventLoop &loop, UniqueFd fd, MessageHandler onMessage, CloseHandler onClose);
-    void onReadable();
     bool takeToken();
 
     EventLoop &loop_;
@@ -64,7 +65,6 @@ private:
     MessageHandler onMessage_;
     CloseHandler onClose_;
     std::uint32_t seq_ = 0;
-    std::uint64_t received_ = 0;
     double tokens_ = kBurst;
     Duration refilled_{};
 };
