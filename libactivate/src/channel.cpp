@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,8 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "activate/activate.h"
 
@@ -188,6 +191,34 @@ int fillEvent(activate_channel *ch, activate_event *ev)
     return -EBADMSG;
 }
 
+// Wraps a checked, non-blocking, close-on-exec channel descriptor and queues
+// HELLO. On failure the descriptor is not the channel's: the caller keeps it.
+int startChannel(activate_channel **out, int fd, unsigned capabilities)
+{
+    auto *ch = new (std::nothrow) activate_channel;
+    if (ch == nullptr) {
+        return -ENOMEM;
+    }
+    ch->fd.reset(fd);
+    ch->capabilities = capabilities;
+    int r = 0;
+    try {
+        ChannelMessage hello;
+        hello.type = ChannelType::Hello;
+        hello.capabilities = capabilities;
+        r = send(ch, hello);
+    } catch (const std::bad_alloc &) {
+        r = -ENOMEM;
+    }
+    if (r < 0) {
+        (void)ch->fd.release();
+        delete ch;
+        return r;
+    }
+    *out = ch;
+    return 0;
+}
+
 } // namespace
 
 extern "C" {
@@ -206,29 +237,42 @@ ACTIVATE_EXPORT int activate_channel_open(activate_channel **out, unsigned capab
     if (const int r = checkChannelFd(fd); r < 0) {
         return r;
     }
-    auto *ch = new (std::nothrow) activate_channel;
-    if (ch == nullptr) {
-        return -ENOMEM;
-    }
-    int r = makeChannelFd(fd);
-    if (r == 0) {
-        ch->fd.reset(fd);
-        ch->capabilities = capabilities;
-        ChannelMessage hello;
-        hello.type = ChannelType::Hello;
-        hello.capabilities = capabilities;
-        r = send(ch, hello);
-        if (r < 0) {
-            // Not ours after all: the caller keeps the descriptor.
-            (void)ch->fd.release();
-        }
-    }
-    if (r < 0) {
-        delete ch;
+    if (const int r = makeChannelFd(fd); r < 0) {
         return r;
     }
-    *out = ch;
-    return 0;
+    return startChannel(out, fd, capabilities);
+}
+
+ACTIVATE_EXPORT int activate_channel_connect(activate_channel **out, const char *path, unsigned capabilities)
+{
+    if (out == nullptr || path == nullptr || (capabilities & ~kKnownCaps) != 0) {
+        return -EINVAL;
+    }
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::size_t len = std::strlen(path);
+    if (len == 0 || len >= sizeof(address.sun_path)) {
+        return -EINVAL;
+    }
+    std::memcpy(address.sun_path, path, len);
+    socklen_t size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len + 1);
+    if (path[0] == '@') {
+        address.sun_path[0] = '\0'; // abstract: no terminating NUL counted
+        size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+    }
+    UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) {
+        return -errno;
+    }
+    // Non-blocking: a full backlog is -EAGAIN, never a wait.
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr *>(&address), size) < 0) {
+        return -errno;
+    }
+    const int r = startChannel(out, fd.get(), capabilities);
+    if (r == 0) {
+        (void)fd.release();
+    }
+    return r;
 }
 
 ACTIVATE_EXPORT int activate_channel_fd(const activate_channel *ch)

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -29,6 +30,7 @@ namespace {
 
 using test::countOpenFds;
 using test::fileId;
+using test::TempDir;
 
 struct Pair {
     UniqueFd a;
@@ -579,6 +581,95 @@ TEST_F(ChannelApi, OpenRefusesWhatIsNotASeqpacketSocket)
     ASSERT_EQ(::setenv(ACTIVATE_CHANNEL_ENV, "3x", 1), 0);
     EXPECT_EQ(activate_channel_open(&ch_, 0), -EINVAL);
     EXPECT_EQ(ch_, nullptr);
+}
+
+// activate_channel_connect(): an external worker's channel, to a listening
+// SEQPACKET socket (fdsupd's activation socket).
+TEST(ChannelConnect, ConnectsSendsHelloAndLeavesNothingBehind)
+{
+    const int before = countOpenFds();
+    const TempDir dir;
+    const std::string path = (dir / "web.activation").string();
+    UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(listener);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)), 0);
+    ASSERT_EQ(::listen(listener.get(), 4), 0);
+
+    activate_channel *ch = nullptr;
+    ASSERT_EQ(activate_channel_connect(&ch, path.c_str(), ACTIVATE_CAP_LISTENERS | ACTIVATE_CAP_ADOPT), 0);
+    const int fd = activate_channel_fd(ch);
+    EXPECT_NE(::fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    EXPECT_NE(::fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    UniqueFd daemon(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(daemon);
+    ChannelMessage hello;
+    ASSERT_EQ(recvChannelMessage(daemon.borrow(), hello), 0);
+    EXPECT_EQ(hello.type, ChannelType::Hello);
+    EXPECT_EQ(hello.seq, 1U);
+    EXPECT_EQ(hello.capabilities, kChannelCapListeners | kChannelCapAdopt);
+    // The library's requests need the capability offered, as with open().
+    EXPECT_EQ(activate_channel_request_listeners(ch), 0);
+    ChannelMessage request;
+    ASSERT_EQ(recvChannelMessage(daemon.borrow(), request), 0);
+    EXPECT_EQ(request.type, ChannelType::ListenersRequest);
+    activate_channel_close(ch);
+    daemon.reset();
+    listener.reset();
+    EXPECT_EQ(countOpenFds(), before);
+}
+
+TEST(ChannelConnect, ReportsWhyItCannotConnect)
+{
+    const int before = countOpenFds();
+    const TempDir dir;
+    activate_channel *ch = nullptr;
+    EXPECT_EQ(activate_channel_connect(&ch, (dir / "missing").c_str(), 0), -ENOENT);
+    EXPECT_EQ(activate_channel_connect(&ch, "", 0), -EINVAL);
+    EXPECT_EQ(activate_channel_connect(&ch, nullptr, 0), -EINVAL);
+    EXPECT_EQ(activate_channel_connect(nullptr, (dir / "x").c_str(), 0), -EINVAL);
+    EXPECT_EQ(activate_channel_connect(&ch, (dir / "x").c_str(), 0x80), -EINVAL);
+    EXPECT_EQ(activate_channel_connect(&ch, std::string(200, 'a').c_str(), 0), -EINVAL);
+    // A socket file nobody listens on.
+    const std::string path = (dir / "bound").string();
+    UniqueFd bound(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    ASSERT_EQ(::bind(bound.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)), 0);
+    EXPECT_EQ(activate_channel_connect(&ch, path.c_str(), 0), -ECONNREFUSED);
+    // A stream socket listening there is the wrong kind.
+    const std::string streamPath = (dir / "stream").string();
+    UniqueFd stream(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    std::memcpy(address.sun_path, streamPath.c_str(), streamPath.size() + 1);
+    ASSERT_EQ(::bind(stream.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)), 0);
+    ASSERT_EQ(::listen(stream.get(), 4), 0);
+    EXPECT_EQ(activate_channel_connect(&ch, streamPath.c_str(), 0), -EPROTOTYPE);
+    EXPECT_EQ(ch, nullptr);
+    bound.reset();
+    stream.reset();
+    EXPECT_EQ(countOpenFds(), before);
+}
+
+TEST(ChannelConnect, ConnectsToAnAbstractSocket)
+{
+    const std::string name = "fdsup-test-activation-" + std::to_string(::getpid());
+    UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path + 1, name.data(), name.size());
+    const auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr *>(&address), size), 0);
+    ASSERT_EQ(::listen(listener.get(), 4), 0);
+    activate_channel *ch = nullptr;
+    ASSERT_EQ(activate_channel_connect(&ch, ("@" + name).c_str(), 0), 0);
+    UniqueFd daemon(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(daemon);
+    ChannelMessage hello;
+    EXPECT_EQ(recvChannelMessage(daemon.borrow(), hello), 0);
+    activate_channel_close(ch);
 }
 
 TEST_F(ChannelApi, WelcomeReadyDrainHandoffDone)

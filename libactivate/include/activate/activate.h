@@ -142,6 +142,28 @@ typedef struct activate_event {
 int activate_channel_open(activate_channel **out, unsigned capabilities);
 
 /*
+ * For a worker fdsupd did not spawn (docs/worker-channel.md, "External
+ * workers"): connects to a service's activation socket at path (a file
+ * path, or "@name" for an abstract socket) and queues HELLO offering
+ * capabilities, as activate_channel_open() does. fdsupd checks the caller's
+ * credentials (SO_PEERCRED) against the service's activation_users and
+ * activation_groups: a refusal arrives as an ACTIVATE_EVENT_ERROR with error
+ * EACCES. Offer ACTIVATE_CAP_LISTENERS to receive the service's listeners.
+ * The connect() is non-blocking: it never waits.
+ *
+ * Returns 0 and sets *out, or a negative errno:
+ *   -EINVAL       out or path is NULL, path is empty or too long for a unix
+ *                 socket address, or capabilities has unknown bits;
+ *   -ENOENT       no socket at path (fdsupd not running, or the service has
+ *                 no activation_socket);
+ *   -ECONNREFUSED nobody listens there;
+ *   -EACCES       the socket file's permissions forbid it;
+ *   -EAGAIN       fdsupd's accept queue is full: try again later;
+ *   -ENOMEM, or what socket(), connect() and sendmsg() report.
+ */
+int activate_channel_connect(activate_channel **out, const char *path, unsigned capabilities);
+
+/*
  * Returns the channel's descriptor, to poll (>= 0), or -EINVAL if ch is NULL.
  * It stays owned by the channel: do not read, write or close it.
  */

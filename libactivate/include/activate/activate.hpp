@@ -73,6 +73,17 @@ public:
         return r;
     }
 
+    // Connects to a service's activation socket into out (closing what out held).
+    static int connect(Channel &out, const char *path, unsigned capabilities) noexcept
+    {
+        activate_channel *ch = nullptr;
+        const int r = activate_channel_connect(&ch, path, capabilities);
+        if (r >= 0) {
+            out = Channel(ch);
+        }
+        return r;
+    }
+
     [[nodiscard]] bool isOpen() const noexcept { return ch_ != nullptr; }
     [[nodiscard]] int fd() const noexcept { return activate_channel_fd(ch_); }
     // The descriptors in ev (listeners, adopted connection) become the
