@@ -206,6 +206,25 @@ std::string rolloutProgress(const Json &rollout, bool colour)
 
 // An instance that is not running has no uptime and no pid worth showing;
 // its last exit or error says more than its last STATUS=.
+// A worker fdsupd did not spawn, connected to the activation socket.
+std::vector<Cell> externalRow(const Json &external)
+{
+    const Json *ready = member(external, "ready");
+    const std::string state =
+        ready != nullptr && ready->is_boolean() && ready->get<bool>() ? "ready" : "starting";
+    std::string uptime = "-";
+    if (const Json *u = member(external, "connected_usec"); u != nullptr && u->is_number_unsigned()) {
+        uptime = formatUptime(u->get<std::uint64_t>());
+    }
+    const std::string status = optionalText(external, "status");
+    return {{"external " + text(external, "id")},
+            {text(external, "pid")},
+            {state, stateColour(state)},
+            {"-"},
+            {uptime},
+            {status.empty() ? "-" : status}};
+}
+
 std::vector<Cell> instanceRow(const Json &instance)
 {
     const std::string state = text(instance, "state");
@@ -382,6 +401,9 @@ std::string formatStatus(const Json &reply, bool colour)
         for (const Json &instance : arrayOf(service, "instances")) {
             instances.addRow(instanceRow(instance));
         }
+        for (const Json &external : arrayOf(service, "external")) {
+            instances.addRow(externalRow(external));
+        }
     }
     firstInstance.push_back(instances.rows());
 
@@ -454,16 +476,22 @@ std::string formatConnections(const Json &reply, bool colour)
         const Json &instances = arrayOf(service, "instances");
         if (!instances.empty()) {
             Table table({"  INSTANCE", "PID", "GEN", "ADOPTED", "STATE"});
+            const auto flag = [](const Json &object, const char *name) {
+                const Json *value = member(object, name);
+                return value != nullptr && value->is_boolean() && value->get<bool>();
+            };
             for (const Json &instance : instances) {
-                const Json *draining = member(instance, "draining");
-                const bool isDraining =
-                    draining != nullptr && draining->is_boolean() && draining->get<bool>();
-                table.addRow(
-                    {{"  " + text(instance, "index")},
-                     {text(instance, "pid")},
-                     {text(instance, "generation")},
-                     {text(instance, "adopted")},
-                     {isDraining ? "draining" : "serving", isDraining ? Colour::Yellow : Colour::None}});
+                const bool isDraining = flag(instance, "draining");
+                // Older fdsupd versions do not send "ready": an instance listed was ready.
+                const Json *ready = member(instance, "ready");
+                const bool isReady = ready == nullptr || !ready->is_boolean() || ready->get<bool>();
+                const std::string state = isDraining ? "draining" : isReady ? "serving" : "starting";
+                table.addRow({{"  " + (flag(instance, "external") ? "external " + text(instance, "id")
+                                                                  : text(instance, "index"))},
+                              {text(instance, "pid")},
+                              {text(instance, "generation")},
+                              {text(instance, "adopted")},
+                              {state, state == "serving" ? Colour::None : Colour::Yellow}});
             }
             out += table.render(colour);
         }

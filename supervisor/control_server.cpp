@@ -35,58 +35,9 @@ constexpr int kAcceptBatch = 32;
 // again at once would spin on a listener that stays readable.
 constexpr Duration kAcceptBackoff = std::chrono::milliseconds(100);
 
-std::string describe(const Peer &peer)
-{
-    return "uid " + std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) + ")";
-}
-
-// The kernel's view of the caller, taken at connect() time: it cannot be
-// forged by the client and does not change if the client later drops
-// privileges or passes the socket on.
-int peerOf(BorrowedFd fd, Peer &peer)
-{
-    ucred cred{};
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-        return -errno;
-    }
-    peer.pid = cred.pid;
-    peer.uid = cred.uid;
-    peer.gid = cred.gid;
-    std::vector<gid_t> groups(64);
-    for (;;) {
-        len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-        if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
-            groups.resize(len / sizeof(gid_t));
-            break;
-        }
-        // ERANGE tells the size needed; kernels before 4.13 lack the option,
-        // which then only costs supplementary-group access.
-        if (errno == ERANGE && len / sizeof(gid_t) > groups.size()) {
-            groups.resize(len / sizeof(gid_t));
-            continue;
-        }
-        groups.clear();
-        break;
-    }
-    peer.groups = std::move(groups);
-    return 0;
-}
-
 bool isAuthorised(const ControlOptions &options, const Peer &peer)
 {
-    // Root, and the user fdsupd runs as (a per-user fdsupd has no root).
-    if (peer.uid == 0 || peer.uid == geteuid()) {
-        return true;
-    }
-    const auto contains = [](const auto &list, auto id) {
-        return std::find(list.begin(), list.end(), id) != list.end();
-    };
-    if (contains(options.allowUids, peer.uid) || contains(options.allowGids, peer.gid)) {
-        return true;
-    }
-    return std::any_of(peer.groups.begin(), peer.groups.end(),
-                       [&](gid_t g) { return contains(options.allowGids, g); });
+    return peerAllowed(peer, options.allowUids, options.allowGids);
 }
 
 // mkdir -p with 0755 for the components that are missing, so /run/fdsupd
@@ -287,11 +238,11 @@ void ControlConnection::onIo(std::uint32_t revents)
         if ((revents & EPOLLIN) != 0 && !busy_ && !closing_ && !readClosed_) {
             readSome();
         } else if ((revents & (EPOLLHUP | EPOLLERR)) != 0) {
-            spdlog::debug("Control client {} hung up", describe(peer_));
+            spdlog::debug("Control client {} hung up", describePeer(peer_));
             close();
         }
     } catch (const std::exception &e) {
-        spdlog::error("Control connection of {} failed: {}, closing it", describe(peer_), e.what());
+        spdlog::error("Control connection of {} failed: {}, closing it", describePeer(peer_), e.what());
         close();
     }
 }
@@ -304,7 +255,7 @@ void ControlConnection::readSome()
         if (errno == EAGAIN || errno == EINTR) {
             return;
         }
-        spdlog::debug("Failed to read from control client {}: {}", describe(peer_), errnoText(errno));
+        spdlog::debug("Failed to read from control client {}: {}", describePeer(peer_), errnoText(errno));
         close();
         return;
     }
@@ -326,8 +277,8 @@ void ControlConnection::process()
     while (!closed_ && !busy_ && !closing_) {
         const int r = reader_.next(message);
         if (r == -EMSGSIZE) {
-            spdlog::warn("Control request from {} exceeds {} bytes, closing the connection", describe(peer_),
-                         core_->options_.maxRequest);
+            spdlog::warn("Control request from {} exceeds {} bytes, closing the connection",
+                         describePeer(peer_), core_->options_.maxRequest);
             sendError(varlink::kErrorRequestTooLarge, {{"limit", core_->options_.maxRequest}});
             closeWhenFlushed();
             break;
@@ -358,7 +309,7 @@ void ControlConnection::dispatch(const std::string &message)
     if (!decoded) {
         // Debug only: the client gets the reason, and a client that sends
         // garbage in a loop must not be able to flood the journal.
-        spdlog::debug("Invalid control request from {}: {}", describe(peer_), decoded.error().message);
+        spdlog::debug("Invalid control request from {}: {}", describePeer(peer_), decoded.error().message);
         sendError(varlink::kErrorInvalidRequest, {{"reason", decoded.error().message}});
         return;
     }
@@ -371,7 +322,7 @@ void ControlConnection::dispatch(const std::string &message)
         return;
     }
     if (!authorised_) {
-        spdlog::warn("Refused control call {} from {}: not allowed", call.method, describe(peer_));
+        spdlog::warn("Refused control call {} from {}: not allowed", call.method, describePeer(peer_));
         if (!call.oneway) {
             sendError(varlink::kErrorPermissionDenied);
         }
@@ -391,7 +342,7 @@ void ControlConnection::dispatch(const std::string &message)
     try {
         core_->handler_(pending);
     } catch (const std::exception &e) {
-        spdlog::error("Control call {} from {} failed: {}", pending->call().method, describe(peer_),
+        spdlog::error("Control call {} from {} failed: {}", pending->call().method, describePeer(peer_),
                       e.what());
         if (!pending->done()) {
             close();
@@ -454,7 +405,7 @@ void ControlConnection::send(const varlink::Reply &reply)
     // client leaves unread, not on the size of one reply.
     if (!closed_ && out_.size() - outStart_ > core_->options_.maxOutput) {
         spdlog::warn("Control client {} does not read its replies ({} bytes queued), dropping it",
-                     describe(peer_), out_.size() - outStart_);
+                     describePeer(peer_), out_.size() - outStart_);
         close();
     }
 }
@@ -474,7 +425,7 @@ void ControlConnection::flush()
         if (errno == EAGAIN) {
             break;
         }
-        spdlog::debug("Failed to write to control client {}: {}", describe(peer_), errnoText(errno));
+        spdlog::debug("Failed to write to control client {}: {}", describePeer(peer_), errnoText(errno));
         close();
         return;
     }
@@ -531,12 +482,12 @@ void ControlConnection::finished()
         try {
             process();
         } catch (const std::exception &e) {
-            spdlog::error("Control connection of {} failed: {}, closing it", describe(peer_), e.what());
+            spdlog::error("Control connection of {} failed: {}, closing it", describePeer(peer_), e.what());
             close();
         }
     });
     if (!resume) {
-        spdlog::error("Failed to resume control connection of {}: {}", describe(peer_),
+        spdlog::error("Failed to resume control connection of {}: {}", describePeer(peer_),
                       resume.error().message);
         close();
         return;
@@ -547,7 +498,7 @@ void ControlConnection::finished()
 void ControlConnection::abandoned(const varlink::Call &call)
 {
     spdlog::error("Control call {} from {} was dropped without a reply, closing the connection", call.method,
-                  describe(peer_));
+                  describePeer(peer_));
     close();
 }
 
@@ -621,8 +572,8 @@ void ControlCore::onAccept(BorrowedFd listener)
             continue;
         }
         if (connections_.size() >= options_.maxClients) {
-            spdlog::warn("Refused control connection from {}: too many clients (limit {})", describe(peer),
-                         options_.maxClients);
+            spdlog::warn("Refused control connection from {}: too many clients (limit {})",
+                         describePeer(peer), options_.maxClients);
             continue;
         }
         const bool authorised = isAuthorised(options_, peer);

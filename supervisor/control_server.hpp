@@ -13,16 +13,9 @@
 #include "fdsup/fd.hpp"
 #include "fdsup/result.hpp"
 #include "fdsup/varlink.hpp"
+#include "peer.hpp"
 
 namespace fdsup {
-
-// Who is calling, from the kernel (SO_PEERCRED, SO_PEERGROUPS).
-struct Peer {
-    pid_t pid = 0;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
-};
 
 class ControlConnection;
 

@@ -38,84 +38,72 @@ bool Service::wantsChannel(const config::ServiceConfig &config) const
            config.ready == config::Readiness::Channel;
 }
 
-void Service::onChannelMessage(Instance &instance, ChannelMessage &&message)
+const config::ServiceConfig &Service::configOf(const ChannelPeer &peer) const
 {
-    WorkerChannel &channel = *instance.channel_;
-    const config::ServiceConfig &config = instance.config();
+    return peer.instance != nullptr ? peer.instance->config() : config();
+}
+
+unsigned Service::generationOf(const ChannelPeer &peer) const
+{
+    return peer.instance != nullptr ? peer.instance->generation() : generation();
+}
+
+std::string Service::peerName(const ChannelPeer &peer) const
+{
+    if (peer.instance != nullptr) {
+        return name() + "[" + std::to_string(peer.instance->slot_) + "] (pid " + std::to_string(peer.pid) +
+               ")";
+    }
+    return name() + " external worker " + std::to_string(peer.external->id) + " (pid " +
+           std::to_string(peer.pid) + ", uid " + std::to_string(peer.external->uid) + ")";
+}
+
+bool Service::canAdopt(const ChannelPeer &peer)
+{
+    if (!peer.granted(kChannelCapAdopt)) {
+        return false;
+    }
+    if (peer.instance != nullptr) {
+        return peer.instance->state_ == InstanceState::Ready && !peer.instance->retiring_;
+    }
+    return peer.external->ready;
+}
+
+void Service::onChannelMessage(ChannelPeer &peer, ChannelMessage &&message)
+{
+    WorkerChannel &channel = *peer.channel;
     if (!channel.welcomed && message.type != ChannelType::Hello) {
         channel.fail(EPROTO,
                      std::string("the first message must be HELLO, not ") + channelTypeName(message.type));
         return;
     }
     switch (message.type) {
-    case ChannelType::Hello: {
-        if (channel.welcomed) {
-            channel.fail(EPROTO, "HELLO sent twice");
-            return;
-        }
-        if (message.minVersion > kChannelVersion || message.maxVersion < kChannelVersion) {
-            ChannelMessage reject;
-            reject.type = ChannelType::Reject;
-            reject.code = EPROTONOSUPPORT;
-            reject.text = "fdsupd speaks worker channel version " + std::to_string(kChannelVersion) +
-                          ", the worker " + std::to_string(message.minVersion) + " to " +
-                          std::to_string(message.maxVersion);
-            (void)channel.send(reject);
-            channel.close(reject.text);
-            return;
-        }
-        ChannelMessage welcome;
-        welcome.type = ChannelType::Welcome;
-        welcome.version = kChannelVersion;
-        welcome.capabilities = message.capabilities & allowedCapabilities(config);
-        welcome.service = name();
-        welcome.instance = instance.slot_;
-        welcome.generation = instance.profile_->generation;
-        welcome.maxInlineState =
-            static_cast<std::uint32_t>(std::min<std::uint64_t>(kChannelMaxInlineState, context_.stateLimit));
-        welcome.maxMemfdState = std::min<std::uint64_t>(kChannelMaxMemfdState, context_.stateLimit);
-        if (const int r = channel.send(welcome); r < 0) {
-            channel.fail(static_cast<std::uint32_t>(-r),
-                         std::string("cannot send WELCOME: ") + errnoText(-r));
-            return;
-        }
-        channel.welcomed = true;
-        channel.capabilities = welcome.capabilities;
-        spdlog::debug("{}[{}] (pid {}) joined its channel (capabilities {:#x})", name(), instance.slot_,
-                      instance.pid_, channel.capabilities);
-        deliverHeld();
+    case ChannelType::Hello:
+        welcomePeer(peer, message);
         return;
-    }
-    case ChannelType::ListenersRequest: {
-        if ((channel.capabilities & kChannelCapListeners) == 0) {
-            channel.fail(EPERM, "listeners over the channel need activation = \"channel\"");
-            return;
-        }
-        ChannelMessage listeners;
-        listeners.type = ChannelType::Listeners;
-        for (const auto &socketName : config.sockets) {
-            const HeldSocket *socket = context_.sockets.find(socketName);
-            for (std::size_t i = 0; socket != nullptr && i < socket->fds.size(); ++i) {
-                UniqueFd copy(fcntl(socket->fds[i].get(), F_DUPFD_CLOEXEC, 3));
-                if (!copy) {
-                    channel.fail(static_cast<std::uint32_t>(errno), "cannot duplicate a listener");
-                    return;
-                }
-                listeners.names.push_back(socketName);
-                listeners.fds.push_back(std::move(copy));
-            }
-        }
-        if (const int r = channel.send(listeners); r < 0) {
-            channel.fail(static_cast<std::uint32_t>(-r),
-                         std::string("cannot send LISTENERS: ") + errnoText(-r));
-        }
+    case ChannelType::ListenersRequest:
+        sendListeners(peer);
         return;
-    }
     case ChannelType::Ready:
-        if (!message.text.empty()) {
-            instance.status_ = message.text;
+        if (peer.external != nullptr) {
+            if (!message.text.empty()) {
+                peer.external->status = message.text;
+            }
+            if (!peer.external->ready) {
+                peer.external->ready = true;
+                spdlog::info("{} is ready{}", peerName(peer),
+                             message.text.empty() ? "" : ": " + message.text);
+                deliverHeld();
+                changed();
+            }
+            return;
         }
-        if (config.ready == config::Readiness::Channel && instance.state_ == InstanceState::Starting) {
+        if (!message.text.empty()) {
+            peer.instance->status_ = message.text;
+        }
+        if (configOf(peer).ready == config::Readiness::Channel &&
+            peer.instance->state_ == InstanceState::Starting) {
+            Instance &instance = *peer.instance;
             instance.execDone_ = true;
             instance.statusSource_.reset();
             instance.statusPipe_.reset();
@@ -123,14 +111,14 @@ void Service::onChannelMessage(Instance &instance, ChannelMessage &&message)
         }
         return;
     case ChannelType::Handoff:
-        acceptHandoff(instance, message);
+        acceptHandoff(peer, message);
         return;
     case ChannelType::Done:
-        spdlog::debug("{}[{}] (pid {}) has handed over everything", name(), instance.slot_, instance.pid_);
+        spdlog::debug("{} has handed over everything", peerName(peer));
         return;
     case ChannelType::Error:
-        spdlog::warn("{}[{}] (pid {}) reports a channel error: {} ({})", name(), instance.slot_,
-                     instance.pid_, message.text, errnoText(static_cast<int>(message.code)));
+        spdlog::warn("{} reports a channel error: {} ({})", peerName(peer), message.text,
+                     errnoText(static_cast<int>(message.code)));
         channel.close("the worker reported an error");
         return;
     case ChannelType::Welcome:
@@ -144,48 +132,121 @@ void Service::onChannelMessage(Instance &instance, ChannelMessage &&message)
     channel.fail(EPROTO, std::string(channelTypeName(message.type)) + " is not sent by workers");
 }
 
-void Service::onChannelClosed(Instance &instance, const std::string &why)
+void Service::welcomePeer(ChannelPeer &peer, const ChannelMessage &hello)
 {
-    // The channel object stays (closed) until the instance goes: this runs
-    // from inside it.
-    spdlog::info("{}[{}] (pid {}): channel closed: {}", name(), instance.slot_, instance.pid_, why);
+    WorkerChannel &channel = *peer.channel;
+    if (channel.welcomed) {
+        channel.fail(EPROTO, "HELLO sent twice");
+        return;
+    }
+    if (hello.minVersion > kChannelVersion || hello.maxVersion < kChannelVersion) {
+        ChannelMessage reject;
+        reject.type = ChannelType::Reject;
+        reject.code = EPROTONOSUPPORT;
+        reject.text = "fdsupd speaks worker channel version " + std::to_string(kChannelVersion) +
+                      ", the worker " + std::to_string(hello.minVersion) + " to " +
+                      std::to_string(hello.maxVersion);
+        (void)channel.send(reject);
+        channel.close(reject.text);
+        return;
+    }
+    const config::ServiceConfig &config = configOf(peer);
+    // An external worker connected for its listeners: it always may ask.
+    const std::uint32_t allowed =
+        allowedCapabilities(config) | (peer.external != nullptr ? kChannelCapListeners : 0);
+    ChannelMessage welcome;
+    welcome.type = ChannelType::Welcome;
+    welcome.version = kChannelVersion;
+    welcome.capabilities = hello.capabilities & allowed;
+    welcome.service = name();
+    welcome.instance = peer.instance != nullptr ? peer.instance->slot_ : kChannelExternalInstance;
+    welcome.generation = generationOf(peer);
+    welcome.maxInlineState =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(kChannelMaxInlineState, context_.stateLimit));
+    welcome.maxMemfdState = std::min<std::uint64_t>(kChannelMaxMemfdState, context_.stateLimit);
+    if (const int r = channel.send(welcome); r < 0) {
+        channel.fail(static_cast<std::uint32_t>(-r), std::string("cannot send WELCOME: ") + errnoText(-r));
+        return;
+    }
+    channel.welcomed = true;
+    channel.capabilities = welcome.capabilities;
+    spdlog::debug("{} joined its channel (capabilities {:#x})", peerName(peer), channel.capabilities);
+    deliverHeld();
 }
 
-void Service::refuseHandoff(Instance &instance, std::uint64_t id, int code, const std::string &why)
+void Service::sendListeners(ChannelPeer &peer)
+{
+    WorkerChannel &channel = *peer.channel;
+    if ((channel.capabilities & kChannelCapListeners) == 0) {
+        channel.fail(EPERM, "listeners over the channel need activation = \"channel\"");
+        return;
+    }
+    ChannelMessage listeners;
+    listeners.type = ChannelType::Listeners;
+    for (const auto &socketName : configOf(peer).sockets) {
+        const HeldSocket *socket = context_.sockets.find(socketName);
+        for (std::size_t i = 0; socket != nullptr && i < socket->fds.size(); ++i) {
+            UniqueFd copy(fcntl(socket->fds[i].get(), F_DUPFD_CLOEXEC, 3));
+            if (!copy) {
+                channel.fail(static_cast<std::uint32_t>(errno), "cannot duplicate a listener");
+                return;
+            }
+            listeners.names.push_back(socketName);
+            listeners.fds.push_back(std::move(copy));
+        }
+    }
+    if (const int r = channel.send(listeners); r < 0) {
+        channel.fail(static_cast<std::uint32_t>(-r), std::string("cannot send LISTENERS: ") + errnoText(-r));
+    }
+}
+
+void Service::onChannelClosed(ChannelPeer &peer, const std::string &why)
+{
+    spdlog::info("{}: channel closed: {}", peerName(peer), why);
+    if (peer.external != nullptr) {
+        // Not from here: this runs inside the channel being closed.
+        if (!externalReaper_) {
+            if (auto defer = context_.loop.addDefer([this] { reapExternal(); })) {
+                externalReaper_ = std::move(*defer);
+            }
+        }
+    }
+    // An instance's channel object stays (closed) until the instance goes.
+}
+
+void Service::refuseHandoff(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why)
 {
     ++handoff_.refused;
-    spdlog::warn("{}[{}] (pid {}): handoff of connection {} refused: {}", name(), instance.slot_,
-                 instance.pid_, id, why);
+    spdlog::warn("{}: handoff of connection {} refused: {}", peerName(peer), id, why);
     ChannelMessage result;
     result.type = ChannelType::HandoffResult;
     result.id = id;
     result.code = static_cast<std::uint32_t>(code);
     result.text = why.substr(0, kChannelMaxText);
-    (void)instance.channel_->send(result);
+    (void)peer.channel->send(result);
 }
 
-void Service::acceptHandoff(Instance &instance, ChannelMessage &message)
+void Service::acceptHandoff(ChannelPeer &peer, ChannelMessage &message)
 {
-    WorkerChannel &channel = *instance.channel_;
+    WorkerChannel &channel = *peer.channel;
     if ((channel.capabilities & kChannelCapHandoff) == 0) {
-        refuseHandoff(instance, message.id, EPERM,
-                      "handoff is not enabled for this service (handoff = false)");
+        refuseHandoff(peer, message.id, EPERM, "handoff is not enabled for this service (handoff = false)");
         return;
     }
     if (message.stateSize > context_.stateLimit) {
-        refuseHandoff(instance, message.id, EMSGSIZE,
+        refuseHandoff(peer, message.id, EMSGSIZE,
                       "state of " + std::to_string(message.stateSize) + " bytes is over the limit of " +
                           std::to_string(context_.stateLimit) + " ([supervisor.limits] state_size)");
         return;
     }
     if (held_.size() >= context_.heldLimitPerService) {
-        refuseHandoff(instance, message.id, ENOBUFS,
+        refuseHandoff(peer, message.id, ENOBUFS,
                       "the service holds " + std::to_string(held_.size()) +
                           " connections already ([supervisor.limits] held_connections_per_service)");
         return;
     }
     if (context_.heldTotal >= context_.heldLimit) {
-        refuseHandoff(instance, message.id, ENOBUFS,
+        refuseHandoff(peer, message.id, ENOBUFS,
                       "fdsupd holds " + std::to_string(context_.heldTotal) +
                           " connections already ([supervisor.limits] held_connections)");
         return;
@@ -193,7 +254,7 @@ void Service::acceptHandoff(Instance &instance, ChannelMessage &message)
     // Trust nothing: the connection must come from one of the listeners of
     // this worker's own configuration.
     std::vector<BorrowedFd> listeners;
-    for (const auto &socketName : instance.config().sockets) {
+    for (const auto &socketName : configOf(peer).sockets) {
         if (const HeldSocket *socket = context_.sockets.find(socketName)) {
             for (const auto &fd : socket->fds) {
                 listeners.push_back(fd.borrow());
@@ -202,7 +263,7 @@ void Service::acceptHandoff(Instance &instance, ChannelMessage &message)
     }
     const auto addresses = listenerAddresses(listeners);
     if (auto error = checkHandedConnection(message.fds.at(0).borrow(), addresses)) {
-        refuseHandoff(instance, message.id, error->code, error->message);
+        refuseHandoff(peer, message.id, error->code, error->message);
         return;
     }
     auto held = std::make_unique<HeldConnection>();
@@ -214,8 +275,9 @@ void Service::acceptHandoff(Instance &instance, ChannelMessage &message)
     if ((message.stateFlags & kChannelStateMemfd) != 0) {
         held->stateMemfd = std::move(message.fds.at(1));
     }
-    held->from = instance.pid_;
-    held->fromGeneration = instance.profile_->generation;
+    held->from = peer.pid;
+    held->fromGeneration = generationOf(peer);
+    held->fromExternal = peer.external != nullptr;
     held->since = context_.loop.now();
     HeldConnection *raw = held.get();
     // EPOLLRDHUP: the client closed while nobody was serving it.
@@ -242,21 +304,24 @@ void Service::acceptHandoff(Instance &instance, ChannelMessage &message)
 void Service::deliverHeld()
 {
     while (!held_.empty()) {
-        // The newest generation first (a rollout's replacements), then the
-        // instance given the fewest so far.
-        Instance *target = nullptr;
+        // The newest generation first (a rollout's replacements; external
+        // workers count as the current one), then the adopter given the
+        // fewest so far.
+        ChannelPeer *target = nullptr;
+        const auto consider = [&](ChannelPeer &peer) {
+            if (!canAdopt(peer)) {
+                return;
+            }
+            if (target == nullptr || generationOf(peer) > generationOf(*target) ||
+                (generationOf(peer) == generationOf(*target) && peer.adopted < target->adopted)) {
+                target = &peer;
+            }
+        };
         for (auto &instance : instances_) {
-            const bool able = instance->state_ == InstanceState::Ready && !instance->retiring_ &&
-                              instance->channel_ && instance->channel_->isOpen() &&
-                              instance->channel_->welcomed &&
-                              (instance->channel_->capabilities & kChannelCapAdopt) != 0;
-            if (!able) {
-                continue;
-            }
-            if (target == nullptr || instance->generation() > target->generation() ||
-                (instance->generation() == target->generation() && instance->adopted_ < target->adopted_)) {
-                target = instance.get();
-            }
+            consider(instance->peer_);
+        }
+        for (auto &external : external_) {
+            consider(external->peer);
         }
         if (target == nullptr) {
             return; // held until a replacement is ready, or handoff_timeout
@@ -272,12 +337,12 @@ void Service::deliverHeld()
         if (held.stateMemfd) {
             adopt.fds.push_back(std::move(held.stateMemfd));
         }
-        const int r = target->channel_->send(adopt);
+        const int r = target->channel->send(adopt);
         if (r == 0) {
-            ++target->adopted_;
+            ++target->adopted;
             ++handoff_.adopted;
-            spdlog::debug("{}: connection {} from pid {} adopted by pid {}", name(), held.id, held.from,
-                          target->pid_);
+            spdlog::debug("{}: connection {} from pid {} adopted by {}", name(), held.id, held.from,
+                          peerName(*target));
             held.hangup.reset();
             held_.pop_front(); // our copies close with `adopt`
             --context_.heldTotal;
@@ -300,8 +365,8 @@ void Service::deliverHeld()
             }
             return;
         }
-        target->channel_->fail(static_cast<std::uint32_t>(-r),
-                               std::string("cannot send ADOPT: ") + errnoText(-r));
+        target->channel->fail(static_cast<std::uint32_t>(-r),
+                              std::string("cannot send ADOPT: ") + errnoText(-r));
     }
     holdTimer_.reset();
 }
@@ -344,8 +409,7 @@ void Service::dropHeld(HeldConnection *held)
 
 bool Service::drainsOverChannel(const Instance &instance)
 {
-    return instance.channel_ && instance.channel_->isOpen() && instance.channel_->welcomed &&
-           (instance.channel_->capabilities & kChannelCapHandoff) != 0;
+    return instance.peer_.granted(kChannelCapHandoff);
 }
 
 std::string Service::drainHow(const Instance &instance)
@@ -363,7 +427,7 @@ bool Service::sendDrain(Instance &instance)
     drain.type = ChannelType::Drain;
     drain.deadlineUsec =
         static_cast<std::uint64_t>((context_.loop.now() + instance.config().drainTimeout).count());
-    return instance.channel_->send(drain) == 0;
+    return instance.peer_.channel->send(drain) == 0;
 }
 
 nlohmann::json Service::connectionsJson() const
@@ -373,18 +437,34 @@ nlohmann::json Service::connectionsJson() const
     for (const auto &h : held_) {
         held.push_back({{"id", h->id},
                         {"from_pid", h->from},
+                        {"from_external", h->fromExternal},
                         {"from_generation", h->fromGeneration},
                         {"held_usec", (now - h->since).count()},
                         {"state_bytes", h->stateSize}});
     }
     nlohmann::json adopters = nlohmann::json::array();
     for (const auto &instance : instances_) {
-        if (instance->channel_ && instance->channel_->welcomed) {
+        if (instance->peer_.joined()) {
             adopters.push_back({{"index", instance->slot_},
+                                {"external", false},
                                 {"pid", instance->pid_},
                                 {"generation", instance->generation()},
-                                {"adopted", instance->adopted_},
+                                {"adopted", instance->peer_.adopted},
+                                {"ready", canAdopt(instance->peer_)},
                                 {"draining", instance->state_ == InstanceState::Draining}});
+        }
+    }
+    for (const auto &external : external_) {
+        if (external->peer.joined()) {
+            adopters.push_back({{"index", nullptr},
+                                {"external", true},
+                                {"id", external->id},
+                                {"pid", external->peer.pid},
+                                {"uid", external->uid},
+                                {"generation", generation()},
+                                {"adopted", external->peer.adopted},
+                                {"ready", canAdopt(external->peer)},
+                                {"draining", false}});
         }
     }
     return {{"service", name()},

@@ -286,6 +286,9 @@ std::vector<std::string> serviceDetails(const ServiceConfig &a, const ServiceCon
     noteIfChanged(d, "ready_timeout", a.readyTimeout, b.readyTimeout);
     noteIfChanged(d, "drain_timeout", a.drainTimeout, b.drainTimeout);
     noteIfChanged(d, "handoff_timeout", a.handoffTimeout, b.handoffTimeout);
+    noteIfChanged(d, "activation_socket", a.activationSocket, b.activationSocket);
+    noteIfChanged(d, "activation_users", a.activationUsers, b.activationUsers);
+    noteIfChanged(d, "activation_groups", a.activationGroups, b.activationGroups);
     noteIfChanged(d, "stop_timeout", a.stopTimeout, b.stopTimeout);
     noteIfChanged(d, "drain_signal", a.drainSignal, b.drainSignal);
     noteIfChanged(d, "stop_signal", a.stopSignal, b.stopSignal);
@@ -307,6 +310,16 @@ void planServices(const Config &running, const Config &next, ReloadPlan &plan)
         if (old == nullptr) {
             plan.servicesAdded.push_back(service.name);
             continue;
+        }
+        if (old->activationSocket != service.activationSocket) {
+            // External workers are connected to it; a new one would need
+            // binding alongside the sockets (all or nothing), and moving it
+            // would cut them off.
+            plan.refused.push_back("[service." + service.name + "] activation_socket changed from " +
+                                   (old->activationSocket ? *old->activationSocket : "(none)") + " to " +
+                                   (service.activationSocket ? *service.activationSocket : "(none)") +
+                                   ": an activation socket is created with its service; restart fdsupd "
+                                   "to apply it");
         }
         // The classification compares whole models (so a key added to
         // ServiceConfig later is never missed); the details only name keys.

@@ -10,11 +10,13 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include "fdsup/users.hpp"
 #include "rollout_state.hpp"
 
 namespace fdsup {
@@ -171,12 +173,31 @@ Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &
     if (!hasPath) {
         profile->baseEnvironment.push_back(std::string("PATH=") + kDefaultPath);
     }
+    for (const auto &user : config.activationUsers) {
+        auto entry = lookUpUser(user);
+        if (!entry || !*entry) {
+            return Error{entry ? ESRCH : entry.error().code,
+                         "Service '" + config.name + "': activation_users: " +
+                             (entry ? "no user '" + user + "'" : entry.error().message)};
+        }
+        profile->activationUids.push_back((*entry)->uid);
+    }
+    for (const auto &group : config.activationGroups) {
+        auto gid = lookUpGroup(group);
+        if (!gid) {
+            return Error{gid.error().code,
+                         "Service '" + config.name + "': activation_groups: " + gid.error().message};
+        }
+        profile->activationGids.push_back(*gid);
+    }
     return std::shared_ptr<const Profile>(std::move(profile));
 }
 
 Instance::Instance(Service &service, unsigned slot, std::shared_ptr<const Profile> profile)
     : service_(service), slot_(slot), profile_(std::move(profile)), id_(service.context_.nextInstanceId++)
-{}
+{
+    peer_.instance = this;
+}
 
 Instance::~Instance() = default;
 
@@ -220,6 +241,9 @@ Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const 
         return Error{notify.error().code, "Service '" + config.name + "': " + notify.error().message};
     }
     service->notify_ = std::move(*notify);
+    if (auto error = service->openActivationSocket()) {
+        return Error{error->code, "Service '" + config.name + "': " + error->message};
+    }
     service->slots_.resize(config.instances);
     return service;
 }
@@ -231,6 +255,14 @@ Service::Service(ServiceContext &context, std::shared_ptr<const Profile> profile
 Service::~Service()
 {
     context_.heldTotal -= held_.size();
+    if (!activationPath_.empty()) {
+        // Only the file this service created: someone may have replaced it.
+        struct stat st {};
+        if (lstat(activationPath_.c_str(), &st) == 0 && st.st_dev == activationDev_ &&
+            st.st_ino == activationIno_) {
+            unlink(activationPath_.c_str());
+        }
+    }
 }
 
 ServiceState Service::state() const
@@ -308,6 +340,10 @@ nlohmann::json Service::toJson() const
         {"notify_dropped", notify_->dropped()},
         {"fdstore", store},
         {"instances", instances},
+        {"activation_socket", profile_->config.activationSocket
+                                  ? nlohmann::json(*profile_->config.activationSocket)
+                                  : nlohmann::json()},
+        {"external", externalJson()},
         {"rollout", rollout_ ? rolloutToJson(*rollout_) : nlohmann::json()},
     };
 }
@@ -353,6 +389,8 @@ void Service::stop()
             stopInstance(*instance);
         }
     }
+    // A closed channel tells an external worker to finish and exit.
+    closeExternal("the service was stopped");
     changed();
 }
 
@@ -466,14 +504,16 @@ Instance *Service::spawnInstance(unsigned slotIndex, const std::shared_ptr<const
     if (wantsChannel(config)) {
         auto channel = WorkerChannel::create(
             context_.loop, workerEnd,
-            [this, ip = &inst](ChannelMessage &&message) { onChannelMessage(*ip, std::move(message)); },
-            [this, ip = &inst](const std::string &why) { onChannelClosed(*ip, why); });
+            [this, peer = &inst.peer_](ChannelMessage &&message) {
+                onChannelMessage(*peer, std::move(message));
+            },
+            [this, peer = &inst.peer_](const std::string &why) { onChannelClosed(*peer, why); });
         if (!channel) {
             lastSpawnError_ = channel.error().message;
             spdlog::error("Failed to start {}[{}]: {}", config.name, slotIndex, channel.error().message);
             return nullptr;
         }
-        inst.channel_ = std::move(*channel);
+        inst.peer_.channel = std::move(*channel);
         // Right after the listeners and stored fds, not counted in LISTEN_FDS.
         request.environment.push_back("FDSUP_CHANNEL=" + std::to_string(3 + request.fds.size()));
         request.extraFds.push_back(workerEnd.borrow());
@@ -512,6 +552,7 @@ Instance *Service::spawnInstance(unsigned slotIndex, const std::shared_ptr<const
         return failedToSpawn("start", spawned.error().message);
     }
     inst.pid_ = spawned->pid;
+    inst.peer_.pid = spawned->pid;
     inst.pidfd_ = std::move(spawned->pidfd);
     inst.stdout_ = std::move(spawned->stdoutPipe);
     inst.stderr_ = std::move(spawned->stderrPipe);
@@ -801,10 +842,10 @@ void Service::onChildExit(Instance &instance, const siginfo_t &info)
         onStatusPipe(instance);
     }
     drainOutput(instance);
-    if (instance.channel_) {
+    if (instance.peer_.channel) {
         // Its exit may be seen before the handoffs it sent just before dying:
         // they are the worker's to give, so they are taken first.
-        instance.channel_->readPending(-1);
+        instance.peer_.channel->readPending(-1);
     }
     if (instance.config().killMode == config::KillMode::ProcessGroup) {
         // Whatever the worker left running in its group goes with it.

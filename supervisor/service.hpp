@@ -49,6 +49,9 @@ struct Profile {
     UniqueFd executableFd;
     Credentials credentials;
     std::vector<std::string> baseEnvironment; // pass_environment + environment + PATH
+    // activation_users and activation_groups, resolved.
+    std::vector<uid_t> activationUids;
+    std::vector<gid_t> activationGids;
 };
 // The error names the service: "Service 'web': ...".
 Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation);
@@ -97,6 +100,38 @@ struct ServiceContext {
 };
 
 class Service;
+class Instance;
+struct ExternalWorker;
+
+// The far end of a worker channel: an instance fdsupd spawned, or an
+// external worker that connected to the service's activation socket. The
+// broker treats both alike (docs/worker-channel.md).
+struct ChannelPeer {
+    std::unique_ptr<WorkerChannel> channel; // null when the service uses none
+    pid_t pid = 0;
+    std::uint64_t adopted = 0;          // connections given to it, for balancing
+    Instance *instance = nullptr;       // set for a spawned instance
+    ExternalWorker *external = nullptr; // or for an external worker
+
+    [[nodiscard]] bool joined() const { return channel && channel->isOpen() && channel->welcomed; }
+    [[nodiscard]] bool granted(std::uint32_t capability) const
+    {
+        return joined() && (channel->capabilities & capability) != 0;
+    }
+};
+
+// A worker fdsupd did not spawn, connected to the activation socket and
+// admitted by its credentials. fdsupd never signals, drains or restarts it:
+// it gets the listeners, adopts once READY, hands over when it chooses.
+struct ExternalWorker {
+    std::uint64_t id = 0; // unique within fdsupd, shared with instance ids
+    ChannelPeer peer;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    bool ready = false;
+    std::optional<std::string> status; // READY's text
+    Duration since{};                  // when it connected
+};
 
 // One worker process. Owned by its Service; every event source it holds dies
 // with it, so no callback can reach a reaped instance.
@@ -157,9 +192,8 @@ private:
     EventSource watchdog_;
 
     // The worker channel, for services that use one (handoff, activation or
-    // readiness over the channel); null otherwise or once it closed.
-    std::unique_ptr<WorkerChannel> channel_;
-    std::uint64_t adopted_ = 0; // connections given to it, for balancing
+    // readiness over the channel).
+    ChannelPeer peer_;
 };
 
 // A connection a draining worker handed over, waiting for a ready
@@ -173,6 +207,7 @@ struct HeldConnection {
     UniqueFd stateMemfd;          // or sealed in a memfd
     pid_t from = 0;
     unsigned fromGeneration = 0;
+    bool fromExternal = false;
     Duration since{};
     EventSource hangup; // the client went away while held
 };
@@ -226,6 +261,8 @@ public:
     [[nodiscard]] nlohmann::json toJson() const;
     // What the handoff broker holds and has done (Connections).
     [[nodiscard]] nlohmann::json connectionsJson() const;
+    // The external workers connected to the activation socket (status).
+    [[nodiscard]] nlohmann::json externalJson() const;
 
     // Brings every slot up (clearing a failed state and its counters).
     void start();
@@ -299,14 +336,33 @@ private:
     void onNotify(NotifyMessage &&message);
     // The worker channel and the handoff broker (handoff.cpp).
     [[nodiscard]] bool wantsChannel(const config::ServiceConfig &config) const;
-    void onChannelMessage(Instance &instance, ChannelMessage &&message);
-    void onChannelClosed(Instance &instance, const std::string &why);
-    void acceptHandoff(Instance &instance, ChannelMessage &message);
-    void refuseHandoff(Instance &instance, std::uint64_t id, int code, const std::string &why);
+    void onChannelMessage(ChannelPeer &peer, ChannelMessage &&message);
+    void onChannelClosed(ChannelPeer &peer, const std::string &why);
+    void welcomePeer(ChannelPeer &peer, const ChannelMessage &hello);
+    void sendListeners(ChannelPeer &peer);
+    void acceptHandoff(ChannelPeer &peer, ChannelMessage &message);
+    void refuseHandoff(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why);
+    // The configuration a peer works for: its instance's generation, or
+    // the current one for an external worker.
+    [[nodiscard]] const config::ServiceConfig &configOf(const ChannelPeer &peer) const;
+    [[nodiscard]] unsigned generationOf(const ChannelPeer &peer) const;
+    // "web[1] (pid 42)" or "web external worker 7 (pid 42, uid 33)", for logs.
+    [[nodiscard]] std::string peerName(const ChannelPeer &peer) const;
+    // Ready for connections: a ready instance not being retired, or an
+    // external worker that sent READY; in both cases granted ADOPT.
+    [[nodiscard]] static bool canAdopt(const ChannelPeer &peer);
     void deliverHeld();
     void expireHeld();
     void dropHeld(HeldConnection *held);
     bool sendDrain(Instance &instance);
+    // External workers (external.cpp).
+    std::optional<Error> openActivationSocket();
+    void onActivationAccept();
+    void admitExternal(UniqueFd fd);
+    void rejectExternal(UniqueFd fd, int code, const std::string &why);
+    void dropRejected(const void *entry);
+    void closeExternal(const std::string &why);
+    void reapExternal();
     // Drained over its channel (it joined for handoff), else by drain_signal.
     [[nodiscard]] static bool drainsOverChannel(const Instance &instance);
     // "over its channel" or "with SIGTERM", for events.
@@ -353,6 +409,23 @@ private:
     std::deque<Duration> restartTimes_; // automatic restarts within start_limit_interval
     std::deque<LogEntry> output_;
     std::deque<std::unique_ptr<HeldConnection>> held_;
+    // The activation socket (activation_socket) and who connected to it.
+    UniqueFd activationListener_;
+    EventSource activationSource_;
+    EventSource activationBackoff_;
+    std::string activationPath_; // the file to unlink when it goes: empty for an abstract one
+    dev_t activationDev_ = 0;
+    ino_t activationIno_ = 0;
+    std::vector<std::unique_ptr<ExternalWorker>> external_;
+    EventSource externalReaper_; // removes external workers whose channel closed
+    // Refused workers, kept until they have sent HELLO or hung up (the 64
+    // most recent):
+    // closing at once could fail their HELLO with EPIPE before they read why.
+    struct Rejected {
+        UniqueFd fd;
+        EventSource io;
+    };
+    std::vector<std::unique_ptr<Rejected>> rejected_;
     HandoffCounters handoff_;
     EventSource holdTimer_;  // the oldest held connection's handoff_timeout
     EventSource retryTimer_; // a replacement's channel was full

@@ -19,8 +19,18 @@ Result<std::unique_ptr<WorkerChannel>> WorkerChannel::create(EventLoop &loop, Un
     }
     UniqueFd ours(pair[0]);
     UniqueFd theirs(pair[1]);
+    auto channel = adopt(loop, std::move(ours), std::move(onMessage), std::move(onClose));
+    if (channel) {
+        workerEnd = std::move(theirs);
+    }
+    return channel;
+}
+
+Result<std::unique_ptr<WorkerChannel>> WorkerChannel::adopt(EventLoop &loop, UniqueFd fd,
+                                                            MessageHandler onMessage, CloseHandler onClose)
+{
     std::unique_ptr<WorkerChannel> channel(
-        new WorkerChannel(loop, std::move(ours), std::move(onMessage), std::move(onClose)));
+        new WorkerChannel(loop, std::move(fd), std::move(onMessage), std::move(onClose)));
     WorkerChannel *self = channel.get();
     auto source = loop.addIo(channel->fd_.borrow(), EPOLLIN, [self](std::uint32_t) { self->readPending(); });
     if (!source) {
@@ -28,7 +38,6 @@ Result<std::unique_ptr<WorkerChannel>> WorkerChannel::create(EventLoop &loop, Un
     }
     channel->source_ = std::move(*source);
     channel->refilled_ = loop.now();
-    workerEnd = std::move(theirs);
     return channel;
 }
 

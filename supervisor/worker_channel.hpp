@@ -32,6 +32,10 @@ public:
     // inherits (blocking, CLOEXEC: spawn clears CLOEXEC in the child).
     static Result<std::unique_ptr<WorkerChannel>> create(EventLoop &loop, UniqueFd &workerEnd,
                                                          MessageHandler onMessage, CloseHandler onClose);
+    // Serves a connected SEQPACKET socket: an external worker's connection
+    // to the activation socket (non-blocking, CLOEXEC).
+    static Result<std::unique_ptr<WorkerChannel>> adopt(EventLoop &loop, UniqueFd fd,
+                                                        MessageHandler onMessage, CloseHandler onClose);
     ~WorkerChannel();
     WorkerChannel(const WorkerChannel &) = delete;
     WorkerChannel &operator=(const WorkerChannel &) = delete;

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstddef>
 #include <charconv>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -45,7 +45,8 @@ namespace {
 constexpr unsigned kKnownCaps = ACTIVATE_CAP_HANDOFF | ACTIVATE_CAP_ADOPT | ACTIVATE_CAP_LISTENERS;
 static_assert(ACTIVATE_CAP_HANDOFF == fdsup::kChannelCapHandoff &&
               ACTIVATE_CAP_ADOPT == fdsup::kChannelCapAdopt &&
-              ACTIVATE_CAP_LISTENERS == fdsup::kChannelCapListeners);
+              ACTIVATE_CAP_LISTENERS == fdsup::kChannelCapListeners &&
+              ACTIVATE_INSTANCE_EXTERNAL == fdsup::kChannelExternalInstance);
 
 int parseFd(const char *text)
 {

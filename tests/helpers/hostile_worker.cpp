@@ -1,8 +1,12 @@
 // hostile-worker: a worker that abuses its channel, for the handoff tests.
 //
-//   hostile-worker MODE REPORT_PATH
+//   hostile-worker [--connect PATH] MODE REPORT_PATH
 //
-// It joins the channel (HELLO with HANDOFF|ADOPT), says READY, then does MODE
+// It joins the channel inherited in FDSUP_CHANNEL, or with --connect the
+// activation socket at PATH as an external worker (HELLO with
+// HANDOFF|ADOPT, plus LISTENERS when connecting). A REJECT or ERROR instead
+// of WELCOME is reported as "rejected CODE" and it exits 5. Otherwise it
+// reports "welcome INSTANCE GENERATION CAPABILITIES", says READY, then does MODE
 // and reports what fdsupd answered as one datagram to REPORT_PATH:
 // "result CODE" for a HANDOFF_RESULT, "error CODE" for an ERROR, "closed"
 // when fdsupd closed the channel, "sent" when nothing is expected. Then it
@@ -17,6 +21,8 @@
 //   big-state     HANDOFF with a memfd state over any limit fdsupd allows
 //   flood         50,000 READY messages as fast as the socket takes them
 //   unsealed      HANDOFF whose state memfd is not sealed
+//   hello         exit 0 at once (the answer is also printed on stdout)
+//   join          nothing more
 //   echo-die      serve seqnum echo (4-byte numbers) on fd 3; on DRAIN hand
 //                 over the first half of the connections, then SIGKILL itself
 #include <cerrno>
@@ -189,26 +195,53 @@ void echoThenDie(BorrowedFd channel)
     }
 }
 
+// The activation socket at path, connected (blocking: this is a test helper).
+UniqueFd connectTo(const std::string &path)
+{
+    UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof addr.sun_path - 1);
+    if (connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0) {
+        (void)std::fprintf(stderr, "hostile-worker: connect %s: %s\n", path.c_str(), std::strerror(errno));
+        return UniqueFd();
+    }
+    return fd;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
+    std::string connectPath;
+    if (argc == 5 && std::strcmp(argv[1], "--connect") == 0) {
+        connectPath = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc != 3) {
-        (void)std::fprintf(stderr, "usage: hostile-worker MODE REPORT_PATH\n");
+        (void)std::fprintf(stderr, "usage: hostile-worker [--connect PATH] MODE REPORT_PATH\n");
         return 2;
     }
     const std::string mode = argv[1];
     reportPath = argv[2];
     (void)signal(SIGTERM, onTerm);
-    const char *env = std::getenv("FDSUP_CHANNEL");
-    if (env == nullptr) {
+    UniqueFd channel;
+    if (!connectPath.empty()) {
+        channel = connectTo(connectPath);
+    } else if (const char *env = std::getenv("FDSUP_CHANNEL")) {
+        channel = UniqueFd(std::atoi(env));
+    } else {
         (void)std::fprintf(stderr, "hostile-worker: no FDSUP_CHANNEL\n");
         return 3;
     }
-    const UniqueFd channel(std::atoi(env));
+    if (!channel) {
+        return 3;
+    }
     ChannelMessage hello;
     hello.type = ChannelType::Hello;
-    hello.capabilities = fdsup::kChannelCapHandoff | fdsup::kChannelCapAdopt;
+    hello.capabilities = fdsup::kChannelCapHandoff | fdsup::kChannelCapAdopt |
+                         (connectPath.empty() ? 0 : fdsup::kChannelCapListeners);
     ChannelMessage welcome;
     if (send(channel.borrow(), hello) < 0) {
         return 4;
@@ -216,9 +249,27 @@ int main(int argc, char **argv)
     for (;;) {
         pollfd p{channel.get(), POLLIN, 0};
         (void)poll(&p, 1, 10000);
-        if (fdsup::recvChannelMessage(channel.borrow(), welcome) == 0) {
+        const int r = fdsup::recvChannelMessage(channel.borrow(), welcome);
+        if (r == 0) {
             break;
         }
+        if (r != -EAGAIN && r != -EINTR) {
+            report("closed");
+            return 5;
+        }
+    }
+    if (welcome.type != ChannelType::Welcome) {
+        (void)std::printf("rejected %u %s\n", welcome.code, welcome.text.c_str());
+        report("rejected " + std::to_string(welcome.code));
+        return 5;
+    }
+    (void)std::printf("welcome %u %llu %u\n", welcome.instance,
+                      static_cast<unsigned long long>(welcome.generation), welcome.capabilities);
+    (void)std::fflush(stdout);
+    report("welcome " + std::to_string(welcome.instance) + " " + std::to_string(welcome.generation) + " " +
+           std::to_string(welcome.capabilities));
+    if (mode == "hello") {
+        return 0;
     }
     ChannelMessage ready;
     ready.type = ChannelType::Ready;
@@ -231,7 +282,9 @@ int main(int argc, char **argv)
         return 0;
     }
     UniqueFd keep; // the other end of what is handed over, kept open
-    if (mode == "garbage") {
+    if (mode == "join") {
+        report("sent");
+    } else if (mode == "garbage") {
         const std::byte bad[16] = {std::byte{0x00}, std::byte{0x01}};
         (void)fdsup::sendDatagram(channel.borrow(), bad, {}, 0);
         awaitAnswer(channel.borrow());

@@ -13,6 +13,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,6 +185,87 @@ ProcessResult runProcess(const std::vector<std::string> &argv, const std::vector
         result.signal = WTERMSIG(status);
     }
     return result;
+}
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string> &argv, std::filesystem::path logPath)
+    : logPath_(std::move(logPath))
+{
+    std::vector<std::string> args = argv;
+    std::vector<char *> argp;
+    argp.reserve(args.size() + 1);
+    for (auto &a : args) {
+        argp.push_back(a.data());
+    }
+    argp.push_back(nullptr);
+    UniqueFd log(open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!log) {
+        throw std::system_error(errno, std::generic_category(), "open " + logPath_.string());
+    }
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) {
+        throw std::system_error(errno, std::generic_category(), "fork");
+    }
+    if (pid == 0) {
+        // Only async-signal-safe calls from here to exec.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        const int null = open("/dev/null", O_RDONLY);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(log.get(), 1) < 0 || dup2(log.get(), 2) < 0) {
+            _exit(127);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
+        execv(argp[0], argp.data());
+        _exit(127);
+    }
+    pid_ = pid;
+    pidfd_ = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd_) {
+        throw std::system_error(errno, std::generic_category(), "pidfd_open");
+    }
+}
+
+BackgroundProcess::~BackgroundProcess()
+{
+    if (pid_ > 0 && !status_) {
+        kill(pid_, SIGKILL);
+        int status = 0;
+        (void)waitpid(pid_, &status, 0);
+    }
+}
+
+void BackgroundProcess::signal(int sig) const
+{
+    if (!status_) {
+        kill(pid_, sig);
+    }
+}
+
+std::optional<int> BackgroundProcess::wait(std::chrono::milliseconds deadline)
+{
+    if (status_) {
+        return status_;
+    }
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    const int n = poll(&p, 1, static_cast<int>(deadline.count()));
+    if (n <= 0) {
+        return std::nullopt;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, 0) != pid_) {
+        return std::nullopt;
+    }
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    return status_;
+}
+
+std::string BackgroundProcess::log() const
+{
+    return readFile(logPath_);
 }
 
 std::string requireEnv(const char *name)

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,32 @@ struct ProcessResult {
 // to the current environment.
 ProcessResult runProcess(const std::vector<std::string> &argv, const std::vector<std::string> &extraEnv = {},
                          std::chrono::milliseconds deadline = std::chrono::seconds(30));
+
+// A process the test starts and leaves running (an external worker): stdin
+// from /dev/null, stdout and stderr appended to logPath, killed with SIGKILL
+// if fdsupd's test process dies (PR_SET_PDEATHSIG). The destructor kills
+// and reaps it if it still runs. Throws when it cannot be spawned.
+class BackgroundProcess {
+public:
+    BackgroundProcess(const std::vector<std::string> &argv, std::filesystem::path logPath);
+    ~BackgroundProcess();
+    BackgroundProcess(const BackgroundProcess &) = delete;
+    BackgroundProcess &operator=(const BackgroundProcess &) = delete;
+
+    [[nodiscard]] pid_t pid() const { return pid_; }
+    void signal(int sig) const;
+    // Waits for it to exit: its exit code, -SIGNAL if a signal killed it,
+    // nullopt at the deadline (it keeps running).
+    std::optional<int> wait(std::chrono::milliseconds deadline);
+    // What it printed so far.
+    [[nodiscard]] std::string log() const;
+
+private:
+    std::filesystem::path logPath_;
+    pid_t pid_ = -1;
+    UniqueFd pidfd_;
+    std::optional<int> status_;
+};
 
 // $NAME or a failed test assertion (thrown) when it is not set.
 std::string requireEnv(const char *name);

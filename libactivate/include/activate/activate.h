@@ -66,6 +66,9 @@ int activate_listener(const char *name);
 #define ACTIVATE_CAP_ADOPT 0x2u     /* this worker adopts handed-over connections */
 #define ACTIVATE_CAP_LISTENERS 0x4u /* this worker requests its listeners over the channel */
 
+/* The instance index WELCOME gives a worker fdsupd did not spawn (activate_channel_connect). */
+#define ACTIVATE_INSTANCE_EXTERNAL 0xFFFFFFFFu
+
 /* The environment variable naming the channel's descriptor number. */
 #define ACTIVATE_CHANNEL_ENV "FDSUP_CHANNEL"
 

@@ -297,6 +297,8 @@ struct ServiceDefinition {
     ServiceConfig config;
     std::vector<Location> socketsAt;
     Location handoffAt;
+    Location activationSocketAt;
+    std::optional<Location> activationAccessAt; // activation_users or activation_groups
 };
 
 class Loader {
@@ -1390,6 +1392,34 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
                       def.handoffAt = e.valueAt;
                   }
               }},
+             {"activation_socket",
+              [&](const Entry &e) {
+                  auto v = getString(e);
+                  if (!v) {
+                      return;
+                  }
+                  std::string path = v->starts_with('@') ? *v : resolvePath(*v, file);
+                  if (path.size() < 2 && path.starts_with('@')) {
+                      error(e.valueAt, "'activation_socket': an abstract socket needs a name after '@'");
+                  } else if (path.size() > kMaxUnixPath) {
+                      error(e.valueAt, "'activation_socket': socket path " + squote(path) + " is too long (" +
+                                           std::to_string(path.size()) + " bytes, at most " +
+                                           std::to_string(kMaxUnixPath) + ")");
+                  } else {
+                      s.activationSocket = std::move(path);
+                      def.activationSocketAt = e.valueAt;
+                  }
+              }},
+             {"activation_users",
+              [&](const Entry &e) {
+                  checkUsers(e, s.activationUsers, false);
+                  def.activationAccessAt = e.keyAt;
+              }},
+             {"activation_groups",
+              [&](const Entry &e) {
+                  checkUsers(e, s.activationGroups, true);
+                  def.activationAccessAt = e.keyAt;
+              }},
              {"rollout_batch",
               [&](const Entry &e) {
                   if (auto v = getInt(e, 1, kMaxRolloutBatch)) {
@@ -1686,6 +1716,35 @@ void Loader::crossCheck()
                 error(at, what + " is already used by [socket." + it->second.socket->config.name + "] at " +
                               it->second.at.str());
             }
+        }
+    }
+
+    // Activation sockets: one name each, like any unix socket fdsupd binds.
+    std::map<std::string, const ServiceDefinition *> activation;
+    for (const auto &def : services_) {
+        const auto &s = def.config;
+        if (!s.activationSocket) {
+            if (def.activationAccessAt && (!s.activationUsers.empty() || !s.activationGroups.empty())) {
+                error(*def.activationAccessAt,
+                      "'" +
+                          std::string(s.activationUsers.empty() ? "activation_groups" : "activation_users") +
+                          "' needs 'activation_socket' in [service." + s.name +
+                          "]: without it no external worker can connect");
+            }
+            continue;
+        }
+        const std::string &path = *s.activationSocket;
+        const std::string key = path.starts_with('@') ? "unix @" + path.substr(1) : "unix " + path;
+        const std::string what = "'activation_socket': " + squote(path);
+        if (auto it = used.find(key); it != used.end()) {
+            error(def.activationSocketAt, what + " is already used by [socket." +
+                                              it->second.socket->config.name + "] at " + it->second.at.str());
+        } else if (path == supervisor_.control) {
+            error(def.activationSocketAt, what + " is fdsupd's control socket");
+        } else if (auto [other, inserted] = activation.emplace(key, &def); !inserted) {
+            error(def.activationSocketAt, what + " is already the activation socket of [service." +
+                                              other->second->config.name + "] at " +
+                                              other->second->activationSocketAt.str());
         }
     }
 

@@ -233,6 +233,11 @@ void renderService(Writer &w, const ServiceConfig &s)
     w.line("output", str(names::nameOf(names::kOutput, s.output)));
     w.line("handoff", boolean(s.handoff));
     w.line("handoff_timeout", duration(s.handoffTimeout));
+    if (s.activationSocket) {
+        w.line("activation_socket", str(*s.activationSocket));
+    }
+    w.line("activation_users", array(s.activationUsers));
+    w.line("activation_groups", array(s.activationGroups));
     w.line("rollout_batch", std::to_string(s.rolloutBatch));
     w.line("rollout_order", str(names::nameOf(names::kRolloutOrder, s.rolloutOrder)));
     // Subtables last: after a [header] every key belongs to that header.

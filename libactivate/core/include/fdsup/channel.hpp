@@ -32,6 +32,8 @@ inline constexpr std::uint64_t kChannelMaxMemfdState = 64U << 20;   // state car
 inline constexpr std::uint32_t kChannelCapHandoff = 1U << 0;
 inline constexpr std::uint32_t kChannelCapAdopt = 1U << 1;
 inline constexpr std::uint32_t kChannelCapListeners = 1U << 2;
+// WELCOME's instance for a worker fdsupd did not spawn (an external worker).
+inline constexpr std::uint32_t kChannelExternalInstance = 0xFFFFFFFF;
 
 // HANDOFF/ADOPT state flags.
 inline constexpr std::uint32_t kChannelStateMemfd = 1U << 0;

@@ -140,6 +140,16 @@ struct ServiceConfig {
     OutputMode output = OutputMode::Log;
 
     bool handoff = false;
+    // Workers fdsupd did not spawn connect here (a SOCK_SEQPACKET socket
+    // fdsupd creates; "@name" is abstract) to get the listeners and join the
+    // handoff; see docs/worker-channel.md. A relative path is resolved
+    // against the directory of the file it is written in.
+    std::optional<std::string> activationSocket;
+    // Who may connect (SO_PEERCRED), besides root and fdsupd's own user:
+    // these users, or a process whose primary or supplementary group is one
+    // of these groups. Checked with NSS at load.
+    std::vector<std::string> activationUsers;
+    std::vector<std::string> activationGroups;
     std::uint32_t rolloutBatch = 1;
     RolloutOrder rolloutOrder = RolloutOrder::StartFirst;
 

@@ -1,0 +1,250 @@
+// External workers: processes fdsupd did not spawn join a service over its
+// activation socket. A real fdsupd, real worker processes (the libactivate
+// examples, the hostile worker, setpriv for other credentials), real clients.
+#include <cerrno>
+#include <csignal>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "daemon_harness.hpp"
+#include "seqnum_clients.hpp"
+#include "test_support.hpp"
+
+namespace fdsup::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+constexpr auto kEventDeadline = 20s;
+
+class External : public ::testing::Test {
+protected:
+    void TearDown() override
+    {
+        if (HasFailure()) {
+            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
+        }
+    }
+
+    [[nodiscard]] std::string activationPath() const { return (fdsupd_.dir() / "web.activation").string(); }
+
+    // [service.web] of seqnum-echo on the worker channel, with an activation
+    // socket external workers of uid "nobody" or group "daemon" may join.
+    [[nodiscard]] std::string config(int instances, const std::string &extra = "") const
+    {
+        return fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.web]
+command = [")" +
+               requireEnv("FDSUP_TEST_SEQNUM_ECHO") +
+               R"("]
+sockets = ["web"]
+instances = )" +
+               std::to_string(instances) +
+               R"(
+ready = "channel"
+handoff = true
+drain_timeout = "10s"
+activation_socket = ")" +
+               activationPath() +
+               R"("
+activation_users = ["nobody"]
+activation_groups = ["daemon"]
+)" + extra;
+    }
+
+    void start(int instances, const std::string &extra = "")
+    {
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(config(instances, extra), why)) << why;
+        // One control connection throughout, so that connections opened and
+        // closed around fd counts cannot blur them.
+        auto client = varlink::Client::connect(fdsupd_.controlPath(), 10s);
+        ASSERT_TRUE(client) << client.error().message;
+        client_.emplace(std::move(*client));
+        ASSERT_EQ(call("Start").error, "");
+    }
+
+    // io.fdsup.Manager.METHOD for service web; throws on transport errors.
+    varlink::Reply call(const std::string &method, nlohmann::json parameters = nlohmann::json::object())
+    {
+        parameters["service"] = "web";
+        auto reply = client_->call(varlink::Call{"io.fdsup.Manager." + method, parameters, false, false});
+        if (!reply) {
+            throw std::runtime_error(reply.error().message);
+        }
+        return *reply;
+    }
+    nlohmann::json status() { return call("Status").parameters.at("services").at(0); }
+
+    // The external workers fdsupd lists, once `done` holds for them (polling
+    // Status, each poll a round trip to fdsupd); fails at the deadline.
+    nlohmann::json waitExternal(const std::function<bool(const nlohmann::json &)> &done)
+    {
+        const auto until = std::chrono::steady_clock::now() + kEventDeadline;
+        nlohmann::json external;
+        while (std::chrono::steady_clock::now() < until) {
+            external = status().at("external");
+            if (done(external)) {
+                return external;
+            }
+        }
+        ADD_FAILURE() << "external workers never got there: " << external.dump();
+        return external;
+    }
+    static bool allReady(const nlohmann::json &external, std::size_t count)
+    {
+        if (external.size() != count) {
+            return false;
+        }
+        for (const auto &e : external) {
+            if (!e.at("ready").get<bool>()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // The hostile worker joining as an external worker and leaving at once
+    // ("hello" mode), as another user when setpriv options are given.
+    ProcessResult hello(const std::vector<std::string> &setpriv = {})
+    {
+        std::vector<std::string> argv;
+        if (!setpriv.empty()) {
+            argv = {"/usr/bin/setpriv"};
+            argv.insert(argv.end(), setpriv.begin(), setpriv.end());
+            argv.emplace_back("--");
+        }
+        for (const auto &arg : {requireEnv("FDSUP_TEST_HOSTILE_WORKER"), std::string("--connect"),
+                                activationPath(), std::string("hello"), fdsupd_.reportPath()}) {
+            argv.push_back(arg);
+        }
+        return runProcess(argv);
+    }
+
+    DaemonHarness fdsupd_;
+    std::optional<varlink::Client> client_;
+};
+
+TEST_F(External, CredentialsDecideWhoMayJoin)
+{
+    ASSERT_NO_FATAL_FAILURE(start(0));
+    // Let other users reach the socket file (mode 0666) in the test's directory.
+    ASSERT_EQ(chmod(fdsupd_.dir().path().c_str(), 0711), 0);
+    struct stat st {};
+    ASSERT_EQ(stat(activationPath().c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0666U) << "access is decided by SO_PEERCRED, not the file";
+    const int baseline = countFdsOf(fdsupd_.pid());
+
+    // Root, and the user fdsupd runs as: always. WELCOME names an external
+    // instance, the current generation, HANDOFF|ADOPT|LISTENERS.
+    auto root = hello();
+    EXPECT_EQ(root.exitCode, 0) << root.out << root.err;
+    EXPECT_THAT(root.out, HasSubstr("welcome 4294967295 1 7"));
+    // activation_users = ["nobody"].
+    auto nobody = hello({"--reuid=65534", "--regid=65534", "--clear-groups"});
+    EXPECT_EQ(nobody.exitCode, 0) << nobody.out << nobody.err;
+    // Anyone else: EACCES, with fdsupd's reason.
+    auto stranger = hello({"--reuid=12345", "--regid=12345", "--clear-groups"});
+    EXPECT_EQ(stranger.exitCode, 5) << stranger.out << stranger.err;
+    EXPECT_THAT(stranger.out, HasSubstr("rejected 13 uid 12345 (gid 12345) may not join service 'web'"));
+    // activation_groups = ["daemon"] (gid 1): as a supplementary group, or the primary one.
+    auto supplementary = hello({"--reuid=12345", "--regid=12345", "--groups=1"});
+    EXPECT_EQ(supplementary.exitCode, 0) << supplementary.out << supplementary.err;
+    auto primary = hello({"--reuid=12345", "--regid=1", "--clear-groups"});
+    EXPECT_EQ(primary.exitCode, 0) << primary.out << primary.err;
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("refused external worker uid 12345"));
+
+    // Every one of them is gone from fdsupd, and so are their descriptors.
+    waitExternal([](const nlohmann::json &external) { return external.empty(); });
+    EXPECT_EQ(countFdsOf(fdsupd_.pid()), baseline);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(External, AStoppedServiceTurnsExternalWorkersAwayAndTheSocketGoesWithFdsupd)
+{
+    ASSERT_NO_FATAL_FAILURE(start(0));
+    ASSERT_EQ(call("Stop").error, "");
+    auto refused = hello();
+    EXPECT_EQ(refused.exitCode, 5) << refused.out << refused.err;
+    EXPECT_THAT(refused.out, HasSubstr("rejected 108 service 'web' is stopped")); // ESHUTDOWN
+    ASSERT_EQ(call("Start").error, "");
+    EXPECT_EQ(hello().exitCode, 0);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+    struct stat st {};
+    EXPECT_EQ(lstat(activationPath().c_str(), &st), -1) << "the activation socket was left behind";
+}
+
+// A hostile external worker is refused like a hostile instance: it gets its
+// specific answer, and nothing of it stays in fdsupd.
+struct Abuse {
+    const char *mode;
+    const char *answer;
+};
+
+class HostileExternal : public External, public ::testing::WithParamInterface<Abuse> {};
+
+TEST_P(HostileExternal, IsRefusedAndLeavesNothingBehind)
+{
+    const Abuse abuse = GetParam();
+    ASSERT_NO_FATAL_FAILURE(start(1));
+    const int baseline = countFdsOf(fdsupd_.pid());
+    {
+        BackgroundProcess hostile({requireEnv("FDSUP_TEST_HOSTILE_WORKER"), "--connect", activationPath(),
+                                   abuse.mode, fdsupd_.reportPath()},
+                                  fdsupd_.dir() / "hostile.log");
+        const auto answer = fdsupd_.reports().waitFor(
+            [](const std::string &m) {
+                return m.starts_with("result ") || m.starts_with("error ") || m.starts_with("sent ") ||
+                       m.starts_with("closed ") || m.starts_with("timeout ");
+            },
+            kEventDeadline);
+        ASSERT_TRUE(answer.has_value()) << "the hostile worker reported nothing: " << hostile.log();
+        EXPECT_THAT(*answer, HasSubstr(abuse.answer)) << *answer;
+        // The spawned instance still serves.
+        SeqnumClients clients(fdsupd_.port("web"), 1);
+        for (int i = 0; i < 1000 && clients.rounds() < 10; ++i) {
+            (void)status(); // bounded: until the client made rounds
+        }
+        clients.close();
+        EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+        hostile.signal(SIGTERM);
+        EXPECT_TRUE(hostile.wait(kEventDeadline).has_value());
+    }
+    waitExternal([](const nlohmann::json &external) { return external.empty(); });
+    const auto connections = call("Connections");
+    const auto &web = connections.parameters.at("services").at(0);
+    EXPECT_EQ(web.at("handed"), 0);
+    EXPECT_TRUE(web.at("held").empty());
+    EXPECT_EQ(countFdsOf(fdsupd_.pid()), baseline);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Abuses, HostileExternal,
+                         ::testing::Values(Abuse{"garbage", "error 74"},       // EBADMSG
+                                           Abuse{"no-fd", "error 74"},         // EBADMSG: fd count
+                                           Abuse{"short", "sent"},             // half a header, then gone
+                                           Abuse{"not-socket", "result 88"},   // ENOTSOCK
+                                           Abuse{"foreign", "result 1"},       // EPERM
+                                           Abuse{"unconnected", "result 107"}, // ENOTCONN
+                                           Abuse{"flood", "error 16"}),        // EBUSY
+                         [](const auto &param) {
+                             std::string name = param.param.mode;
+                             std::erase(name, '-');
+                             return name;
+                         });
+
+} // namespace
+} // namespace fdsup::test

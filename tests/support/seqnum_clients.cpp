@@ -1,0 +1,144 @@
+// Clients of the seqnum protocol (libactivate/examples/seqnum-echo), and who serves a connection.
+#include "seqnum_clients.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon_harness.hpp"
+
+namespace fdsup::test {
+
+SeqnumClients::SeqnumClients(int port, int clients)
+{
+    for (int i = 0; i < clients; ++i) {
+        fds_.push_back(connectLoopback(port));
+    }
+    next_.assign(fds_.size(), 1);
+    thread_ = std::thread([this] { run(); });
+}
+
+void SeqnumClients::stop()
+{
+    stop_ = true;
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void SeqnumClients::close()
+{
+    stop();
+    fds_.clear();
+}
+
+std::vector<std::string> SeqnumClients::errors() const
+{
+    const std::lock_guard lock(mutex_);
+    return errors_;
+}
+
+std::vector<int> SeqnumClients::localPorts() const
+{
+    std::vector<int> ports;
+    for (const auto &fd : fds_) {
+        sockaddr_in a{};
+        socklen_t len = sizeof a;
+        getsockname(fd.get(), reinterpret_cast<sockaddr *>(&a), &len);
+        ports.push_back(ntohs(a.sin_port));
+    }
+    return ports;
+}
+
+void SeqnumClients::run()
+{
+    std::vector<bool> dead(fds_.size(), false);
+    while (!stop_) {
+        for (std::size_t i = 0; i < fds_.size() && !stop_; ++i) {
+            if (dead[i]) {
+                continue;
+            }
+            const std::uint32_t wire = htonl(next_[i]);
+            if (send(fds_[i].get(), &wire, sizeof wire, MSG_NOSIGNAL) != sizeof wire) {
+                fail(i, dead, std::string("send: ") + std::strerror(errno));
+                continue;
+            }
+            std::uint32_t echo = 0;
+            std::size_t got = 0;
+            ssize_t n = 0;
+            while (got < sizeof echo) {
+                n = recv(fds_[i].get(), reinterpret_cast<char *>(&echo) + got, sizeof echo - got, 0);
+                if (n <= 0) {
+                    break;
+                }
+                got += static_cast<std::size_t>(n);
+            }
+            if (got < sizeof echo) {
+                fail(i, dead, n == 0 ? "EOF" : std::string("recv: ") + std::strerror(errno));
+                continue;
+            }
+            if (ntohl(echo) != next_[i]) {
+                fail(i, dead,
+                     "expected " + std::to_string(next_[i]) + ", got " + std::to_string(ntohl(echo)));
+                continue;
+            }
+            ++next_[i];
+            ++rounds_;
+        }
+    }
+}
+
+void SeqnumClients::fail(std::size_t i, std::vector<bool> &dead, const std::string &why)
+{
+    dead[i] = true;
+    const std::lock_guard lock(mutex_);
+    errors_.push_back("client " + std::to_string(i) + " at " + std::to_string(next_[i]) + ": " + why);
+}
+
+pid_t serverPidOf(int serverPort, int clientPort, const std::set<pid_t> &candidates)
+{
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    std::getline(tcp, line); // header
+    char wantLocal[32];
+    char wantRemote[32];
+    std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
+    std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
+    std::string inode;
+    while (std::getline(tcp, line)) {
+        std::istringstream in(line);
+        std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, node;
+        in >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> node;
+        if (local == wantLocal && remote == wantRemote) {
+            inode = node;
+        }
+    }
+    const std::string target = "socket:[" + inode + "]";
+    for (const pid_t pid : candidates) {
+        const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+        DIR *d = opendir(dir.c_str());
+        if (d == nullptr) {
+            continue;
+        }
+        while (const dirent *e = readdir(d)) {
+            char link[64] = {};
+            const std::string path = dir + "/" + e->d_name;
+            if (readlink(path.c_str(), link, sizeof link - 1) > 0 && target == link) {
+                closedir(d);
+                return pid;
+            }
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+} // namespace fdsup::test
