@@ -21,11 +21,14 @@
  * A connection's life: SERVING (read, answer) until the drain; then FLUSHING
  * (no more reading: unread bytes stay in the kernel and travel with the
  * socket) until its answers are out; then QUEUED for the channel, HANDED once
- * the HANDOFF was sent (our fd is closed) until HANDOFF_RESULT, and DEAD,
- * freed at the end of the loop iteration (an event for it may still be in the
- * batch being dispatched).
+ * the HANDOFF was sent (out of epoll, neither read nor written, but our fd
+ * stays open) until HANDOFF_RESULT. Accepted, our fd is closed. Refused,
+ * the connection is still ours alone: LOCAL, read and answered here until
+ * the client closes or the drain deadline. DEAD is freed at the end of the
+ * loop iteration (an event for it may still be in the batch being
+ * dispatched).
  */
-enum { PHASE_SERVING, PHASE_FLUSHING, PHASE_QUEUED, PHASE_HANDED, PHASE_DEAD };
+enum { PHASE_SERVING, PHASE_FLUSHING, PHASE_QUEUED, PHASE_HANDED, PHASE_LOCAL, PHASE_DEAD };
 
 /* What the server is doing: serving; draining (hand everything over); finishing (close everything). */
 enum { MODE_SERVING, MODE_DRAINING, MODE_FINISHING };
@@ -61,6 +64,7 @@ static struct {
 
     struct conn *conns; /* every connection not DEAD, HANDED ones included */
     size_t nconns;
+    size_t nlocal; /* of which LOCAL: nothing more to hand over once nconns == nlocal */
     struct conn *dead;
     struct conn *queue_head, *queue_tail;
 
@@ -70,7 +74,7 @@ static struct {
     int quit;
     int exit_code;
     uint64_t id_counter;
-    unsigned long long accepted, adopted, handed, refused, closed_draining;
+    unsigned long long accepted, adopted, handed, refused, served_locally, closed_draining;
 } S;
 
 void ex_log(const char *fmt, ...)
@@ -155,14 +159,31 @@ static void stop(int code)
 
 /* ---- connections ---- */
 
+/* Is c read and answered here? */
+static int conn_serving(const struct conn *c)
+{
+    return c->phase == PHASE_SERVING || c->phase == PHASE_LOCAL;
+}
+
 static void conn_unwatch(struct conn *c)
 {
     /*
-     * Before close(): a handed-over socket's file stays open in fdsupd, and
-     * epoll keeps reporting a file until every descriptor of it is closed.
+     * As soon as the HANDOFF is sent, and always before close(): a
+     * handed-over socket's file stays open in fdsupd (then in its adopter),
+     * and epoll keeps reporting a file until every descriptor of it is
+     * closed: to us, for bytes that are the adopter's now, with a data.ptr
+     * pointing at a conn freed long ago. A HANDED connection is not watched.
      */
-    if (c->fd >= 0) {
+    if (c->fd >= 0 && c->phase != PHASE_HANDED) {
         epoll_ctl(S.ep, EPOLL_CTL_DEL, c->fd, NULL);
+        c->events = 0;
+    }
+}
+
+static void conn_release(struct conn *c)
+{
+    conn_unwatch(c);
+    if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
     }
@@ -182,6 +203,9 @@ static void conn_unlink(struct conn *c)
     c->next = S.dead;
     S.dead = c;
     S.nconns--;
+    if (c->phase == PHASE_LOCAL) {
+        S.nlocal--;
+    }
     c->phase = PHASE_DEAD;
 }
 
@@ -206,7 +230,7 @@ static void conn_close(struct conn *c)
     if (S.mode != MODE_SERVING && c->phase != PHASE_HANDED) {
         S.closed_draining++;
     }
-    conn_unwatch(c);
+    conn_release(c);
     conn_unlink(c);
 }
 
@@ -283,6 +307,32 @@ static int conn_input(struct conn *c)
     return 0;
 }
 
+static void conn_settle(struct conn *c);
+
+/*
+ * A handoff fdsupd refused: the connection is still ours alone (fdsupd
+ * closed its copy), so it is served here until the client closes or the
+ * drain deadline rather than reset. The drain stopped reading it: what it
+ * held back is read and answered again.
+ */
+static void conn_serve_locally(struct conn *c)
+{
+    int op = c->phase == PHASE_HANDED ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    c->phase = PHASE_LOCAL;
+    S.nlocal++;
+    S.served_locally++;
+    int r = conn_watch(c, EPOLLIN, op);
+    if (r < 0) {
+        ex_log("epoll_ctl: %s, closing connection %llu", strerror(-r), (unsigned long long)c->id);
+        conn_close(c);
+        return;
+    }
+    if (c->in.len > 0 && conn_input(c) < 0) {
+        return;
+    }
+    conn_settle(c);
+}
+
 /* Returns -1 (closed), 0 (all sent) or 1 (the socket is full). */
 static int conn_flush(struct conn *c)
 {
@@ -312,7 +362,7 @@ static void conn_settle(struct conn *c)
             return;
         }
         /* Answering stopped at EX_OUT_HIGH with requests still buffered: go on. */
-        if (was_high && c->out.len < EX_OUT_HIGH && c->phase == PHASE_SERVING && !c->close_after_flush &&
+        if (was_high && c->out.len < EX_OUT_HIGH && conn_serving(c) && !c->close_after_flush &&
             c->in.len > 0) {
             if (conn_input(c) < 0) {
                 return;
@@ -333,7 +383,7 @@ static void conn_settle(struct conn *c)
         conn_queue(c);
     }
     uint32_t events = 0;
-    if (c->phase == PHASE_SERVING && !c->eof && !c->close_after_flush && c->out.len < EX_OUT_HIGH &&
+    if (conn_serving(c) && !c->eof && !c->close_after_flush && c->out.len < EX_OUT_HIGH &&
         c->in.len < S.proto->max_input) {
         events |= EPOLLIN;
     }
@@ -394,7 +444,7 @@ static void conn_event(struct conn *c, uint32_t events)
         conn_close(c);
         return;
     }
-    if ((events & EPOLLIN) && c->phase == PHASE_SERVING) {
+    if ((events & EPOLLIN) && conn_serving(c)) {
         conn_read(c);
         if (c->phase == PHASE_DEAD) {
             return;
@@ -484,7 +534,10 @@ static void start_drain(int mode, long long deadline_msec)
     struct conn *next;
     for (struct conn *c = S.conns; c; c = next) {
         next = c->next;
-        if (c->phase == PHASE_SERVING) {
+        if (conn_serving(c)) {
+            if (c->phase == PHASE_LOCAL) {
+                S.nlocal--;
+            }
             c->phase = PHASE_FLUSHING;
             conn_settle(c);
         }
@@ -516,6 +569,10 @@ static void channel_lost(int code)
         }
     }
     S.exit_code = code;
+    if (S.mode == MODE_DRAINING && S.done_sent) {
+        /* Nothing was left to hand over: the connections served here are ours alone, until the deadline. */
+        return;
+    }
     if (S.mode != MODE_FINISHING) {
         start_drain(MODE_FINISHING, now_msec() + FINISH_TIMEOUT_MSEC);
     }
@@ -578,11 +635,15 @@ static int channel_push(void)
             }
             continue;
         }
-        /* The message carries its own reference; ours goes. */
+        /*
+         * The message carries its own reference. Ours stays open, neither
+         * read nor written, until HANDOFF_RESULT says whose it is.
+         */
         conn_unwatch(c);
         c->phase = PHASE_HANDED;
     }
-    if (S.mode == MODE_DRAINING && S.nconns == 0 && !S.done_sent) {
+    /* Nothing QUEUED, FLUSHING or HANDED: what is left is served here. */
+    if (S.mode == MODE_DRAINING && S.nconns == S.nlocal && !S.done_sent) {
         r = activate_channel_done(S.ch);
         if (r == -EAGAIN) {
             return 1;
@@ -592,7 +653,10 @@ static int channel_push(void)
             return 0;
         }
         S.done_sent = 1;
-        stop(0);
+        if (S.nlocal > 0) {
+            ex_log("done: nothing more to hand over, serving %zu connection%s here until the deadline",
+                   S.nlocal, S.nlocal == 1 ? "" : "s");
+        }
     }
     return 0;
 }
@@ -674,12 +738,13 @@ static void on_handoff_result(const activate_event *ev)
     if (ev->handoff_result.error == 0) {
         S.handed++;
         ex_log("handed connection %llu over (%zu state bytes)", (unsigned long long)c->id, c->in.len);
-    } else {
-        S.refused++;
-        ex_log("handoff of connection %llu refused: %s (%s)", (unsigned long long)c->id,
-               ev->handoff_result.reason, strerror(ev->handoff_result.error));
+        conn_close(c);
+        return;
     }
-    conn_close(c);
+    S.refused++;
+    ex_log("handoff of connection %llu refused: %s (%s), serving it here until the deadline",
+           (unsigned long long)c->id, ev->handoff_result.reason, strerror(ev->handoff_result.error));
+    conn_serve_locally(c);
 }
 
 static void channel_event(void)
@@ -778,7 +843,7 @@ static void settle_loop(void)
         epoll_ctl(S.ep, EPOLL_CTL_MOD, S.chan.fd, &ev);
         S.chan_events = ev.events;
     }
-    if (S.mode == MODE_FINISHING && S.nconns == 0) {
+    if ((S.mode == MODE_FINISHING || (S.mode == MODE_DRAINING && S.done_sent)) && S.nconns == 0) {
         stop(S.exit_code);
     }
     if (S.deadline_msec > 0 && now_msec() >= S.deadline_msec && !S.quit) {
@@ -893,7 +958,8 @@ int ex_run(const struct proto *p)
             switch (kind) {
             case KIND_CONN: {
                 struct conn *c = events[i].data.ptr;
-                if (c->phase != PHASE_DEAD && c->fd >= 0) {
+                /* A HANDED one is not watched; its event may predate that. */
+                if (c->phase != PHASE_DEAD && c->phase != PHASE_HANDED && c->fd >= 0) {
                     conn_event(c, events[i].events);
                 }
                 break;
@@ -922,7 +988,8 @@ int ex_run(const struct proto *p)
     close_everything();
     free_dead();
     activate_channel_close(S.ch);
-    ex_log("exit %d: accepted %llu, adopted %llu, handed over %llu, refused %llu, closed %llu", S.exit_code,
-           S.accepted, S.adopted, S.handed, S.refused, S.closed_draining);
+    ex_log("exit %d: accepted %llu, adopted %llu, handed over %llu, refused %llu, served locally %llu, "
+           "closed %llu",
+           S.exit_code, S.accepted, S.adopted, S.handed, S.refused, S.served_locally, S.closed_draining);
     return S.exit_code;
 }

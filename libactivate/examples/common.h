@@ -51,7 +51,8 @@ struct proto {
     /*
      * Consumes what it can of c->in and appends the answers to c->out. Called
      * after every read, after ADOPT (in = the adopted state) and when output
-     * fell below EX_OUT_HIGH while input is pending; never during a drain.
+     * fell below EX_OUT_HIGH while input is pending. During a drain only for
+     * a connection whose handoff was refused: it is served here again.
      * Returns 0, or -1 to close c at once.
      */
     int (*on_input)(struct conn *c);
