@@ -22,11 +22,11 @@
  * (no more reading: unread bytes stay in the kernel and travel with the
  * socket) until its answers are out; then QUEUED for the channel, HANDED once
  * the HANDOFF was sent (out of epoll, neither read nor written, but our fd
- * stays open) until HANDOFF_RESULT. Accepted, our fd is closed. Refused,
- * the connection is still ours alone: LOCAL, read and answered here until
- * the client closes or the drain deadline. DEAD is freed at the end of the
- * loop iteration (an event for it may still be in the batch being
- * dispatched).
+ * stays open) until HANDOFF_RESULT. Accepted, our fd is closed. Refused (by
+ * fdsupd, or too big to send at all), the connection is still ours alone:
+ * LOCAL, read and answered here until the client closes or the drain
+ * deadline. DEAD is freed at the end of the loop iteration (an event for it
+ * may still be in the batch being dispatched).
  */
 enum { PHASE_SERVING, PHASE_FLUSHING, PHASE_QUEUED, PHASE_HANDED, PHASE_LOCAL, PHASE_DEAD };
 
@@ -310,10 +310,10 @@ static int conn_input(struct conn *c)
 static void conn_settle(struct conn *c);
 
 /*
- * A handoff fdsupd refused: the connection is still ours alone (fdsupd
- * closed its copy), so it is served here until the client closes or the
- * drain deadline rather than reset. The drain stopped reading it: what it
- * held back is read and answered again.
+ * A handoff fdsupd refused, or one too big to send: the connection is still
+ * ours alone (fdsupd closed its copy, or never had one), so it is served
+ * here until the client closes or the drain deadline rather than reset. The
+ * drain stopped reading it: what it held back is read and answered again.
  */
 static void conn_serve_locally(struct conn *c)
 {
@@ -624,16 +624,20 @@ static int channel_push(void)
         if (S.queue_head == NULL) {
             S.queue_tail = NULL;
         }
+        if (r == -EMSGSIZE || r == -ENOMEM) {
+            /* Nothing was sent (the state is over fdsupd's limit, or memory is short): still ours. */
+            ex_log("cannot hand connection %llu over: %s, serving it here until the deadline",
+                   (unsigned long long)c->id, strerror(-r));
+            conn_serve_locally(c);
+            continue;
+        }
         if (r < 0) {
             ex_log("cannot hand connection %llu over: %s, closing it", (unsigned long long)c->id,
                    strerror(-r));
             c->phase = PHASE_FLUSHING; /* no longer queued */
             conn_close(c);
-            if (r != -EMSGSIZE && r != -ENOMEM) {
-                channel_lost(1);
-                return 0;
-            }
-            continue;
+            channel_lost(1);
+            return 0;
         }
         /*
          * The message carries its own reference. Ours stays open, neither

@@ -806,5 +806,77 @@ TEST_F(KeepAlive, AConnectionWhoseHandoffFdsupdRefusesIsServedByTheOldWorker)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+TEST_F(KeepAlive, AConnectionWhoseStateIsOverTheLimitIsServedByTheOldWorker)
+{
+    // state_size 1 KiB: a connection holding 4 KiB of an unfinished request
+    // cannot be handed over (fdsupd announced the limit in WELCOME, so
+    // libactivate refuses it with EMSGSIZE before sending). The old worker
+    // serves it until its client closes; the idle ones move on.
+    startWithLimits("state_size = \"1KiB\"\n");
+    const int port = fdsupd_.port("web");
+    std::vector<UniqueFd> fds;
+    pid_t old = 0;
+    for (int i = 0; i < 3; ++i) {
+        fds.push_back(connectLoopback(port));
+        ASSERT_EQ(sendAll(fds.back().borrow(), kRequest), "");
+        const Response r = readResponse(fds.back().borrow());
+        ASSERT_EQ(r.error, "");
+        ASSERT_EQ(r.generation, "1");
+        old = r.pid;
+    }
+    const BorrowedFd big = fds[0].borrow();
+    const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(4096, 'p');
+    ASSERT_EQ(sendAll(big, head), "");
+    const int clientPort = localPort(big);
+    const auto until = std::chrono::steady_clock::now() + kEventDeadline;
+    for (;;) { // read by the worker: it is the connection's state, not bytes in the socket
+        const auto queued = serverReceiveQueue(port, clientPort);
+        ASSERT_TRUE(queued.has_value()) << "no server side for client port " << clientPort;
+        if (*queued == 0) {
+            break;
+        }
+        ASSERT_LT(std::chrono::steady_clock::now(), until) << "the worker never read the request's head";
+        std::this_thread::yield();
+    }
+
+    // --no-wait: the old worker lives on as long as the big connection.
+    const auto restart = fdsupctl({"restart", "--no-wait", "web"});
+    ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    ASSERT_TRUE(waitForConnections([](const nlohmann::json &web) { return web.at("adopted") == 2; }))
+        << connections().dump();
+
+    // The idle ones were adopted by the replacement.
+    pid_t replacement = 0;
+    for (std::size_t i = 1; i < fds.size(); ++i) {
+        ASSERT_EQ(sendAll(fds[i].borrow(), kRequest), "");
+        const Response r = readResponse(fds[i].borrow());
+        ASSERT_EQ(r.error, "") << "idle connection " << i;
+        EXPECT_EQ(r.status, 200);
+        EXPECT_EQ(r.generation, "2");
+        EXPECT_NE(r.pid, old);
+        replacement = r.pid;
+    }
+    // The rest of the big request: answered by the old worker, on the same connection.
+    ASSERT_EQ(sendAll(big, "\r\n\r\n"), "");
+    const Response answer = readResponse(big);
+    ASSERT_EQ(answer.error, "") << "the connection over the limit was not served on";
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_EQ(answer.pid, old);
+    EXPECT_EQ(answer.generation, "1");
+    EXPECT_TRUE(waitForLog("Message too long, serving it here until the deadline"));
+    EXPECT_TRUE(waitForLog("done: nothing more to hand over, serving 1 connection here"));
+
+    fds[0].reset(); // the old worker's last connection: it exits
+    EXPECT_TRUE(waitForInstances({replacement}));
+    EXPECT_TRUE(waitForLog("refused 0, served locally 1, closed 1"));
+    const auto web = connections();
+    EXPECT_EQ(web.at("handed"), 2);
+    EXPECT_EQ(web.at("adopted"), 2);
+    EXPECT_EQ(web.at("refused"), 0); // refused before it was sent
+    EXPECT_TRUE(web.at("held").empty());
+    fds.clear();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 } // namespace
 } // namespace fdsup::test
