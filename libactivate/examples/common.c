@@ -682,6 +682,13 @@ static void on_welcome(const activate_event *ev)
 
 static void on_listeners(const activate_event *ev)
 {
+    if (S.mode != MODE_SERVING) {
+        /* Asked for before a drain or stop began: nothing to accept any more. */
+        for (size_t i = 0; i < ev->listeners.count; i++) {
+            close(ev->listeners.fds[i]);
+        }
+        return;
+    }
     for (size_t i = 0; i < ev->listeners.count; i++) {
         int r = add_listener(ev->listeners.fds[i]);
         if (r < 0) {
