@@ -48,17 +48,21 @@ struct source {
 #define FINISH_TIMEOUT_MSEC 5000
 /* Be done this long before fdsupd's drain deadline, which ends in SIGKILL. */
 #define DEADLINE_MARGIN_MSEC 250
+/* An external worker's drain on SIGTERM (nobody sends it a DRAIN) lasts at most this long. */
+#define EXTERNAL_DRAIN_MSEC 10000
 
 const char *ex_name = "example";
 
 static struct {
     const struct proto *proto;
+    const char *connect; /* --connect PATH: an external worker */
     int ep;
     struct source sig;
     struct source chan;
     activate_channel *ch;
     uint32_t chan_events;
     uint32_t caps; /* granted in WELCOME */
+    int welcomed;
     struct source listeners[MAX_LISTENERS];
     size_t nlisteners;
 
@@ -668,6 +672,7 @@ static int channel_push(void)
 static void on_welcome(const activate_event *ev)
 {
     S.caps = ev->welcome.capabilities;
+    S.welcomed = 1;
     ex_log("welcome: service %s instance %u generation %llu capabilities 0x%x", ev->welcome.service,
            (unsigned)ev->welcome.instance, (unsigned long long)ev->welcome.generation, (unsigned)S.caps);
     if (S.nlisteners > 0) {
@@ -675,7 +680,8 @@ static void on_welcome(const activate_event *ev)
     } else if (S.caps & ACTIVATE_CAP_LISTENERS) {
         S.want_listeners = 1;
     } else {
-        ex_log("no listeners: LISTEN_FDS is empty and fdsupd does not grant LISTENERS");
+        ex_log("no listeners: %s", S.connect ? "fdsupd does not grant LISTENERS to this worker"
+                                             : "LISTEN_FDS is empty and fdsupd does not grant LISTENERS");
         stop(2);
     }
 }
@@ -770,6 +776,12 @@ static void channel_event(void)
             continue;
         }
         if (r < 0) {
+            if (S.connect && !S.welcomed) {
+                ex_log("channel: %s before WELCOME, giving up",
+                       r == -ECONNRESET ? "closed by fdsupd" : strerror(-r));
+                channel_lost(2);
+                return;
+            }
             /* fdsupd closing the channel means: exit. */
             ex_log("channel: %s", r == -ECONNRESET ? "closed by fdsupd" : strerror(-r));
             channel_lost(r == -ECONNRESET ? 0 : 1);
@@ -802,6 +814,12 @@ static void channel_event(void)
             on_handoff_result(&ev);
             break;
         case ACTIVATE_EVENT_ERROR:
+            if (S.connect && !S.welcomed) {
+                /* REJECT, or ERROR for credentials fdsupd does not accept (EACCES): we never started. */
+                ex_log("fdsupd refused this worker: %s (%s)", ev.error.reason, strerror(ev.error.error));
+                channel_lost(2);
+                return;
+            }
             ex_log("channel: fdsupd says: %s (%s)", ev.error.reason, strerror(ev.error.error));
             channel_lost(1);
             return;
@@ -820,7 +838,12 @@ static void signal_event(void)
 {
     struct signalfd_siginfo si;
     while (read(S.sig.fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (S.mode == MODE_SERVING) {
+        if (S.mode == MODE_SERVING && S.connect && S.ch && (S.caps & ACTIVATE_CAP_HANDOFF)) {
+            /* Nobody sends an external worker a DRAIN: its stop is one, so that no connection is lost. */
+            ex_log("%s: handing over %zu connection%s", signal_name(si.ssi_signo), S.nconns,
+                   S.nconns == 1 ? "" : "s");
+            start_drain(MODE_DRAINING, now_msec() + EXTERNAL_DRAIN_MSEC);
+        } else if (S.mode == MODE_SERVING) {
             ex_log("%s: finishing %zu connection%s", signal_name(si.ssi_signo), S.nconns,
                    S.nconns == 1 ? "" : "s");
             start_drain(MODE_FINISHING, now_msec() + FINISH_TIMEOUT_MSEC);
@@ -896,17 +919,69 @@ static int setup(void)
     return 0;
 }
 
-int ex_run(const struct proto *p)
+static void usage(const struct proto *p, FILE *f)
 {
-    S.proto = p;
-    ex_name = p->name;
-    S.ep = S.sig.fd = S.chan.fd = -1;
-    int r = setup();
-    if (r < 0) {
-        ex_log("cannot set up the event loop: %s", strerror(-r));
+    fprintf(f,
+            "usage: %s [--connect PATH]\n"
+            "\n"
+            "Serves the listeners passed in LISTEN_FDS (fdsupd, systemd) or sent over\n"
+            "fdsupd's worker channel (FDSUP_CHANNEL); hands its connections over on DRAIN.\n"
+            "\n"
+            "  --connect PATH  run as a worker fdsupd did not spawn: connect to the\n"
+            "                  service's activation socket PATH (\"@NAME\": abstract) and\n"
+            "                  get the listeners over it; SIGTERM or SIGINT then hands\n"
+            "                  every connection over to fdsupd before exiting\n"
+            "  -h, --help      show this help\n"
+            "\n"
+            "Exit status: 0 after a clean drain or stop, 1 on an error, 2 when it could\n"
+            "not start.\n",
+            p->name);
+}
+
+int ex_parse_args(const struct proto *p, int argc, char **argv, struct ex_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(p, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--connect") == 0 || strncmp(a, "--connect=", 10) == 0) {
+            const char *path = a[9] == '=' ? a + 10 : i + 1 < argc ? argv[++i] : NULL;
+            if (path == NULL || path[0] == '\0') {
+                fprintf(stderr, "%s: --connect needs the PATH of an activation socket\n", p->name);
+                usage(p, stderr);
+                return 2;
+            }
+            o->connect = path;
+            continue;
+        }
+        fprintf(stderr, "%s: unknown argument '%s'\n", p->name, a);
+        usage(p, stderr);
         return 2;
     }
+    return -1;
+}
 
+static const char *connect_hint(int r)
+{
+    switch (r) {
+    case -ENOENT:
+        return " (is fdsupd running, and does the service set activation_socket?)";
+    case -ECONNREFUSED:
+        return " (nobody listens there: is fdsupd running?)";
+    case -EAGAIN:
+        return " (fdsupd's accept queue is full: try again later)";
+    default:
+        return "";
+    }
+}
+
+/* Listeners from LISTEN_FDS, and the worker channel if FDSUP_CHANNEL names one. Returns 0 or the exit code.
+ */
+static int start_spawned(void)
+{
     int n = activate_listen_fds(1);
     if (n < 0) {
         ex_log("LISTEN_FDS: %s", strerror(-n));
@@ -921,10 +996,44 @@ int ex_run(const struct proto *p)
     if (S.nlisteners == 0) {
         caps |= ACTIVATE_CAP_LISTENERS;
     }
-    r = activate_channel_open(&S.ch, caps);
+    int r = activate_channel_open(&S.ch, caps);
     if (r < 0 && r != -ENOENT) {
         ex_log("cannot open the worker channel: %s", strerror(-r));
         return 2;
+    }
+    if (S.ch == NULL && S.nlisteners == 0) {
+        ex_log("no listeners: run me under fdsupd or systemd-socket-activate, or with --connect");
+        return 2;
+    }
+    return 0;
+}
+
+/* An external worker: the channel is the activation socket; the listeners come over it. */
+static int start_external(void)
+{
+    int r = activate_channel_connect(&S.ch, S.connect,
+                                     ACTIVATE_CAP_HANDOFF | ACTIVATE_CAP_ADOPT | ACTIVATE_CAP_LISTENERS);
+    if (r < 0) {
+        ex_log("cannot connect to the activation socket %s: %s%s", S.connect, strerror(-r), connect_hint(r));
+        return 2;
+    }
+    return 0;
+}
+
+int ex_run(const struct proto *p, const struct ex_options *o)
+{
+    S.proto = p;
+    S.connect = o->connect;
+    ex_name = p->name;
+    S.ep = S.sig.fd = S.chan.fd = -1;
+    int r = setup();
+    if (r < 0) {
+        ex_log("cannot set up the event loop: %s", strerror(-r));
+        return 2;
+    }
+    r = S.connect ? start_external() : start_spawned();
+    if (r != 0) {
+        return r;
     }
     if (S.ch) {
         S.chan.kind = KIND_CHANNEL;
@@ -937,17 +1046,19 @@ int ex_run(const struct proto *p)
             ex_log("epoll_ctl: %s", strerror(errno));
             return 2;
         }
-    } else if (S.nlisteners == 0) {
-        ex_log("no listeners: run me under fdsupd or systemd-socket-activate");
-        return 2;
     }
-    ex_log("started: %zu listener%s from LISTEN_FDS, %s", S.nlisteners, S.nlisteners == 1 ? "" : "s",
-           S.ch ? "channel" : "no channel");
+    if (S.connect) {
+        ex_log("started: connected to the activation socket %s", S.connect);
+    } else {
+        ex_log("started: %zu listener%s from LISTEN_FDS, %s", S.nlisteners, S.nlisteners == 1 ? "" : "s",
+               S.ch ? "channel" : "no channel");
+    }
     if (S.ch == NULL) {
         ex_log("ready: serving %zu listener%s", S.nlisteners, S.nlisteners == 1 ? "" : "s");
     }
 
     struct epoll_event events[MAX_EVENTS];
+    int n;
     while (!S.quit) {
         int timeout = -1;
         if (S.deadline_msec > 0) {
