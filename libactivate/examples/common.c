@@ -21,11 +21,14 @@
  * A connection's life: SERVING (read, answer) until the drain; then FLUSHING
  * (no more reading: unread bytes stay in the kernel and travel with the
  * socket) until its answers are out; then QUEUED for the channel, HANDED once
- * the HANDOFF was sent (our fd is closed) until HANDOFF_RESULT, and DEAD,
- * freed at the end of the loop iteration (an event for it may still be in the
- * batch being dispatched).
+ * the HANDOFF was sent (out of epoll, neither read nor written, but our fd
+ * stays open) until HANDOFF_RESULT. Accepted, our fd is closed. Refused (by
+ * fdsupd, or too big to send at all), the connection is still ours alone:
+ * LOCAL, read and answered here until the client closes or the drain
+ * deadline. DEAD is freed at the end of the loop iteration (an event for it
+ * may still be in the batch being dispatched).
  */
-enum { PHASE_SERVING, PHASE_FLUSHING, PHASE_QUEUED, PHASE_HANDED, PHASE_DEAD };
+enum { PHASE_SERVING, PHASE_FLUSHING, PHASE_QUEUED, PHASE_HANDED, PHASE_LOCAL, PHASE_DEAD };
 
 /* What the server is doing: serving; draining (hand everything over); finishing (close everything). */
 enum { MODE_SERVING, MODE_DRAINING, MODE_FINISHING };
@@ -45,22 +48,27 @@ struct source {
 #define FINISH_TIMEOUT_MSEC 5000
 /* Be done this long before fdsupd's drain deadline, which ends in SIGKILL. */
 #define DEADLINE_MARGIN_MSEC 250
+/* An external worker's drain on SIGTERM (nobody sends it a DRAIN) lasts at most this long. */
+#define EXTERNAL_DRAIN_MSEC 10000
 
 const char *ex_name = "example";
 
 static struct {
     const struct proto *proto;
+    const char *connect; /* --connect PATH: an external worker */
     int ep;
     struct source sig;
     struct source chan;
     activate_channel *ch;
     uint32_t chan_events;
     uint32_t caps; /* granted in WELCOME */
+    int welcomed;
     struct source listeners[MAX_LISTENERS];
     size_t nlisteners;
 
     struct conn *conns; /* every connection not DEAD, HANDED ones included */
     size_t nconns;
+    size_t nlocal; /* of which LOCAL: nothing more to hand over once nconns == nlocal */
     struct conn *dead;
     struct conn *queue_head, *queue_tail;
 
@@ -70,7 +78,7 @@ static struct {
     int quit;
     int exit_code;
     uint64_t id_counter;
-    unsigned long long accepted, adopted, handed, refused, closed_draining;
+    unsigned long long accepted, adopted, handed, refused, served_locally, closed_draining;
 } S;
 
 void ex_log(const char *fmt, ...)
@@ -155,14 +163,31 @@ static void stop(int code)
 
 /* ---- connections ---- */
 
+/* Is c read and answered here? */
+static int conn_serving(const struct conn *c)
+{
+    return c->phase == PHASE_SERVING || c->phase == PHASE_LOCAL;
+}
+
 static void conn_unwatch(struct conn *c)
 {
     /*
-     * Before close(): a handed-over socket's file stays open in fdsupd, and
-     * epoll keeps reporting a file until every descriptor of it is closed.
+     * As soon as the HANDOFF is sent, and always before close(): a
+     * handed-over socket's file stays open in fdsupd (then in its adopter),
+     * and epoll keeps reporting a file until every descriptor of it is
+     * closed: to us, for bytes that are the adopter's now, with a data.ptr
+     * pointing at a conn freed long ago. A HANDED connection is not watched.
      */
-    if (c->fd >= 0) {
+    if (c->fd >= 0 && c->phase != PHASE_HANDED) {
         epoll_ctl(S.ep, EPOLL_CTL_DEL, c->fd, NULL);
+        c->events = 0;
+    }
+}
+
+static void conn_release(struct conn *c)
+{
+    conn_unwatch(c);
+    if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
     }
@@ -182,6 +207,9 @@ static void conn_unlink(struct conn *c)
     c->next = S.dead;
     S.dead = c;
     S.nconns--;
+    if (c->phase == PHASE_LOCAL) {
+        S.nlocal--;
+    }
     c->phase = PHASE_DEAD;
 }
 
@@ -206,7 +234,7 @@ static void conn_close(struct conn *c)
     if (S.mode != MODE_SERVING && c->phase != PHASE_HANDED) {
         S.closed_draining++;
     }
-    conn_unwatch(c);
+    conn_release(c);
     conn_unlink(c);
 }
 
@@ -283,6 +311,32 @@ static int conn_input(struct conn *c)
     return 0;
 }
 
+static void conn_settle(struct conn *c);
+
+/*
+ * A handoff fdsupd refused, or one too big to send: the connection is still
+ * ours alone (fdsupd closed its copy, or never had one), so it is served
+ * here until the client closes or the drain deadline rather than reset. The
+ * drain stopped reading it: what it held back is read and answered again.
+ */
+static void conn_serve_locally(struct conn *c)
+{
+    int op = c->phase == PHASE_HANDED ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    c->phase = PHASE_LOCAL;
+    S.nlocal++;
+    S.served_locally++;
+    int r = conn_watch(c, EPOLLIN, op);
+    if (r < 0) {
+        ex_log("epoll_ctl: %s, closing connection %llu", strerror(-r), (unsigned long long)c->id);
+        conn_close(c);
+        return;
+    }
+    if (c->in.len > 0 && conn_input(c) < 0) {
+        return;
+    }
+    conn_settle(c);
+}
+
 /* Returns -1 (closed), 0 (all sent) or 1 (the socket is full). */
 static int conn_flush(struct conn *c)
 {
@@ -312,7 +366,7 @@ static void conn_settle(struct conn *c)
             return;
         }
         /* Answering stopped at EX_OUT_HIGH with requests still buffered: go on. */
-        if (was_high && c->out.len < EX_OUT_HIGH && c->phase == PHASE_SERVING && !c->close_after_flush &&
+        if (was_high && c->out.len < EX_OUT_HIGH && conn_serving(c) && !c->close_after_flush &&
             c->in.len > 0) {
             if (conn_input(c) < 0) {
                 return;
@@ -333,7 +387,7 @@ static void conn_settle(struct conn *c)
         conn_queue(c);
     }
     uint32_t events = 0;
-    if (c->phase == PHASE_SERVING && !c->eof && !c->close_after_flush && c->out.len < EX_OUT_HIGH &&
+    if (conn_serving(c) && !c->eof && !c->close_after_flush && c->out.len < EX_OUT_HIGH &&
         c->in.len < S.proto->max_input) {
         events |= EPOLLIN;
     }
@@ -394,7 +448,7 @@ static void conn_event(struct conn *c, uint32_t events)
         conn_close(c);
         return;
     }
-    if ((events & EPOLLIN) && c->phase == PHASE_SERVING) {
+    if ((events & EPOLLIN) && conn_serving(c)) {
         conn_read(c);
         if (c->phase == PHASE_DEAD) {
             return;
@@ -484,7 +538,10 @@ static void start_drain(int mode, long long deadline_msec)
     struct conn *next;
     for (struct conn *c = S.conns; c; c = next) {
         next = c->next;
-        if (c->phase == PHASE_SERVING) {
+        if (conn_serving(c)) {
+            if (c->phase == PHASE_LOCAL) {
+                S.nlocal--;
+            }
             c->phase = PHASE_FLUSHING;
             conn_settle(c);
         }
@@ -516,6 +573,10 @@ static void channel_lost(int code)
         }
     }
     S.exit_code = code;
+    if (S.mode == MODE_DRAINING && S.done_sent) {
+        /* Nothing was left to hand over: the connections served here are ours alone, until the deadline. */
+        return;
+    }
     if (S.mode != MODE_FINISHING) {
         start_drain(MODE_FINISHING, now_msec() + FINISH_TIMEOUT_MSEC);
     }
@@ -567,22 +628,30 @@ static int channel_push(void)
         if (S.queue_head == NULL) {
             S.queue_tail = NULL;
         }
+        if (r == -EMSGSIZE || r == -ENOMEM) {
+            /* Nothing was sent (the state is over fdsupd's limit, or memory is short): still ours. */
+            ex_log("cannot hand connection %llu over: %s, serving it here until the deadline",
+                   (unsigned long long)c->id, strerror(-r));
+            conn_serve_locally(c);
+            continue;
+        }
         if (r < 0) {
             ex_log("cannot hand connection %llu over: %s, closing it", (unsigned long long)c->id,
                    strerror(-r));
             c->phase = PHASE_FLUSHING; /* no longer queued */
             conn_close(c);
-            if (r != -EMSGSIZE && r != -ENOMEM) {
-                channel_lost(1);
-                return 0;
-            }
-            continue;
+            channel_lost(1);
+            return 0;
         }
-        /* The message carries its own reference; ours goes. */
+        /*
+         * The message carries its own reference. Ours stays open, neither
+         * read nor written, until HANDOFF_RESULT says whose it is.
+         */
         conn_unwatch(c);
         c->phase = PHASE_HANDED;
     }
-    if (S.mode == MODE_DRAINING && S.nconns == 0 && !S.done_sent) {
+    /* Nothing QUEUED, FLUSHING or HANDED: what is left is served here. */
+    if (S.mode == MODE_DRAINING && S.nconns == S.nlocal && !S.done_sent) {
         r = activate_channel_done(S.ch);
         if (r == -EAGAIN) {
             return 1;
@@ -592,7 +661,10 @@ static int channel_push(void)
             return 0;
         }
         S.done_sent = 1;
-        stop(0);
+        if (S.nlocal > 0) {
+            ex_log("done: nothing more to hand over, serving %zu connection%s here until the deadline",
+                   S.nlocal, S.nlocal == 1 ? "" : "s");
+        }
     }
     return 0;
 }
@@ -600,6 +672,7 @@ static int channel_push(void)
 static void on_welcome(const activate_event *ev)
 {
     S.caps = ev->welcome.capabilities;
+    S.welcomed = 1;
     ex_log("welcome: service %s instance %u generation %llu capabilities 0x%x", ev->welcome.service,
            (unsigned)ev->welcome.instance, (unsigned long long)ev->welcome.generation, (unsigned)S.caps);
     if (S.nlisteners > 0) {
@@ -607,13 +680,21 @@ static void on_welcome(const activate_event *ev)
     } else if (S.caps & ACTIVATE_CAP_LISTENERS) {
         S.want_listeners = 1;
     } else {
-        ex_log("no listeners: LISTEN_FDS is empty and fdsupd does not grant LISTENERS");
+        ex_log("no listeners: %s", S.connect ? "fdsupd does not grant LISTENERS to this worker"
+                                             : "LISTEN_FDS is empty and fdsupd does not grant LISTENERS");
         stop(2);
     }
 }
 
 static void on_listeners(const activate_event *ev)
 {
+    if (S.mode != MODE_SERVING) {
+        /* Asked for before a drain or stop began: nothing to accept any more. */
+        for (size_t i = 0; i < ev->listeners.count; i++) {
+            close(ev->listeners.fds[i]);
+        }
+        return;
+    }
     for (size_t i = 0; i < ev->listeners.count; i++) {
         int r = add_listener(ev->listeners.fds[i]);
         if (r < 0) {
@@ -674,12 +755,13 @@ static void on_handoff_result(const activate_event *ev)
     if (ev->handoff_result.error == 0) {
         S.handed++;
         ex_log("handed connection %llu over (%zu state bytes)", (unsigned long long)c->id, c->in.len);
-    } else {
-        S.refused++;
-        ex_log("handoff of connection %llu refused: %s (%s)", (unsigned long long)c->id,
-               ev->handoff_result.reason, strerror(ev->handoff_result.error));
+        conn_close(c);
+        return;
     }
-    conn_close(c);
+    S.refused++;
+    ex_log("handoff of connection %llu refused: %s (%s), serving it here until the deadline",
+           (unsigned long long)c->id, ev->handoff_result.reason, strerror(ev->handoff_result.error));
+    conn_serve_locally(c);
 }
 
 static void channel_event(void)
@@ -694,6 +776,12 @@ static void channel_event(void)
             continue;
         }
         if (r < 0) {
+            if (S.connect && !S.welcomed) {
+                ex_log("channel: %s before WELCOME, giving up",
+                       r == -ECONNRESET ? "closed by fdsupd" : strerror(-r));
+                channel_lost(2);
+                return;
+            }
             /* fdsupd closing the channel means: exit. */
             ex_log("channel: %s", r == -ECONNRESET ? "closed by fdsupd" : strerror(-r));
             channel_lost(r == -ECONNRESET ? 0 : 1);
@@ -726,6 +814,12 @@ static void channel_event(void)
             on_handoff_result(&ev);
             break;
         case ACTIVATE_EVENT_ERROR:
+            if (S.connect && !S.welcomed) {
+                /* REJECT, or ERROR for credentials fdsupd does not accept (EACCES): we never started. */
+                ex_log("fdsupd refused this worker: %s (%s)", ev.error.reason, strerror(ev.error.error));
+                channel_lost(2);
+                return;
+            }
             ex_log("channel: fdsupd says: %s (%s)", ev.error.reason, strerror(ev.error.error));
             channel_lost(1);
             return;
@@ -744,7 +838,12 @@ static void signal_event(void)
 {
     struct signalfd_siginfo si;
     while (read(S.sig.fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (S.mode == MODE_SERVING) {
+        if (S.mode == MODE_SERVING && S.connect && S.ch && (S.caps & ACTIVATE_CAP_HANDOFF)) {
+            /* Nobody sends an external worker a DRAIN: its stop is one, so that no connection is lost. */
+            ex_log("%s: handing over %zu connection%s", signal_name(si.ssi_signo), S.nconns,
+                   S.nconns == 1 ? "" : "s");
+            start_drain(MODE_DRAINING, now_msec() + EXTERNAL_DRAIN_MSEC);
+        } else if (S.mode == MODE_SERVING) {
             ex_log("%s: finishing %zu connection%s", signal_name(si.ssi_signo), S.nconns,
                    S.nconns == 1 ? "" : "s");
             start_drain(MODE_FINISHING, now_msec() + FINISH_TIMEOUT_MSEC);
@@ -778,7 +877,7 @@ static void settle_loop(void)
         epoll_ctl(S.ep, EPOLL_CTL_MOD, S.chan.fd, &ev);
         S.chan_events = ev.events;
     }
-    if (S.mode == MODE_FINISHING && S.nconns == 0) {
+    if ((S.mode == MODE_FINISHING || (S.mode == MODE_DRAINING && S.done_sent)) && S.nconns == 0) {
         stop(S.exit_code);
     }
     if (S.deadline_msec > 0 && now_msec() >= S.deadline_msec && !S.quit) {
@@ -820,17 +919,69 @@ static int setup(void)
     return 0;
 }
 
-int ex_run(const struct proto *p)
+static void usage(const struct proto *p, FILE *f)
 {
-    S.proto = p;
-    ex_name = p->name;
-    S.ep = S.sig.fd = S.chan.fd = -1;
-    int r = setup();
-    if (r < 0) {
-        ex_log("cannot set up the event loop: %s", strerror(-r));
+    fprintf(f,
+            "usage: %s [--connect PATH]\n"
+            "\n"
+            "Serves the listeners passed in LISTEN_FDS (fdsupd, systemd) or sent over\n"
+            "fdsupd's worker channel (FDSUP_CHANNEL); hands its connections over on DRAIN.\n"
+            "\n"
+            "  --connect PATH  run as a worker fdsupd did not spawn: connect to the\n"
+            "                  service's activation socket PATH (\"@NAME\": abstract) and\n"
+            "                  get the listeners over it; SIGTERM or SIGINT then hands\n"
+            "                  every connection over to fdsupd before exiting\n"
+            "  -h, --help      show this help\n"
+            "\n"
+            "Exit status: 0 after a clean drain or stop, 1 on an error, 2 when it could\n"
+            "not start.\n",
+            p->name);
+}
+
+int ex_parse_args(const struct proto *p, int argc, char **argv, struct ex_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(p, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--connect") == 0 || strncmp(a, "--connect=", 10) == 0) {
+            const char *path = a[9] == '=' ? a + 10 : i + 1 < argc ? argv[++i] : NULL;
+            if (path == NULL || path[0] == '\0') {
+                fprintf(stderr, "%s: --connect needs the PATH of an activation socket\n", p->name);
+                usage(p, stderr);
+                return 2;
+            }
+            o->connect = path;
+            continue;
+        }
+        fprintf(stderr, "%s: unknown argument '%s'\n", p->name, a);
+        usage(p, stderr);
         return 2;
     }
+    return -1;
+}
 
+static const char *connect_hint(int r)
+{
+    switch (r) {
+    case -ENOENT:
+        return " (is fdsupd running, and does the service set activation_socket?)";
+    case -ECONNREFUSED:
+        return " (nobody listens there: is fdsupd running?)";
+    case -EAGAIN:
+        return " (fdsupd's accept queue is full: try again later)";
+    default:
+        return "";
+    }
+}
+
+/* Listeners from LISTEN_FDS, and the worker channel if FDSUP_CHANNEL names one. Returns 0 or the exit code.
+ */
+static int start_spawned(void)
+{
     int n = activate_listen_fds(1);
     if (n < 0) {
         ex_log("LISTEN_FDS: %s", strerror(-n));
@@ -845,10 +996,44 @@ int ex_run(const struct proto *p)
     if (S.nlisteners == 0) {
         caps |= ACTIVATE_CAP_LISTENERS;
     }
-    r = activate_channel_open(&S.ch, caps);
+    int r = activate_channel_open(&S.ch, caps);
     if (r < 0 && r != -ENOENT) {
         ex_log("cannot open the worker channel: %s", strerror(-r));
         return 2;
+    }
+    if (S.ch == NULL && S.nlisteners == 0) {
+        ex_log("no listeners: run me under fdsupd or systemd-socket-activate, or with --connect");
+        return 2;
+    }
+    return 0;
+}
+
+/* An external worker: the channel is the activation socket; the listeners come over it. */
+static int start_external(void)
+{
+    int r = activate_channel_connect(&S.ch, S.connect,
+                                     ACTIVATE_CAP_HANDOFF | ACTIVATE_CAP_ADOPT | ACTIVATE_CAP_LISTENERS);
+    if (r < 0) {
+        ex_log("cannot connect to the activation socket %s: %s%s", S.connect, strerror(-r), connect_hint(r));
+        return 2;
+    }
+    return 0;
+}
+
+int ex_run(const struct proto *p, const struct ex_options *o)
+{
+    S.proto = p;
+    S.connect = o->connect;
+    ex_name = p->name;
+    S.ep = S.sig.fd = S.chan.fd = -1;
+    int r = setup();
+    if (r < 0) {
+        ex_log("cannot set up the event loop: %s", strerror(-r));
+        return 2;
+    }
+    r = S.connect ? start_external() : start_spawned();
+    if (r != 0) {
+        return r;
     }
     if (S.ch) {
         S.chan.kind = KIND_CHANNEL;
@@ -861,17 +1046,19 @@ int ex_run(const struct proto *p)
             ex_log("epoll_ctl: %s", strerror(errno));
             return 2;
         }
-    } else if (S.nlisteners == 0) {
-        ex_log("no listeners: run me under fdsupd or systemd-socket-activate");
-        return 2;
     }
-    ex_log("started: %zu listener%s from LISTEN_FDS, %s", S.nlisteners, S.nlisteners == 1 ? "" : "s",
-           S.ch ? "channel" : "no channel");
+    if (S.connect) {
+        ex_log("started: connected to the activation socket %s", S.connect);
+    } else {
+        ex_log("started: %zu listener%s from LISTEN_FDS, %s", S.nlisteners, S.nlisteners == 1 ? "" : "s",
+               S.ch ? "channel" : "no channel");
+    }
     if (S.ch == NULL) {
         ex_log("ready: serving %zu listener%s", S.nlisteners, S.nlisteners == 1 ? "" : "s");
     }
 
     struct epoll_event events[MAX_EVENTS];
+    int n;
     while (!S.quit) {
         int timeout = -1;
         if (S.deadline_msec > 0) {
@@ -893,7 +1080,8 @@ int ex_run(const struct proto *p)
             switch (kind) {
             case KIND_CONN: {
                 struct conn *c = events[i].data.ptr;
-                if (c->phase != PHASE_DEAD && c->fd >= 0) {
+                /* A HANDED one is not watched; its event may predate that. */
+                if (c->phase != PHASE_DEAD && c->phase != PHASE_HANDED && c->fd >= 0) {
                     conn_event(c, events[i].events);
                 }
                 break;
@@ -922,7 +1110,8 @@ int ex_run(const struct proto *p)
     close_everything();
     free_dead();
     activate_channel_close(S.ch);
-    ex_log("exit %d: accepted %llu, adopted %llu, handed over %llu, refused %llu, closed %llu", S.exit_code,
-           S.accepted, S.adopted, S.handed, S.refused, S.closed_draining);
+    ex_log("exit %d: accepted %llu, adopted %llu, handed over %llu, refused %llu, served locally %llu, "
+           "closed %llu",
+           S.exit_code, S.accepted, S.adopted, S.handed, S.refused, S.served_locally, S.closed_draining);
     return S.exit_code;
 }

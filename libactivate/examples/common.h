@@ -51,7 +51,8 @@ struct proto {
     /*
      * Consumes what it can of c->in and appends the answers to c->out. Called
      * after every read, after ADOPT (in = the adopted state) and when output
-     * fell below EX_OUT_HIGH while input is pending; never during a drain.
+     * fell below EX_OUT_HIGH while input is pending. During a drain only for
+     * a connection whose handoff was refused: it is served here again.
      * Returns 0, or -1 to close c at once.
      */
     int (*on_input)(struct conn *c);
@@ -67,12 +68,30 @@ void ex_log(const char *fmt, ...)
 /* The example's name, as given to ex_run() (for ex_log()). */
 extern const char *ex_name;
 
+/* What the command line asked for. */
+struct ex_options {
+    /*
+     * --connect PATH: a worker fdsupd did not spawn, on the service's
+     * activation socket at PATH ("@NAME": abstract); NULL: LISTEN_FDS and
+     * FDSUP_CHANNEL, as fdsupd or systemd spawned it.
+     */
+    const char *connect;
+};
+
 /*
- * Runs the server: listeners from LISTEN_FDS or the worker channel, accept,
- * read, on_input, write, ADOPT, DRAIN and handoff, SIGTERM. Returns the exit
- * code: 0 after a clean drain or stop, 1 on a runtime or channel error, 2 when
- * it could not start.
+ * Reads the command line (-h/--help, --connect PATH) into *o. Returns -1 to
+ * run, or the exit code: 0 after --help (usage on stdout), 2 for a bad
+ * command line (the reason and the usage on stderr).
  */
-int ex_run(const struct proto *p);
+int ex_parse_args(const struct proto *p, int argc, char **argv, struct ex_options *o);
+
+/*
+ * Runs the server: listeners from LISTEN_FDS, the worker channel or an
+ * activation socket (o->connect), accept, read, on_input, write, ADOPT, DRAIN
+ * and handoff, SIGTERM. Returns the exit code: 0 after a clean drain or stop,
+ * 1 on a runtime or channel error, 2 when it could not start (fdsupd refused
+ * an external worker included).
+ */
+int ex_run(const struct proto *p, const struct ex_options *o);
 
 #endif /* EXAMPLES_COMMON_H */

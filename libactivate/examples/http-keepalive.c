@@ -16,8 +16,9 @@
  * in flight are flushed before the handoff; "Connection: close" requests are
  * answered and closed, never handed over.
  *
- * Everything else (listeners from LISTEN_FDS or the worker channel, epoll,
- * DRAIN, ADOPT, HANDOFF, SIGTERM) is common.c, shared with seqnum-echo.
+ * Everything else (the command line, listeners from LISTEN_FDS, the worker
+ * channel or --connect's activation socket, epoll, DRAIN, ADOPT, HANDOFF,
+ * SIGTERM) is common.c, shared with seqnum-echo.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -224,11 +225,10 @@ int main(int argc, char **argv)
         MAX_HEADER + MAX_BODY,
         answer_requests,
     };
-    if (argc > 1) {
-        const char *usage = "usage: http-keepalive (listeners from LISTEN_FDS or fdsupd's worker channel)\n";
-        int help = strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0;
-        fputs(usage, help ? stdout : stderr);
-        return help ? 0 : 2;
+    struct ex_options options;
+    int r = ex_parse_args(&http, argc, argv, &options);
+    if (r >= 0) {
+        return r;
     }
 
     /* Only digits make it into the JSON: nothing to escape. */
@@ -239,5 +239,5 @@ int main(int argc, char **argv)
     }
     int n = snprintf(body, sizeof(body), "{\"pid\":%ld,\"generation\":\"%s\"}\n", (long)getpid(), generation);
     body_len = n > 0 ? (size_t)n : 0;
-    return ex_run(&http);
+    return ex_run(&http, &options);
 }

@@ -9,12 +9,10 @@
  * bytes not read yet stay in the socket and travel with it; answers already
  * computed are flushed before the handoff. So no byte is lost or echoed twice.
  *
- * Everything else (listeners from LISTEN_FDS or the worker channel, epoll,
- * DRAIN, ADOPT, HANDOFF, SIGTERM) is common.c, shared with http-keepalive.
+ * Everything else (the command line, listeners from LISTEN_FDS, the worker
+ * channel or --connect's activation socket, epoll, DRAIN, ADOPT, HANDOFF,
+ * SIGTERM) is common.c, shared with http-keepalive.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "common.h"
 
 static int echo_whole_numbers(struct conn *c)
@@ -38,11 +36,10 @@ int main(int argc, char **argv)
         64 * 1024,
         echo_whole_numbers,
     };
-    if (argc > 1) {
-        const char *usage = "usage: seqnum-echo (listeners from LISTEN_FDS or fdsupd's worker channel)\n";
-        int help = strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0;
-        fputs(usage, help ? stdout : stderr);
-        return help ? 0 : 2;
+    struct ex_options options;
+    int r = ex_parse_args(&seqnum, argc, argv, &options);
+    if (r >= 0) {
+        return r;
     }
-    return ex_run(&seqnum);
+    return ex_run(&seqnum, &options);
 }

@@ -462,6 +462,67 @@ protected:
         return reply.parameters.at("services").at(0);
     }
 
+    // [service.web] (one http-keepalive instance, handoff) under a
+    // [supervisor.limits] table; a long drain_timeout, so that only a
+    // client's close ends the old worker during the test.
+    void startWithLimits(const std::string &limits)
+    {
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + "[supervisor.limits]\n" + limits + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.web]
+command = [")" + requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
+                                      R"("]
+sockets = ["web"]
+ready = "channel"
+handoff = true
+drain_timeout = "60s"
+)",
+                                  why))
+            << why;
+        ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    }
+
+    // Waits until fdsupd's log (the workers' stderr included) holds text;
+    // each try is a Status call, which paces the wait.
+    bool waitForLog(const std::string &text)
+    {
+        const auto until = std::chrono::steady_clock::now() + kEventDeadline;
+        while (fdsupd_.log().find(text) == std::string::npos) {
+            if (std::chrono::steady_clock::now() >= until) {
+                return false;
+            }
+            (void)fdsupd_.status("web");
+        }
+        return true;
+    }
+
+    // Waits until fdsupd's handoff counters for the service satisfy match.
+    bool waitForConnections(const std::function<bool(const nlohmann::json &)> &match)
+    {
+        const auto until = std::chrono::steady_clock::now() + kEventDeadline;
+        while (!match(connections())) {
+            if (std::chrono::steady_clock::now() >= until) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // Waits until the service runs exactly the instances pids (the old one gone).
+    bool waitForInstances(const std::set<pid_t> &pids)
+    {
+        const auto until = std::chrono::steady_clock::now() + kEventDeadline;
+        while (instancePids(fdsupd_.status("web")) != pids) {
+            if (std::chrono::steady_clock::now() >= until) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     DaemonHarness fdsupd_;
 };
 
@@ -652,6 +713,168 @@ TEST_F(KeepAlive, HalfRequestCompletedAfterTheDrainIsAnsweredByTheReplacement)
     EXPECT_THAT(refusedHandoffs(log), ::testing::IsEmpty());
     // The old worker handed the first half over as the connection's state.
     EXPECT_THAT(log, HasSubstr("over (" + std::to_string(half.size()) + " state bytes)"));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// The index of the first of fds with something to read (bytes, EOF or an
+// error), or -1 at the deadline.
+int firstReadable(const std::vector<UniqueFd> &fds, std::chrono::milliseconds deadline)
+{
+    std::vector<pollfd> pfds;
+    for (const auto &fd : fds) {
+        pfds.push_back(pollfd{fd.get(), POLLIN, 0});
+    }
+    if (poll(pfds.data(), pfds.size(), static_cast<int>(deadline.count())) <= 0) {
+        return -1;
+    }
+    for (std::size_t i = 0; i < pfds.size(); ++i) {
+        if (pfds[i].revents != 0) {
+            return static_cast<int>(i);
+        }
+    }
+    return -1;
+}
+
+TEST_F(KeepAlive, AConnectionWhoseHandoffFdsupdRefusesIsServedByTheOldWorker)
+{
+    // Stop-first: nobody adopts while the old worker drains, so fdsupd holds
+    // what it hands over, two at most; the third HANDOFF is refused
+    // (ENOBUFS). The old worker kept that connection's fd until the
+    // HANDOFF_RESULT and serves it on; the held two wait for the replacement,
+    // which starts once the old worker is gone.
+    startWithLimits("held_connections_per_service = 2\n");
+    const int port = fdsupd_.port("web");
+    std::vector<UniqueFd> fds;
+    pid_t old = 0;
+    for (int i = 0; i < 3; ++i) {
+        fds.push_back(connectLoopback(port));
+        ASSERT_EQ(sendAll(fds.back().borrow(), kRequest), "");
+        const Response r = readResponse(fds.back().borrow());
+        ASSERT_EQ(r.error, "");
+        ASSERT_EQ(r.generation, "1");
+        old = r.pid;
+    }
+    ASSERT_EQ(instancePids(fdsupd_.status("web")), std::set<pid_t>{old});
+
+    // --no-wait: the rollout goes on only once the old worker has exited.
+    const auto restart = fdsupctl({"restart", "--order", "stop-first", "--no-wait", "web"});
+    ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    ASSERT_TRUE(waitForConnections([](const nlohmann::json &web) { return web.at("refused") == 1; }))
+        << connections().dump();
+    auto web = connections();
+    EXPECT_EQ(web.at("handed"), 2);
+    EXPECT_EQ(web.at("held").size(), 2U);
+
+    // A request on each: only the refused connection has a worker now.
+    for (const auto &fd : fds) {
+        ASSERT_EQ(sendAll(fd.borrow(), kRequest), "");
+    }
+    const int local = firstReadable(fds, kEventDeadline);
+    ASSERT_GE(local, 0) << "no connection was answered";
+    const Response answer = readResponse(fds[local].borrow());
+    ASSERT_EQ(answer.error, "") << "the refused connection was not served on";
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_EQ(answer.pid, old);
+    EXPECT_EQ(answer.generation, "1");
+    ASSERT_EQ(sendAll(fds[local].borrow(), kRequest), "");
+    const Response again = readResponse(fds[local].borrow());
+    ASSERT_EQ(again.error, "");
+    EXPECT_EQ(again.pid, old);
+    EXPECT_TRUE(waitForLog("(No buffer space available), serving it here until the deadline"));
+    // DONE went out although a connection is still served: nothing more will be handed over.
+    EXPECT_TRUE(waitForLog("done: nothing more to hand over, serving 1 connection here"));
+    EXPECT_TRUE(waitForLog("has handed over everything"));
+
+    // Its client leaves: the old worker exits, the replacement adopts the
+    // held two and answers the requests that waited in their sockets.
+    fds[local].reset();
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (!fds[i]) {
+            continue;
+        }
+        const Response r = readResponse(fds[i].borrow());
+        ASSERT_EQ(r.error, "") << "held connection " << i;
+        EXPECT_EQ(r.status, 200);
+        EXPECT_EQ(r.generation, "2");
+        EXPECT_NE(r.pid, old);
+    }
+    EXPECT_TRUE(waitForLog("refused 1, served locally 1, closed 1"));
+    web = connections();
+    EXPECT_EQ(web.at("adopted"), 2);
+    EXPECT_TRUE(web.at("held").empty());
+    fds.clear(); // idle connections would hold up the worker's SIGTERM
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(KeepAlive, AConnectionWhoseStateIsOverTheLimitIsServedByTheOldWorker)
+{
+    // state_size 1 KiB: a connection holding 4 KiB of an unfinished request
+    // cannot be handed over (fdsupd announced the limit in WELCOME, so
+    // libactivate refuses it with EMSGSIZE before sending). The old worker
+    // serves it until its client closes; the idle ones move on.
+    startWithLimits("state_size = \"1KiB\"\n");
+    const int port = fdsupd_.port("web");
+    std::vector<UniqueFd> fds;
+    pid_t old = 0;
+    for (int i = 0; i < 3; ++i) {
+        fds.push_back(connectLoopback(port));
+        ASSERT_EQ(sendAll(fds.back().borrow(), kRequest), "");
+        const Response r = readResponse(fds.back().borrow());
+        ASSERT_EQ(r.error, "");
+        ASSERT_EQ(r.generation, "1");
+        old = r.pid;
+    }
+    const BorrowedFd big = fds[0].borrow();
+    const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(4096, 'p');
+    ASSERT_EQ(sendAll(big, head), "");
+    const int clientPort = localPort(big);
+    const auto until = std::chrono::steady_clock::now() + kEventDeadline;
+    for (;;) { // read by the worker: it is the connection's state, not bytes in the socket
+        const auto queued = serverReceiveQueue(port, clientPort);
+        ASSERT_TRUE(queued.has_value()) << "no server side for client port " << clientPort;
+        if (*queued == 0) {
+            break;
+        }
+        ASSERT_LT(std::chrono::steady_clock::now(), until) << "the worker never read the request's head";
+        std::this_thread::yield();
+    }
+
+    // --no-wait: the old worker lives on as long as the big connection.
+    const auto restart = fdsupctl({"restart", "--no-wait", "web"});
+    ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    ASSERT_TRUE(waitForConnections([](const nlohmann::json &web) { return web.at("adopted") == 2; }))
+        << connections().dump();
+
+    // The idle ones were adopted by the replacement.
+    pid_t replacement = 0;
+    for (std::size_t i = 1; i < fds.size(); ++i) {
+        ASSERT_EQ(sendAll(fds[i].borrow(), kRequest), "");
+        const Response r = readResponse(fds[i].borrow());
+        ASSERT_EQ(r.error, "") << "idle connection " << i;
+        EXPECT_EQ(r.status, 200);
+        EXPECT_EQ(r.generation, "2");
+        EXPECT_NE(r.pid, old);
+        replacement = r.pid;
+    }
+    // The rest of the big request: answered by the old worker, on the same connection.
+    ASSERT_EQ(sendAll(big, "\r\n\r\n"), "");
+    const Response answer = readResponse(big);
+    ASSERT_EQ(answer.error, "") << "the connection over the limit was not served on";
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_EQ(answer.pid, old);
+    EXPECT_EQ(answer.generation, "1");
+    EXPECT_TRUE(waitForLog("Message too long, serving it here until the deadline"));
+    EXPECT_TRUE(waitForLog("done: nothing more to hand over, serving 1 connection here"));
+
+    fds[0].reset(); // the old worker's last connection: it exits
+    EXPECT_TRUE(waitForInstances({replacement}));
+    EXPECT_TRUE(waitForLog("refused 0, served locally 1, closed 1"));
+    const auto web = connections();
+    EXPECT_EQ(web.at("handed"), 2);
+    EXPECT_EQ(web.at("adopted"), 2);
+    EXPECT_EQ(web.at("refused"), 0); // refused before it was sent
+    EXPECT_TRUE(web.at("held").empty());
+    fds.clear();
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
