@@ -209,9 +209,11 @@ std::string rolloutProgress(const Json &rollout, bool colour)
 // A worker fdsupd did not spawn, connected to the activation socket.
 std::vector<Cell> externalRow(const Json &external)
 {
-    const Json *ready = member(external, "ready");
-    const std::string state =
-        ready != nullptr && ready->is_boolean() && ready->get<bool>() ? "ready" : "starting";
+    const auto flag = [&](const char *name) {
+        const Json *value = member(external, name);
+        return value != nullptr && value->is_boolean() && value->get<bool>();
+    };
+    const std::string state = flag("draining") ? "draining" : flag("ready") ? "ready" : "starting";
     std::string uptime = "-";
     if (const Json *u = member(external, "connected_usec"); u != nullptr && u->is_number_unsigned()) {
         uptime = formatUptime(u->get<std::uint64_t>());

@@ -242,6 +242,7 @@ nlohmann::json Service::externalJson() const
                         {"uid", external->uid},
                         {"gid", external->gid},
                         {"ready", external->ready},
+                        {"draining", external->draining},
                         {"status", external->status ? nlohmann::json(*external->status) : nlohmann::json()},
                         {"adopted", external->peer.adopted},
                         {"connected_usec", (now - external->since).count()}});

@@ -66,7 +66,7 @@ bool Service::canAdopt(const ChannelPeer &peer)
     if (peer.instance != nullptr) {
         return peer.instance->state_ == InstanceState::Ready && !peer.instance->retiring_;
     }
-    return peer.external->ready;
+    return peer.external->ready && !peer.external->draining;
 }
 
 void Service::onChannelMessage(ChannelPeer &peer, ChannelMessage &&message)
@@ -289,6 +289,12 @@ void Service::acceptHandoff(ChannelPeer &peer, ChannelMessage &message)
     }
     held_.push_back(std::move(held));
     ++context_.heldTotal;
+    if (peer.external != nullptr && !peer.external->draining) {
+        // Nobody tells an external worker to drain: handing over is how it
+        // says it does. Its connections must not come straight back.
+        peer.external->draining = true;
+        spdlog::info("{} is draining", peerName(peer));
+    }
     ++handoff_.handed;
     ChannelMessage result;
     result.type = ChannelType::HandoffResult;
@@ -464,7 +470,7 @@ nlohmann::json Service::connectionsJson() const
                                 {"generation", generation()},
                                 {"adopted", external->peer.adopted},
                                 {"ready", canAdopt(external->peer)},
-                                {"draining", false}});
+                                {"draining", external->draining}});
         }
     }
     return {{"service", name()},

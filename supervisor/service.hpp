@@ -129,6 +129,9 @@ struct ExternalWorker {
     uid_t uid = 0;
     gid_t gid = 0;
     bool ready = false;
+    // It handed a connection over: it is draining (on its own initiative),
+    // and is given no more connections.
+    bool draining = false;
     std::optional<std::string> status; // READY's text
     Duration since{};                  // when it connected
 };

@@ -3,6 +3,7 @@
 // examples, the hostile worker, setpriv for other credentials), real clients.
 #include <cerrno>
 #include <csignal>
+#include <set>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -185,6 +186,64 @@ TEST_F(External, AStoppedServiceTurnsExternalWorkersAwayAndTheSocketGoesWithFdsu
     EXPECT_EQ(fdsupd_.stop(), 0);
     struct stat st {};
     EXPECT_EQ(lstat(activationPath().c_str(), &st), -1) << "the activation socket was left behind";
+}
+
+TEST_F(External, ConnectionsMoveFromASpawnedWorkerToAnExternalOneAndBack)
+{
+    // One spawned seqnum-echo, and one run by the test that connects to the
+    // activation socket: both accept on the same listener.
+    ASSERT_NO_FATAL_FAILURE(start(1));
+    const std::string seqnum = requireEnv("FDSUP_TEST_SEQNUM_ECHO");
+    BackgroundProcess external({seqnum, "--connect", activationPath()}, fdsupd_.dir() / "external.log");
+    const auto joined = waitExternal([](const nlohmann::json &e) { return allReady(e, 1); });
+    ASSERT_EQ(joined.size(), 1U) << external.log();
+    EXPECT_EQ(joined.at(0).at("pid").get<pid_t>(), external.pid());
+    const pid_t spawned = *instancePids(status()).begin();
+    const int port = fdsupd_.port("web");
+    SeqnumClients clients(port, 50);
+    auto roundsPast = [&](std::uint64_t target) {
+        for (int i = 0; i < 5000 && clients.rounds() < target && clients.errors().empty(); ++i) {
+            (void)status(); // bounded: until the clients made that many round trips
+        }
+        return clients.rounds() >= target;
+    };
+    ASSERT_TRUE(roundsPast(500)) << ::testing::PrintToString(clients.errors());
+
+    // Scaled to 0, the spawned worker drains over its channel and hands its
+    // connections over; the external worker is the only one to adopt them.
+    const auto down = fdsupd_.fdsupctl({"scale", "web", "0"});
+    ASSERT_EQ(down.exitCode, 0) << down.out << down.err;
+    ASSERT_TRUE(roundsPast(clients.rounds() + 500)) << ::testing::PrintToString(clients.errors());
+    for (const int clientPort : clients.localPorts()) {
+        EXPECT_EQ(serverPidOf(port, clientPort, {external.pid(), spawned}), external.pid())
+            << "client port " << clientPort;
+    }
+    const auto table = fdsupd_.fdsupctl({"connections", "web"});
+    EXPECT_THAT(table.out, HasSubstr("external " + joined.at(0).at("id").dump()));
+
+    // The external worker is told to go by its own operator (SIGTERM): it
+    // hands every connection over and exits; fdsupd holds them until a
+    // spawned worker is ready to adopt them.
+    external.signal(SIGTERM);
+    EXPECT_EQ(external.wait(kEventDeadline), 0) << external.log();
+    EXPECT_EQ(call("Connections").parameters.at("services").at(0).at("held").size(), 50U);
+    const auto up = fdsupd_.fdsupctl({"scale", "web", "1"});
+    ASSERT_EQ(up.exitCode, 0) << up.out << up.err;
+    ASSERT_TRUE(roundsPast(clients.rounds() + 500)) << ::testing::PrintToString(clients.errors());
+    const std::set<pid_t> now = instancePids(status());
+    ASSERT_EQ(now.size(), 1U);
+    for (const int clientPort : clients.localPorts()) {
+        EXPECT_EQ(serverPidOf(port, clientPort, now), *now.begin()) << "client port " << clientPort;
+    }
+    clients.close();
+    EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+    EXPECT_THAT(external.log(), HasSubstr("SIGTERM: handing over"));
+    const auto connections = call("Connections");
+    const auto &web = connections.parameters.at("services").at(0);
+    EXPECT_EQ(web.at("handed"), web.at("adopted"));
+    EXPECT_GE(web.at("handed").get<int>(), 50); // the external worker's 50, plus the spawned one's share
+    EXPECT_EQ(web.at("refused"), 0);
+    EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
 // A hostile external worker is refused like a hostile instance: it gets its
