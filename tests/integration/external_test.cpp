@@ -3,8 +3,8 @@
 // examples, the hostile worker, setpriv for other credentials), real clients.
 #include <cerrno>
 #include <csignal>
-#include <set>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>

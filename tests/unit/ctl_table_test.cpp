@@ -284,6 +284,36 @@ TEST(CtlTable, Connections)
               "batch: handoff off, held 0, handed 0, adopted 0, expired 0, hung up 0, refused 0\n");
 }
 
+TEST(CtlTable, ExternalWorkersInStatusAndConnections)
+{
+    const auto status = nlohmann::json::parse(R"({"services":[
+  {"name":"web","state":"running","generation":2,"wanted":1,"ready":1,"restarts":0,"failed_reason":null,
+   "instances":[{"index":0,"generation":2,"pid":200,"state":"ready","uptime_usec":2000000,"status":null,
+                 "restarts":0,"last_exit":null,"last_error":null}],
+   "external":[{"id":7,"pid":300,"uid":33,"gid":33,"ready":true,"draining":false,"status":"serving",
+                "adopted":4,"connected_usec":65000000},
+               {"id":9,"pid":301,"uid":33,"gid":33,"ready":true,"draining":true,"status":null,
+                "adopted":0,"connected_usec":1000000}]}]})");
+    EXPECT_EQ(formatStatus(status, false), "SERVICE  STATE    GEN  READY/WANTED  RESTARTS\n"
+                                           "web      running  2    1/1           0\n"
+                                           "  INSTANCE    PID  STATE     GEN  UPTIME  STATUS\n"
+                                           "  0           200  ready     2    2s      -\n"
+                                           "  external 7  300  ready     -    1m05s   serving\n"
+                                           "  external 9  301  draining  -    1s      -\n");
+    const auto connections = nlohmann::json::parse(R"({"services":[
+      {"service":"web","handoff":true,"held":[],
+       "instances":[{"index":0,"external":false,"pid":200,"generation":2,"adopted":3,"ready":false,
+                     "draining":false},
+                    {"index":null,"external":true,"id":7,"pid":300,"uid":33,"generation":2,"adopted":4,
+                     "ready":true,"draining":false}],
+       "handed":7,"adopted":7,"expired":0,"hung_up":0,"refused":0}]})");
+    EXPECT_EQ(formatConnections(connections, false),
+              "web: handoff on, held 0, handed 7, adopted 7, expired 0, hung up 0, refused 0\n"
+              "  INSTANCE    PID  GEN  ADOPTED  STATE\n"
+              "  0           200  2    3        starting\n"
+              "  external 7  300  2    4        serving\n");
+}
+
 TEST(CtlTable, UnexpectedShapesPrintDashesInsteadOfFailing)
 {
     EXPECT_EQ(formatStatus(nlohmann::json::array(), false), "SERVICE  STATE  GEN  READY/WANTED  RESTARTS\n");

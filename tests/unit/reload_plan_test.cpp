@@ -267,6 +267,26 @@ TEST_F(ReloadPlanTest, ControlPathChangeIsRefused)
                             "fdsupd to apply it"));
 }
 
+TEST_F(ReloadPlanTest, ActivationSocketChangeIsRefusedAndAccessIsRolled)
+{
+    const std::string withSocket =
+        edit(kBase, "instances = 2", "instances = 2\nactivation_socket = \"web.activation\"");
+    const config::Config running = load(withSocket);
+    const std::string dir = dir_.path().string();
+    // Moving it, adding one or removing one would cut external workers off.
+    EXPECT_THAT(planReload(running, load(edit(withSocket, "web.activation", "other.activation"))).refused,
+                ElementsAre("[service.app] activation_socket changed from " + dir + "/web.activation to " +
+                            dir +
+                            "/other.activation: an activation socket is created with its service; "
+                            "restart fdsupd to apply it"));
+    EXPECT_THAT(planReload(load(kBase), running).refused, ElementsAre(HasSubstr("from (none) to")));
+    // Who may connect is part of the service's generation: rolled out.
+    const ReloadPlan p = planReload(
+        running, load(edit(withSocket, "instances = 2", "instances = 2\nactivation_users = [\"nobody\"]")));
+    EXPECT_THAT(p.refused, IsEmpty());
+    EXPECT_THAT(p.servicesRolled, ElementsAre(ServiceChange{"app", {"activation_users"}}));
+}
+
 TEST_F(ReloadPlanTest, EveryRefusalIsReported)
 {
     std::string next = edit(kBase, "log_level = \"info\"",
