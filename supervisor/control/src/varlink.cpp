@@ -162,6 +162,21 @@ type Instance (
   last_error: ?string
 )
 
+# A worker fdsupd did not spawn, admitted on the activation socket.
+type ExternalWorker (
+  # Unique within fdsupd (instance ids and external ids are one series).
+  id: int,
+  pid: int,
+  uid: int,
+  gid: int,
+  ready: bool,
+  # It handed a connection over: it gets no more.
+  draining: bool,
+  status: ?string,
+  connected_usec: int,
+  adopted: int
+)
+
 type Service (
   name: string,
   state: ServiceState,
@@ -174,6 +189,9 @@ type Service (
   notify_dropped: int,
   fdstore: []FdStoreEntry,
   instances: []Instance,
+  # Where workers fdsupd did not spawn connect, if anywhere.
+  activation_socket: ?string,
+  external: []ExternalWorker,
   # The rollout in progress, if any.
   rollout: ?Rollout
 )
@@ -236,12 +254,24 @@ type HeldConnection (
   id: int,
   from_pid: int,
   from_generation: int,
+  from_external: bool,
   held_usec: int,
   state_bytes: int
 )
 
-# An instance on the worker channel: what it adopted so far.
-type ChannelInstance (index: int, pid: int, generation: int, adopted: int, draining: bool)
+# A worker on the channel: an instance (index), or an external worker (id,
+# uid); what it adopted so far, and whether it adopts now (ready).
+type ChannelInstance (
+  index: ?int,
+  external: bool,
+  id: ?int,
+  pid: int,
+  uid: ?int,
+  generation: int,
+  adopted: int,
+  ready: bool,
+  draining: bool
+)
 
 type ServiceConnections (
   service: string,
