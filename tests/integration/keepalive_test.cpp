@@ -413,25 +413,11 @@ private:
 };
 
 // The receive queue of the server side of 127.0.0.1:serverPort <->
-// 127.0.0.1:clientPort (bytes the worker has not read yet), from /proc/net/tcp.
+// 127.0.0.1:clientPort (bytes the worker has not read yet).
 std::optional<unsigned long> serverReceiveQueue(int serverPort, int clientPort)
 {
-    std::ifstream tcp("/proc/net/tcp");
-    std::string line;
-    std::getline(tcp, line); // header
-    char wantLocal[32];
-    char wantRemote[32];
-    std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
-    std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
-    while (std::getline(tcp, line)) {
-        std::istringstream in(line);
-        std::string slot, local, remote, state, queues;
-        in >> slot >> local >> remote >> state >> queues;
-        if (local == wantLocal && remote == wantRemote && queues.find(':') != std::string::npos) {
-            return std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16);
-        }
-    }
-    return std::nullopt;
+    const auto socket = loopbackServerSocket(serverPort, clientPort);
+    return socket ? std::optional<unsigned long>(socket->receiveQueue) : std::nullopt;
 }
 
 class KeepAlive : public ::testing::Test {
@@ -465,6 +451,19 @@ protected:
     // [service.web] (one http-keepalive instance, handoff) under a
     // [supervisor.limits] table; a long drain_timeout, so that only a
     // client's close ends the old worker during the test.
+    // n keep-alive connections, each answered once by generation 1 (whose pid is `old`).
+    static void openServed(int port, int n, std::vector<UniqueFd> &fds, pid_t &old)
+    {
+        for (int i = 0; i < n; ++i) {
+            fds.push_back(connectLoopback(port));
+            ASSERT_EQ(sendAll(fds.back().borrow(), kRequest), "");
+            const Response r = readResponse(fds.back().borrow());
+            ASSERT_EQ(r.error, "");
+            ASSERT_EQ(r.generation, "1");
+            old = r.pid;
+        }
+    }
+
     void startWithLimits(const std::string &limits)
     {
         std::string why;
@@ -746,14 +745,7 @@ TEST_F(KeepAlive, AConnectionWhoseHandoffFdsupdRefusesIsServedByTheOldWorker)
     const int port = fdsupd_.port("web");
     std::vector<UniqueFd> fds;
     pid_t old = 0;
-    for (int i = 0; i < 3; ++i) {
-        fds.push_back(connectLoopback(port));
-        ASSERT_EQ(sendAll(fds.back().borrow(), kRequest), "");
-        const Response r = readResponse(fds.back().borrow());
-        ASSERT_EQ(r.error, "");
-        ASSERT_EQ(r.generation, "1");
-        old = r.pid;
-    }
+    ASSERT_NO_FATAL_FAILURE(openServed(port, 3, fds, old));
     ASSERT_EQ(instancePids(fdsupd_.status("web")), std::set<pid_t>{old});
 
     // --no-wait: the rollout goes on only once the old worker has exited.
@@ -816,14 +808,7 @@ TEST_F(KeepAlive, AConnectionWhoseStateIsOverTheLimitIsServedByTheOldWorker)
     const int port = fdsupd_.port("web");
     std::vector<UniqueFd> fds;
     pid_t old = 0;
-    for (int i = 0; i < 3; ++i) {
-        fds.push_back(connectLoopback(port));
-        ASSERT_EQ(sendAll(fds.back().borrow(), kRequest), "");
-        const Response r = readResponse(fds.back().borrow());
-        ASSERT_EQ(r.error, "");
-        ASSERT_EQ(r.generation, "1");
-        old = r.pid;
-    }
+    ASSERT_NO_FATAL_FAILURE(openServed(port, 3, fds, old));
     const BorrowedFd big = fds[0].borrow();
     const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(4096, 'p');
     ASSERT_EQ(sendAll(big, head), "");

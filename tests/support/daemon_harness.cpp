@@ -4,6 +4,7 @@
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -302,6 +303,26 @@ std::set<pid_t> instancePids(const nlohmann::json &status)
         }
     }
     return pids;
+}
+
+std::optional<LoopbackServerSocket> loopbackServerSocket(int serverPort, int clientPort)
+{
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    std::getline(tcp, line); // header
+    char wantLocal[32];
+    char wantRemote[32];
+    std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
+    std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
+    while (std::getline(tcp, line)) {
+        std::istringstream in(line);
+        std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+        in >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+        if (local == wantLocal && remote == wantRemote && queues.find(':') != std::string::npos) {
+            return LoopbackServerSocket{inode, std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16)};
+        }
+    }
+    return std::nullopt;
 }
 
 int countFdsOf(pid_t pid)

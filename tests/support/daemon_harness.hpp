@@ -101,6 +101,15 @@ UniqueFd connectLoopback(int port);
 // The pids of a service's live instances, from a Status entry.
 std::set<pid_t> instancePids(const nlohmann::json &status);
 
+// The server side of the loopback TCP connection 127.0.0.1:serverPort <->
+// 127.0.0.1:clientPort, from /proc/net/tcp: its socket inode and the bytes
+// in its receive queue (sent by the client, not read by the server yet).
+struct LoopbackServerSocket {
+    std::string inode;
+    unsigned long receiveQueue = 0;
+};
+std::optional<LoopbackServerSocket> loopbackServerSocket(int serverPort, int clientPort);
+
 // Counts /proc/PID/fd entries of another process.
 int countFdsOf(pid_t pid);
 // VmRSS of another process in KiB.

@@ -105,23 +105,11 @@ void SeqnumClients::fail(std::size_t i, std::vector<bool> &dead, const std::stri
 
 pid_t serverPidOf(int serverPort, int clientPort, const std::set<pid_t> &candidates)
 {
-    std::ifstream tcp("/proc/net/tcp");
-    std::string line;
-    std::getline(tcp, line); // header
-    char wantLocal[32];
-    char wantRemote[32];
-    std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
-    std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
-    std::string inode;
-    while (std::getline(tcp, line)) {
-        std::istringstream in(line);
-        std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, node;
-        in >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> node;
-        if (local == wantLocal && remote == wantRemote) {
-            inode = node;
-        }
+    const auto socket = loopbackServerSocket(serverPort, clientPort);
+    if (!socket) {
+        return 0;
     }
-    const std::string target = "socket:[" + inode + "]";
+    const std::string target = "socket:[" + socket->inode + "]";
     for (const pid_t pid : candidates) {
         const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
         DIR *d = opendir(dir.c_str());

@@ -99,6 +99,18 @@ UniqueFd pipeEnd(int (&fds)[2], int keep)
     return UniqueFd(fds[keep]);
 }
 
+// argv or envp for exec: pointers into strings (which must outlive them), then NULL.
+std::vector<char *> pointersTo(std::vector<std::string> &strings)
+{
+    std::vector<char *> pointers;
+    pointers.reserve(strings.size() + 1);
+    for (auto &s : strings) {
+        pointers.push_back(s.data());
+    }
+    pointers.push_back(nullptr);
+    return pointers;
+}
+
 } // namespace
 
 ProcessResult runProcess(const std::vector<std::string> &argv, const std::vector<std::string> &extraEnv,
@@ -110,19 +122,9 @@ ProcessResult runProcess(const std::vector<std::string> &argv, const std::vector
         envStrings.emplace_back(*e);
     }
     envStrings.insert(envStrings.end(), extraEnv.begin(), extraEnv.end());
-    std::vector<char *> envp;
-    envp.reserve(envStrings.size() + 1);
-    for (auto &e : envStrings) {
-        envp.push_back(e.data());
-    }
-    envp.push_back(nullptr);
+    std::vector<char *> envp = pointersTo(envStrings);
     std::vector<std::string> args = argv;
-    std::vector<char *> argp;
-    argp.reserve(args.size() + 1);
-    for (auto &a : args) {
-        argp.push_back(a.data());
-    }
-    argp.push_back(nullptr);
+    std::vector<char *> argp = pointersTo(args);
 
     int outPipe[2];
     int errPipe[2];
@@ -191,12 +193,7 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string> &argv, std::
     : logPath_(std::move(logPath))
 {
     std::vector<std::string> args = argv;
-    std::vector<char *> argp;
-    argp.reserve(args.size() + 1);
-    for (auto &a : args) {
-        argp.push_back(a.data());
-    }
-    argp.push_back(nullptr);
+    std::vector<char *> argp = pointersTo(args);
     UniqueFd log(open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
     if (!log) {
         throw std::system_error(errno, std::generic_category(), "open " + logPath_.string());
