@@ -174,6 +174,10 @@ Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &
         profile->baseEnvironment.push_back(std::string("PATH=") + kDefaultPath);
     }
     for (const auto &user : config.activationUsers) {
+        if (const auto id = parseNumericId(user)) {
+            profile->activationUids.push_back(*id); // a uid needs no entry, as at load
+            continue;
+        }
         auto entry = lookUpUser(user);
         if (!entry || !*entry) {
             return Error{entry ? ESRCH : entry.error().code,

@@ -363,7 +363,7 @@ private:
     void onActivationAccept();
     void admitExternal(UniqueFd fd);
     void rejectExternal(UniqueFd fd, int code, const std::string &why);
-    void dropRejected(const void *entry);
+    void dropRejected(const void *key);
     void closeExternal(const std::string &why);
     void reapExternal();
     // Drained over its channel (it joined for handoff), else by drain_signal.

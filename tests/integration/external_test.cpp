@@ -39,7 +39,8 @@ protected:
     [[nodiscard]] std::string activationPath() const { return (fdsupd_.dir() / "web.activation").string(); }
 
     // [service.web] of seqnum-echo on the worker channel, with an activation
-    // socket external workers of uid "nobody" or group "daemon" may join.
+    // socket external workers of user "nobody", uid 4242 (no passwd entry)
+    // or group "daemon" may join.
     [[nodiscard]] std::string config(int instances, const std::string &extra = "") const
     {
         return fdsupd_.supervisorTable() + R"(
@@ -60,7 +61,7 @@ drain_timeout = "10s"
 activation_socket = ")" +
                activationPath() +
                R"("
-activation_users = ["nobody"]
+activation_users = ["nobody", "4242"]
 activation_groups = ["daemon"]
 )" + extra;
     }
@@ -154,9 +155,11 @@ TEST_F(External, CredentialsDecideWhoMayJoin)
     auto root = hello();
     EXPECT_EQ(root.exitCode, 0) << root.out << root.err;
     EXPECT_THAT(root.out, HasSubstr("welcome 4294967295 1 7"));
-    // activation_users = ["nobody"].
+    // activation_users = ["nobody", "4242"].
     auto nobody = hello({"--reuid=65534", "--regid=65534", "--clear-groups"});
     EXPECT_EQ(nobody.exitCode, 0) << nobody.out << nobody.err;
+    auto numeric = hello({"--reuid=4242", "--regid=4242", "--clear-groups"});
+    EXPECT_EQ(numeric.exitCode, 0) << numeric.out << numeric.err;
     // Anyone else: EACCES, with fdsupd's reason.
     auto stranger = hello({"--reuid=12345", "--regid=12345", "--clear-groups"});
     EXPECT_EQ(stranger.exitCode, 5) << stranger.out << stranger.err;

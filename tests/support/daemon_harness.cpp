@@ -312,8 +312,8 @@ std::optional<LoopbackServerSocket> loopbackServerSocket(int serverPort, int cli
     std::getline(tcp, line); // header
     char wantLocal[32];
     char wantRemote[32];
-    std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
-    std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
+    (void)std::snprintf(wantLocal, sizeof wantLocal, "0100007F:%04X", serverPort);
+    (void)std::snprintf(wantRemote, sizeof wantRemote, "0100007F:%04X", clientPort);
     while (std::getline(tcp, line)) {
         std::istringstream in(line);
         std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
