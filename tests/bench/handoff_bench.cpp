@@ -29,21 +29,6 @@ namespace {
 using fdsup::UniqueFd;
 using fdsup::test::DaemonHarness;
 
-// utime + stime of a process, in seconds.
-double cpuSeconds(pid_t pid)
-{
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::vector<std::string> fields;
-    for (std::string f; rest >> f;) {
-        fields.push_back(f);
-    }
-    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-    return (std::stod(fields.at(11)) + std::stod(fields.at(12))) / ticks;
-}
-
 // One seqnum round trip; false on any error (the socket has 10 s timeouts).
 bool roundTrip(const UniqueFd &fd, std::uint32_t number)
 {
@@ -106,11 +91,11 @@ nofile = 16384
             clients.push_back(fdsup::test::connectLoopback(port));
             failed += roundTrip(clients.back(), 1) ? 0 : 1;
         }
-        const double cpuBefore = cpuSeconds(fdsupd.pid());
+        const double cpuBefore = fdsup::test::cpuSecondsOf(fdsupd.pid());
         const auto t0 = std::chrono::steady_clock::now();
         const auto reply = fdsupd.call("io.fdsup.Manager.Restart", {{"service", "web"}, {"wait", true}});
         const auto t1 = std::chrono::steady_clock::now();
-        const double cpuMs = (cpuSeconds(fdsupd.pid()) - cpuBefore) * 1000.0;
+        const double cpuMs = (fdsup::test::cpuSecondsOf(fdsupd.pid()) - cpuBefore) * 1000.0;
         if (!reply.error.empty()) {
             (void)std::fprintf(stderr, "rollout failed: %s\n", reply.parameters.dump().c_str());
             return 1;

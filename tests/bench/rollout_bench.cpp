@@ -23,23 +23,6 @@ namespace {
 
 using fdsup::test::DaemonHarness;
 
-// utime + stime of a process, in seconds.
-double cpuSeconds(pid_t pid)
-{
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::vector<std::string> fields;
-    for (std::string f; rest >> f;) {
-        fields.push_back(f);
-    }
-    // state is field 3 of stat(5), index 0 here; utime and stime are 14 and 15.
-    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-    return (std::stod(fields.at(11)) + std::stod(fields.at(12))) / ticks;
-}
-
 int run()
 {
     (void)std::printf("%-10s %-6s %-8s %12s %14s %16s\n", "instances", "batch", "rollouts", "median ms",
@@ -70,7 +53,7 @@ rollout_batch = )" + std::to_string(batch) +
             }
             constexpr int kRollouts = 7;
             std::vector<double> wall;
-            const double cpuBefore = cpuSeconds(fdsupd.pid());
+            const double cpuBefore = fdsup::test::cpuSecondsOf(fdsupd.pid());
             for (int i = 0; i < kRollouts; ++i) {
                 const auto t0 = std::chrono::steady_clock::now();
                 const auto reply =
@@ -82,7 +65,7 @@ rollout_batch = )" + std::to_string(batch) +
                 }
                 wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
             }
-            const double cpu = (cpuSeconds(fdsupd.pid()) - cpuBefore) * 1000.0 / kRollouts;
+            const double cpu = (fdsup::test::cpuSecondsOf(fdsupd.pid()) - cpuBefore) * 1000.0 / kRollouts;
             std::sort(wall.begin(), wall.end());
             const double median = wall[wall.size() / 2];
             (void)std::printf("%-10d %-6d %-8d %12.1f %14.2f %16.1f\n", instances, batch, kRollouts, median,

@@ -27,15 +27,8 @@ constexpr int kCannotConnect = 3;
 constexpr int kRefused = 4;
 constexpr int kNotFound = 5;
 
-class Control : public ::testing::Test {
+class Control : public DaemonTest<> {
 protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
     void startDaemon(const std::string &supervisorExtra = "")
     {
         // mkdtemp() made the directory 0700; the tests that run fdsupctl as
@@ -127,8 +120,6 @@ instances = 2
             data.remove_prefix(static_cast<std::size_t>(n));
         }
     }
-
-    DaemonHarness fdsupd_;
 };
 
 TEST_F(Control, FdsupctlShowsStatusAndSocketsAndDrivesStopStart)

@@ -69,15 +69,8 @@ rlim_t hardNofile()
     return limit.rlim_max;
 }
 
-class Daemon : public ::testing::Test {
+class Daemon : public DaemonTest<> {
 protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
     void startDaemon(const std::string &config, const std::vector<std::string> &wrapper = {})
     {
         std::string why;
@@ -93,8 +86,6 @@ protected:
         }
         return *r;
     }
-
-    DaemonHarness fdsupd_;
 };
 
 TEST_F(Daemon, WorkerOnRealLibsystemdGetsItsNamedListenersAndAnswersCurl)

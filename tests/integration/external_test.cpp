@@ -27,15 +27,8 @@ using ::testing::HasSubstr;
 
 constexpr auto kEventDeadline = 20s;
 
-class External : public ::testing::Test {
+class External : public DaemonTest<> {
 protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
     [[nodiscard]] std::string activationPath() const { return (fdsupd_.dir() / "web.activation").string(); }
 
     // [service.web] of seqnum-echo on the worker channel, with an activation
@@ -135,7 +128,6 @@ activation_groups = ["daemon"]
         return runProcess(argv);
     }
 
-    DaemonHarness fdsupd_;
     std::optional<varlink::Client> client_;
 };
 

@@ -37,17 +37,7 @@ struct Abuse {
     const char *answer;
 };
 
-class HostileWorker : public ::testing::TestWithParam<Abuse> {
-protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
-    DaemonHarness fdsupd_;
-};
+class HostileWorker : public DaemonTest<::testing::TestWithParam<Abuse>> {};
 
 TEST_P(HostileWorker, IsRefusedAndFdsupdKeepsServingEveryoneElse)
 {
@@ -142,15 +132,8 @@ INSTANTIATE_TEST_SUITE_P(Abuses, HostileWorker,
                              return name;
                          });
 
-class Handoff : public ::testing::Test {
+class Handoff : public DaemonTest<> {
 protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
     void startService(const std::string &binary, int instances)
     {
         std::string why;
@@ -160,8 +143,6 @@ protected:
     }
 
     ProcessResult fdsupctl(std::vector<std::string> args) { return fdsupd_.fdsupctl(std::move(args)); }
-
-    DaemonHarness fdsupd_;
 };
 
 TEST_F(Handoff, TwoHundredSeqnumClientsSurviveThreeRollingRestarts)

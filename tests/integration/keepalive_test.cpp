@@ -420,15 +420,8 @@ std::optional<unsigned long> serverReceiveQueue(int serverPort, int clientPort)
     return socket ? std::optional<unsigned long>(socket->receiveQueue) : std::nullopt;
 }
 
-class KeepAlive : public ::testing::Test {
+class KeepAlive : public DaemonTest<> {
 protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
     void startService(int instances)
     {
         std::string why;
@@ -521,8 +514,6 @@ drain_timeout = "60s"
         }
         return true;
     }
-
-    DaemonHarness fdsupd_;
 };
 
 TEST_F(KeepAlive, WrkKeepAliveAcrossThreeRestarts)

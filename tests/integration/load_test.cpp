@@ -46,15 +46,8 @@ int freePort()
     return ntohs(addr.sin_port);
 }
 
-class Load : public ::testing::Test {
+class Load : public DaemonTest<> {
 protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
     // fdsupd with kInstances sd-workers serving one ephemeral port; their pids.
     std::set<pid_t> startServing()
     {
@@ -96,8 +89,6 @@ instances = )" + std::to_string(kInstances) + "\n",
         std::cout << report.summary();
         return report;
     }
-
-    DaemonHarness fdsupd_;
 };
 
 // Curl (a new process and connection per request) and wrk (Connection: close).

@@ -36,15 +36,8 @@ std::set<int> generationsOf(const nlohmann::json &status)
     return generations;
 }
 
-class Rollout : public ::testing::Test {
+class Rollout : public DaemonTest<> {
 protected:
-    void TearDown() override
-    {
-        if (HasFailure()) {
-            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
-        }
-    }
-
     [[nodiscard]] std::string modeFile() const { return (fdsupd_.dir() / "mode").string(); }
 
     // The "build" the next worker runs: serve, crash or hang.
@@ -156,8 +149,6 @@ backlog = 1024
             EXPECT_EQ(previous.count(pid), 1U) << "pid " << pid << " is not of the last generation";
         }
     }
-
-    DaemonHarness fdsupd_;
 };
 
 TEST_F(Rollout, ThreeRestartsUnderCurlLoadRefuseNothingAndReplaceEveryPid)

@@ -325,6 +325,22 @@ std::optional<LoopbackServerSocket> loopbackServerSocket(int serverPort, int cli
     return std::nullopt;
 }
 
+double cpuSecondsOf(pid_t pid)
+{
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::vector<std::string> fields;
+    for (std::string f; rest >> f;) {
+        fields.push_back(f);
+    }
+    // state is field 3 of stat(5), index 0 here; utime and stime are 14 and 15.
+    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    return (std::stod(fields.at(11)) + std::stod(fields.at(12))) / ticks;
+}
+
 int countFdsOf(pid_t pid)
 {
     const std::string path = "/proc/" + std::to_string(pid) + "/fd";

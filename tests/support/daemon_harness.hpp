@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <iostream>
 #include <optional>
 #include <set>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "fdsup/fd.hpp"
@@ -89,6 +91,21 @@ private:
     UniqueFd pidfd_;
 };
 
+// The base of the integration fixtures: a fdsupd per test, whose log is
+// printed when the test failed.
+template <typename Base = ::testing::Test>
+class DaemonTest : public Base {
+protected:
+    void TearDown() override
+    {
+        if (Base::HasFailure()) {
+            std::cerr << "---- fdsupd log ----\n" << fdsupd_.log() << "--------------------\n";
+        }
+    }
+
+    DaemonHarness fdsupd_;
+};
+
 // [socket.web] on an ephemeral loopback port and [service.web] running
 // `binary` with `instances` instances on the worker channel (ready =
 // "channel", handoff = true, drain_timeout = "10s").
@@ -112,6 +129,8 @@ std::optional<LoopbackServerSocket> loopbackServerSocket(int serverPort, int cli
 
 // Counts /proc/PID/fd entries of another process.
 int countFdsOf(pid_t pid);
+// utime + stime of another process, in seconds (from /proc, clock ticks).
+double cpuSecondsOf(pid_t pid);
 // VmRSS of another process in KiB.
 long rssKibOf(pid_t pid);
 

@@ -207,12 +207,7 @@ void LoadClients::spawn(const std::vector<std::string> &argv)
     process.err = (dir_ / ("process-" + std::to_string(index) + ".err")).string();
     std::vector<std::string> args{kSetpriv, "--pdeathsig", "KILL", "--"};
     args.insert(args.end(), argv.begin(), argv.end());
-    std::vector<char *> argp;
-    argp.reserve(args.size() + 1);
-    for (auto &a : args) {
-        argp.push_back(a.data());
-    }
-    argp.push_back(nullptr);
+    std::vector<char *> argp = pointersTo(args);
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);

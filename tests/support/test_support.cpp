@@ -99,7 +99,8 @@ UniqueFd pipeEnd(int (&fds)[2], int keep)
     return UniqueFd(fds[keep]);
 }
 
-// argv or envp for exec: pointers into strings (which must outlive them), then NULL.
+} // namespace
+
 std::vector<char *> pointersTo(std::vector<std::string> &strings)
 {
     std::vector<char *> pointers;
@@ -110,8 +111,6 @@ std::vector<char *> pointersTo(std::vector<std::string> &strings)
     pointers.push_back(nullptr);
     return pointers;
 }
-
-} // namespace
 
 ProcessResult runProcess(const std::vector<std::string> &argv, const std::vector<std::string> &extraEnv,
                          std::chrono::milliseconds deadline)

@@ -56,6 +56,9 @@ struct ProcessResult {
     std::string err;
 };
 
+// argv or envp for exec: pointers into strings (which must outlive them), then NULL.
+std::vector<char *> pointersTo(std::vector<std::string> &strings);
+
 // Runs argv (argv[0] a path) with stdin from /dev/null, collecting stdout and
 // stderr, and waits for it to exit. Past the deadline the child is killed
 // with SIGKILL and timedOut is set. extraEnv entries ("NAME=value") are added

@@ -21,8 +21,10 @@
 
 #include "activate/activate.h"
 #include "activate/activate.hpp"
+#include "fdsup/address.hpp"
 #include "fdsup/channel.hpp"
 #include "fdsup/result.hpp"
+#include "fdsup/socket.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {
@@ -584,19 +586,23 @@ TEST_F(ChannelApi, OpenRefusesWhatIsNotASeqpacketSocket)
 }
 
 // activate_channel_connect(): an external worker's channel, to a listening
-// SEQPACKET socket (fdsupd's activation socket).
+// SEQPACKET socket (fdsupd's activation socket), bound as fdsupd binds it.
+UniqueFd listenSeqpacket(const std::string &path)
+{
+    auto address = parseAddress("unix-seqpacket:" + path);
+    EXPECT_TRUE(address) << address.error().message;
+    auto bound = bindAll(*address, SocketOptions{});
+    EXPECT_TRUE(bound) << bound.error().message;
+    return bound ? std::move(bound->front()) : UniqueFd();
+}
+
 TEST(ChannelConnect, ConnectsSendsHelloAndLeavesNothingBehind)
 {
     const int before = countOpenFds();
     const TempDir dir;
     const std::string path = (dir / "web.activation").string();
-    UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    UniqueFd listener = listenSeqpacket(path);
     ASSERT_TRUE(listener);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)), 0);
-    ASSERT_EQ(::listen(listener.get(), 4), 0);
 
     activate_channel *ch = nullptr;
     ASSERT_EQ(activate_channel_connect(&ch, path.c_str(), ACTIVATE_CAP_LISTENERS | ACTIVATE_CAP_ADOPT), 0);
@@ -642,29 +648,24 @@ TEST(ChannelConnect, ReportsWhyItCannotConnect)
     EXPECT_EQ(activate_channel_connect(&ch, path.c_str(), 0), -ECONNREFUSED);
     // A stream socket listening there is the wrong kind.
     const std::string streamPath = (dir / "stream").string();
-    UniqueFd stream(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    std::memcpy(address.sun_path, streamPath.c_str(), streamPath.size() + 1);
-    ASSERT_EQ(::bind(stream.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)), 0);
-    ASSERT_EQ(::listen(stream.get(), 4), 0);
+    auto streamAddress = parseAddress("unix:" + streamPath);
+    ASSERT_TRUE(streamAddress);
+    auto stream = bindAll(*streamAddress, SocketOptions{});
+    ASSERT_TRUE(stream) << stream.error().message;
     EXPECT_EQ(activate_channel_connect(&ch, streamPath.c_str(), 0), -EPROTOTYPE);
     EXPECT_EQ(ch, nullptr);
     bound.reset();
-    stream.reset();
+    stream->clear();
     EXPECT_EQ(countOpenFds(), before);
 }
 
 TEST(ChannelConnect, ConnectsToAnAbstractSocket)
 {
-    const std::string name = "fdsup-test-activation-" + std::to_string(::getpid());
-    UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path + 1, name.data(), name.size());
-    const auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr *>(&address), size), 0);
-    ASSERT_EQ(::listen(listener.get(), 4), 0);
+    const std::string name = "@fdsup-test-activation-" + std::to_string(::getpid());
+    const UniqueFd listener = listenSeqpacket(name);
+    ASSERT_TRUE(listener);
     activate_channel *ch = nullptr;
-    ASSERT_EQ(activate_channel_connect(&ch, ("@" + name).c_str(), 0), 0);
+    ASSERT_EQ(activate_channel_connect(&ch, name.c_str(), 0), 0);
     UniqueFd daemon(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     ASSERT_TRUE(daemon);
     ChannelMessage hello;
