@@ -33,12 +33,10 @@ std::string randomTag()
 void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOptions &options)
 {
     for (const auto &name : supervisor.allowUsers) {
-        if (const auto id = parseNumericId(name)) {
-            options.allowUids.push_back(*id);
-        } else if (auto entry = lookUpUser(name); entry && *entry) {
-            options.allowUids.push_back((*entry)->uid);
+        if (auto uid = lookUpUid(name)) {
+            options.allowUids.push_back(*uid);
         } else {
-            spdlog::warn("allow_users: unknown user '{}', ignoring", name);
+            spdlog::warn("allow_users: {}, ignoring", uid.error().message);
         }
     }
     for (const auto &name : supervisor.allowGroups) {

@@ -174,17 +174,12 @@ Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &
         profile->baseEnvironment.push_back(std::string("PATH=") + kDefaultPath);
     }
     for (const auto &user : config.activationUsers) {
-        if (const auto id = parseNumericId(user)) {
-            profile->activationUids.push_back(*id); // a uid needs no entry, as at load
-            continue;
+        auto uid = lookUpUid(user);
+        if (!uid) {
+            return Error{uid.error().code,
+                         "Service '" + config.name + "': activation_users: " + uid.error().message};
         }
-        auto entry = lookUpUser(user);
-        if (!entry || !*entry) {
-            return Error{entry ? ESRCH : entry.error().code,
-                         "Service '" + config.name + "': activation_users: " +
-                             (entry ? "no user '" + user + "'" : entry.error().message)};
-        }
-        profile->activationUids.push_back((*entry)->uid);
+        profile->activationUids.push_back(*uid);
     }
     for (const auto &group : config.activationGroups) {
         auto gid = lookUpGroup(group);

@@ -62,6 +62,21 @@ Result<std::optional<UserEntry>> lookUpUser(const std::string &user)
     }
 }
 
+Result<uid_t> lookUpUid(const std::string &user)
+{
+    if (const std::optional<std::uint32_t> numeric = parseNumericId(user)) {
+        return static_cast<uid_t>(*numeric);
+    }
+    auto entry = lookUpUser(user);
+    if (!entry) {
+        return entry.error();
+    }
+    if (!*entry) {
+        return Error{ESRCH, "user '" + user + "' not found"};
+    }
+    return (*entry)->uid;
+}
+
 Result<gid_t> lookUpGroup(const std::string &group)
 {
     if (const std::optional<gid_t> numeric = parseNumericId(group)) {

@@ -26,6 +26,10 @@ struct UserEntry {
 // when there is no such entry; an error only when NSS itself failed.
 Result<std::optional<UserEntry>> lookUpUser(const std::string &user);
 
+// The uid of a user name, for access lists: a numeric uid needs no entry
+// (as with groups below). ESRCH when there is no such user.
+Result<uid_t> lookUpUid(const std::string &user);
+
 // getgrnam_r; a numeric group needs no entry. ESRCH when there is no such group.
 Result<gid_t> lookUpGroup(const std::string &group);
 
