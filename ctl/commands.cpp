@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fdsup/varlink.hpp"
+#include "control/varlink.hpp"
 #include "table.hpp"
 
 namespace fdsup::ctl {

@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "fdsup/units.hpp"
+#include "common/units.hpp"
 
 namespace fdsup::ctl {
 

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "fdsup/config.hpp"
-#include "fdsup/units.hpp"
+#include "common/units.hpp"
+#include "config/config.hpp"
 #include "fdsup_build_config.h"
 
 namespace {

@@ -1,5 +1,5 @@
 // libactivate's worker channel: the C ABI over the core channel codec.
-#include "fdsup/channel.hpp"
+#include "core/channel.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "fdsup/address.hpp"
+#include "common/address.hpp"
 #include "fuzz.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)

@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "fdsup/channel.hpp"
+#include "core/channel.hpp"
 #include "fuzz.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)

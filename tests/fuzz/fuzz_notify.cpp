@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "fuzz.hpp"
-#include "notify.hpp"
+#include "io/notify.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {

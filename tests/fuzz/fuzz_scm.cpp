@@ -8,8 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "fdsup/fd.hpp"
-#include "fdsup/scm.hpp"
+#include "core/fd.hpp"
+#include "core/scm.hpp"
 #include "fuzz.hpp"
 
 namespace {

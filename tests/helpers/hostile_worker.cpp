@@ -41,8 +41,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "fdsup/channel.hpp"
-#include "fdsup/scm.hpp"
+#include "core/channel.hpp"
+#include "core/scm.hpp"
 
 namespace {
 

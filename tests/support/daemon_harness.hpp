@@ -15,8 +15,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "fdsup/fd.hpp"
-#include "fdsup/varlink.hpp"
+#include "control/varlink.hpp"
+#include "core/fd.hpp"
 #include "test_support.hpp"
 
 namespace fdsup::test {

@@ -10,7 +10,7 @@
 
 #include <sys/types.h>
 
-#include "fdsup/fd.hpp"
+#include "core/fd.hpp"
 #include "test_support.hpp"
 
 namespace fdsup::test {

@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "event_loop.hpp"
+#include "io/event_loop.hpp"
 
 namespace fdsup::test {
 

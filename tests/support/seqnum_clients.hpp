@@ -11,7 +11,7 @@
 
 #include <sys/types.h>
 
-#include "fdsup/fd.hpp"
+#include "core/fd.hpp"
 
 namespace fdsup::test {
 

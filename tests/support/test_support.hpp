@@ -10,7 +10,7 @@
 
 #include <sys/stat.h>
 
-#include "fdsup/fd.hpp"
+#include "core/fd.hpp"
 
 namespace fdsup::test {
 

@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "fdsup/address.hpp"
+#include "common/address.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

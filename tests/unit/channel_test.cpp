@@ -21,10 +21,10 @@
 
 #include "activate/activate.h"
 #include "activate/activate.hpp"
-#include "fdsup/address.hpp"
-#include "fdsup/channel.hpp"
-#include "fdsup/result.hpp"
-#include "fdsup/socket.hpp"
+#include "common/address.hpp"
+#include "common/result.hpp"
+#include "common/socket.hpp"
+#include "core/channel.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

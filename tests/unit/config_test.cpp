@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-#include "fdsup/config.hpp"
+#include "config/config.hpp"
 #include "fdsup_build_config.h"
 #include "test_support.hpp"
 

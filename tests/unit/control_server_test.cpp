@@ -23,9 +23,9 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "control_server.hpp"
-#include "event_loop.hpp"
-#include "fdsup/varlink.hpp"
+#include "api/control_server.hpp"
+#include "control/varlink.hpp"
+#include "io/event_loop.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

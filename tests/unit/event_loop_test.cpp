@@ -18,8 +18,8 @@
 
 #include <gtest/gtest.h>
 
-#include "event_loop.hpp"
-#include "fdsup/fd.hpp"
+#include "core/fd.hpp"
+#include "io/event_loop.hpp"
 #include "loop_driver.hpp"
 #include "test_support.hpp"
 

@@ -11,8 +11,8 @@
 
 #include <gtest/gtest.h>
 
-#include "fdsup/fd.hpp"
-#include "fdsup/result.hpp"
+#include "common/result.hpp"
+#include "core/fd.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "handoff_check.hpp"
+#include "io/handoff_check.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {
@@ -48,8 +48,8 @@ std::pair<UniqueFd, UniqueFd> connectTo(BorrowedFd listener)
 int check(BorrowedFd fd, std::vector<BorrowedFd> listeners)
 {
     const auto addresses = listenerAddresses(listeners);
-    const auto error = checkHandedConnection(fd, addresses);
-    return error ? error->code : 0;
+    const auto result = checkHandedConnection(fd, addresses);
+    return result ? 0 : result.error().code;
 }
 
 TEST(HandoffCheck, AConnectionAcceptedOnTheServicesListenerPasses)

@@ -25,10 +25,10 @@
 
 #include <gtest/gtest.h>
 
-#include "event_loop.hpp"
-#include "fdsup/fd.hpp"
+#include "core/fd.hpp"
+#include "io/event_loop.hpp"
+#include "io/notify.hpp"
 #include "loop_driver.hpp"
-#include "notify.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

@@ -17,9 +17,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "fdsup/config.hpp"
-#include "fdsup/socket.hpp"
-#include "reload_plan.hpp"
+#include "common/socket.hpp"
+#include "config/config.hpp"
+#include "daemon/reload_plan.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {
@@ -334,7 +334,7 @@ protected:
         ASSERT_EQ(fds->size(), 1U);
         fd_ = std::move(fds->front());
     }
-    std::optional<Error> change(const SocketOptions &after)
+    Result<void> change(const SocketOptions &after)
     {
         return applySocketChange(fd_.borrow(), before_, after);
     }
@@ -385,8 +385,8 @@ TEST_F(ApplySocketChangeTest, BacklogChangeTakesEffect)
 
     SocketOptions after = before_;
     after.backlog = 4;
-    const auto error = change(after);
-    ASSERT_FALSE(error.has_value()) << error->message;
+    const auto result = change(after);
+    ASSERT_TRUE(result) << result.error().message;
     EXPECT_EQ(fillAcceptQueue(path, clients), 3);
     // The connections queued before the change are still there to accept.
     for (int i = 0; i < 5; ++i) {
@@ -401,8 +401,8 @@ TEST_F(ApplySocketChangeTest, TcpSocketStillAcceptsAfterBacklogChange)
     ASSERT_NO_FATAL_FAILURE(bind("tcp://127.0.0.1:0"));
     SocketOptions after = before_;
     after.backlog = 1024;
-    const auto error = change(after);
-    ASSERT_FALSE(error.has_value()) << error->message;
+    const auto result = change(after);
+    ASSERT_TRUE(result) << result.error().message;
 
     sockaddr_in address{};
     socklen_t length = sizeof address;
@@ -426,8 +426,8 @@ TEST_F(ApplySocketChangeTest, ModeAndGroupOfTheSocketFile)
     SocketOptions after = before_;
     after.mode = 0600;
     after.group = groupId("nogroup");
-    const auto error = change(after);
-    ASSERT_FALSE(error.has_value()) << error->message;
+    const auto result = change(after);
+    ASSERT_TRUE(result) << result.error().message;
     struct stat st {};
     ASSERT_EQ(lstat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0600U);
@@ -444,10 +444,10 @@ TEST_F(ApplySocketChangeTest, RemovedFileIsAnErrorNamingThePath)
 
     SocketOptions after = before_;
     after.mode = 0600;
-    const auto error = change(after);
-    ASSERT_TRUE(error.has_value());
-    EXPECT_EQ(error->code, ENOENT);
-    EXPECT_EQ(error->message,
+    const auto result = change(after);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().code, ENOENT);
+    EXPECT_EQ(result.error().message,
               "Failed to change socket file " + path.string() + ": No such file or directory");
 }
 
@@ -462,10 +462,10 @@ TEST_F(ApplySocketChangeTest, SomethingElseInPlaceOfTheFileIsLeftAlone)
 
     SocketOptions after = before_;
     after.mode = 0600;
-    const auto error = change(after);
-    ASSERT_TRUE(error.has_value());
-    EXPECT_EQ(error->code, ENOTSOCK);
-    EXPECT_THAT(error->message, HasSubstr(path.string()));
+    const auto result = change(after);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().code, ENOTSOCK);
+    EXPECT_THAT(result.error().message, HasSubstr(path.string()));
     EXPECT_EQ(fileMode(path), mode);
 }
 
@@ -476,10 +476,10 @@ TEST_F(ApplySocketChangeTest, WhatPlanReloadRefusesIsRefusedHereToo)
     SocketOptions after = before_;
     after.backlog = 32;
     after.reusePort = true;
-    const auto error = change(after);
-    ASSERT_TRUE(error.has_value());
-    EXPECT_EQ(error->code, EINVAL);
-    EXPECT_THAT(error->message, HasSubstr("reuse_port changed from unset to true"));
+    const auto result = change(after);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().code, EINVAL);
+    EXPECT_THAT(result.error().message, HasSubstr("reuse_port changed from unset to true"));
     int reusePort = -1;
     socklen_t length = sizeof reusePort;
     ASSERT_EQ(getsockopt(fd_.get(), SOL_SOCKET, SO_REUSEPORT, &reusePort, &length), 0);
@@ -491,10 +491,10 @@ TEST_F(ApplySocketChangeTest, FileOptionsNeedAUnixPath)
     ASSERT_NO_FATAL_FAILURE(bind("tcp://127.0.0.1:0"));
     SocketOptions after;
     after.mode = 0600;
-    const auto error = change(after);
-    ASSERT_TRUE(error.has_value());
-    EXPECT_EQ(error->code, EINVAL);
-    EXPECT_THAT(error->message, HasSubstr("not a unix socket bound to a path"));
+    const auto result = change(after);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().code, EINVAL);
+    EXPECT_THAT(result.error().message, HasSubstr("not a unix socket bound to a path"));
 }
 
 } // namespace

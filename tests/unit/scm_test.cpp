@@ -22,8 +22,8 @@
 
 #include <gtest/gtest.h>
 
-#include "fdsup/result.hpp"
-#include "fdsup/scm.hpp"
+#include "common/result.hpp"
+#include "core/scm.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

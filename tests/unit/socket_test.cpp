@@ -20,8 +20,8 @@
 
 #include <gtest/gtest.h>
 
-#include "fdsup/result.hpp"
-#include "fdsup/socket.hpp"
+#include "common/result.hpp"
+#include "common/socket.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

@@ -28,9 +28,9 @@
 
 #include <gtest/gtest.h>
 
-#include "fdsup/address.hpp"
-#include "fdsup/socket.hpp"
-#include "spawn.hpp"
+#include "common/address.hpp"
+#include "common/socket.hpp"
+#include "io/spawn.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {

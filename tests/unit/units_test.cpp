@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "fdsup/units.hpp"
+#include "common/units.hpp"
 
 namespace fdsup {
 namespace {

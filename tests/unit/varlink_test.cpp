@@ -11,7 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "fdsup/varlink.hpp"
+#include "control/varlink.hpp"
 #include "test_support.hpp"
 
 namespace fdsup::varlink {

@@ -1,0 +1,687 @@
+// The control API server: Varlink over a unix stream socket, callers checked with SO_PEERCRED.
+#include "api/control_server.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <exception>
+#include <map>
+#include <string_view>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <systemd/sd-event.h>
+
+#include "common/address.hpp"
+#include "common/socket.hpp"
+
+namespace fdsup {
+
+using Json = nlohmann::json;
+
+namespace {
+
+// Bytes read from one client per wake-up: enough for any ordinary request,
+// small enough that one busy client cannot starve the others.
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
+// Connections accepted per wake-up, for the same reason.
+constexpr int kAcceptBatch = 32;
+// How long to stop accepting after running out of descriptors; accepting
+// again at once would spin on a listener that stays readable.
+constexpr Duration kAcceptBackoff = std::chrono::milliseconds(100);
+
+bool isAuthorised(const ControlOptions &options, const Peer &peer)
+{
+    return peerAllowed(peer, options.allowUids, options.allowGids);
+}
+
+// mkdir -p with 0755 for the components that are missing, so /run/fdsupd
+// exists on a system without a RuntimeDirectory= for it.
+int makeParents(const std::string &path)
+{
+    for (std::size_t slash = path.find('/', 1); slash != std::string::npos;
+         slash = path.find('/', slash + 1)) {
+        const std::string dir = path.substr(0, slash);
+        if (mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+} // namespace
+
+// The server's state, shared by its connections through a plain pointer:
+// the core outlives every connection it owns, and connections only reach it
+// while they are registered.
+class ControlCore {
+public:
+    ControlCore(EventLoop &loop, ControlOptions options, ControlServer::Handler handler)
+        : loop_(loop), options_(std::move(options)), handler_(std::move(handler))
+    {}
+    ~ControlCore();
+    ControlCore(const ControlCore &) = delete;
+    ControlCore &operator=(const ControlCore &) = delete;
+
+    void onAccept(BorrowedFd listener);
+    void remove(ControlConnection *connection);
+
+    EventLoop &loop_;
+    ControlOptions options_;
+    ControlServer::Handler handler_;
+    EventSource listenSource_;
+    EventSource backoff_;
+    std::map<ControlConnection *, std::shared_ptr<ControlConnection>> connections_;
+    // The socket file we created, removed on destruction only if it is still
+    // ours (a new fdsupd may have replaced it meanwhile).
+    std::string boundPath_;
+    dev_t boundDev_ = 0;
+    ino_t boundIno_ = 0;
+};
+
+class ControlConnection : public std::enable_shared_from_this<ControlConnection> {
+public:
+    ControlConnection(ControlCore &core, UniqueFd fd, Peer peer, bool authorised)
+        : core_(&core), fd_(std::move(fd)), peer_(std::move(peer)), authorised_(authorised),
+          reader_(core.options_.maxRequest)
+    {}
+
+    int start();
+    void onIo(std::uint32_t revents);
+    // A reply of the call in progress (or of a oneway call, which is dropped).
+    void send(const varlink::Reply &reply);
+    // The call in progress got its final reply: serve the next one, from the
+    // event loop so a handler is never re-entered from inside a reply().
+    void finished();
+    // The daemon dropped a call without replying: a bug; the client would
+    // otherwise wait forever.
+    void abandoned(const varlink::Call &call);
+    [[nodiscard]] bool closed() const { return closed_; }
+    // Unregisters from the server and closes the socket.
+    void close();
+    // Called by the server when it goes away first.
+    void detach();
+
+private:
+    void readSome();
+    void process();
+    void dispatch(const std::string &message);
+    void serveService(const varlink::Call &call);
+    void sendError(std::string_view error, Json parameters = Json::object());
+    void flush();
+    void closeWhenFlushed();
+    void updateEvents();
+
+    ControlCore *core_;
+    UniqueFd fd_;
+    Peer peer_;
+    bool authorised_;
+    varlink::FrameReader reader_;
+    EventSource io_;
+    EventSource resume_;
+    std::string out_;
+    std::size_t outStart_ = 0;
+    bool busy_ = false;       // a call is waiting for its final reply
+    bool processing_ = false; // inside process(): guards re-entry
+    bool readClosed_ = false; // the client shut down its sending side
+    bool closing_ = false;    // close once out_ is written
+    bool closed_ = false;
+};
+
+PendingCall::PendingCall(std::weak_ptr<ControlConnection> connection, varlink::Call call, Peer peer)
+    : connection_(std::move(connection)), call_(std::move(call)), peer_(std::move(peer))
+{}
+
+PendingCall::~PendingCall()
+{
+    if (finished_ || call_.oneway) {
+        return;
+    }
+    try {
+        if (const auto c = connection_.lock(); c && !c->closed()) {
+            c->abandoned(call_);
+        }
+    } catch (...) { // NOLINT(bugprone-empty-catch): a destructor must not throw
+    }
+}
+
+void PendingCall::reply(nlohmann::json parameters, bool continues)
+{
+    if (finished_) {
+        return;
+    }
+    // continues is only allowed when the client asked for more.
+    if (!call_.more) {
+        continues = false;
+    }
+    finished_ = !continues;
+    if (call_.oneway) {
+        finished_ = true;
+        return;
+    }
+    const auto c = connection_.lock();
+    if (!c || c->closed()) {
+        return;
+    }
+    varlink::Reply r;
+    r.parameters = std::move(parameters);
+    r.continues = continues;
+    c->send(r);
+    if (finished_ && !c->closed()) {
+        c->finished();
+    }
+}
+
+void PendingCall::fail(std::string_view error, nlohmann::json parameters)
+{
+    if (finished_) {
+        return;
+    }
+    finished_ = true;
+    if (call_.oneway) {
+        return;
+    }
+    const auto c = connection_.lock();
+    if (!c || c->closed()) {
+        return;
+    }
+    varlink::Reply r;
+    r.parameters = std::move(parameters);
+    r.error = std::string(error);
+    c->send(r);
+    if (!c->closed()) {
+        c->finished();
+    }
+}
+
+bool PendingCall::done() const
+{
+    if (finished_) {
+        return true;
+    }
+    const auto c = connection_.lock();
+    return !c || c->closed();
+}
+
+int ControlConnection::start()
+{
+    // Capturing a raw this is safe: io_ is owned by this object, and its
+    // destructor disables the source before the object is gone.
+    auto io = core_->loop_.addIo(fd_.borrow(), EPOLLIN, [this](std::uint32_t revents) { onIo(revents); });
+    if (!io) {
+        return -io.error().code;
+    }
+    io_ = std::move(*io);
+    return 0;
+}
+
+void ControlConnection::onIo(std::uint32_t revents)
+{
+    // close() drops the server's reference; this one keeps the object alive
+    // until the callback returns.
+    const auto self = shared_from_this();
+    try {
+        if ((revents & EPOLLOUT) != 0) {
+            flush();
+        }
+        if (closed_) {
+            return;
+        }
+        // Input first even on a hang-up: what the client sent before it went
+        // away is served like any other request (a oneway call must not be
+        // lost to the race between its data and the hang-up).
+        if ((revents & EPOLLIN) != 0 && !busy_ && !closing_ && !readClosed_) {
+            readSome();
+        } else if ((revents & (EPOLLHUP | EPOLLERR)) != 0) {
+            spdlog::debug("Control client {} hung up", describePeer(peer_));
+            close();
+        }
+    } catch (const std::exception &e) {
+        spdlog::error("Control connection of {} failed: {}, closing it", describePeer(peer_), e.what());
+        close();
+    }
+}
+
+void ControlConnection::readSome()
+{
+    std::string buffer(kReadChunk, '\0');
+    const ssize_t n = recv(fd_.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            return;
+        }
+        spdlog::debug("Failed to read from control client {}: {}", describePeer(peer_), errnoText(errno));
+        close();
+        return;
+    }
+    if (n == 0) {
+        readClosed_ = true;
+    } else {
+        reader_.append(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+    }
+    process();
+}
+
+void ControlConnection::process()
+{
+    if (processing_ || closed_) {
+        return;
+    }
+    processing_ = true;
+    std::string message;
+    while (!closed_ && !busy_ && !closing_) {
+        const int r = reader_.next(message);
+        if (r == -EMSGSIZE) {
+            spdlog::warn("Control request from {} exceeds {} bytes, closing the connection",
+                         describePeer(peer_), core_->options_.maxRequest);
+            sendError(varlink::kErrorRequestTooLarge, {{"limit", core_->options_.maxRequest}});
+            closeWhenFlushed();
+            break;
+        }
+        if (r == 0) {
+            if (readClosed_) {
+                // A shut-down stream that ends inside a message: the rest of
+                // that request will never come.
+                if (reader_.pending() > 0) {
+                    sendError(varlink::kErrorInvalidRequest,
+                              {{"reason", "connection shut down in the middle of a message"}});
+                }
+                closeWhenFlushed();
+            }
+            break;
+        }
+        dispatch(message);
+    }
+    processing_ = false;
+    if (!closed_) {
+        updateEvents();
+    }
+}
+
+void ControlConnection::dispatch(const std::string &message)
+{
+    auto decoded = varlink::decodeCall(message);
+    if (!decoded) {
+        // Debug only: the client gets the reason, and a client that sends
+        // garbage in a loop must not be able to flood the journal.
+        spdlog::debug("Invalid control request from {}: {}", describePeer(peer_), decoded.error().message);
+        sendError(varlink::kErrorInvalidRequest, {{"reason", decoded.error().message}});
+        return;
+    }
+    varlink::Call call = std::move(*decoded);
+    const std::string_view interface = varlink::interfaceOf(call.method);
+    // Introspection is public: it tells no more than the documentation, and
+    // lets a generic varlink client see what it is talking to.
+    if (interface == varlink::kServiceInterface) {
+        serveService(call);
+        return;
+    }
+    if (!authorised_) {
+        spdlog::warn("Refused control call {} from {}: not allowed", call.method, describePeer(peer_));
+        if (!call.oneway) {
+            sendError(varlink::kErrorPermissionDenied);
+        }
+        closeWhenFlushed();
+        return;
+    }
+    if (interface != varlink::kInterface) {
+        if (!call.oneway) {
+            sendError(varlink::kErrorInterfaceNotFound, {{"interface", std::string(interface)}});
+        }
+        return;
+    }
+    const bool oneway = call.oneway;
+    auto pending = std::make_shared<PendingCall>(weak_from_this(), std::move(call), peer_);
+    // Set before the handler runs: a synchronous reply clears it again.
+    busy_ = !oneway;
+    try {
+        core_->handler_(pending);
+    } catch (const std::exception &e) {
+        spdlog::error("Control call {} from {} failed: {}", pending->call().method, describePeer(peer_),
+                      e.what());
+        if (!pending->done()) {
+            close();
+        }
+    }
+}
+
+void ControlConnection::serveService(const varlink::Call &call)
+{
+    if (call.oneway) {
+        return;
+    }
+    const std::string_view method =
+        std::string_view(call.method).substr(varlink::kServiceInterface.size() + 1);
+    if (method == "GetInfo") {
+        send(varlink::Reply{{{"vendor", "fdsup"},
+                             {"product", "fdsupd"},
+                             {"version", core_->options_.version},
+                             {"url", core_->options_.url},
+                             {"interfaces", {varlink::kServiceInterface, varlink::kInterface}}},
+                            false,
+                            {}});
+        return;
+    }
+    if (method == "GetInterfaceDescription") {
+        const auto it = call.parameters.find("interface");
+        if (it == call.parameters.end() || !it->is_string()) {
+            sendError(varlink::kErrorInvalidParameter, {{"parameter", "interface"}});
+            return;
+        }
+        const auto &name = it->get_ref<const std::string &>();
+        std::string_view description;
+        if (name == varlink::kInterface) {
+            description = varlink::managerInterfaceDescription();
+        } else if (name == varlink::kServiceInterface) {
+            description = varlink::serviceInterfaceDescription();
+        } else {
+            sendError(varlink::kErrorInterfaceNotFound, {{"interface", name}});
+            return;
+        }
+        send(varlink::Reply{{{"description", description}}, false, {}});
+        return;
+    }
+    sendError(varlink::kErrorMethodNotFound, {{"method", call.method}});
+}
+
+void ControlConnection::sendError(std::string_view error, Json parameters)
+{
+    send(varlink::Reply{std::move(parameters), false, std::string(error)});
+}
+
+void ControlConnection::send(const varlink::Reply &reply)
+{
+    if (closed_) {
+        return;
+    }
+    out_ += varlink::encodeReply(reply);
+    flush();
+    // Checked after writing what the socket takes: the limit is on what a
+    // client leaves unread, not on the size of one reply.
+    if (!closed_ && out_.size() - outStart_ > core_->options_.maxOutput) {
+        spdlog::warn("Control client {} does not read its replies ({} bytes queued), dropping it",
+                     describePeer(peer_), out_.size() - outStart_);
+        close();
+    }
+}
+
+void ControlConnection::flush()
+{
+    while (outStart_ < out_.size()) {
+        const ssize_t n =
+            ::send(fd_.get(), out_.data() + outStart_, out_.size() - outStart_, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) {
+            outStart_ += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN) {
+            break;
+        }
+        spdlog::debug("Failed to write to control client {}: {}", describePeer(peer_), errnoText(errno));
+        close();
+        return;
+    }
+    if (outStart_ == out_.size()) {
+        out_.clear();
+        outStart_ = 0;
+        if (closing_) {
+            close();
+            return;
+        }
+    } else if (outStart_ > out_.size() / 2) {
+        out_.erase(0, outStart_);
+        outStart_ = 0;
+    }
+    updateEvents();
+}
+
+void ControlConnection::closeWhenFlushed()
+{
+    closing_ = true;
+    if (out_.empty()) {
+        close();
+    }
+}
+
+void ControlConnection::updateEvents()
+{
+    if (closed_ || !io_) {
+        return;
+    }
+    std::uint32_t events = 0;
+    // While a call is in progress later requests stay in the socket buffer
+    // (Varlink serves a connection's calls in order), which also bounds what
+    // a pipelining client can make fdsupd hold. A hang-up is still reported.
+    if (!busy_ && !closing_ && !readClosed_) {
+        events |= EPOLLIN;
+    }
+    if (outStart_ < out_.size()) {
+        events |= EPOLLOUT;
+    }
+    io_.setIoEvents(events);
+}
+
+void ControlConnection::finished()
+{
+    busy_ = false;
+    if (processing_) {
+        return; // the loop in process() goes on by itself
+    }
+    auto resume = core_->loop_.addDefer([this] {
+        // Released first: process() may queue a new resume.
+        const auto self = shared_from_this();
+        EventSource done = std::move(resume_);
+        try {
+            process();
+        } catch (const std::exception &e) {
+            spdlog::error("Control connection of {} failed: {}, closing it", describePeer(peer_), e.what());
+            close();
+        }
+    });
+    if (!resume) {
+        spdlog::error("Failed to resume control connection of {}: {}", describePeer(peer_),
+                      resume.error().message);
+        close();
+        return;
+    }
+    resume_ = std::move(*resume);
+}
+
+void ControlConnection::abandoned(const varlink::Call &call)
+{
+    spdlog::error("Control call {} from {} was dropped without a reply, closing the connection", call.method,
+                  describePeer(peer_));
+    close();
+}
+
+void ControlConnection::close()
+{
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    io_.reset();
+    resume_.reset();
+    fd_.reset();
+    if (core_ != nullptr) {
+        // Last: this may drop the last owner of *this (callers hold their own).
+        std::exchange(core_, nullptr)->remove(this);
+    }
+}
+
+void ControlConnection::detach()
+{
+    core_ = nullptr;
+    close();
+}
+
+ControlCore::~ControlCore()
+{
+    // Detach first: closing must not call back into a map being destroyed.
+    auto connections = std::move(connections_);
+    for (auto &[raw, connection] : connections) {
+        connection->detach();
+    }
+    if (!boundPath_.empty()) {
+        struct stat st {};
+        if (lstat(boundPath_.c_str(), &st) == 0 && st.st_dev == boundDev_ && st.st_ino == boundIno_) {
+            unlink(boundPath_.c_str());
+        }
+    }
+}
+
+void ControlCore::remove(ControlConnection *connection)
+{
+    connections_.erase(connection);
+}
+
+void ControlCore::onAccept(BorrowedFd listener)
+{
+    for (int i = 0; i < kAcceptBatch; ++i) {
+        UniqueFd fd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (!fd) {
+            const int err = errno;
+            if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) {
+                return;
+            }
+            spdlog::warn("Failed to accept a control connection: {}, pausing for {}", errnoText(err),
+                         formatDuration(kAcceptBackoff));
+            listenSource_.setEnabled(SD_EVENT_OFF);
+            auto timer = loop_.addTimer(kAcceptBackoff, [this] {
+                listenSource_.setEnabled(SD_EVENT_ON);
+                backoff_.reset();
+            });
+            if (timer) {
+                backoff_ = std::move(*timer);
+            } else {
+                listenSource_.setEnabled(SD_EVENT_ON);
+            }
+            return;
+        }
+        Peer peer;
+        if (const int r = peerOf(fd.borrow(), peer); r < 0) {
+            spdlog::warn("Failed to get the credentials of a control client: {}, closing it", errnoText(r));
+            continue;
+        }
+        if (connections_.size() >= options_.maxClients) {
+            spdlog::warn("Refused control connection from {}: too many clients (limit {})",
+                         describePeer(peer), options_.maxClients);
+            continue;
+        }
+        const bool authorised = isAuthorised(options_, peer);
+        auto connection =
+            std::make_shared<ControlConnection>(*this, std::move(fd), std::move(peer), authorised);
+        if (const int r = connection->start(); r < 0) {
+            spdlog::error("Failed to watch a control connection: {}", errnoText(r));
+            continue;
+        }
+        connections_.emplace(connection.get(), std::move(connection));
+    }
+}
+
+struct ControlServer::State {
+    explicit State(EventLoop &loop, ControlOptions options, Handler handler)
+        : core(loop, std::move(options), std::move(handler))
+    {}
+    ControlCore core;
+};
+
+void ControlServer::setAccess(std::vector<uid_t> uids, std::vector<gid_t> gids)
+{
+    state_->core.options_.allowUids = std::move(uids);
+    state_->core.options_.allowGids = std::move(gids);
+}
+
+Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop &loop, ControlOptions options,
+                                                             Handler handler, UniqueFd adopted)
+{
+    std::unique_ptr<ControlServer> server(new ControlServer());
+    server->state_ = std::make_unique<State>(loop, std::move(options), std::move(handler));
+    ControlCore &core = server->state_->core;
+    const std::string &path = core.options_.path;
+
+    if (adopted) {
+        int type = 0;
+        int listening = 0;
+        socklen_t len = sizeof(type);
+        socklen_t len2 = sizeof(listening);
+        if (getsockopt(adopted.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+            getsockopt(adopted.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len2) < 0) {
+            return errnoError(errno, "Failed to inspect the control socket passed in");
+        }
+        if (type != SOCK_STREAM || listening == 0) {
+            return Error{EINVAL, "The control socket passed in is not a listening stream socket"};
+        }
+        server->listener_ = std::move(adopted);
+    } else {
+        const bool abstract = !path.empty() && path.front() == '@';
+        if (!abstract) {
+            if (const int r = makeParents(path); r < 0) {
+                return errnoError(r, "Failed to create the directory of control socket " + path);
+            }
+        }
+        auto address = parseAddress("unix:" + path);
+        if (!address) {
+            return Error{EINVAL, "Invalid control socket path: " + address.error().message};
+        }
+        SocketOptions socketOptions;
+        if (!abstract) {
+            socketOptions.mode = core.options_.mode;
+        }
+        socketOptions.removeStale = true;
+        auto bound = bindAll(*address, socketOptions);
+        if (!bound) {
+            return bound.error();
+        }
+        if (bound->size() != 1) {
+            return Error{EINVAL, "Control socket " + path + " resolved to more than one address"};
+        }
+        server->listener_ = std::move(bound->front());
+        struct stat st {};
+        if (!abstract && lstat(path.c_str(), &st) == 0) {
+            core.boundPath_ = path;
+            core.boundDev_ = st.st_dev;
+            core.boundIno_ = st.st_ino;
+        }
+    }
+    // Non-blocking so that a connection reset between readiness and accept4()
+    // cannot block the loop.
+    const int flags = fcntl(server->listener_.get(), F_GETFL);
+    if (flags < 0 || fcntl(server->listener_.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+        return errnoError(errno, "Failed to make the control socket non-blocking");
+    }
+    const BorrowedFd listener = server->listener_.borrow();
+    auto source = loop.addIo(listener, EPOLLIN, [&core, listener](std::uint32_t) {
+        try {
+            core.onAccept(listener);
+        } catch (const std::exception &e) {
+            spdlog::error("Failed to accept a control connection: {}", e.what());
+        }
+    });
+    if (!source) {
+        return source.error();
+    }
+    core.listenSource_ = std::move(*source);
+    return server;
+}
+
+ControlServer::~ControlServer()
+{
+    // The sources go before the listener they watch.
+    state_.reset();
+}
+
+std::size_t ControlServer::clients() const
+{
+    return state_ ? state_->core.connections_.size() : 0;
+}
+
+} // namespace fdsup

@@ -1,0 +1,92 @@
+// The control API server: Varlink over a unix stream socket, callers checked with SO_PEERCRED.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "common/result.hpp"
+#include "control/varlink.hpp"
+#include "core/fd.hpp"
+#include "io/event_loop.hpp"
+#include "io/peer.hpp"
+
+namespace fdsup {
+
+class ControlConnection;
+
+// A call being served. The handler may reply at once or keep the shared_ptr
+// and reply later (a stop waits for the workers to exit); replies to a
+// connection that has gone are dropped. For more=true calls, reply with
+// continues=true any number of times, then once without.
+class PendingCall {
+public:
+    PendingCall(std::weak_ptr<ControlConnection> connection, varlink::Call call, Peer peer);
+    // Dropping an unfinished call (not oneway) without a reply is a bug: it
+    // is logged and the connection closed, so the client is not left waiting.
+    ~PendingCall();
+    PendingCall(const PendingCall &) = delete;
+    PendingCall &operator=(const PendingCall &) = delete;
+    [[nodiscard]] const varlink::Call &call() const { return call_; }
+    [[nodiscard]] const Peer &peer() const { return peer_; }
+    void reply(nlohmann::json parameters, bool continues = false);
+    void fail(std::string_view error, nlohmann::json parameters = nlohmann::json::object());
+    // True once the final reply was sent or the client went away.
+    [[nodiscard]] bool done() const;
+
+private:
+    std::weak_ptr<ControlConnection> connection_;
+    varlink::Call call_;
+    Peer peer_;
+    bool finished_ = false;
+};
+
+struct ControlOptions {
+    std::string path;             // unix socket path (stale socket file replaced)
+    mode_t mode = 0660;           // of the socket file
+    std::vector<uid_t> allowUids; // besides 0
+    std::vector<gid_t> allowGids; // primary or supplementary group of the caller
+    std::size_t maxRequest = 1U << 20;
+    unsigned maxClients = 64;
+    // Replies not yet taken by a slow client; past it the client is dropped.
+    std::size_t maxOutput = 16U << 20;
+    // For org.varlink.service.GetInfo.
+    std::string version;
+    std::string url;
+};
+
+class ControlServer {
+public:
+    using Handler = std::function<void(const std::shared_ptr<PendingCall> &call)>;
+
+    // Binds the socket (or adopts an already bound, listening fd when
+    // `adopted` is valid) and serves org.varlink.service.* itself; every
+    // io.fdsup.Manager.* call of an authorised peer goes to handler. An
+    // unauthorised peer's calls are answered with PermissionDenied and the
+    // connection closed; a request that is not valid JSON or not a call gets
+    // InvalidRequest; one over maxRequest gets RequestTooLarge and the
+    // connection is closed; past maxClients new connections are closed at
+    // once (logged). None of these affect other clients or the daemon.
+    static Result<std::unique_ptr<ControlServer>> create(EventLoop &loop, ControlOptions options,
+                                                         Handler handler, UniqueFd adopted = UniqueFd());
+    ~ControlServer();
+    ControlServer(const ControlServer &) = delete;
+    ControlServer &operator=(const ControlServer &) = delete;
+
+    [[nodiscard]] BorrowedFd listener() const { return listener_.borrow(); }
+    // Who besides root may call (reload): applies to connections made from now on.
+    void setAccess(std::vector<uid_t> uids, std::vector<gid_t> gids);
+    [[nodiscard]] std::size_t clients() const;
+
+private:
+    ControlServer() = default;
+    struct State;
+    std::unique_ptr<State> state_;
+    UniqueFd listener_;
+};
+
+} // namespace fdsup

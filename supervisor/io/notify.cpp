@@ -1,0 +1,437 @@
+// The sd_notify protocol, served by fdsupd: parsing datagrams and the receiving socket.
+#include "io/notify.hpp"
+
+#include <array>
+#include <cassert>
+#include <cerrno>
+#include <charconv>
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <utility>
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+namespace fdsup {
+namespace {
+
+// systemd's NOTIFY_RCVBUF_SIZE. Datagram queues on AF_UNIX are bounded by
+// net.unix.max_dgram_qlen and the senders' SO_SNDBUF rather than by this,
+// but a large receive buffer costs nothing until used and is what systemd
+// sets, so fdsupd never drops what systemd would have kept.
+constexpr int kReceiveBuffer = 8 * 1024 * 1024;
+
+// Untrusted text in log and error messages: printable ASCII as is, every
+// other byte escaped, cut short so one datagram cannot flood a log line.
+std::string printable(std::string_view text)
+{
+    constexpr std::size_t kMax = 64;
+    std::string out;
+    for (std::size_t i = 0; i < text.size() && i < kMax; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x7F && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            static constexpr char kHex[] = "0123456789abcdef";
+            out += "\\x";
+            out += kHex[c >> 4];
+            out += kHex[c & 0xF];
+        }
+    }
+    if (text.size() > kMax) {
+        out += "...";
+    }
+    return out;
+}
+
+Error invalid(std::string_view line, const std::string &why)
+{
+    return Error{EINVAL, "Invalid notify assignment '" + printable(line) + "': " + why};
+}
+
+// Digits only: no sign, no blanks, no "0x". sd_notify() senders format
+// numbers with printf("%" PRIu64), so anything else is a broken sender.
+template <typename T>
+bool parseDecimal(std::string_view text, T max, T &out)
+{
+    if (text.empty()) {
+        return false;
+    }
+    for (const char c : text) {
+        if (c < '0' || c > '9') {
+            return false;
+        }
+    }
+    T value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value > max) {
+        return false;
+    }
+    out = value;
+    return true;
+}
+
+// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF):
+// STATUS= ends up in JSON on the control API, which must stay valid.
+bool validUtf8(std::string_view text)
+{
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        std::size_t length = 0;
+        std::uint32_t min = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            length = 2;
+            min = 0x80;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            length = 3;
+            min = 0x800;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            length = 4;
+            min = 0x10000;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (text.size() - i < length) {
+            return false;
+        }
+        for (std::size_t k = 1; k < length; ++k) {
+            const auto cc = static_cast<unsigned char>(text[i + k]);
+            if ((cc & 0xC0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            return false;
+        }
+        i += length;
+    }
+    return true;
+}
+
+// A flag assignment: only the one value systemd acts on sets it; others
+// ("READY=0") are not errors, just not ours to act on.
+bool setFlag(std::string_view value, std::string_view expected, bool &flag)
+{
+    if (value != expected) {
+        return false;
+    }
+    flag = true;
+    return true;
+}
+
+} // namespace
+
+bool validFdName(std::string_view name)
+{
+    if (name.empty() || name.size() > 255) {
+        return false;
+    }
+    for (const char c : name) {
+        if (c < 0x20 || c >= 0x7F || c == ':') {
+            return false;
+        }
+    }
+    return true;
+}
+
+Result<NotifyMessage> parseNotify(std::string_view text)
+{
+    if (text.find('\0') != std::string_view::npos) {
+        return Error{EINVAL, "Invalid notify message: contains a NUL byte"};
+    }
+    NotifyMessage message;
+    std::optional<std::string_view> fdName;
+    bool fdPollSeen = false;
+    std::size_t assignments = 0;
+
+    while (!text.empty()) {
+        const auto newline = text.find('\n');
+        const std::string_view line = text.substr(0, newline);
+        text = newline == std::string_view::npos ? std::string_view() : text.substr(newline + 1);
+        if (line.empty()) {
+            continue;
+        }
+        ++assignments;
+        const auto equals = line.find('=');
+        if (equals == std::string_view::npos || equals == 0) {
+            return invalid(line, "not KEY=VALUE");
+        }
+        const std::string_view key = line.substr(0, equals);
+        const std::string_view value = line.substr(equals + 1);
+
+        bool known = false;
+        if (key == "READY") {
+            known = setFlag(value, "1", message.ready);
+        } else if (key == "RELOADING") {
+            known = setFlag(value, "1", message.reloading);
+        } else if (key == "STOPPING") {
+            known = setFlag(value, "1", message.stopping);
+        } else if (key == "WATCHDOG") {
+            known =
+                setFlag(value, "1", message.watchdog) || setFlag(value, "trigger", message.watchdogTrigger);
+        } else if (key == "FDSTORE") {
+            known = setFlag(value, "1", message.fdStore);
+        } else if (key == "FDSTOREREMOVE") {
+            known = setFlag(value, "1", message.fdStoreRemove);
+        } else if (key == "BARRIER") {
+            known = setFlag(value, "1", message.barrier);
+        } else if (key == "FDPOLL") {
+            if (value == "0" || value == "1") {
+                known = true;
+                // First value counts, like every other repeated key.
+                if (!std::exchange(fdPollSeen, true)) {
+                    message.fdPoll = value == "1";
+                }
+            }
+        } else if (key == "WATCHDOG_USEC" || key == "EXTEND_TIMEOUT_USEC") {
+            std::uint64_t usec = 0;
+            if (!parseDecimal(value, std::numeric_limits<std::uint64_t>::max(), usec)) {
+                return invalid(line, "not a decimal number of microseconds (0-18446744073709551615)");
+            }
+            auto &field = key == "WATCHDOG_USEC" ? message.watchdogUsec : message.extendTimeoutUsec;
+            if (!field) {
+                field = usec;
+            }
+            known = true;
+        } else if (key == "ERRNO") {
+            int number = 0;
+            if (!parseDecimal(value, std::numeric_limits<int>::max(), number)) {
+                return invalid(line, "not a non-negative decimal errno");
+            }
+            if (!message.errnoValue) {
+                message.errnoValue = number;
+            }
+            known = true;
+        } else if (key == "MAINPID") {
+            pid_t pid = 0;
+            if (!parseDecimal(value, std::numeric_limits<pid_t>::max(), pid) || pid == 0) {
+                return invalid(line, "not a pid (a positive decimal number)");
+            }
+            if (!message.mainPid) {
+                message.mainPid = pid;
+            }
+            known = true;
+        } else if (key == "STATUS") {
+            if (!validUtf8(value)) {
+                return invalid(line, "not UTF-8");
+            }
+            if (!message.status) {
+                message.status = std::string(value);
+            }
+            known = true;
+        } else if (key == "FDNAME") {
+            if (!validFdName(value)) {
+                return invalid(line, "a name is 1-255 printable ASCII characters without ':' (it separates "
+                                     "LISTEN_FDNAMES)");
+            }
+            if (!fdName) {
+                fdName = value;
+            }
+            known = true;
+        }
+        if (!known) {
+            message.unknown.emplace_back(line);
+        }
+    }
+
+    if (message.fdStoreRemove && !fdName) {
+        return Error{EINVAL, "Invalid notify message: FDSTOREREMOVE=1 needs FDNAME= to say what to remove"};
+    }
+    if (message.barrier && assignments != 1) {
+        // systemd ignores such a datagram entirely; so do we, loudly.
+        return Error{EINVAL, "Invalid notify message: BARRIER=1 must be alone in its datagram"};
+    }
+    message.fdName = fdName ? std::string(*fdName) : std::string("stored");
+    return message;
+}
+
+Result<std::unique_ptr<NotifyServer>> NotifyServer::create(EventLoop &loop, const std::string &name,
+                                                           Handler handler)
+{
+    assert(handler);
+    sockaddr_un address{};
+    // sun_path[0] is the abstract namespace's NUL; the name follows, unterminated.
+    if (name.empty() || name.size() > sizeof(address.sun_path) - 1 || name.find('\0') != std::string::npos) {
+        return Error{EINVAL, "Invalid notify socket name '@" + printable(name) + "': must be 1-" +
+                                 std::to_string(sizeof(address.sun_path) - 1) + " bytes without NUL"};
+    }
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path + 1, name.data(), name.size());
+    const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+
+    std::unique_ptr<NotifyServer> server(new NotifyServer());
+    server->path_ = "@" + name;
+    server->fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!server->fd_) {
+        return errnoError(errno, "Failed to create notify socket " + server->path_);
+    }
+    // Before bind: a datagram that arrives between bind() and setsockopt()
+    // would otherwise come without credentials and be dropped.
+    const int one = 1;
+    if (::setsockopt(server->fd_.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+        return errnoError(errno, "Failed to set SO_PASSCRED on notify socket " + server->path_);
+    }
+    // FORCE needs CAP_NET_ADMIN; without it the kernel caps SO_RCVBUF at
+    // net.core.rmem_max, which is still the best we can get. Best effort.
+    const int fd = server->fd_.get();
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof(kReceiveBuffer)) < 0) {
+        (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof(kReceiveBuffer));
+    }
+    if (::bind(server->fd_.get(), reinterpret_cast<const sockaddr *>(&address), length) < 0) {
+        return errnoError(errno, "Failed to bind notify socket " + server->path_);
+    }
+    server->handler_ = std::make_shared<Handler>(std::move(handler));
+    NotifyServer *self = server.get();
+    auto source = loop.addIo(server->fd_.borrow(), EPOLLIN, [self](std::uint32_t) { self->onReadable(); });
+    if (!source) {
+        return source.error();
+    }
+    server->source_ = std::move(source).value();
+    return server;
+}
+
+void NotifyServer::drop(pid_t pid, const std::string &why)
+{
+    ++dropped_;
+    spdlog::debug("Dropped notify datagram on {} from pid {}: {}", path_, pid, why);
+}
+
+void NotifyServer::onReadable()
+{
+    const std::weak_ptr<int> alive = lifetime_;
+    for (std::size_t i = 0; i < kNotifyMaxPerWakeup; ++i) {
+        const int r = receiveOne(alive);
+        if (alive.expired()) {
+            return; // the handler destroyed us
+        }
+        if (r == 0) {
+            return;
+        }
+        if (r < 0) {
+            // Not expected on a bound datagram socket; the level-triggered
+            // source calls again if it persists, so one line per wake-up.
+            spdlog::warn("Failed to receive on notify socket {}: {}, ignoring", path_, errnoText(r));
+            return;
+        }
+    }
+}
+
+int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
+{
+    std::array<char, kNotifyMaxDatagram> buffer{};
+    // Room for the credentials and kNotifyMaxFds fds, like systemd, so a
+    // sender within the protocol's limits never sees MSG_CTRUNC.
+    constexpr std::size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kNotifyMaxFds);
+    alignas(cmsghdr) std::array<char, kControlSize> control{};
+
+    iovec iov{buffer.data(), buffer.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+
+    ssize_t n = 0;
+    do {
+        n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    }
+
+    // Take every fd first, so that every path below closes them.
+    std::vector<UniqueFd> fds;
+    const ucred *credentials = nullptr;
+    bool unexpectedControl = false;
+    for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            const auto *data = CMSG_DATA(c);
+            for (std::size_t k = 0; k < count; ++k) {
+                int fd = -1;
+                std::memcpy(&fd, data + k * sizeof(int), sizeof(int));
+                fds.emplace_back(fd);
+            }
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+                   c->cmsg_len == CMSG_LEN(sizeof(ucred))) {
+            credentials = reinterpret_cast<const ucred *>(CMSG_DATA(c));
+        } else {
+            unexpectedControl = true;
+        }
+    }
+    const pid_t pid = credentials != nullptr ? credentials->pid : 0;
+
+    if ((msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > buffer.size()) {
+        drop(pid, "larger than " + std::to_string(kNotifyMaxDatagram) + " bytes (" + std::to_string(n) + ")");
+        return 1;
+    }
+    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+        drop(pid, "control data truncated (more than " + std::to_string(kNotifyMaxFds) +
+                      " fds, or RLIMIT_NOFILE reached)");
+        return 1;
+    }
+    if (unexpectedControl) {
+        drop(pid, "unexpected control message");
+        return 1;
+    }
+    // The kernel attaches credentials to every datagram once SO_PASSCRED is
+    // on; pid 0 means the sender is in a pid namespace we cannot see, so we
+    // cannot tell which instance sent it.
+    if (credentials == nullptr || pid <= 0) {
+        drop(pid, "no sender credentials");
+        return 1;
+    }
+
+    auto parsed = parseNotify(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+    if (!parsed) {
+        drop(pid, parsed.error().message);
+        return 1;
+    }
+    NotifyMessage message = std::move(parsed).value();
+    message.pid = credentials->pid;
+    message.uid = credentials->uid;
+    message.gid = credentials->gid;
+
+    if (message.barrier) {
+        // sd_notify_barrier() waits for its fd to be closed: everything the
+        // sender sent before has been handled by now, datagrams being read in
+        // order. Closing it (fds going out of scope) is the whole answer.
+        return 1;
+    }
+    if (message.fdStore) {
+        message.fds = std::move(fds);
+    } else if (!fds.empty()) {
+        spdlog::debug("Closing {} fds sent without FDSTORE=1 on {} by pid {}", fds.size(), path_, pid);
+        fds.clear();
+    }
+
+    // Keep the handler alive even if it destroys this server.
+    const auto handler = handler_;
+    try {
+        (*handler)(std::move(message));
+    } catch (const std::exception &e) {
+        if (!alive.expired()) {
+            ++dropped_;
+        }
+        spdlog::error("Notify handler failed for pid {}: {}, ignoring", pid, e.what());
+    }
+    return 1;
+}
+
+} // namespace fdsup

@@ -1,0 +1,263 @@
+// The listening sockets fdsupd holds: bound from the configuration or adopted from its own LISTEN_FDS.
+#include "io/sockets.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include "common/address.hpp"
+#include "common/socket.hpp"
+
+namespace fdsup {
+namespace {
+
+int familyOf(const Address &address)
+{
+    if (address.isUnix()) {
+        return AF_UNIX;
+    }
+    return address.isIpv6Literal() ? AF_INET6 : (address.isNumericHost() ? AF_INET : AF_UNSPEC);
+}
+
+std::string localAddress(BorrowedFd fd)
+{
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (getsockname(fd.get(), reinterpret_cast<sockaddr *>(&local), &len) < 0) {
+        return "unknown";
+    }
+    return formatSocketAddress(reinterpret_cast<const sockaddr *>(&local), len);
+}
+
+// An inherited descriptor must be what the configuration says it is, or the
+// workers would be handed something they cannot serve.
+Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedFd fd)
+{
+    int type = 0;
+    int domain = 0;
+    int listening = 0;
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+        return errnoError(errno, "inherited descriptor for socket '" + socket.name + "' is not a socket");
+    }
+    len = sizeof(int);
+    getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    const Address &want = socket.listen.front();
+    if (type != want.socketType()) {
+        return Error{EPROTOTYPE, "inherited descriptor for socket '" + socket.name +
+                                     "' has the wrong type for " + formatAddress(want)};
+    }
+    const int family = familyOf(want);
+    if (family != AF_UNSPEC && family != domain) {
+        return Error{EAFNOSUPPORT, "inherited descriptor for socket '" + socket.name +
+                                       "' has the wrong address family for " + formatAddress(want)};
+    }
+    if (type != SOCK_DGRAM) {
+        len = sizeof(int);
+        if (getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || listening == 0) {
+            return Error{EINVAL, "inherited descriptor for socket '" + socket.name + "' is not listening"};
+        }
+    }
+    return localAddress(fd);
+}
+
+} // namespace
+
+Result<InheritedFds> InheritedFds::fromEnvironment()
+{
+    InheritedFds inherited;
+    char **names = nullptr;
+    const int n = sd_listen_fds_with_names(1, &names);
+    if (n < 0) {
+        return errnoError(n, "Failed to read LISTEN_FDS");
+    }
+    for (int i = 0; i < n; ++i) {
+        const int fd = SD_LISTEN_FDS_START + i;
+        // sd_listen_fds() leaves them inheritable; fdsupd's own fds are born
+        // CLOEXEC, and so must these be.
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        inherited.byName.emplace(names != nullptr && names[i] != nullptr ? names[i] : "unknown",
+                                 UniqueFd(fd));
+    }
+    if (names != nullptr) {
+        for (int i = 0; i < n; ++i) {
+            free(names[i]); // NOLINT(cppcoreguidelines-no-malloc): allocated by libsystemd
+        }
+        free(names); // NOLINT(cppcoreguidelines-no-malloc)
+    }
+    return inherited;
+}
+
+namespace {
+
+// Unix socket files bound so far; unlinked unless open() succeeds, so a
+// failed start leaves nothing behind on disk either.
+class CreatedFiles {
+public:
+    CreatedFiles() = default;
+    CreatedFiles(const CreatedFiles &) = delete;
+    CreatedFiles &operator=(const CreatedFiles &) = delete;
+    ~CreatedFiles()
+    {
+        for (const auto &path : paths_) {
+            unlink(path.c_str());
+        }
+    }
+    void add(const Address &address)
+    {
+        if (address.isUnix() && !address.abstract) {
+            paths_.push_back(address.host);
+        }
+    }
+    void keep() { paths_.clear(); }
+
+private:
+    std::vector<std::string> paths_;
+};
+
+} // namespace
+
+Result<SocketSet> SocketSet::open(const config::Config &config, InheritedFds inherited)
+{
+    SocketSet set;
+    CreatedFiles created;
+    for (const auto &socket : config.sockets) {
+        HeldSocket held;
+        held.config = socket;
+        auto [first, last] = inherited.byName.equal_range(socket.name);
+        if (first != last) {
+            held.adopted = true;
+            for (auto it = first; it != last; ++it) {
+                auto address = checkInherited(socket, it->second.borrow());
+                if (!address) {
+                    return address.error();
+                }
+                held.addresses.push_back(*address);
+                held.fds.push_back(std::move(it->second));
+            }
+            inherited.byName.erase(first, last);
+            spdlog::info("Adopted socket '{}' ({} descriptor{}: {})", socket.name, held.fds.size(),
+                         held.fds.size() == 1 ? "" : "s", held.addresses.front());
+        } else {
+            for (const auto &address : socket.listen) {
+                auto fds = bindAll(address, socket.options);
+                if (!fds) {
+                    return Error{fds.error().code,
+                                 "Failed to bind socket '" + socket.name + "': " + fds.error().message};
+                }
+                created.add(address);
+                for (auto &fd : *fds) {
+                    held.addresses.push_back(localAddress(fd.borrow()));
+                    held.fds.push_back(std::move(fd));
+                }
+            }
+            spdlog::info("Bound socket '{}' on {}", socket.name, fmt::join(held.addresses, ", "));
+        }
+        set.sockets_.push_back(std::move(held));
+    }
+    for (const auto &[name, fd] : inherited.byName) {
+        spdlog::warn("Inherited descriptor named '{}' matches no [socket.{}], closing it", name, name);
+    }
+    created.keep();
+    return set;
+}
+
+const HeldSocket *SocketSet::find(std::string_view name) const
+{
+    for (const auto &socket : sockets_) {
+        if (socket.config.name == name) {
+            return &socket;
+        }
+    }
+    return nullptr;
+}
+
+HeldSocket *SocketSet::find(std::string_view name)
+{
+    for (auto &socket : sockets_) {
+        if (socket.config.name == name) {
+            return &socket;
+        }
+    }
+    return nullptr;
+}
+
+void SocketSet::merge(SocketSet &&other)
+{
+    for (auto &socket : other.sockets_) {
+        sockets_.push_back(std::move(socket));
+    }
+    other.sockets_.clear();
+}
+
+void SocketSet::close(std::string_view name)
+{
+    const auto it = std::find_if(sockets_.begin(), sockets_.end(),
+                                 [&](const HeldSocket &s) { return s.config.name == name; });
+    if (it == sockets_.end()) {
+        return;
+    }
+    if (!it->adopted) {
+        for (const auto &address : it->config.listen) {
+            // The file fdsupd created at bind; a non-socket there is left alone.
+            struct stat st {};
+            if (address.isUnix() && !address.abstract && lstat(address.host.c_str(), &st) == 0 &&
+                S_ISSOCK(st.st_mode)) {
+                (void)unlink(address.host.c_str());
+            }
+        }
+    }
+    spdlog::info("Closed socket '{}'", it->config.name);
+    sockets_.erase(it);
+}
+
+std::size_t SocketSet::fdCount() const
+{
+    std::size_t n = 0;
+    for (const auto &socket : sockets_) {
+        n += socket.fds.size();
+    }
+    return n;
+}
+
+std::uint64_t raiseFileLimit(std::uint64_t wanted)
+{
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0) {
+        return 1024;
+    }
+    rlimit next = limit;
+    if (wanted == 0) {
+        next.rlim_cur = limit.rlim_max;
+    } else {
+        next.rlim_cur = wanted;
+        if (wanted > limit.rlim_max) {
+            next.rlim_max = wanted; // only root may; tried, then fall back
+        }
+    }
+    if (setrlimit(RLIMIT_NOFILE, &next) < 0) {
+        const int err = errno;
+        next.rlim_max = limit.rlim_max;
+        next.rlim_cur = std::min<rlim_t>(next.rlim_cur, limit.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &next) < 0) {
+            spdlog::warn("Failed to raise RLIMIT_NOFILE from {}: {}, ignoring", limit.rlim_cur,
+                         errnoText(errno));
+            return limit.rlim_cur;
+        }
+        spdlog::warn("Failed to raise RLIMIT_NOFILE to {}: {}; using {}", wanted, errnoText(err),
+                     next.rlim_cur);
+    }
+    return next.rlim_cur;
+}
+
+} // namespace fdsup

@@ -1,0 +1,126 @@
+// fdsupd's end of a worker channel.
+#include "io/worker_channel.hpp"
+
+#include <cerrno>
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <spdlog/spdlog.h>
+
+namespace fdsup {
+
+Result<std::unique_ptr<WorkerChannel>> WorkerChannel::create(EventLoop &loop, UniqueFd &workerEnd,
+                                                             MessageHandler onMessage, CloseHandler onClose)
+{
+    int pair[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+        return errnoError(errno, "Failed to create a worker channel");
+    }
+    UniqueFd ours(pair[0]);
+    UniqueFd theirs(pair[1]);
+    auto channel = adopt(loop, std::move(ours), std::move(onMessage), std::move(onClose));
+    if (channel) {
+        workerEnd = std::move(theirs);
+    }
+    return channel;
+}
+
+Result<std::unique_ptr<WorkerChannel>> WorkerChannel::adopt(EventLoop &loop, UniqueFd fd,
+                                                            MessageHandler onMessage, CloseHandler onClose)
+{
+    std::unique_ptr<WorkerChannel> channel(
+        new WorkerChannel(loop, std::move(fd), std::move(onMessage), std::move(onClose)));
+    WorkerChannel *self = channel.get();
+    auto source = loop.addIo(channel->fd_.borrow(), EPOLLIN, [self](std::uint32_t) { self->readPending(); });
+    if (!source) {
+        return source.error();
+    }
+    channel->source_ = std::move(*source);
+    channel->refilled_ = loop.now();
+    return channel;
+}
+
+WorkerChannel::WorkerChannel(EventLoop &loop, UniqueFd fd, MessageHandler onMessage, CloseHandler onClose)
+    : loop_(loop), fd_(std::move(fd)), onMessage_(std::move(onMessage)), onClose_(std::move(onClose))
+{}
+
+WorkerChannel::~WorkerChannel() = default;
+
+int WorkerChannel::send(ChannelMessage &message)
+{
+    if (!fd_) {
+        return -EPIPE;
+    }
+    message.seq = ++seq_;
+    return sendChannelMessage(fd_.borrow(), message);
+}
+
+void WorkerChannel::fail(std::uint32_t code, const std::string &reason)
+{
+    if (fd_) {
+        ChannelMessage error;
+        error.type = ChannelType::Error;
+        error.code = code;
+        error.text = reason.substr(0, kChannelMaxText);
+        (void)send(error);
+    }
+    close(reason);
+}
+
+void WorkerChannel::close(const std::string &why)
+{
+    if (!fd_) {
+        return;
+    }
+    source_.reset();
+    fd_.reset();
+    if (onClose_) {
+        onClose_(why);
+    }
+}
+
+bool WorkerChannel::takeToken()
+{
+    const Duration now = loop_.now();
+    const double seconds = std::chrono::duration<double>(now - refilled_).count();
+    refilled_ = now;
+    tokens_ = std::min(kBurst, tokens_ + seconds * kPerSecond);
+    if (tokens_ < 1) {
+        return false;
+    }
+    tokens_ -= 1;
+    return true;
+}
+
+void WorkerChannel::readPending(int limit)
+{
+    for (int i = 0; (limit < 0 || i < limit) && fd_; ++i) {
+        ChannelMessage message;
+        const int r = recvChannelMessage(fd_.borrow(), message);
+        if (r == -EAGAIN || r == -EINTR) {
+            return;
+        }
+        if (r == -ECONNRESET) {
+            close("the worker closed its channel");
+            return;
+        }
+        if (r < 0) {
+            // recvChannelMessage closed whatever arrived with it.
+            fail(static_cast<std::uint32_t>(-r),
+                 std::string("malformed message: ") + errnoText(-r) + " (see docs/worker-channel.md)");
+            return;
+        }
+        if (!takeToken()) {
+            fail(EBUSY, "more than " + std::to_string(static_cast<int>(kPerSecond)) +
+                            " messages per second (burst " + std::to_string(static_cast<int>(kBurst)) + ")");
+            return;
+        }
+        onMessage_(std::move(message)); // may close (or destroy) this channel
+        if (!fd_) {
+            return;
+        }
+    }
+}
+
+} // namespace fdsup

@@ -1,0 +1,76 @@
+// fdsupd's end of a worker channel (docs/worker-channel.md): reads, checks
+// and rate-limits what the worker sends; sends without ever blocking.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/result.hpp"
+#include "core/channel.hpp"
+#include "core/fd.hpp"
+#include "io/event_loop.hpp"
+
+namespace fdsup {
+
+class WorkerChannel {
+public:
+    using MessageHandler = std::function<void(ChannelMessage &&message)>;
+    // The channel is closed: the worker hung up, or broke the protocol (then
+    // it was sent ERROR first). `why` is for the log.
+    using CloseHandler = std::function<void(const std::string &why)>;
+
+    // Messages a worker may send in a burst, and per second after it; beyond
+    // them it gets ERROR (EBUSY) and the channel is closed.
+    static constexpr double kBurst = 4096;
+    static constexpr double kPerSecond = 2048;
+    // Messages read per wake-up, so one worker cannot starve the loop.
+    static constexpr int kReadsPerWakeup = 64;
+
+    // Creates the socket pair; `workerEnd` receives the end the worker
+    // inherits (blocking, CLOEXEC: spawn clears CLOEXEC in the child).
+    static Result<std::unique_ptr<WorkerChannel>> create(EventLoop &loop, UniqueFd &workerEnd,
+                                                         MessageHandler onMessage, CloseHandler onClose);
+    // Serves a connected SEQPACKET socket: an external worker's connection
+    // to the activation socket (non-blocking, CLOEXEC).
+    static Result<std::unique_ptr<WorkerChannel>> adopt(EventLoop &loop, UniqueFd fd,
+                                                        MessageHandler onMessage, CloseHandler onClose);
+    ~WorkerChannel();
+    WorkerChannel(const WorkerChannel &) = delete;
+    WorkerChannel &operator=(const WorkerChannel &) = delete;
+
+    [[nodiscard]] bool isOpen() const { return static_cast<bool>(fd_); }
+    // Sends a message (seq is filled in). 0, or -errno: -EAGAIN when the
+    // worker's queue is full (nothing sent), -EPIPE when it is gone...
+    int send(ChannelMessage &message);
+    // Sends ERROR {code, reason} (best effort) and closes; the close handler runs.
+    void fail(std::uint32_t code, const std::string &reason);
+    // Reads what the worker sent and fdsupd has not read yet, up to `limit`
+    // messages (then the loop comes back for the rest). When a worker has
+    // exited, what is still queued (handoffs sent just before it died) must
+    // be read before the channel goes: call it with no limit.
+    void readPending(int limit = kReadsPerWakeup);
+    // Closes without a word (after REJECT, or when the worker hung up); the
+    // close handler runs. Neither handler may destroy the channel.
+    void close(const std::string &why);
+
+    // Set once WELCOME was sent: the version and what was granted.
+    bool welcomed = false;
+    std::uint32_t capabilities = 0;
+
+private:
+    WorkerChannel(EventLoop &loop, UniqueFd fd, MessageHandler onMessage, CloseHandler onClose);
+    bool takeToken();
+
+    EventLoop &loop_;
+    UniqueFd fd_;
+    EventSource source_;
+    MessageHandler onMessage_;
+    CloseHandler onClose_;
+    std::uint32_t seq_ = 0;
+    double tokens_ = kBurst;
+    Duration refilled_{};
+};
+
+} // namespace fdsup
