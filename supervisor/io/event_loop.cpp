@@ -191,6 +191,35 @@ Result<EventSource> EventLoop::addTimer(Duration after, TimerHandler handler)
     return adopt(r, source, slot, "timer");
 }
 
+namespace {
+
+class SourceTimer final : public Timer::Impl {
+public:
+    explicit SourceTimer(EventSource source) : source_(std::move(source)) {}
+    int rearm(Duration after) override { return source_.rearm(after); }
+
+private:
+    EventSource source_;
+};
+
+} // namespace
+
+std::int64_t realtimeUsec()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+Result<Timer> EventLoop::startTimer(Duration after, std::function<void()> fn)
+{
+    auto source = addTimer(after, std::move(fn));
+    if (!source) {
+        return source.error();
+    }
+    return Timer(std::make_unique<SourceTimer>(std::move(*source)));
+}
+
 Result<EventSource> EventLoop::addSignal(int signal, SignalHandler handler)
 {
     auto *slot = new Slot<SignalHandler>(std::make_shared<SignalHandler>(std::move(handler)));

@@ -13,6 +13,7 @@
 #include "common/result.hpp"
 #include "common/units.hpp"
 #include "core/fd.hpp"
+#include "io/clock.hpp"
 
 struct sd_event;
 struct sd_event_source;
@@ -52,7 +53,7 @@ private:
     sd_event_source *source_ = nullptr;
 };
 
-class EventLoop {
+class EventLoop final : public Clock {
 public:
     using IoHandler = std::function<void(std::uint32_t revents)>;
     using TimerHandler = std::function<void()>;
@@ -63,8 +64,6 @@ public:
     // child sources; signals added with addSignal() are blocked by sd-event.
     static Result<std::unique_ptr<EventLoop>> create();
     ~EventLoop();
-    EventLoop(const EventLoop &) = delete;
-    EventLoop &operator=(const EventLoop &) = delete;
 
     // Runs until exit(); returns the exit code or -errno.
     int run();
@@ -73,7 +72,9 @@ public:
     int runOnce(Duration timeout);
     void exit(int code);
     // CLOCK_MONOTONIC as seen by the loop for this iteration.
-    [[nodiscard]] Duration now() const;
+    [[nodiscard]] Duration now() const override;
+    // A timer source behind the Clock interface (the model's timers).
+    Result<Timer> startTimer(Duration after, std::function<void()> fn) override;
 
     Result<EventSource> addIo(BorrowedFd fd, std::uint32_t events, IoHandler handler);
     // One-shot timer, CLOCK_MONOTONIC, after `after` from now.

@@ -1,22 +1,66 @@
-// Rollouts: a service moves to a new generation batch by batch, with a
-// readiness gate and a deadline at every step, and rolls back on failure.
-// See docs/rollouts.md.
+// Rollouts: a service moves to a new generation batch by batch, with a readiness gate and a deadline
+// at every step, and rolls back on failure (docs/rollouts.md).
+#include "model/rollout.hpp"
+
 #include <algorithm>
+#include <cerrno>
 
 #include <spdlog/spdlog.h>
-
-#include "model/rollout_state.hpp"
-#include "model/service.hpp"
 
 namespace fdsup {
 namespace {
 
-using Phase = Service::RolloutStep::Phase;
+using Phase = RolloutStep::Phase;
 
 // How many of a failed replacement's last output lines the result carries.
 constexpr std::size_t kFailureOutputLines = 10;
 
-const char *phaseName(Phase phase)
+bool inProgress(Phase phase)
+{
+    return phase == Phase::DrainingOld || phase == Phase::Starting || phase == Phase::Ready ||
+           phase == Phase::Retiring;
+}
+
+bool leaving(InstanceState state)
+{
+    return state == InstanceState::Draining || state == InstanceState::Stopping;
+}
+
+bool starting(InstanceState state)
+{
+    return state == InstanceState::Launching || state == InstanceState::Starting;
+}
+
+std::string plural(unsigned n, const char *word)
+{
+    return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+} // namespace
+
+const char *rolloutStateName(RolloutState state)
+{
+    switch (state) {
+    case RolloutState::Running:
+        return "running";
+    case RolloutState::RollingBack:
+        return "rolling-back";
+    case RolloutState::Succeeded:
+        return "succeeded";
+    case RolloutState::Failed:
+        return "failed";
+    case RolloutState::Cancelled:
+        return "cancelled";
+    }
+    return "unknown";
+}
+
+const char *rolloutOrderName(config::RolloutOrder order)
+{
+    return order == config::RolloutOrder::StartFirst ? "start-first" : "stop-first";
+}
+
+const char *rolloutPhaseName(Phase phase)
 {
     switch (phase) {
     case Phase::Pending:
@@ -39,177 +83,105 @@ const char *phaseName(Phase phase)
     return "unknown";
 }
 
-bool inProgress(Phase phase)
+Rollout::Rollout(RolloutHost &host, Clock &clock, std::uint64_t id, std::shared_ptr<const Profile> from,
+                 std::shared_ptr<const Profile> to, const RolloutOptions &options)
+    : host_(host), clock_(clock), id_(id), from_(std::move(from)), to_(std::move(to)), options_(options)
 {
-    return phase == Phase::DrainingOld || phase == Phase::Starting || phase == Phase::Ready ||
-           phase == Phase::Retiring;
+    options_.batch = std::max(1U, options.batch);
 }
 
-nlohmann::json pidOrNull(pid_t pid)
+std::string Rollout::slotName(unsigned index) const
 {
-    return pid > 0 ? nlohmann::json(pid) : nlohmann::json();
+    return host_.serviceName() + "[" + std::to_string(index) + "]";
 }
 
-} // namespace
-
-std::string Service::label(unsigned index, pid_t pid, unsigned generation) const
+std::string Rollout::label(unsigned index, pid_t pid, unsigned generation) const
 {
-    return name() + "[" + std::to_string(index) + "] (pid " + std::to_string(pid) + ", generation " +
-           std::to_string(generation) + ")";
+    return slotName(index) + " (pid " + std::to_string(pid) + ", generation " + std::to_string(generation) +
+           ")";
 }
 
-Result<std::shared_ptr<const Profile>> Service::prepare(const config::ServiceConfig &config) const
+RolloutRecord Rollout::record() const
 {
-    return makeProfile(config, nextGeneration_);
+    RolloutRecord r;
+    r.id = id_;
+    r.service = host_.serviceName();
+    r.fromGeneration = from_->generation;
+    r.toGeneration = to_->generation;
+    r.options = options_;
+    r.state = state_;
+    r.reason = reason_;
+    r.failure = failure_;
+    r.startedRealtimeUsec = startedRealtimeUsec_;
+    r.duration = (finished() ? finishedAt_ : clock_.now()) - startedAt_;
+    r.steps = steps_;
+    return r;
 }
 
-bool Service::usesSocket(std::string_view socket) const
+void Rollout::begin()
 {
-    const auto uses = [&](const Profile &p) {
-        return std::find(p.config.sockets.begin(), p.config.sockets.end(), socket) != p.config.sockets.end();
-    };
-    return uses(*profile_) || (rollout_ && uses(*rollout_->to)) ||
-           std::any_of(instances_.begin(), instances_.end(),
-                       [&](const auto &i) { return uses(*i->profile_); });
-}
-
-Result<std::uint64_t> Service::restart(const RolloutOptions &options)
-{
-    // The same configuration, started again: whatever the command now points
-    // at on disk is the new build. A runtime `scale` is kept.
-    config::ServiceConfig next = profile_->config;
-    next.instances = wanted();
-    auto target = makeProfile(next, nextGeneration_);
-    if (!target) {
-        return target.error();
-    }
-    return beginRollout(std::move(*target), options);
-}
-
-std::uint64_t Service::beginRollout(std::shared_ptr<const Profile> target, const RolloutOptions &options)
-{
-    auto rollout = std::make_unique<Rollout>();
-    Rollout &r = *rollout;
-    r.id = ++rolloutSerial_;
-    r.from = profile_;
-    r.to = std::move(target);
-    nextGeneration_ = std::max(nextGeneration_, r.to->generation + 1);
-    r.options = options;
-    r.options.batch = std::max(1U, options.batch);
-    r.startedRealtimeUsec = realtimeUsec();
-    r.startedAt = context_.loop.now();
-    r.wasActive = active_;
-    r.wasFailed = failed_;
-    r.wasFailedReason = failedReason_;
-    r.fromSlots = wanted();
-    r.fromInstances = active_ ? wanted() : 0;
-    r.toInstances = r.to->config.instances;
-    const unsigned steps = std::max(r.fromInstances, r.toInstances);
+    startedRealtimeUsec_ = realtimeUsec();
+    startedAt_ = clock_.now();
+    before_ = host_.shape();
+    fromInstances_ = before_.active ? before_.slots : 0;
+    toInstances_ = to_->config.instances;
+    const unsigned steps = std::max(fromInstances_, toInstances_);
     for (unsigned i = 0; i < steps; ++i) {
-        RolloutStep step;
-        step.index = i;
-        r.steps.push_back(step);
-    }
-    if (slots_.size() < steps) {
-        slots_.resize(steps);
+        steps_.push_back(RolloutStep{i, Phase::Pending, 0, 0, 0, 0, {}});
     }
     // A stopped or failed service comes up as the new generation.
-    active_ = true;
-    failed_ = false;
-    failedReason_.clear();
-    if (options.timeout != Duration::max()) {
-        if (auto t = context_.loop.addTimer(options.timeout, [this] {
-                if (rollout_ && rollout_->state == RolloutState::Running) {
-                    failRollout(RolloutState::Failed,
-                                "the rollout did not complete within " +
-                                    formatDuration(rollout_->options.timeout),
-                                std::nullopt);
-                    advanceRollout();
-                }
-            })) {
-            r.deadline = std::move(*t);
-        }
-    }
-    rollout_ = std::move(rollout);
-    rolloutEvent("rollout " + std::to_string(r.id) + ": generation " + std::to_string(r.from->generation) +
-                 " -> " + std::to_string(r.to->generation) + ", " + std::to_string(r.toInstances) +
-                 " instance" + (r.toInstances == 1 ? "" : "s") + ", batch " +
-                 std::to_string(r.options.batch) + ", " +
-                 (r.options.order == config::RolloutOrder::StartFirst ? "start-first" : "stop-first"));
-    const std::uint64_t id = r.id;
-    advanceRollout();
-    changed();
-    return id;
+    ServiceShape up = before_;
+    up.slots = std::max(before_.slots, steps);
+    up.active = true;
+    up.failed = false;
+    up.failedReason.clear();
+    host_.reshape(up);
+    event("rollout " + std::to_string(id_) + ": generation " + std::to_string(from_->generation) + " -> " +
+          std::to_string(to_->generation) + ", " + plural(toInstances_, "instance") + ", batch " +
+          std::to_string(options_.batch) + ", " + rolloutOrderName(options_.order));
+    advance();
 }
 
-bool Service::cancelRollout(const std::string &reason)
-{
-    if (!rollout_) {
-        return false;
-    }
-    if (rollout_->state == RolloutState::Running) {
-        failRollout(RolloutState::Cancelled, reason, std::nullopt);
-        advanceRollout();
-        changed();
-    }
-    return true;
-}
-
-std::uint64_t Service::rolloutId() const
-{
-    return rollout_ ? rollout_->id : 0;
-}
-
-nlohmann::json Service::rolloutJson() const
-{
-    return rollout_ ? rolloutToJson(*rollout_) : lastRollout_;
-}
-
-void Service::advanceRollout()
+void Rollout::advance()
 {
     if (advancing_) {
-        advanceAgain_ = true;
+        again_ = true;
         return;
     }
     advancing_ = true;
     do {
-        advanceAgain_ = false;
-        if (rollout_) {
-            stepRollout();
+        again_ = false;
+        if (!finished()) {
+            step();
         }
-    } while (advanceAgain_);
+    } while (again_);
     advancing_ = false;
 }
 
-void Service::stepRollout()
+void Rollout::step()
 {
-    Rollout &r = *rollout_;
-    if (r.state == RolloutState::RollingBack) {
+    if (state_ == RolloutState::RollingBack) {
         // Done once every replacement it stopped is gone and every old
         // instance it started again is ready (or has failed as usual).
-        const bool waiting = std::any_of(r.stopped.begin(), r.stopped.end(),
-                                         [this](auto id) { return findById(id) != nullptr; }) ||
-                             std::any_of(r.restored.begin(), r.restored.end(), [this](auto id) {
-                                 const Instance *i = findById(id);
-                                 return i != nullptr && i->state_ == InstanceState::Starting;
+        const bool waiting = std::any_of(stopped_.begin(), stopped_.end(),
+                                         [this](auto id) { return host_.find(id).has_value(); }) ||
+                             std::any_of(restored_.begin(), restored_.end(), [this](auto id) {
+                                 const auto i = host_.find(id);
+                                 return i && starting(i->state);
                              });
         if (!waiting) {
-            r.state = r.finalState;
-            finishRollout();
+            state_ = finalState_;
+            finish();
         }
         return;
     }
-    if (r.state != RolloutState::Running) {
-        return;
-    }
     bool busy = false;
-    for (auto &step : r.steps) {
-        if (step.phase == Phase::DrainingOld && findById(step.oldId) == nullptr) {
-            rolloutEvent(name() + "[" + std::to_string(step.index) + "]: old pid " +
-                         std::to_string(step.oldPid) + " exited");
-            if (step.index < r.toInstances) {
+    for (auto &step : steps_) {
+        if (step.phase == Phase::DrainingOld && !host_.find(step.oldId)) {
+            event(slotName(step.index) + ": old pid " + std::to_string(step.oldPid) + " exited");
+            if (step.index < toInstances_) {
                 startReplacement(step);
-                if (r.state != RolloutState::Running) {
+                if (state_ != RolloutState::Running) {
                     return;
                 }
             } else {
@@ -217,29 +189,28 @@ void Service::stepRollout()
             }
         }
         if (step.phase == Phase::Starting) {
-            const Instance *replacement = findById(step.newId);
-            if (replacement != nullptr && replacement->state_ == InstanceState::Ready) {
+            const auto replacement = host_.find(step.newId);
+            if (replacement && replacement->state == InstanceState::Ready) {
                 step.phase = Phase::Ready;
-                rolloutEvent(label(step.index, step.newPid, r.to->generation) + " is ready");
+                event(label(step.index, step.newPid, to_->generation) + " is ready");
             }
         }
         if (step.phase == Phase::Ready) {
-            Instance *old = findById(step.oldId);
-            if (r.options.order == config::RolloutOrder::StartFirst && old != nullptr) {
+            const auto old = host_.find(step.oldId);
+            if (options_.order == config::RolloutOrder::StartFirst && old) {
                 step.phase = Phase::Retiring;
-                if (old->state_ != InstanceState::Draining && old->state_ != InstanceState::Stopping) {
-                    rolloutEvent(name() + "[" + std::to_string(step.index) + "]: draining old pid " +
-                                 std::to_string(step.oldPid) + " " + drainHow(*old));
-                    drainInstance(*old);
+                if (!leaving(old->state)) {
+                    event(slotName(step.index) + ": draining old pid " + std::to_string(step.oldPid) + " " +
+                          host_.drainHow(step.oldId));
+                    host_.drain(step.oldId);
                 }
             } else {
                 step.phase = Phase::Done;
             }
         }
-        if (step.phase == Phase::Retiring && findById(step.oldId) == nullptr) {
+        if (step.phase == Phase::Retiring && !host_.find(step.oldId)) {
             step.phase = Phase::Done;
-            rolloutEvent(name() + "[" + std::to_string(step.index) + "]: old pid " +
-                         std::to_string(step.oldPid) + " exited");
+            event(slotName(step.index) + ": old pid " + std::to_string(step.oldPid) + " exited");
         }
         busy = busy || inProgress(step.phase);
     }
@@ -247,242 +218,308 @@ void Service::stepRollout()
         return;
     }
     unsigned begun = 0;
-    for (auto &step : r.steps) {
+    for (auto &step : steps_) {
         if (step.phase != Phase::Pending) {
             continue;
         }
-        if (begun == r.options.batch) {
+        if (begun == options_.batch) {
             break;
         }
         ++begun;
         beginStep(step);
-        if (!rollout_ || r.state != RolloutState::Running) {
+        if (state_ != RolloutState::Running) {
             return;
         }
     }
     if (begun == 0) {
-        commitRollout();
+        commit();
         return;
     }
-    advanceAgain_ = true; // steps that were done at once let the next batch begin
+    again_ = true; // steps that were done at once let the next batch begin
 }
 
-void Service::beginStep(RolloutStep &step)
+void Rollout::beginStep(RolloutStep &step)
 {
-    Rollout &r = *rollout_;
-    slots_.at(step.index).restartTimer.reset(); // the rollout fills the slot now
-    Instance *old = primaryOf(step.index);
-    if (old != nullptr) {
-        step.oldId = old->id_;
-        step.oldPid = old->pid_;
+    host_.claim(step.index);
+    const auto old = host_.primaryOf(step.index);
+    if (old) {
+        step.oldId = old->id;
+        step.oldPid = old->pid;
     }
-    if (step.index >= r.toInstances) {
+    if (step.index >= toInstances_) {
         // The new generation has fewer instances: this one only goes.
-        if (old == nullptr) {
+        if (!old) {
             step.phase = Phase::Done;
             return;
         }
         step.phase = Phase::Retiring;
-        rolloutEvent(name() + "[" + std::to_string(step.index) + "]: draining pid " +
-                     std::to_string(step.oldPid) + " (not in generation " + std::to_string(r.to->generation) +
-                     ")");
-        drainInstance(*old);
+        event(slotName(step.index) + ": draining pid " + std::to_string(step.oldPid) +
+              " (not in generation " + std::to_string(to_->generation) + ")");
+        host_.drain(step.oldId);
         return;
     }
-    if (r.options.order == config::RolloutOrder::StopFirst && old != nullptr) {
+    if (options_.order == config::RolloutOrder::StopFirst && old) {
         // The listener stays open in fdsupd: new connections wait in the
         // kernel's accept queue until the replacement accepts them.
         step.phase = Phase::DrainingOld;
-        rolloutEvent(name() + "[" + std::to_string(step.index) + "]: draining old pid " +
-                     std::to_string(step.oldPid) + " " + drainHow(*old) + " before starting its replacement");
-        drainInstance(*old);
+        event(slotName(step.index) + ": draining old pid " + std::to_string(step.oldPid) + " " +
+              host_.drainHow(step.oldId) + " before starting its replacement");
+        host_.drain(step.oldId);
         return;
     }
     startReplacement(step);
 }
 
-void Service::startReplacement(RolloutStep &step)
+void Rollout::startReplacement(RolloutStep &step)
 {
-    Rollout &r = *rollout_;
-    Instance *replacement = spawnInstance(step.index, r.to, true);
-    if (replacement == nullptr) {
+    auto replacement = host_.start(step.index, to_, true);
+    if (!replacement) {
+        const std::string &why = replacement.error().message;
         step.phase = Phase::Failed;
-        step.reason = lastSpawnError_;
-        failRollout(RolloutState::Failed,
-                    name() + "[" + std::to_string(step.index) + "] (generation " +
-                        std::to_string(r.to->generation) + ") could not be started: " + lastSpawnError_,
-                    RolloutFailure{step.index, 0, r.to->generation, lastSpawnError_, {}});
+        step.reason = why;
+        fail(RolloutState::Failed,
+             slotName(step.index) + " (generation " + std::to_string(to_->generation) +
+                 ") could not be started: " + why,
+             RolloutFailure{step.index, 0, to_->generation, why, {}});
         return;
     }
     step.phase = Phase::Starting;
-    step.newId = replacement->id_;
-    step.newPid = replacement->pid_;
-    rolloutEvent(name() + "[" + std::to_string(step.index) + "]: started pid " + std::to_string(step.newPid) +
-                 " (generation " + std::to_string(r.to->generation) + ")");
+    step.newId = replacement->id;
+    step.newPid = replacement->pid;
+    event(slotName(step.index) + ": started pid " + std::to_string(step.newPid) + " (generation " +
+          std::to_string(to_->generation) + ")");
 }
 
-void Service::commitRollout()
+void Rollout::commit()
 {
-    Rollout &r = *rollout_;
-    profile_ = r.to;
-    slots_.resize(r.toInstances);
-    for (auto &instance : instances_) {
-        instance->candidate_ = false;
-    }
-    r.state = RolloutState::Succeeded;
-    r.deadline.reset();
-    const auto took = context_.loop.now() - r.startedAt;
-    rolloutEvent("rollout " + std::to_string(r.id) + " succeeded: generation " +
-                 std::to_string(r.to->generation) + " serves " + std::to_string(r.toInstances) + " instance" +
-                 (r.toInstances == 1 ? "" : "s") + " after " +
-                 formatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)));
-    finishRollout();
+    host_.commit(to_);
+    state_ = RolloutState::Succeeded;
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - startedAt_);
+    event("rollout " + std::to_string(id_) + " succeeded: generation " + std::to_string(to_->generation) +
+          " serves " + plural(toInstances_, "instance") + " after " + formatDuration(took));
+    finish();
 }
 
-void Service::onRolloutInstanceExit(Instance &instance, const std::string &how)
+void Rollout::candidateEnded(std::uint64_t id, unsigned slot, pid_t pid, const std::string &why)
 {
-    Rollout &r = *rollout_;
-    const unsigned index = instance.slot_;
-    const pid_t pid = instance.pid_;
-    const bool wasReady = instance.readyAt_ > Duration::zero();
-    // "did not become ready within 2s (killed by SIGKILL)", "exited with
-    // status 1 before it was ready".
-    std::string why =
-        instance.error_.empty()
-            ? how + (wasReady ? " after it was ready, before the rollout completed" : " before it was ready")
-            : instance.error_ + " (" + how + ")";
-    RolloutFailure failure{index, pid, instance.profile_->generation, why,
-                           outputOf(pid, kFailureOutputLines)};
-    spdlog::warn("{}[{}] (pid {}) {}", name(), index, pid, why);
-    for (auto &step : r.steps) {
-        if (step.newId == instance.id_) {
+    RolloutFailure failure{slot, pid, to_->generation, why, host_.lastOutputOf(pid, kFailureOutputLines)};
+    spdlog::warn("{} (pid {}) {}", slotName(slot), pid, why);
+    for (auto &step : steps_) {
+        if (step.newId == id) {
             step.phase = Phase::Failed;
             step.reason = why;
         }
     }
-    remove(instance);
-    if (r.state == RolloutState::Running) {
-        failRollout(RolloutState::Failed, label(index, pid, r.to->generation) + " " + why,
-                    std::move(failure));
+    if (state_ == RolloutState::Running) {
+        fail(RolloutState::Failed, label(slot, pid, to_->generation) + " " + why, std::move(failure));
     }
-    advanceRollout();
+    advance();
 }
 
-void Service::failRollout(RolloutState final, std::string reason, std::optional<RolloutFailure> failure)
+bool Rollout::cancel(const std::string &reason)
 {
-    Rollout &r = *rollout_;
-    r.state = RolloutState::RollingBack;
-    r.finalState = final;
-    r.reason = std::move(reason);
-    r.failure = std::move(failure);
-    r.deadline.reset();
-    rolloutEvent("rollout " + std::to_string(r.id) +
-                 (final == RolloutState::Cancelled ? " cancelled: " : " failed: ") + r.reason +
-                 "; rolling back to generation " + std::to_string(r.from->generation));
+    if (state_ != RolloutState::Running) {
+        return false;
+    }
+    fail(RolloutState::Cancelled, reason, std::nullopt);
+    advance();
+    return true;
+}
+
+void Rollout::timeOut()
+{
+    if (state_ != RolloutState::Running) {
+        return;
+    }
+    fail(RolloutState::Failed, "the rollout did not complete within " + formatDuration(options_.timeout),
+         std::nullopt);
+    advance();
+}
+
+void Rollout::fail(RolloutState final, std::string reason, std::optional<RolloutFailure> failure)
+{
+    state_ = RolloutState::RollingBack;
+    finalState_ = final;
+    reason_ = std::move(reason);
+    failure_ = std::move(failure);
+    event("rollout " + std::to_string(id_) +
+          (final == RolloutState::Cancelled ? " cancelled: " : " failed: ") + reason_ +
+          "; rolling back to generation " + std::to_string(from_->generation));
     // The replacements go; the old generation is what serves.
-    for (auto &instance : instances_) {
-        if (!instance->candidate_) {
+    for (auto &step : steps_) {
+        if (step.newId == 0 || !host_.find(step.newId)) {
             continue;
         }
-        instance->candidate_ = false;
-        instance->retiring_ = true;
-        r.stopped.push_back(instance->id_);
-        for (auto &step : r.steps) {
-            if (step.newId == instance->id_ && step.phase != Phase::Failed) {
-                step.phase = Phase::RolledBack;
-            }
+        stopped_.push_back(step.newId);
+        if (step.phase != Phase::Failed) {
+            step.phase = Phase::RolledBack;
         }
-        if (instance->state_ != InstanceState::Stopping && instance->state_ != InstanceState::Draining) {
-            stopInstance(*instance);
-        }
+        host_.stop(step.newId);
     }
-    active_ = r.wasActive;
-    failed_ = r.wasFailed;
-    failedReason_ = r.wasFailedReason;
-    slots_.resize(r.fromSlots);
+    host_.reshape(before_);
     // Slots whose old instance was already drained get one again, of the old
     // generation, as an ordinary instance (restarted by its policy if it fails).
-    if (active_ && !failed_) {
-        for (unsigned i = 0; i < r.fromInstances && i < slots_.size(); ++i) {
-            if (slots_[i].done || primaryOf(i) != nullptr) {
+    if (before_.active && !before_.failed) {
+        for (unsigned i = 0; i < fromInstances_ && i < before_.slots; ++i) {
+            if (host_.slotDone(i) || host_.primaryOf(i)) {
                 continue;
             }
-            if (Instance *restored = spawnInstance(i)) {
-                r.restored.push_back(restored->id_);
-                rolloutEvent(name() + "[" + std::to_string(i) + "]: started pid " +
-                             std::to_string(restored->pid_) + " (generation " +
-                             std::to_string(r.from->generation) + ") again");
+            if (auto restored = host_.start(i, from_, false)) {
+                restored_.push_back(restored->id);
+                event(slotName(i) + ": started pid " + std::to_string(restored->pid) + " (generation " +
+                      std::to_string(from_->generation) + ") again");
             }
         }
     }
-    advanceAgain_ = true;
+    again_ = true;
 }
 
-void Service::abortRollout(const std::string &reason)
+void Rollout::abort(const std::string &reason)
 {
-    Rollout &r = *rollout_;
-    for (auto &instance : instances_) {
-        instance->candidate_ = false;
+    for (const auto &step : steps_) {
+        if (step.newId != 0 && host_.find(step.newId)) {
+            host_.stop(step.newId);
+        }
     }
-    slots_.resize(r.fromSlots);
-    r.state = RolloutState::Cancelled;
-    r.reason = reason;
-    r.deadline.reset();
-    finishRollout();
+    ServiceShape shape = host_.shape();
+    shape.slots = before_.slots;
+    host_.reshape(shape);
+    state_ = RolloutState::Cancelled;
+    reason_ = reason;
+    finish();
 }
 
-void Service::finishRollout()
+void Rollout::finish()
 {
-    nlohmann::json record = rolloutToJson(*rollout_);
-    lastRollout_ = record;
-    const std::unique_ptr<Rollout> done = std::move(rollout_);
-    spdlog::info("Rollout {} of {} {}{}", done->id, name(), rolloutStateName(done->state),
-                 done->reason.empty() ? "" : ": " + done->reason);
-    if (onRollout_) {
-        onRollout_(
-            *this, done->id, [&record] { return record; }, std::string(), true);
-    }
-    changed();
+    finishedAt_ = clock_.now();
+    spdlog::info("Rollout {} of {} {}{}", id_, host_.serviceName(), rolloutStateName(state_),
+                 reason_.empty() ? "" : ": " + reason_);
 }
 
-void Service::rolloutEvent(const std::string &event)
+void Rollout::event(const std::string &text)
 {
-    spdlog::info("{}", event);
-    if (onRollout_) {
-        onRollout_(
-            *this, rollout_->id, [this] { return rolloutToJson(*rollout_); }, event, false);
+    spdlog::info("{}", text);
+    host_.rolloutEvent(*this, text);
+}
+
+Result<Rollouts::Begun> Rollouts::request(std::shared_ptr<const Profile> target,
+                                          const RolloutOptions &options, bool queue)
+{
+    if (current_ || !queue_.empty()) {
+        if (!queue || target) {
+            return Error{EBUSY, "rollout " + std::to_string(currentId()) + " of service '" +
+                                    host_.serviceName() + "' is in progress"};
+        }
+        queue_.push_back(Queued{++tickets_, options});
+        return Begun{0, queue_.back().ticket};
+    }
+    auto id = start(std::move(target), options, 0);
+    if (!id) {
+        return id.error();
+    }
+    settle();
+    return Begun{*id, 0};
+}
+
+Result<std::uint64_t> Rollouts::start(std::shared_ptr<const Profile> target, const RolloutOptions &options,
+                                      std::uint64_t ticket)
+{
+    if (!target) {
+        auto made = host_.restartProfile();
+        if (!made) {
+            return made.error();
+        }
+        target = std::move(*made);
+    }
+    current_ = std::make_unique<Rollout>(host_, clock_, ++serial_, host_.currentProfile(), std::move(target),
+                                         options);
+    const std::uint64_t id = current_->id();
+    if (ticket != 0) {
+        // Before its first event, so that whoever waits for it sees them all.
+        host_.queuedBegan(ticket, id);
+    }
+    if (options.timeout != Duration::max()) {
+        if (auto t = clock_.startTimer(options.timeout, [this] {
+                deadline_.reset();
+                if (current_) {
+                    current_->timeOut();
+                }
+                settle();
+            })) {
+            deadline_ = std::move(*t);
+        }
+    }
+    current_->begin();
+    return id;
+}
+
+void Rollouts::settle()
+{
+    if (settling_) {
+        return;
+    }
+    settling_ = true;
+    while (current_ && current_->finished()) {
+        deadline_.reset();
+        last_ = current_->record();
+        current_.reset();
+        host_.rolloutFinished(*last_);
+        while (!current_ && !queue_.empty()) {
+            const Queued next = queue_.front();
+            queue_.pop_front();
+            if (auto id = start(nullptr, next.options, next.ticket); !id) {
+                spdlog::error("Cannot restart {}: {}", host_.serviceName(), id.error().message);
+                host_.queuedEnded(next.ticket, id.error());
+            }
+        }
+    }
+    settling_ = false;
+}
+
+void Rollouts::dropQueue(const std::string &reason)
+{
+    std::deque<Queued> dropped;
+    dropped.swap(queue_);
+    for (const auto &queued : dropped) {
+        host_.queuedEnded(queued.ticket, Error{ECANCELED, reason + " before it began"});
     }
 }
 
-nlohmann::json Service::rolloutToJson(const Rollout &r) const
+bool Rollouts::cancel(const std::string &reason)
 {
-    nlohmann::json steps = nlohmann::json::array();
-    for (const auto &step : r.steps) {
-        steps.push_back({{"index", step.index},
-                         {"phase", phaseName(step.phase)},
-                         {"old_pid", pidOrNull(step.oldPid)},
-                         {"new_pid", pidOrNull(step.newPid)},
-                         {"reason", step.reason.empty() ? nlohmann::json() : nlohmann::json(step.reason)}});
+    if (!current_) {
+        return false;
     }
-    return {
-        {"id", r.id},
-        {"service", name()},
-        {"from_generation", r.from->generation},
-        {"to_generation", r.to->generation},
-        {"order", r.options.order == config::RolloutOrder::StartFirst ? "start-first" : "stop-first"},
-        {"batch", r.options.batch},
-        {"state", rolloutStateName(r.state)},
-        {"reason", r.reason.empty() ? nlohmann::json() : nlohmann::json(r.reason)},
-        {"failure", r.failure ? nlohmann::json{{"index", r.failure->index},
-                                               {"pid", pidOrNull(r.failure->pid)},
-                                               {"generation", r.failure->generation},
-                                               {"reason", r.failure->reason},
-                                               {"output", r.failure->output}}
-                              : nlohmann::json()},
-        {"started_usec", r.startedRealtimeUsec},
-        {"duration_usec", (context_.loop.now() - r.startedAt).count()},
-        {"steps", steps},
-    };
+    // Restarts queued behind it are cancelled too: they would undo the cancel.
+    dropQueue(reason);
+    current_->cancel(reason);
+    settle();
+    return true;
+}
+
+void Rollouts::abort(const std::string &reason)
+{
+    dropQueue(reason);
+    if (current_) {
+        current_->abort(reason);
+        settle();
+    }
+}
+
+void Rollouts::advance()
+{
+    if (current_) {
+        current_->advance();
+        settle();
+    }
+}
+
+void Rollouts::candidateEnded(std::uint64_t id, unsigned slot, pid_t pid, const std::string &why)
+{
+    if (current_) {
+        current_->candidateEnded(id, slot, pid, why);
+        settle();
+    }
 }
 
 } // namespace fdsup

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "api/control_api.hpp"
 #include "config/config.hpp"
 #include "daemon/daemon.hpp"
 #include "fdsup_build_config.h"
@@ -88,12 +89,20 @@ int run(int argc, char **argv)
         spdlog::error("{}", loop.error().message);
         return kExitStartup;
     }
+    const auto failed = [](const fdsup::Error &error) {
+        spdlog::error("{}; nothing started", error.message);
+        fdsup::ManagerNotifier().send("STATUS=Failed to start: " + error.message +
+                                      "\nERRNO=" + std::to_string(error.code));
+        return kExitStartup;
+    };
     auto daemon = fdsup::Daemon::create(**loop, std::move(*loaded.config), std::move(*inherited));
     if (!daemon) {
-        spdlog::error("{}; nothing started", daemon.error().message);
-        fdsup::ManagerNotifier().send("STATUS=Failed to start: " + daemon.error().message +
-                                      "\nERRNO=" + std::to_string(daemon.error().code));
-        return kExitStartup;
+        return failed(daemon.error());
+    }
+    // The control socket last: once it answers, everything it reports exists.
+    auto api = fdsup::ControlApi::create(**loop, **daemon);
+    if (!api) {
+        return failed(api.error());
     }
     return (*daemon)->run();
 }

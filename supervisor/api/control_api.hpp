@@ -1,0 +1,156 @@
+// The control API: one table of io.fdsup.Manager methods and what answers them (docs/control-api.md).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "api/control_server.hpp"
+#include "config/config.hpp"
+#include "daemon/daemon.hpp"
+#include "io/event_loop.hpp"
+
+namespace fdsup {
+
+// What a method needs the caller to be allowed (per-command access is
+// enforced by a later change; today every authorised caller may call all).
+enum class Access : std::uint8_t {
+    Read,    // status, sockets, connections, rollout status, logs
+    Operate, // start, stop, restart, cancel, scale
+    Admin,   // reload
+};
+const char *accessName(Access access);
+
+// A call's parameters, decoded once by its method's specification: a
+// parameter the method does not take stays empty.
+struct CallParams {
+    std::optional<std::string> service;
+    std::optional<std::int64_t> batch;
+    std::optional<config::RolloutOrder> order;
+    std::optional<bool> queue;
+    std::optional<bool> wait;
+    std::optional<std::int64_t> timeoutUsec;
+    std::optional<std::int64_t> instances;
+    std::optional<std::int64_t> lines;
+    std::optional<bool> follow;
+};
+
+struct ParamSpec {
+    using Field =
+        std::variant<std::optional<std::string> CallParams::*, std::optional<std::int64_t> CallParams::*,
+                     std::optional<bool> CallParams::*, std::optional<config::RolloutOrder> CallParams::*>;
+    std::string_view name;
+    Field field;
+    bool required = false;
+    std::int64_t min = 0; // integers
+    std::int64_t max = std::numeric_limits<std::int64_t>::max();
+};
+// The parameter's Varlink type: "string", "int", "bool" or "RolloutOrder".
+std::string_view paramTypeName(const ParamSpec &spec);
+
+class ControlApi;
+
+struct MethodSpec {
+    using Handler = void (ControlApi::*)(const std::shared_ptr<PendingCall> &call, const CallParams &params,
+                                         Service *service);
+    std::string_view name; // without the interface: "Status"
+    std::vector<ParamSpec> params;
+    Access access = Access::Read;
+    // Refused with ShuttingDown while fdsupd stops (after the service lookup).
+    bool refusedWhileStopping = false;
+    Handler handler = nullptr;
+};
+
+// allow_users/allow_groups (checked at load) resolved to ids; a name that
+// no longer resolves is logged and left out.
+void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOptions &options);
+
+// Serves the control socket for a daemon: every call is decoded once by the
+// table (InvalidParameter names the parameter), its service looked up
+// (NoSuchService), then handled; long calls (start, stop, scale, restart
+// with wait, cancel, reload, logs with follow) are answered when the
+// daemon's events say they are done. A client that hangs up cancels nothing.
+class ControlApi final : public DaemonObserver {
+public:
+    static Result<std::unique_ptr<ControlApi>> create(EventLoop &loop, Daemon &daemon);
+    ~ControlApi();
+
+    // The io.fdsup.Manager methods; the unit tests check it against the
+    // published interface description.
+    static const std::vector<MethodSpec> &methods();
+
+private:
+    explicit ControlApi(Daemon &daemon) : daemon_(daemon) {}
+    void dispatch(const std::shared_ptr<PendingCall> &call);
+
+    void callStatus(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callSockets(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callConnections(const std::shared_ptr<PendingCall> &call, const CallParams &params,
+                         Service *service);
+    void callStart(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callStop(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callRestart(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callRolloutStatus(const std::shared_ptr<PendingCall> &call, const CallParams &params,
+                           Service *service);
+    void callRolloutCancel(const std::shared_ptr<PendingCall> &call, const CallParams &params,
+                           Service *service);
+    void callScale(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callReload(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callLogs(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+
+    // DaemonObserver
+    void serviceChanged(Service &service) override;
+    void rolloutEvent(Service &service, const Rollout &rollout, const std::string &event) override;
+    void rolloutFinished(Service &service, const RolloutRecord &record) override;
+    void queuedBegan(Service &service, std::uint64_t ticket, std::uint64_t id) override;
+    void queuedEnded(Service &service, std::uint64_t ticket, const Error &why) override;
+    void outputLine(Service &service, const LogEntry &entry) override;
+    void accessChanged(const config::SupervisorConfig &supervisor) override;
+    void serviceRemoved(const std::string &name) override;
+    void shutdownBegun() override;
+    void shutdownDone() override;
+
+    // A call answered when its service reaches a state.
+    struct Waiter {
+        enum class Goal : std::uint8_t { Running, Stopped, Settled };
+        std::shared_ptr<PendingCall> call;
+        std::string service;
+        Goal goal = Goal::Running;
+    };
+    // A call answered when a rollout finishes (Restart with wait, RolloutCancel).
+    struct RolloutWaiter {
+        std::shared_ptr<PendingCall> call;
+        std::string service;
+        std::uint64_t rollout = 0; // 0: the next rollout of the service to begin
+        bool progress = false;     // send every event (a `more` call)
+        bool cancel = false;       // RolloutCancel: the result is a success either way
+    };
+    // A Restart with wait, queued behind another rollout: it becomes a
+    // RolloutWaiter when its rollout begins.
+    struct QueuedWaiter {
+        std::shared_ptr<PendingCall> call;
+        std::string service;
+        std::uint64_t ticket = 0;
+        RolloutOptions options;
+        bool progress = false;
+    };
+    // Logs with follow: each new line of the service is sent as it comes.
+    struct Follower {
+        std::shared_ptr<PendingCall> call;
+        std::string service;
+    };
+
+    Daemon &daemon_;
+    std::unique_ptr<ControlServer> server_;
+    std::vector<Waiter> waiters_;
+    std::vector<RolloutWaiter> rolloutWaiters_;
+    std::vector<QueuedWaiter> queuedWaiters_;
+    std::vector<Follower> followers_;
+};
+
+} // namespace fdsup

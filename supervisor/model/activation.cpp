@@ -1,0 +1,302 @@
+// The activation socket: workers fdsupd did not spawn connect, are admitted by credentials, and join the
+// service.
+#include "model/activation.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <systemd/sd-event.h>
+
+#include "common/address.hpp"
+#include "common/socket.hpp"
+
+namespace fdsup {
+namespace {
+
+// Connections accepted per wake-up, so a stampede cannot starve the loop.
+constexpr int kAcceptBatch = 16;
+// What a refused worker sent is read (and its fds closed) before closing,
+// so that it sees its REJECT rather than ECONNRESET first.
+constexpr int kRejectedReads = 4;
+
+} // namespace
+
+ExternalWorker::ExternalWorker(ActivationHost &host, std::uint64_t id, const Peer &credentials,
+                               Duration since)
+    : host_(host), id_(id), uid_(credentials.uid), gid_(credentials.gid), since_(since)
+{
+    setPid(credentials.pid);
+}
+
+const config::ServiceConfig &ExternalWorker::peerConfig() const
+{
+    return host_.activeProfile().config;
+}
+
+unsigned ExternalWorker::peerGeneration() const
+{
+    return host_.activeProfile().generation;
+}
+
+std::uint32_t ExternalWorker::instanceNumber() const
+{
+    return kChannelExternalInstance;
+}
+
+std::uint32_t ExternalWorker::extraCapabilities() const
+{
+    // It connected for its listeners: it always may ask for them.
+    return kChannelCapListeners;
+}
+
+std::string ExternalWorker::describe() const
+{
+    return peerConfig().name + " external worker " + std::to_string(id_) + " (pid " + std::to_string(pid()) +
+           ", uid " + std::to_string(uid_) + ")";
+}
+
+void ExternalWorker::channelReady(const std::string &status)
+{
+    if (!status.empty()) {
+        status_ = status;
+    }
+    if (ready_) {
+        return;
+    }
+    ready_ = true;
+    spdlog::info("{} is ready{}", describe(), status.empty() ? "" : ": " + status);
+    host_.onExternalReady(*this);
+}
+
+void ExternalWorker::handedOver()
+{
+    // Nobody tells an external worker to drain: handing over is how it says
+    // it does. Its connections must not come straight back.
+    if (!draining_) {
+        draining_ = true;
+        spdlog::info("{} is draining", describe());
+    }
+}
+
+Result<std::unique_ptr<ActivationSocket>> ActivationSocket::open(EventLoop &loop, const std::string &path,
+                                                                 ActivationHost &host)
+{
+    auto address = parseAddress("unix-seqpacket:" + path);
+    if (!address) {
+        return Error{EINVAL, "activation_socket: " + address.error().message};
+    }
+    const bool abstract = path.starts_with('@');
+    SocketOptions options;
+    if (!abstract) {
+        // Who may connect is decided by SO_PEERCRED (activation_users and
+        // activation_groups), not by the file's permissions.
+        options.mode = 0666;
+    }
+    options.removeStale = true;
+    auto bound = bindAll(*address, options);
+    if (!bound) {
+        return Error{bound.error().code, "activation_socket: " + bound.error().message};
+    }
+    std::unique_ptr<ActivationSocket> socket(new ActivationSocket(loop, host));
+    socket->listener_ = std::move(bound->front());
+    const int flags = fcntl(socket->listener_.get(), F_GETFL);
+    if (flags < 0 || fcntl(socket->listener_.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+        return errnoError(errno, "activation_socket: cannot make " + path + " non-blocking");
+    }
+    if (!abstract) {
+        struct stat st {};
+        if (lstat(path.c_str(), &st) == 0) {
+            socket->path_ = path;
+            socket->dev_ = st.st_dev;
+            socket->ino_ = st.st_ino;
+        }
+    }
+    ActivationSocket *self = socket.get();
+    auto source =
+        loop.addIo(socket->listener_.borrow(), EPOLLIN, [self](std::uint32_t) { self->onAccept(); });
+    if (!source) {
+        return source.error();
+    }
+    socket->source_ = std::move(*source);
+    spdlog::debug("{}: external workers connect to {}", host.activeProfile().config.name, path);
+    return socket;
+}
+
+ActivationSocket::~ActivationSocket()
+{
+    if (!path_.empty()) {
+        // Only the file this service created: someone may have replaced it.
+        struct stat st {};
+        if (lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+            unlink(path_.c_str());
+        }
+    }
+}
+
+void ActivationSocket::onAccept()
+{
+    for (int i = 0; i < kAcceptBatch; ++i) {
+        UniqueFd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (fd) {
+            admit(std::move(fd));
+            continue;
+        }
+        const int err = errno;
+        if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) {
+            return;
+        }
+        spdlog::warn("{}: cannot accept an external worker: {}, pausing for {}", service(), errnoText(err),
+                     formatDuration(kAcceptBackoff));
+        source_.setEnabled(SD_EVENT_OFF);
+        if (auto timer = loop_.startTimer(kAcceptBackoff, [this] {
+                source_.setEnabled(SD_EVENT_ON);
+                backoff_.reset();
+            })) {
+            backoff_ = std::move(*timer);
+        } else {
+            source_.setEnabled(SD_EVENT_ON);
+        }
+        return;
+    }
+}
+
+void ActivationSocket::reject(UniqueFd fd, int code, const std::string &why)
+{
+    // REJECT before HELLO was read: the worker's library reports it as an
+    // ERROR event whatever it sent (docs/worker-channel.md).
+    ChannelMessage reject;
+    reject.type = ChannelType::Reject;
+    reject.seq = 1;
+    reject.code = static_cast<std::uint32_t>(code);
+    reject.text = why.substr(0, kChannelMaxText);
+    if (sendChannelMessage(fd.borrow(), reject) < 0) {
+        return;
+    }
+    // The worker sends HELLO right after connecting; if the socket were
+    // closed before that, its send would fail with EPIPE and it would never
+    // read why. So it is kept, write side shut, until HELLO (or anything,
+    // or a hang-up) arrives. A worker that never sends is closed once
+    // kMaxRejected newer ones are waiting: no timer, no unbounded list.
+    (void)shutdown(fd.get(), SHUT_WR);
+    if (rejected_.size() >= kMaxRejected) {
+        rejected_.erase(rejected_.begin());
+    }
+    auto entry = std::make_unique<Rejected>();
+    const void *key = entry.get();
+    auto io =
+        loop_.addIo(fd.borrow(), EPOLLIN | EPOLLRDHUP, [this, key](std::uint32_t) { dropRejected(key); });
+    if (!io) {
+        return;
+    }
+    entry->fd = std::move(fd);
+    entry->io = std::move(*io);
+    rejected_.push_back(std::move(entry));
+}
+
+void ActivationSocket::dropRejected(const void *key)
+{
+    const auto it = std::find_if(rejected_.begin(), rejected_.end(),
+                                 [key](const auto &entry) { return entry.get() == key; });
+    if (it == rejected_.end()) {
+        return;
+    }
+    for (int i = 0; i < kRejectedReads; ++i) {
+        ChannelMessage discarded;
+        const int r = recvChannelMessage((*it)->fd.borrow(), discarded);
+        if (r == -EAGAIN || r == -ECONNRESET) {
+            break;
+        }
+    }
+    rejected_.erase(it); // destroys the source that called us: allowed
+}
+
+void ActivationSocket::admit(UniqueFd fd)
+{
+    Peer peer;
+    if (const int r = peerOf(fd.borrow(), peer); r < 0) {
+        spdlog::warn("{}: cannot get the credentials of an external worker: {}, closing it", service(),
+                     errnoText(r));
+        return;
+    }
+    const Profile &profile = host_.activeProfile();
+    std::string why;
+    int code = 0;
+    if (!host_.admitting()) {
+        code = ESHUTDOWN;
+        why = "service '" + service() + "' is stopped";
+    } else if (!peerAllowed(peer, profile.activationUids, profile.activationGids)) {
+        code = EACCES;
+        why = "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
+              ") may not join service '" + service() + "': not in its activation_users or activation_groups";
+    } else if (workers_.size() >= kMaxWorkers) {
+        code = EUSERS;
+        why = "service '" + service() + "' has " + std::to_string(workers_.size()) +
+              " external workers already (the limit)";
+    }
+    if (code != 0) {
+        spdlog::warn("{}: refused external worker {}: {}", service(), describePeer(peer), why);
+        reject(std::move(fd), code, why);
+        return;
+    }
+    auto worker = std::make_unique<ExternalWorker>(host_, host_.nextWorkerId(), peer, loop_.now());
+    ExternalWorker *raw = worker.get();
+    auto channel = WorkerChannel::adopt(
+        loop_, std::move(fd),
+        [this, raw](ChannelMessage &&message) { host_.onExternalMessage(*raw, std::move(message)); },
+        [this, raw](const std::string &reason) {
+            host_.onExternalClosed(*raw, reason);
+            reapLater();
+        });
+    if (!channel) {
+        spdlog::error("{}: cannot serve external worker {}: {}", service(), describePeer(peer),
+                      channel.error().message);
+        return;
+    }
+    worker->setChannel(std::move(*channel));
+    workers_.push_back(std::move(worker));
+    spdlog::info("{} connected", raw->describe());
+    host_.onExternalsChanged();
+}
+
+void ActivationSocket::closeAll(const std::string &why)
+{
+    for (auto &worker : workers_) {
+        if (worker->channel() != nullptr) {
+            worker->channel()->close(why); // logged by the close handler
+        }
+    }
+    workers_.clear();
+    reaper_.reset();
+}
+
+void ActivationSocket::reapLater()
+{
+    if (reaper_) {
+        return;
+    }
+    if (auto defer = loop_.addDefer([this] { reap(); })) {
+        reaper_ = std::move(*defer);
+    }
+}
+
+void ActivationSocket::reap()
+{
+    reaper_.reset();
+    const auto gone = std::remove_if(workers_.begin(), workers_.end(), [](const auto &worker) {
+        return worker->channel() == nullptr || !worker->channel()->isOpen();
+    });
+    if (gone == workers_.end()) {
+        return;
+    }
+    workers_.erase(gone, workers_.end());
+    host_.onExternalsChanged();
+}
+
+} // namespace fdsup

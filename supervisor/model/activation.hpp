@@ -1,0 +1,144 @@
+// The activation socket: workers fdsupd did not spawn connect, are admitted by credentials, and join the
+// service.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "common/result.hpp"
+#include "core/fd.hpp"
+#include "io/clock.hpp"
+#include "io/event_loop.hpp"
+#include "io/peer.hpp"
+#include "model/channel_peer.hpp"
+#include "model/profile.hpp"
+
+namespace fdsup {
+
+class ExternalWorker;
+
+// What the activation socket needs from its service.
+class ActivationHost {
+public:
+    ActivationHost() = default;
+    ActivationHost(const ActivationHost &) = delete;
+    ActivationHost &operator=(const ActivationHost &) = delete;
+
+    // The current generation: its name, configuration and access lists.
+    [[nodiscard]] virtual const Profile &activeProfile() const = 0;
+    // The service is wanted up; a stopped one turns workers away (ESHUTDOWN).
+    [[nodiscard]] virtual bool admitting() const = 0;
+    // An id unique within fdsupd, shared with instance ids.
+    virtual std::uint64_t nextWorkerId() = 0;
+    virtual void onExternalMessage(ChannelPeer &peer, ChannelMessage &&message) = 0;
+    virtual void onExternalClosed(ChannelPeer &peer, const std::string &why) = 0;
+    // An external worker sent READY for the first time.
+    virtual void onExternalReady(ExternalWorker &worker) = 0;
+    // One joined or went away.
+    virtual void onExternalsChanged() = 0;
+
+protected:
+    ~ActivationHost() = default;
+};
+
+// A worker fdsupd did not spawn, connected to the activation socket and
+// admitted by its credentials. fdsupd never signals, drains or restarts it:
+// it gets the listeners, adopts once READY, hands over when it chooses.
+class ExternalWorker final : public ChannelPeer {
+public:
+    ExternalWorker(ActivationHost &host, std::uint64_t id, const Peer &credentials, Duration since);
+
+    [[nodiscard]] std::uint64_t id() const { return id_; }
+    [[nodiscard]] uid_t uid() const { return uid_; }
+    [[nodiscard]] gid_t gid() const { return gid_; }
+    [[nodiscard]] bool ready() const { return ready_; }
+    // It handed a connection over: it is draining (on its own initiative)
+    // and is given no more connections.
+    [[nodiscard]] bool draining() const { return draining_; }
+    [[nodiscard]] const std::optional<std::string> &status() const { return status_; }
+    [[nodiscard]] Duration since() const { return since_; }
+
+    [[nodiscard]] const config::ServiceConfig &peerConfig() const override;
+    [[nodiscard]] unsigned peerGeneration() const override;
+    [[nodiscard]] std::uint32_t instanceNumber() const override;
+    [[nodiscard]] std::uint32_t extraCapabilities() const override;
+    [[nodiscard]] bool isExternal() const override { return true; }
+    [[nodiscard]] std::string describe() const override;
+    [[nodiscard]] bool adopting() const override { return ready_ && !draining_; }
+    void channelReady(const std::string &status) override;
+    void handedOver() override;
+
+private:
+    ActivationHost &host_;
+    std::uint64_t id_;
+    uid_t uid_;
+    gid_t gid_;
+    bool ready_ = false;
+    bool draining_ = false;
+    std::optional<std::string> status_; // READY's text
+    Duration since_;                    // when it connected
+};
+
+// Contract (docs/worker-channel.md, "External workers"): a SOCK_SEQPACKET
+// socket (a path, mode 0666, or "@abstract"). Each connection's
+// SO_PEERCRED/SO_PEERGROUPS is checked before anything is read: root,
+// fdsupd's own user, activation_users and activation_groups are admitted.
+// A refusal is REJECT with EACCES (credentials), ESHUTDOWN (service
+// stopped) or EUSERS (kMaxWorkers connected), and the socket is kept, write
+// side shut, until the worker's HELLO or hang-up (the kMaxRejected most
+// recent), so it reads why. Running out of descriptors pauses accepting for
+// kAcceptBackoff. The socket file is removed with the object, only if it is
+// still the one created here.
+class ActivationSocket {
+public:
+    static constexpr std::size_t kMaxWorkers = 64;
+    static constexpr std::size_t kMaxRejected = 64;
+    static constexpr Duration kAcceptBackoff = std::chrono::milliseconds(100);
+
+    static Result<std::unique_ptr<ActivationSocket>> open(EventLoop &loop, const std::string &path,
+                                                          ActivationHost &host);
+    ~ActivationSocket();
+    ActivationSocket(const ActivationSocket &) = delete;
+    ActivationSocket &operator=(const ActivationSocket &) = delete;
+
+    [[nodiscard]] const std::vector<std::unique_ptr<ExternalWorker>> &workers() const { return workers_; }
+    // Closes every worker's channel (a closed channel tells a worker to finish) and forgets them.
+    void closeAll(const std::string &why);
+    // Forgets the workers whose channel closed, later: a channel's close
+    // handler runs inside the channel.
+    void reapLater();
+
+private:
+    ActivationSocket(EventLoop &loop, ActivationHost &host) : loop_(loop), host_(host) {}
+    void onAccept();
+    void admit(UniqueFd fd);
+    void reject(UniqueFd fd, int code, const std::string &why);
+    void dropRejected(const void *key);
+    void reap();
+    [[nodiscard]] const std::string &service() const { return host_.activeProfile().config.name; }
+
+    struct Rejected {
+        UniqueFd fd;
+        EventSource io;
+    };
+
+    EventLoop &loop_;
+    ActivationHost &host_;
+    UniqueFd listener_;
+    EventSource source_;
+    Timer backoff_;
+    std::string path_; // the file to unlink when it goes: empty for an abstract one
+    dev_t dev_ = 0;
+    ino_t ino_ = 0;
+    std::vector<std::unique_ptr<ExternalWorker>> workers_;
+    std::vector<std::unique_ptr<Rejected>> rejected_;
+    EventSource reaper_;
+};
+
+} // namespace fdsup

@@ -1,0 +1,43 @@
+// The worker channel as a service sees it: the handshake, listeners on request, readiness and handoffs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/channel.hpp"
+#include "io/sockets.hpp"
+#include "model/channel_peer.hpp"
+#include "model/handoff_broker.hpp"
+
+namespace fdsup {
+
+// Serves what any of a service's peers sends (docs/worker-channel.md):
+// HELLO is answered with WELCOME (the capabilities asked for and allowed)
+// or REJECT (no common version); LISTENERS_REQUEST with LISTENERS (the
+// peer's configured sockets, as duplicates); READY goes to the peer;
+// HANDOFF to the broker; ERROR closes the channel. Anything else, or
+// anything before HELLO, is a protocol error: ERROR (EPROTO) and the
+// channel is closed. Never destroys a peer: closing only marks the channel.
+class ChannelSession {
+public:
+    ChannelSession(std::string service, const SocketSet &sockets, std::uint64_t stateLimit,
+                   HandoffBroker &broker);
+
+    void onMessage(ChannelPeer &peer, ChannelMessage &&message);
+    void onClosed(ChannelPeer &peer, const std::string &why);
+    // DRAIN with the deadline: true when the peer joined for handoff and
+    // the message was sent (then it hands its connections over).
+    bool sendDrain(ChannelPeer &peer, Duration deadline);
+
+private:
+    void welcome(ChannelPeer &peer, const ChannelMessage &hello);
+    void sendListeners(ChannelPeer &peer);
+    void handoff(ChannelPeer &peer, ChannelMessage &message);
+
+    std::string service_;
+    const SocketSet &sockets_;
+    std::uint64_t stateLimit_;
+    HandoffBroker &broker_;
+};
+
+} // namespace fdsup

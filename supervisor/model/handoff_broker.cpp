@@ -1,0 +1,207 @@
+// The handoff broker: holds the connections draining workers hand over and gives each to a ready adopter.
+#include "model/handoff_broker.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <sys/epoll.h>
+
+#include <spdlog/spdlog.h>
+
+namespace fdsup {
+
+HandoffBroker::HandoffBroker(EventLoop &loop, Clock &clock, HandoffLimits &limits, std::string service,
+                             PeerVisitor peers)
+    : loop_(loop), clock_(clock), limits_(limits), service_(std::move(service)), peers_(std::move(peers))
+{}
+
+HandoffBroker::~HandoffBroker()
+{
+    release(held_.size());
+}
+
+void HandoffBroker::release(std::size_t count)
+{
+    limits_.heldTotal -= std::min(count, limits_.heldTotal);
+}
+
+void HandoffBroker::refuse(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why)
+{
+    ++counters_.refused;
+    spdlog::warn("{}: handoff of connection {} refused: {}", peer.describe(), id, why);
+    ChannelMessage result;
+    result.type = ChannelType::HandoffResult;
+    result.id = id;
+    result.code = static_cast<std::uint32_t>(code);
+    result.text = why.substr(0, kChannelMaxText);
+    (void)peer.channel()->send(result);
+}
+
+void HandoffBroker::accept(ChannelPeer &peer, ChannelMessage &message,
+                           std::span<const ListenerAddress> listeners)
+{
+    WorkerChannel &channel = *peer.channel();
+    if ((channel.capabilities & kChannelCapHandoff) == 0) {
+        refuse(peer, message.id, EPERM, "handoff is not enabled for this service (handoff = false)");
+        return;
+    }
+    if (message.stateSize > limits_.stateLimit) {
+        refuse(peer, message.id, EMSGSIZE,
+               "state of " + std::to_string(message.stateSize) + " bytes is over the limit of " +
+                   std::to_string(limits_.stateLimit) + " ([supervisor.limits] state_size)");
+        return;
+    }
+    if (held_.size() >= limits_.heldLimitPerService) {
+        refuse(peer, message.id, ENOBUFS,
+               "the service holds " + std::to_string(held_.size()) +
+                   " connections already ([supervisor.limits] held_connections_per_service)");
+        return;
+    }
+    if (limits_.heldTotal >= limits_.heldLimit) {
+        refuse(peer, message.id, ENOBUFS,
+               "fdsupd holds " + std::to_string(limits_.heldTotal) +
+                   " connections already ([supervisor.limits] held_connections)");
+        return;
+    }
+    // Trust nothing: the connection must come from one of the listeners of
+    // this worker's own configuration.
+    if (auto checked = checkHandedConnection(message.fds.at(0).borrow(), listeners); !checked) {
+        refuse(peer, message.id, checked.error().code, checked.error().message);
+        return;
+    }
+    auto held = std::make_unique<HeldConnection>();
+    held->id = message.id;
+    held->fd = std::move(message.fds[0]);
+    held->stateFlags = message.stateFlags;
+    held->stateSize = message.stateSize;
+    held->state = std::move(message.state);
+    if ((message.stateFlags & kChannelStateMemfd) != 0) {
+        held->stateMemfd = std::move(message.fds.at(1));
+    }
+    held->from = peer.pid();
+    held->fromGeneration = peer.peerGeneration();
+    held->fromExternal = peer.isExternal();
+    held->since = clock_.now();
+    const HeldConnection *raw = held.get();
+    // EPOLLRDHUP: the client closed while nobody was serving it.
+    if (auto watch = loop_.addIo(held->fd.borrow(), EPOLLRDHUP, [this, raw](std::uint32_t) {
+            ++counters_.hungUp;
+            drop(raw);
+        })) {
+        held->hangup = std::move(*watch);
+    }
+    held_.push_back(std::move(held));
+    ++limits_.heldTotal;
+    peer.handedOver();
+    ++counters_.handed;
+    ChannelMessage result;
+    result.type = ChannelType::HandoffResult;
+    result.id = message.id;
+    result.code = 0;
+    (void)channel.send(result);
+    if (!holdTimer_) {
+        expire(); // arms the timer for the oldest
+    }
+    deliver();
+}
+
+void HandoffBroker::deliver()
+{
+    while (!held_.empty()) {
+        // The newest generation first (a rollout's replacements; external
+        // workers count as the current one), then the adopter given the
+        // fewest so far.
+        ChannelPeer *target = nullptr;
+        peers_([&](ChannelPeer &peer) {
+            if (!canAdopt(peer)) {
+                return;
+            }
+            if (target == nullptr || peer.peerGeneration() > target->peerGeneration() ||
+                (peer.peerGeneration() == target->peerGeneration() && peer.adopted() < target->adopted())) {
+                target = &peer;
+            }
+        });
+        if (target == nullptr) {
+            return; // held until an adopter is ready, or the hold timeout
+        }
+        HeldConnection &held = *held_.front();
+        ChannelMessage adopt;
+        adopt.type = ChannelType::Adopt;
+        adopt.id = held.id;
+        adopt.stateFlags = held.stateFlags;
+        adopt.stateSize = held.stateSize;
+        adopt.state = std::move(held.state);
+        adopt.fds.push_back(std::move(held.fd));
+        if (held.stateMemfd) {
+            adopt.fds.push_back(std::move(held.stateMemfd));
+        }
+        const int r = target->channel()->send(adopt);
+        if (r == 0) {
+            target->countAdopted();
+            ++counters_.adopted;
+            spdlog::debug("{}: connection {} from pid {} adopted by {}", service_, held.id, held.from,
+                          target->describe());
+            held.hangup.reset();
+            held_.pop_front(); // our copies close with `adopt`
+            release(1);
+            continue;
+        }
+        // Not sent: the connection stays held, unchanged.
+        held.state = std::move(adopt.state);
+        held.fd = std::move(adopt.fds.at(0));
+        if (adopt.fds.size() > 1) {
+            held.stateMemfd = std::move(adopt.fds[1]);
+        }
+        if (r == -EAGAIN) {
+            if (!retryTimer_) {
+                if (auto t = clock_.startTimer(kRetryAfter, [this] {
+                        retryTimer_.reset();
+                        deliver();
+                    })) {
+                    retryTimer_ = std::move(*t);
+                }
+            }
+            return;
+        }
+        target->channel()->fail(static_cast<std::uint32_t>(-r),
+                                std::string("cannot send ADOPT: ") + errnoText(-r));
+    }
+    holdTimer_.reset();
+}
+
+void HandoffBroker::expire()
+{
+    holdTimer_.reset();
+    const Duration now = clock_.now();
+    while (!held_.empty() && now - held_.front()->since >= holdTimeout_) {
+        const HeldConnection &oldest = *held_.front();
+        spdlog::warn("{}: connection {} from pid {} was not adopted within {}, closing it", service_,
+                     oldest.id, oldest.from, formatDuration(holdTimeout_));
+        ++counters_.expired;
+        held_.pop_front();
+        release(1);
+    }
+    if (held_.empty()) {
+        return;
+    }
+    if (auto t = clock_.startTimer(held_.front()->since + holdTimeout_ - now, [this] { expire(); })) {
+        holdTimer_ = std::move(*t);
+    }
+}
+
+void HandoffBroker::drop(const HeldConnection *held)
+{
+    const auto it =
+        std::find_if(held_.begin(), held_.end(), [held](const auto &h) { return h.get() == held; });
+    if (it == held_.end()) {
+        return;
+    }
+    spdlog::debug("{}: the client of held connection {} went away", service_, held->id);
+    held_.erase(it); // destroys the source that called us: allowed
+    release(1);
+    if (held_.empty()) {
+        holdTimer_.reset();
+    }
+}
+
+} // namespace fdsup

@@ -1,0 +1,113 @@
+// The handoff broker: holds the connections draining workers hand over and gives each to a ready adopter.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "core/channel.hpp"
+#include "core/fd.hpp"
+#include "io/clock.hpp"
+#include "io/event_loop.hpp"
+#include "io/handoff_check.hpp"
+#include "model/channel_peer.hpp"
+
+namespace fdsup {
+
+// What every service's broker shares: the connections held by all of them
+// together and the limits ([supervisor.limits]).
+struct HandoffLimits {
+    std::size_t heldTotal = 0;
+    std::size_t heldLimit = 65536;
+    std::size_t heldLimitPerService = 16384;
+    std::uint64_t stateLimit = std::uint64_t{64} * 1024;
+};
+
+// A connection a draining worker handed over, waiting for a ready adopter.
+struct HeldConnection {
+    std::uint64_t id = 0; // chosen by the worker that handed it over
+    UniqueFd fd;
+    std::uint32_t stateFlags = 0;
+    std::uint64_t stateSize = 0;
+    std::vector<std::byte> state; // inline
+    UniqueFd stateMemfd;          // or sealed in a memfd
+    pid_t from = 0;
+    unsigned fromGeneration = 0;
+    bool fromExternal = false;
+    Duration since{};
+    EventSource hangup; // the client went away while held
+};
+
+struct HandoffCounters {
+    std::uint64_t handed = 0;  // accepted from workers
+    std::uint64_t adopted = 0; // given to adopters
+    std::uint64_t expired = 0; // closed at handoff_timeout
+    std::uint64_t hungUp = 0;  // the client closed while held
+    std::uint64_t refused = 0; // refused (not ours, over a limit...)
+};
+
+// Contract (docs/handoff.md):
+// - A HANDOFF is answered with HANDOFF_RESULT: 0 when held, else a
+//   specific errno (EPERM handoff not enabled or not this service's
+//   connection, EMSGSIZE state over state_size, ENOBUFS a held limit,
+//   ENOTSOCK/EPROTOTYPE/EOPNOTSUPP/ENOTCONN not a connection); a refusal
+//   closes what came with it and the worker keeps its channel.
+// - Held connections go, in the order handed over, to the adopter of the
+//   newest generation that was given the fewest so far; a full adopter
+//   channel is retried after kRetryAfter, never waited on.
+// - A connection nobody adopts within the hold timeout is closed (expired);
+//   one whose client hangs up while held is closed at once (hung up).
+// - The held count is charged to HandoffLimits::heldTotal while held and
+//   given back on every path, including the broker's destruction.
+class HandoffBroker {
+public:
+    // How soon a delivery to a full channel is tried again.
+    static constexpr Duration kRetryAfter = std::chrono::milliseconds(20);
+    // Calls its argument for every peer that might adopt (asked at each
+    // delivery: the set changes).
+    using PeerVisitor = std::function<void(const std::function<void(ChannelPeer &)> &)>;
+
+    HandoffBroker(EventLoop &loop, Clock &clock, HandoffLimits &limits, std::string service,
+                  PeerVisitor peers);
+    ~HandoffBroker();
+    HandoffBroker(const HandoffBroker &) = delete;
+    HandoffBroker &operator=(const HandoffBroker &) = delete;
+
+    // handoff_timeout of the service's current generation.
+    void setHoldTimeout(Duration timeout) { holdTimeout_ = timeout; }
+    [[nodiscard]] Duration holdTimeout() const { return holdTimeout_; }
+    // A HANDOFF from peer; `listeners` are the addresses of the listeners of
+    // the peer's own configuration: the connection must come from one.
+    void accept(ChannelPeer &peer, ChannelMessage &message, std::span<const ListenerAddress> listeners);
+    // Gives what is held to adopters; call when one may have become ready.
+    void deliver();
+
+    [[nodiscard]] const std::deque<std::unique_ptr<HeldConnection>> &held() const { return held_; }
+    [[nodiscard]] const HandoffCounters &counters() const { return counters_; }
+
+private:
+    void refuse(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why);
+    void expire();
+    void drop(const HeldConnection *held);
+    void release(std::size_t count);
+
+    EventLoop &loop_;
+    Clock &clock_;
+    HandoffLimits &limits_;
+    std::string service_;
+    PeerVisitor peers_;
+    Duration holdTimeout_ = std::chrono::seconds(30);
+    std::deque<std::unique_ptr<HeldConnection>> held_;
+    HandoffCounters counters_;
+    Timer holdTimer_;  // the oldest held connection's hold timeout
+    Timer retryTimer_; // an adopter's channel was full
+};
+
+} // namespace fdsup

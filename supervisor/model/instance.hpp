@@ -1,0 +1,137 @@
+// One worker process: its pidfd, pipes, timers and worker channel, driven by its lifecycle.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <sys/types.h>
+
+#include "common/result.hpp"
+#include "core/fd.hpp"
+#include "io/clock.hpp"
+#include "io/event_loop.hpp"
+#include "io/notify.hpp"
+#include "io/spawn.hpp"
+#include "model/channel_peer.hpp"
+#include "model/lifecycle.hpp"
+#include "model/output.hpp"
+#include "model/profile.hpp"
+
+namespace fdsup {
+
+// An instance's place in its service, decided by the service (the
+// lifecycle does not care): the one serving its slot, a rollout's
+// replacement not yet committed (its exit fails the rollout), or one on its
+// way out for good (replaced, scaled away, rolled back: its exit is
+// expected and its slot is not restarted for it).
+enum class InstanceRole : std::uint8_t { Primary, Candidate, Retiring };
+
+class Instance;
+
+// What an instance tells the service that owns it.
+class InstanceOwner {
+public:
+    InstanceOwner() = default;
+    InstanceOwner(const InstanceOwner &) = delete;
+    InstanceOwner &operator=(const InstanceOwner &) = delete;
+
+    virtual void onInstanceReady(Instance &instance) = 0;
+    // The process is gone and the instance final (Exited or Failed); the
+    // owner removes it, which destroys it.
+    virtual void onInstanceEnded(Instance &instance, const ExitStatus &exit) = 0;
+    // Any other change of its state.
+    virtual void onInstanceChanged(Instance &instance) = 0;
+    virtual void onInstanceOutput(Instance &instance, bool isStderr, std::string_view line) = 0;
+    // DRAIN over its channel when it joined for handoff; false: not sent,
+    // and the instance falls back to its drain signal.
+    virtual bool sendDrain(Instance &instance) = 0;
+
+protected:
+    ~InstanceOwner() = default;
+};
+
+// Owned by its service; every event source and timer it holds dies with it,
+// so no callback can reach a reaped instance. All decisions are the pure
+// transition() (lifecycle.hpp); this class carries them out.
+class Instance final : public ChannelPeer {
+public:
+    Instance(InstanceOwner &owner, EventLoop &loop, Clock &clock, unsigned slot, std::uint64_t id,
+             InstanceRole role, std::shared_ptr<const Profile> profile);
+    ~Instance();
+
+    // Forks and execs; on success the instance is Launching with its
+    // start_timeout armed. The request's LISTEN_* and the channel are the
+    // caller's. On failure no process is left behind.
+    Result<void> spawn(const SpawnRequest &request);
+
+    // fdsupd's own decisions.
+    void stop();
+    void drain();
+    // What the worker said on its notify socket (FDSTORE is the service's).
+    void onNotify(const NotifyMessage &message);
+
+    [[nodiscard]] std::uint64_t id() const { return id_; }
+    [[nodiscard]] unsigned slot() const { return slot_; }
+    [[nodiscard]] InstanceRole role() const { return role_; }
+    void setRole(InstanceRole role) { role_ = role; }
+    [[nodiscard]] InstanceState state() const { return lifecycle_.state; }
+    [[nodiscard]] const Ending &ending() const { return lifecycle_.ending; }
+    [[nodiscard]] const Profile &profile() const { return *profile_; }
+    [[nodiscard]] const config::ServiceConfig &config() const { return profile_->config; }
+    [[nodiscard]] unsigned generation() const { return profile_->generation; }
+    [[nodiscard]] Duration since() const { return since_; }         // when its state was entered
+    [[nodiscard]] Duration startedAt() const { return startedAt_; } // when spawned
+    [[nodiscard]] std::optional<Duration> readyAt() const { return readyAt_; }
+    [[nodiscard]] const std::optional<std::string> &status() const { return status_; } // STATUS=
+    [[nodiscard]] std::optional<int> errnoValue() const { return errno_; }             // ERRNO=
+
+    // The channel peer: what the broker and the channel session ask.
+    [[nodiscard]] const config::ServiceConfig &peerConfig() const override { return config(); }
+    [[nodiscard]] unsigned peerGeneration() const override { return generation(); }
+    [[nodiscard]] std::uint32_t instanceNumber() const override { return slot_; }
+    [[nodiscard]] bool isExternal() const override { return false; }
+    [[nodiscard]] std::string describe() const override;
+    [[nodiscard]] bool adopting() const override
+    {
+        return state() == InstanceState::Ready && role_ != InstanceRole::Retiring;
+    }
+    void channelReady(const std::string &status) override;
+
+private:
+    void deliver(const LifecycleEvent &event);
+    void carryOut(const LifecycleEvent &event, InstanceState before, const Transition &t);
+    void log(const LifecycleEvent &event, InstanceState before, const Transition &t) const;
+    void arm(Timer &timer, Duration after, LifecycleEvent::Kind fires);
+    void signal(int sig);
+    void onStatusPipe();
+    void onChildExit(const siginfo_t &info);
+
+    InstanceOwner &owner_;
+    EventLoop &loop_;
+    Clock &clock_;
+    unsigned slot_;
+    std::uint64_t id_;
+    InstanceRole role_;
+    std::shared_ptr<const Profile> profile_;
+
+    Lifecycle lifecycle_;
+    Duration since_{};
+    Duration startedAt_{};
+    std::optional<Duration> readyAt_;
+    std::optional<std::string> status_;
+    std::optional<int> errno_;
+    Duration watchdogTimeout_{};
+
+    UniqueFd pidfd_;
+    UniqueFd statusPipe_;
+    EventSource childSource_;
+    EventSource statusSource_;
+    OutputCapture output_;
+    Timer deadline_;
+    Timer watchdog_;
+};
+
+} // namespace fdsup

@@ -1,0 +1,101 @@
+// A generation of a service: its configuration with everything a spawn needs resolved once.
+#include "model/profile.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+
+#include <fcntl.h>
+
+#include "common/users.hpp"
+#include "core/channel.hpp"
+
+namespace fdsup {
+namespace {
+
+constexpr const char *kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+Error named(const config::ServiceConfig &config, const Error &error)
+{
+    return Error{error.code, "Service '" + config.name + "': " + error.message};
+}
+
+} // namespace
+
+Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation)
+{
+    auto profile = std::make_shared<Profile>();
+    profile->generation = generation;
+    profile->config = config;
+
+    // Everything a spawn needs that can fail is resolved now, once: a missing
+    // user or binary is an error naming the service, not a crash loop.
+    auto credentials = resolveCredentials(config);
+    if (!credentials) {
+        return named(config, credentials.error());
+    }
+    profile->credentials = std::move(*credentials);
+
+    std::string searchPath = kDefaultPath;
+    if (auto it = config.environment.find("PATH"); it != config.environment.end()) {
+        searchPath = it->second;
+    }
+    auto executable = findExecutable(config.command.front(), searchPath);
+    if (!executable) {
+        return named(config, executable.error());
+    }
+    profile->executable = std::move(*executable);
+    profile->executableFd = UniqueFd(open(profile->executable.c_str(), O_PATH | O_CLOEXEC));
+    if (!profile->executableFd) {
+        return errnoError(errno, "Service '" + config.name + "': cannot open " + profile->executable);
+    }
+
+    bool hasPath = false;
+    for (const auto &name : config.passEnvironment) {
+        if (const char *value = std::getenv(name.c_str())) {
+            profile->baseEnvironment.push_back(name + "=" + value);
+            hasPath = hasPath || name == "PATH";
+        }
+    }
+    for (const auto &[name, value] : config.environment) {
+        profile->baseEnvironment.push_back(std::string(name).append("=").append(value));
+        hasPath = hasPath || name == "PATH";
+    }
+    if (!hasPath) {
+        profile->baseEnvironment.push_back(std::string("PATH=") + kDefaultPath);
+    }
+    for (const auto &user : config.activationUsers) {
+        auto uid = lookUpUid(user);
+        if (!uid) {
+            return named(config, Error{uid.error().code, "activation_users: " + uid.error().message});
+        }
+        profile->activationUids.push_back(*uid);
+    }
+    for (const auto &group : config.activationGroups) {
+        auto gid = lookUpGroup(group);
+        if (!gid) {
+            return named(config, Error{gid.error().code, "activation_groups: " + gid.error().message});
+        }
+        profile->activationGids.push_back(*gid);
+    }
+    return std::shared_ptr<const Profile>(std::move(profile));
+}
+
+bool wantsChannel(const config::ServiceConfig &config)
+{
+    return config.handoff || config.activation == config::Activation::Channel ||
+           config.ready == config::Readiness::Channel;
+}
+
+std::uint32_t allowedCapabilities(const config::ServiceConfig &config)
+{
+    std::uint32_t allowed = 0;
+    if (config.handoff) {
+        allowed |= kChannelCapHandoff | kChannelCapAdopt;
+    }
+    if (config.activation == config::Activation::Channel) {
+        allowed |= kChannelCapListeners;
+    }
+    return allowed;
+}
+
+} // namespace fdsup

@@ -1,0 +1,47 @@
+// A generation of a service: its configuration with everything a spawn needs resolved once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "common/result.hpp"
+#include "config/config.hpp"
+#include "core/fd.hpp"
+#include "io/spawn.hpp"
+
+namespace fdsup {
+
+// What one generation of a service runs: its configuration, with everything
+// a spawn needs that can fail resolved once (binary, user, groups). A
+// rollout moves a service from one profile to the next; every instance keeps
+// the profile it was started from.
+struct Profile {
+    unsigned generation = 1;
+    config::ServiceConfig config;
+    std::string executable;
+    // The binary itself, opened when the generation was made: its instances
+    // (crash restarts, a rollback's) run that file even if a deploy has
+    // since put another one at `executable`. Scripts run by path.
+    UniqueFd executableFd;
+    Credentials credentials;
+    std::vector<std::string> baseEnvironment; // pass_environment + environment + PATH
+    // activation_users and activation_groups, resolved.
+    std::vector<uid_t> activationUids;
+    std::vector<gid_t> activationGids;
+};
+
+// The error names the service: "Service 'web': ...".
+Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation);
+
+// The worker channel: granted to workers of services that use it (handoff,
+// activation or readiness over the channel); others see exactly the fds
+// they always did.
+[[nodiscard]] bool wantsChannel(const config::ServiceConfig &config);
+// The capabilities (kChannelCap*) a spawned worker of this configuration may be granted.
+[[nodiscard]] std::uint32_t allowedCapabilities(const config::ServiceConfig &config);
+
+} // namespace fdsup
