@@ -73,6 +73,7 @@ struct ServiceDefinition {
     Location handoffAt;
     Location activationSocketAt;
     std::optional<Location> activationAccessAt; // activation_users or activation_groups
+    std::optional<Location> restartDelayMaxAt;  // only when written and valid
 };
 
 // One load: reads the main file and its includes, checks them against each
@@ -172,6 +173,15 @@ private:
     // service_table.cpp
     void loadService(const std::string &name, const toml::table &table, const Location &at,
                      const FileContext &file);
+    // The keys of [service.NAME] in groups, concatenated in this order (the
+    // order in which "did you mean" breaks ties). The handlers write into def
+    // and read file, so they may only run while both live.
+    std::vector<KeyHandler> processKeys(ServiceDefinition &def, const FileContext &file);
+    std::vector<KeyHandler> credentialKeys(ServiceDefinition &def);
+    std::vector<KeyHandler> workerKeys(ServiceDefinition &def);
+    std::vector<KeyHandler> lifecycleKeys(ServiceDefinition &def);
+    std::vector<KeyHandler> handoffKeys(ServiceDefinition &def, const FileContext &file);
+    bool checkEnvironmentName(const std::string &var, const Location &where, std::string_view key);
     void loadServiceLimits(const std::string &tableName, const toml::table &table, const Location &at,
                            ServiceConfig &service);
     std::optional<std::uint64_t> getLimitValue(const Entry &e, names::LimitKind kind);

@@ -177,294 +177,22 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
     s.name = name;
     s.where = at;
     const std::string tableName = "[service." + name + "]";
-    bool commandSeen = false;
-    std::optional<Location> restartDelayMaxAt;
 
-    auto duration = [&](Duration &field) {
-        return [&field, this](const Entry &e) {
-            if (auto v = getDuration(e)) {
-                field = *v;
-            }
-        };
-    };
-    auto lookup = [&](std::optional<std::string> &field, bool isGroup) {
-        return [&field, isGroup, this](const Entry &e) {
-            auto v = getString(e);
-            if (v && resolveId(e.key, *v, e.valueAt, isGroup)) {
-                field = *v;
-            }
-        };
-    };
-    auto environmentName = [&](const std::string &var, const Location &where, std::string_view key) {
-        if (!validEnvironmentName(var)) {
-            error(where, squote(key) + ": invalid variable name " + squote(var) +
-                             " (it must not be empty or contain '=' or NUL)");
-            return false;
-        }
-        if (std::find(kReservedEnvironment.begin(), kReservedEnvironment.end(), var) !=
-            kReservedEnvironment.end()) {
-            error(where, squote(key) + ": " + var + " is set by fdsupd for every worker");
-            return false;
-        }
-        return true;
-    };
+    std::vector<KeyHandler> handlers;
+    for (auto &&group : {processKeys(def, file), credentialKeys(def), workerKeys(def), lifecycleKeys(def),
+                         handoffKeys(def, file)}) {
+        handlers.insert(handlers.end(), group.begin(), group.end());
+    }
+    walk(table, "in " + tableName, at, handlers);
 
-    walk(table, "in " + tableName, at,
-         {
-             {"command",
-              [&](const Entry &e) {
-                  commandSeen = true;
-                  if (const auto *str = e.value->as_string()) {
-                      error(e.valueAt, "'command' must be an array of strings (argv), not a string" +
-                                           commandHint(str->get()));
-                      return;
-                  }
-                  auto argv = getStringArray(e);
-                  if (!argv) {
-                      return;
-                  }
-                  if (argv->empty()) {
-                      error(e.valueAt, "'command' must not be empty");
-                      return;
-                  }
-                  for (auto &[arg, where] : *argv) {
-                      s.command.push_back(arg);
-                  }
-                  // A relative program path means "next to this file"; a bare
-                  // name is left for the PATH search at spawn.
-                  std::string &program = s.command.front();
-                  if (program.find('/') != std::string::npos) {
-                      program = resolvePath(program, file);
-                  }
-              }},
-             {"environment",
-              [&](const Entry &e) {
-                  const auto *t = e.value->as_table();
-                  if (t == nullptr) {
-                      wrongType(e, "a table of strings");
-                      return;
-                  }
-                  for (auto &&[key, value] : *t) {
-                      const Location keyWhere = locate(key.source(), e.valueAt);
-                      const Location valueWhere = locate(value.source(), keyWhere);
-                      const std::string var(key.str());
-                      if (!environmentName(var, keyWhere, "environment")) {
-                          continue;
-                      }
-                      const auto *str = value.as_string();
-                      if (str == nullptr) {
-                          error(valueWhere, "'environment': the value of " + var + " must be a string, not " +
-                                                std::string(typeName(value.type())));
-                      } else if (str->get().find('\0') != std::string::npos) {
-                          error(valueWhere, "'environment': the value of " + var + " must not contain NUL");
-                      } else {
-                          s.environment[var] = str->get();
-                      }
-                  }
-              }},
-             {"pass_environment",
-              [&](const Entry &e) {
-                  if (auto vars = getStringArray(e)) {
-                      for (const auto &[var, where] : *vars) {
-                          if (environmentName(var, where, e.key)) {
-                              s.passEnvironment.push_back(var);
-                          }
-                      }
-                  }
-              }},
-             {"working_directory",
-              [&](const Entry &e) {
-                  if (auto v = getString(e)) {
-                      if (!v->starts_with('/')) {
-                          error(e.valueAt, "'working_directory' must be an absolute path, not " + squote(*v));
-                      } else {
-                          std::string dir = std::filesystem::path(*v).lexically_normal().string();
-                          // "/srv/app/" and "/srv/app" are the same directory; keep one spelling.
-                          if (dir.size() > 1 && dir.ends_with('/')) {
-                              dir.pop_back();
-                          }
-                          s.workingDirectory = std::move(dir);
-                      }
-                  }
-              }},
-             {"user", lookup(s.user, false)},
-             {"group", lookup(s.group, true)},
-             {"supplementary_groups",
-              [&](const Entry &e) {
-                  checkUsers(e, s.supplementaryGroups, true);
-              }},
-             {"umask",
-              [&](const Entry &e) {
-                  if (auto v = getOctal(e, 0777)) {
-                      s.umask = *v;
-                  }
-              }},
-             {"limits",
-              [&](const Entry &e) {
-                  if (const auto *t = e.value->as_table()) {
-                      loadServiceLimits("[service." + name + ".limits]", *t, e.valueAt, s);
-                  } else {
-                      wrongType(e, "a table");
-                  }
-              }},
-             {"no_new_privileges",
-              [&](const Entry &e) {
-                  if (auto v = getBool(e)) {
-                      s.noNewPrivileges = *v;
-                  }
-              }},
-             {"sockets",
-              [&](const Entry &e) {
-                  auto list = getStringArray(e);
-                  if (!list) {
-                      return;
-                  }
-                  for (const auto &[socket, where] : *list) {
-                      auto it = std::find(s.sockets.begin(), s.sockets.end(), socket);
-                      if (it != s.sockets.end()) {
-                          error(where,
-                                "'sockets': " + squote(socket) + " is listed twice (first at " +
-                                    def.socketsAt[static_cast<std::size_t>(it - s.sockets.begin())].str() +
-                                    ")");
-                          continue;
-                      }
-                      s.sockets.push_back(socket);
-                      def.socketsAt.push_back(where);
-                  }
-              }},
-             {"instances",
-              [&](const Entry &e) {
-                  if (auto v = getInt(e, 0, kMaxInstances)) {
-                      s.instances = static_cast<std::uint32_t>(*v);
-                  }
-              }},
-             {"activation",
-              [&](const Entry &e) {
-                  if (auto v = getEnum(e, names::kActivation)) {
-                      s.activation = *v;
-                  }
-              }},
-             {"ready",
-              [&](const Entry &e) {
-                  if (auto v = getEnum(e, names::kReadiness)) {
-                      s.ready = *v;
-                  }
-              }},
-             {"restart",
-              [&](const Entry &e) {
-                  if (auto v = getEnum(e, names::kRestart)) {
-                      s.restart = *v;
-                  }
-              }},
-             {"restart_delay", duration(s.restartDelay)},
-             {"restart_delay_max",
-              [&](const Entry &e) {
-                  if (auto v = getDuration(e)) {
-                      s.restartDelayMax = *v;
-                      restartDelayMaxAt = e.valueAt;
-                  }
-              }},
-             {"start_limit_burst",
-              [&](const Entry &e) {
-                  if (auto v = getInt(e, 1, kMaxInt)) {
-                      s.startLimitBurst = static_cast<std::uint32_t>(*v);
-                  }
-              }},
-             {"start_limit_interval", duration(s.startLimitInterval)},
-             {"start_timeout", duration(s.startTimeout)},
-             {"ready_timeout", duration(s.readyTimeout)},
-             {"drain_timeout", duration(s.drainTimeout)},
-             {"handoff_timeout", duration(s.handoffTimeout)},
-             {"stop_timeout", duration(s.stopTimeout)},
-             {"watchdog_timeout", duration(s.watchdogTimeout)},
-             {"stop_signal",
-              [&](const Entry &e) {
-                  auto sig = getSignal(e);
-                  if (sig && *sig == SIGSTOP) {
-                      error(e.valueAt, "'stop_signal' cannot be SIGSTOP: a stopped process never exits");
-                  } else if (sig) {
-                      s.stopSignal = *sig;
-                  }
-              }},
-             {"drain_signal",
-              [&](const Entry &e) {
-                  auto sig = getSignal(e);
-                  if (sig && (*sig == SIGKILL || *sig == SIGSTOP)) {
-                      error(e.valueAt, "'drain_signal' cannot be " + signalName(*sig) +
-                                           ": a worker must be able to catch it to drain");
-                  } else if (sig) {
-                      s.drainSignal = *sig;
-                  }
-              }},
-             {"kill_mode",
-              [&](const Entry &e) {
-                  if (auto v = getEnum(e, names::kKillMode)) {
-                      s.killMode = *v;
-                  }
-              }},
-             {"output",
-              [&](const Entry &e) {
-                  if (auto v = getEnum(e, names::kOutput)) {
-                      s.output = *v;
-                  }
-              }},
-             {"handoff",
-              [&](const Entry &e) {
-                  if (auto v = getBool(e)) {
-                      s.handoff = *v;
-                      def.handoffAt = e.valueAt;
-                  }
-              }},
-             {"activation_socket",
-              [&](const Entry &e) {
-                  auto v = getString(e);
-                  if (!v) {
-                      return;
-                  }
-                  std::string path = v->starts_with('@') ? *v : resolvePath(*v, file);
-                  if (path.size() < 2 && path.starts_with('@')) {
-                      error(e.valueAt, "'activation_socket': an abstract socket needs a name after '@'");
-                  } else if (path.size() > kMaxUnixPath) {
-                      error(e.valueAt, "'activation_socket': socket path " + squote(path) + " is too long (" +
-                                           std::to_string(path.size()) + " bytes, at most " +
-                                           std::to_string(kMaxUnixPath) + ")");
-                  } else {
-                      s.activationSocket = std::move(path);
-                      def.activationSocketAt = e.valueAt;
-                  }
-              }},
-             {"activation_users",
-              [&](const Entry &e) {
-                  checkUsers(e, s.activationUsers, false);
-                  def.activationAccessAt = e.keyAt;
-              }},
-             {"activation_groups",
-              [&](const Entry &e) {
-                  checkUsers(e, s.activationGroups, true);
-                  def.activationAccessAt = e.keyAt;
-              }},
-             {"rollout_batch",
-              [&](const Entry &e) {
-                  if (auto v = getInt(e, 1, kMaxRolloutBatch)) {
-                      s.rolloutBatch = static_cast<std::uint32_t>(*v);
-                  }
-              }},
-             {"rollout_order",
-              [&](const Entry &e) {
-                  if (auto v = getEnum(e, names::kRolloutOrder)) {
-                      s.rolloutOrder = *v;
-                  }
-              }},
-         });
-
-    if (!commandSeen) {
+    if (!table.contains("command")) {
         error(at, "missing required key 'command' in " + tableName);
     }
-    if (restartDelayMaxAt) {
+    if (def.restartDelayMaxAt) {
         if (s.restartDelayMax < s.restartDelay) {
-            error(*restartDelayMaxAt, "'restart_delay_max' (" + formatDuration(s.restartDelayMax) +
-                                          ") must not be less than 'restart_delay' (" +
-                                          formatDuration(s.restartDelay) + ")");
+            error(*def.restartDelayMaxAt, "'restart_delay_max' (" + formatDuration(s.restartDelayMax) +
+                                              ") must not be less than 'restart_delay' (" +
+                                              formatDuration(s.restartDelay) + ")");
         }
     } else if (s.restartDelayMax < s.restartDelay) {
         // Only restart_delay was written: a longer first delay than the
@@ -479,6 +207,318 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
         }
     }
     services_.push_back(std::move(def));
+}
+
+// What runs: the program, its environment and its directory.
+std::vector<KeyHandler> Loader::processKeys(ServiceDefinition &def, const FileContext &file)
+{
+    auto &s = def.config;
+    return {
+        {"command",
+         [&](const Entry &e) {
+             if (const auto *str = e.value->as_string()) {
+                 error(e.valueAt, "'command' must be an array of strings (argv), not a string" +
+                                      commandHint(str->get()));
+                 return;
+             }
+             auto argv = getStringArray(e);
+             if (!argv) {
+                 return;
+             }
+             if (argv->empty()) {
+                 error(e.valueAt, "'command' must not be empty");
+                 return;
+             }
+             for (auto &[arg, where] : *argv) {
+                 s.command.push_back(arg);
+             }
+             // A relative program path means "next to this file"; a bare
+             // name is left for the PATH search at spawn.
+             std::string &program = s.command.front();
+             if (program.find('/') != std::string::npos) {
+                 program = resolvePath(program, file);
+             }
+         }},
+        {"environment",
+         [&](const Entry &e) {
+             const auto *t = e.value->as_table();
+             if (t == nullptr) {
+                 wrongType(e, "a table of strings");
+                 return;
+             }
+             for (auto &&[key, value] : *t) {
+                 const Location keyWhere = locate(key.source(), e.valueAt);
+                 const Location valueWhere = locate(value.source(), keyWhere);
+                 const std::string var(key.str());
+                 if (!checkEnvironmentName(var, keyWhere, "environment")) {
+                     continue;
+                 }
+                 const auto *str = value.as_string();
+                 if (str == nullptr) {
+                     error(valueWhere, "'environment': the value of " + var + " must be a string, not " +
+                                           std::string(typeName(value.type())));
+                 } else if (str->get().find('\0') != std::string::npos) {
+                     error(valueWhere, "'environment': the value of " + var + " must not contain NUL");
+                 } else {
+                     s.environment[var] = str->get();
+                 }
+             }
+         }},
+        {"pass_environment",
+         [&](const Entry &e) {
+             if (auto vars = getStringArray(e)) {
+                 for (const auto &[var, where] : *vars) {
+                     if (checkEnvironmentName(var, where, e.key)) {
+                         s.passEnvironment.push_back(var);
+                     }
+                 }
+             }
+         }},
+        {"working_directory",
+         [&](const Entry &e) {
+             if (auto v = getString(e)) {
+                 if (!v->starts_with('/')) {
+                     error(e.valueAt, "'working_directory' must be an absolute path, not " + squote(*v));
+                 } else {
+                     std::string dir = std::filesystem::path(*v).lexically_normal().string();
+                     // "/srv/app/" and "/srv/app" are the same directory; keep one spelling.
+                     if (dir.size() > 1 && dir.ends_with('/')) {
+                         dir.pop_back();
+                     }
+                     s.workingDirectory = std::move(dir);
+                 }
+             }
+         }},
+    };
+}
+
+bool Loader::checkEnvironmentName(const std::string &var, const Location &where, std::string_view key)
+{
+    if (!validEnvironmentName(var)) {
+        error(where, squote(key) + ": invalid variable name " + squote(var) +
+                         " (it must not be empty or contain '=' or NUL)");
+        return false;
+    }
+    if (std::find(kReservedEnvironment.begin(), kReservedEnvironment.end(), var) !=
+        kReservedEnvironment.end()) {
+        error(where, squote(key) + ": " + var + " is set by fdsupd for every worker");
+        return false;
+    }
+    return true;
+}
+
+// What it runs as: ids, umask, resource limits.
+std::vector<KeyHandler> Loader::credentialKeys(ServiceDefinition &def)
+{
+    auto &s = def.config;
+    auto lookup = [this](std::optional<std::string> &field, bool isGroup) {
+        return [&field, isGroup, this](const Entry &e) {
+            auto v = getString(e);
+            if (v && resolveId(e.key, *v, e.valueAt, isGroup)) {
+                field = *v;
+            }
+        };
+    };
+    return {
+        {"user", lookup(s.user, false)},
+        {"group", lookup(s.group, true)},
+        {"supplementary_groups",
+         [&](const Entry &e) {
+             checkUsers(e, s.supplementaryGroups, true);
+         }},
+        {"umask",
+         [&](const Entry &e) {
+             if (auto v = getOctal(e, 0777)) {
+                 s.umask = *v;
+             }
+         }},
+        {"limits",
+         [&](const Entry &e) {
+             if (const auto *t = e.value->as_table()) {
+                 loadServiceLimits("[service." + s.name + ".limits]", *t, e.valueAt, s);
+             } else {
+                 wrongType(e, "a table");
+             }
+         }},
+        {"no_new_privileges",
+         [&](const Entry &e) {
+             if (auto v = getBool(e)) {
+                 s.noNewPrivileges = *v;
+             }
+         }},
+    };
+}
+
+// How many workers run, which sockets they get and how each says it is ready.
+std::vector<KeyHandler> Loader::workerKeys(ServiceDefinition &def)
+{
+    auto &s = def.config;
+    return {
+        {"sockets",
+         [&](const Entry &e) {
+             auto list = getStringArray(e);
+             if (!list) {
+                 return;
+             }
+             for (const auto &[socket, where] : *list) {
+                 auto it = std::find(s.sockets.begin(), s.sockets.end(), socket);
+                 if (it != s.sockets.end()) {
+                     error(where, "'sockets': " + squote(socket) + " is listed twice (first at " +
+                                      def.socketsAt[static_cast<std::size_t>(it - s.sockets.begin())].str() +
+                                      ")");
+                     continue;
+                 }
+                 s.sockets.push_back(socket);
+                 def.socketsAt.push_back(where);
+             }
+         }},
+        {"instances",
+         [&](const Entry &e) {
+             if (auto v = getInt(e, 0, kMaxInstances)) {
+                 s.instances = static_cast<std::uint32_t>(*v);
+             }
+         }},
+        {"activation",
+         [&](const Entry &e) {
+             if (auto v = getEnum(e, names::kActivation)) {
+                 s.activation = *v;
+             }
+         }},
+        {"ready",
+         [&](const Entry &e) {
+             if (auto v = getEnum(e, names::kReadiness)) {
+                 s.ready = *v;
+             }
+         }},
+    };
+}
+
+// Restarts, timeouts and how a worker is stopped.
+std::vector<KeyHandler> Loader::lifecycleKeys(ServiceDefinition &def)
+{
+    auto &s = def.config;
+    auto duration = [this](Duration &field) {
+        return [&field, this](const Entry &e) {
+            if (auto v = getDuration(e)) {
+                field = *v;
+            }
+        };
+    };
+    return {
+        {"restart",
+         [&](const Entry &e) {
+             if (auto v = getEnum(e, names::kRestart)) {
+                 s.restart = *v;
+             }
+         }},
+        {"restart_delay", duration(s.restartDelay)},
+        {"restart_delay_max",
+         [&](const Entry &e) {
+             if (auto v = getDuration(e)) {
+                 s.restartDelayMax = *v;
+                 def.restartDelayMaxAt = e.valueAt;
+             }
+         }},
+        {"start_limit_burst",
+         [&](const Entry &e) {
+             if (auto v = getInt(e, 1, kMaxInt)) {
+                 s.startLimitBurst = static_cast<std::uint32_t>(*v);
+             }
+         }},
+        {"start_limit_interval", duration(s.startLimitInterval)},
+        {"start_timeout", duration(s.startTimeout)},
+        {"ready_timeout", duration(s.readyTimeout)},
+        {"drain_timeout", duration(s.drainTimeout)},
+        {"handoff_timeout", duration(s.handoffTimeout)},
+        {"stop_timeout", duration(s.stopTimeout)},
+        {"watchdog_timeout", duration(s.watchdogTimeout)},
+        {"stop_signal",
+         [&](const Entry &e) {
+             auto sig = getSignal(e);
+             if (sig && *sig == SIGSTOP) {
+                 error(e.valueAt, "'stop_signal' cannot be SIGSTOP: a stopped process never exits");
+             } else if (sig) {
+                 s.stopSignal = *sig;
+             }
+         }},
+        {"drain_signal",
+         [&](const Entry &e) {
+             auto sig = getSignal(e);
+             if (sig && (*sig == SIGKILL || *sig == SIGSTOP)) {
+                 error(e.valueAt, "'drain_signal' cannot be " + signalName(*sig) +
+                                      ": a worker must be able to catch it to drain");
+             } else if (sig) {
+                 s.drainSignal = *sig;
+             }
+         }},
+        {"kill_mode",
+         [&](const Entry &e) {
+             if (auto v = getEnum(e, names::kKillMode)) {
+                 s.killMode = *v;
+             }
+         }},
+        {"output",
+         [&](const Entry &e) {
+             if (auto v = getEnum(e, names::kOutput)) {
+                 s.output = *v;
+             }
+         }},
+    };
+}
+
+// Handing connections over, workers fdsupd did not start, and rollouts.
+std::vector<KeyHandler> Loader::handoffKeys(ServiceDefinition &def, const FileContext &file)
+{
+    auto &s = def.config;
+    return {
+        {"handoff",
+         [&](const Entry &e) {
+             if (auto v = getBool(e)) {
+                 s.handoff = *v;
+                 def.handoffAt = e.valueAt;
+             }
+         }},
+        {"activation_socket",
+         [&](const Entry &e) {
+             auto v = getString(e);
+             if (!v) {
+                 return;
+             }
+             std::string path = v->starts_with('@') ? *v : resolvePath(*v, file);
+             if (path.size() < 2 && path.starts_with('@')) {
+                 error(e.valueAt, "'activation_socket': an abstract socket needs a name after '@'");
+             } else if (path.size() > kMaxUnixPath) {
+                 error(e.valueAt, "'activation_socket': socket path " + squote(path) + " is too long (" +
+                                      std::to_string(path.size()) + " bytes, at most " +
+                                      std::to_string(kMaxUnixPath) + ")");
+             } else {
+                 s.activationSocket = std::move(path);
+                 def.activationSocketAt = e.valueAt;
+             }
+         }},
+        {"activation_users",
+         [&](const Entry &e) {
+             checkUsers(e, s.activationUsers, false);
+             def.activationAccessAt = e.keyAt;
+         }},
+        {"activation_groups",
+         [&](const Entry &e) {
+             checkUsers(e, s.activationGroups, true);
+             def.activationAccessAt = e.keyAt;
+         }},
+        {"rollout_batch",
+         [&](const Entry &e) {
+             if (auto v = getInt(e, 1, kMaxRolloutBatch)) {
+                 s.rolloutBatch = static_cast<std::uint32_t>(*v);
+             }
+         }},
+        {"rollout_order",
+         [&](const Entry &e) {
+             if (auto v = getEnum(e, names::kRolloutOrder)) {
+                 s.rolloutOrder = *v;
+             }
+         }},
+    };
 }
 
 } // namespace fdsup::config::detail
