@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <span>
 #include <utility>
 
 #include <sys/epoll.h>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+
+#include "core/scm.hpp"
 
 namespace fdsup {
 namespace {
@@ -334,66 +337,39 @@ void NotifyServer::onReadable()
 
 int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
 {
-    std::array<char, kNotifyMaxDatagram> buffer{};
-    // Room for the credentials and kNotifyMaxFds fds, like systemd, so a
-    // sender within the protocol's limits never sees MSG_CTRUNC.
-    constexpr std::size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kNotifyMaxFds);
-    alignas(cmsghdr) std::array<char, kControlSize> control{};
-
-    iovec iov{buffer.data(), buffer.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-
-    ssize_t n = 0;
-    do {
-        n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-    }
-
-    // Take every fd first, so that every path below closes them.
+    // Declared first: every path below closes the fds that arrived.
     std::vector<UniqueFd> fds;
-    const ucred *credentials = nullptr;
-    bool unexpectedControl = false;
-    for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            const auto *data = CMSG_DATA(c);
-            for (std::size_t k = 0; k < count; ++k) {
-                int fd = -1;
-                std::memcpy(&fd, data + k * sizeof(int), sizeof(int));
-                fds.emplace_back(fd);
-            }
-        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-                   c->cmsg_len == CMSG_LEN(sizeof(ucred))) {
-            credentials = reinterpret_cast<const ucred *>(CMSG_DATA(c));
-        } else {
-            unexpectedControl = true;
-        }
+    std::array<char, kNotifyMaxDatagram> buffer{};
+    DatagramInfo info;
+    ssize_t n = 0;
+    // Room for kNotifyMaxFds fds, like systemd, so a sender within the
+    // protocol's limits never sees MSG_CTRUNC. MSG_TRUNC: n is the full size.
+    do {
+        n = recvWithFds(fd_.borrow(), MSG_DONTWAIT | MSG_TRUNC, std::as_writable_bytes(std::span(buffer)),
+                        kNotifyMaxFds, fds, info);
+    } while (n == -EINTR);
+    if (n < 0) {
+        return n == -EAGAIN ? 0 : static_cast<int>(n);
     }
-    const pid_t pid = credentials != nullptr ? credentials->pid : 0;
+    const pid_t pid = info.credentials ? info.credentials->pid : 0;
 
-    if ((msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > buffer.size()) {
+    if (info.truncated) {
         drop(pid, "larger than " + std::to_string(kNotifyMaxDatagram) + " bytes (" + std::to_string(n) + ")");
         return 1;
     }
-    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    if (info.controlTruncated) {
         drop(pid, "control data truncated (more than " + std::to_string(kNotifyMaxFds) +
                       " fds, or RLIMIT_NOFILE reached)");
         return 1;
     }
-    if (unexpectedControl) {
+    if (info.unexpectedControl) {
         drop(pid, "unexpected control message");
         return 1;
     }
     // The kernel attaches credentials to every datagram once SO_PASSCRED is
     // on; pid 0 means the sender is in a pid namespace we cannot see, so we
     // cannot tell which instance sent it.
-    if (credentials == nullptr || pid <= 0) {
+    if (!info.credentials || pid <= 0) {
         drop(pid, "no sender credentials");
         return 1;
     }
@@ -404,9 +380,9 @@ int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
         return 1;
     }
     NotifyMessage message = std::move(parsed).value();
-    message.pid = credentials->pid;
-    message.uid = credentials->uid;
-    message.gid = credentials->gid;
+    message.pid = info.credentials->pid;
+    message.uid = info.credentials->uid;
+    message.gid = info.credentials->gid;
 
     if (message.barrier) {
         // sd_notify_barrier() waits for its fd to be closed: everything the
