@@ -41,37 +41,22 @@ PendingCall::~PendingCall()
 
 void PendingCall::reply(nlohmann::json parameters, bool continues)
 {
-    if (finished_) {
-        return;
-    }
     // continues is only allowed when the client asked for more.
-    if (!call_.more) {
-        continues = false;
-    }
-    finished_ = !continues;
-    if (call_.oneway) {
-        finished_ = true;
-        return;
-    }
-    const auto c = connection_.lock();
-    if (!c || c->closed()) {
-        return;
-    }
-    varlink::Reply r;
-    r.parameters = std::move(parameters);
-    r.continues = continues;
-    c->send(r);
-    if (finished_ && !c->closed()) {
-        c->finished();
-    }
+    deliver(varlink::Reply{std::move(parameters), continues && call_.more, {}});
 }
 
 void PendingCall::fail(std::string_view error, nlohmann::json parameters)
 {
+    deliver(varlink::Reply{std::move(parameters), false, std::string(error)});
+}
+
+void PendingCall::deliver(const varlink::Reply &reply)
+{
     if (finished_) {
         return;
     }
-    finished_ = true;
+    // A oneway call is finished by its first answer, which nobody reads.
+    finished_ = !reply.continues || call_.oneway;
     if (call_.oneway) {
         return;
     }
@@ -79,11 +64,8 @@ void PendingCall::fail(std::string_view error, nlohmann::json parameters)
     if (!c || c->closed()) {
         return;
     }
-    varlink::Reply r;
-    r.parameters = std::move(parameters);
-    r.error = std::string(error);
-    c->send(r);
-    if (!c->closed()) {
+    c->send(reply);
+    if (finished_ && !c->closed()) {
         c->finished();
     }
 }
