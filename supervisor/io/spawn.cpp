@@ -1,7 +1,6 @@
 // Worker spawning, the parent side: checking the request, building the child's plan, reading its status.
 #include "io/spawn.hpp"
 
-#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstddef>
@@ -12,6 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "io/notify.hpp"
 #include "io/spawn_child.hpp"
 
 namespace fdsup {
@@ -42,13 +42,6 @@ Result<Pipe> makePipe(const char *what)
 bool isOpen(int fd)
 {
     return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
-}
-
-// systemd's fdname_is_valid(): 1-255 printable ASCII characters, no ':'.
-bool isValidFdName(std::string_view name)
-{
-    return !name.empty() && name.size() <= 255 &&
-           std::all_of(name.begin(), name.end(), [](char c) { return c >= ' ' && c <= '~' && c != ':'; });
 }
 
 bool isListenVariable(std::string_view entry)
@@ -130,7 +123,7 @@ Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
                                  std::to_string(request.fds.size()) + " fds"};
     }
     for (const auto &name : request.fdNames) {
-        if (!isValidFdName(name)) {
+        if (!validFdName(name)) {
             return Error{EINVAL, "invalid fd name '" + name + "'"};
         }
     }
