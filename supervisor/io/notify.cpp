@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/scm.hpp"
+#include "core/utf8.hpp"
 
 namespace fdsup {
 namespace {
@@ -77,53 +78,6 @@ bool parseDecimal(std::string_view text, T max, T &out)
         return false;
     }
     out = value;
-    return true;
-}
-
-// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF):
-// STATUS= ends up in JSON on the control API, which must stay valid.
-bool validUtf8(std::string_view text)
-{
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        std::size_t length = 0;
-        std::uint32_t min = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        if ((c & 0xE0) == 0xC0) {
-            length = 2;
-            min = 0x80;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            length = 3;
-            min = 0x800;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            length = 4;
-            min = 0x10000;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (text.size() - i < length) {
-            return false;
-        }
-        for (std::size_t k = 1; k < length; ++k) {
-            const auto cc = static_cast<unsigned char>(text[i + k]);
-            if ((cc & 0xC0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (cc & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return false;
-        }
-        i += length;
-    }
     return true;
 }
 
@@ -231,6 +185,7 @@ Result<NotifyMessage> parseNotify(std::string_view text)
             }
             known = true;
         } else if (key == "STATUS") {
+            // STATUS= ends up in JSON on the control API, which must stay valid.
             if (!validUtf8(value)) {
                 return invalid(line, "not UTF-8");
             }
