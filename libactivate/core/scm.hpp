@@ -100,12 +100,17 @@ ssize_t recvDatagram(BorrowedFd sock, int flags, std::span<std::byte> buffer, st
 // What recvWithFds() found besides the bytes, for a caller that tells the
 // reasons apart (the sd_notify server logs each one).
 struct DatagramInfo {
-    std::size_t fds = 0; // SCM_RIGHTS fds this datagram carried (appended to the caller's vector)
+    // SCM_RIGHTS fds this datagram carried, all appended to the caller's
+    // vector but any beyond maxFds (closed, and unexpectedControl set).
+    std::size_t fds = 0;
     // SCM_CREDENTIALS, present once SO_PASSCRED is on at either end.
     std::optional<ucred> credentials;
-    bool truncated = false;         // MSG_TRUNC: the datagram was larger than the buffer
-    bool controlTruncated = false;  // MSG_CTRUNC: more fds than maxFds, or RLIMIT_NOFILE reached
-    bool unexpectedControl = false; // a cmsg other than SCM_RIGHTS and well-formed SCM_CREDENTIALS
+    // MSG_TRUNC: the datagram was larger than the buffer.
+    bool truncated = false;
+    // MSG_CTRUNC: more fds than fit (maxFds always do), or RLIMIT_NOFILE reached.
+    bool controlTruncated = false;
+    // A cmsg other than SCM_RIGHTS and well-formed SCM_CREDENTIALS.
+    bool unexpectedControl = false;
 };
 
 // The one recvmsg() of every datagram reader that takes descriptors: the
