@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/scm.hpp"
+#include "core/utf8.hpp"
 
 namespace fdsup {
 namespace {
@@ -108,48 +109,10 @@ private:
     bool failed_ = false;
 };
 
-// Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF) without
-// NUL: strings end up in C strings and in logs.
+// Strict UTF-8 without NUL: strings end up in C strings and in logs.
 bool validText(const std::string &s)
 {
-    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
-    const auto *end = p + s.size();
-    while (p < end) {
-        const unsigned c = *p;
-        if (c == 0) {
-            return false;
-        }
-        if (c < 0x80) {
-            ++p;
-            continue;
-        }
-        std::size_t len = 0;
-        unsigned cp = 0;
-        unsigned min = 0;
-        if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (static_cast<std::size_t>(end - p) < len) {
-            return false;
-        }
-        for (std::size_t i = 1; i < len; ++i) {
-            if ((p[i] & 0xC0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return false;
-        }
-        p += len;
-    }
-    return true;
+    return s.find('\0') == std::string::npos && validUtf8(s);
 }
 
 // 0, -EMSGSIZE (too long) or -EINVAL (bad encoding, or empty when a name).

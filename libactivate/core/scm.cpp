@@ -272,32 +272,32 @@ int sendContinuation(BorrowedFd sock, const FrameHeader &header, std::span<const
 
 // Takes every fd before looking at anything else, so that whatever the
 // outcome the caller's vector owns (and on error closes) them.
-ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffer, std::vector<UniqueFd> &fds,
-                     std::size_t &fdsHere)
+ssize_t recvWithFds(BorrowedFd sock, int flags, std::span<std::byte> buffer, std::size_t maxFds,
+                    std::vector<UniqueFd> &fds, DatagramInfo &info)
 {
-    // Room for a full SCM_RIGHTS batch plus credentials (SO_PASSCRED) and a
-    // pidfd (SO_PASSPIDFD), so that those options alone never cause MSG_CTRUNC.
-    alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(kMaxFdsPerDatagram * sizeof(int)) +
-                                               CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int))>
-        control{};
+    // Room for maxFds fds plus credentials (SO_PASSCRED) and a pidfd
+    // (SO_PASSPIDFD), so that those options alone never cause MSG_CTRUNC.
+    // cmsghdr elements keep the buffer aligned as the CMSG_* macros need.
+    const std::size_t controlSize =
+        CMSG_SPACE(maxFds * sizeof(int)) + CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int));
+    std::vector<cmsghdr> control((controlSize + sizeof(cmsghdr) - 1) / sizeof(cmsghdr));
     iovec iov{buffer.data(), buffer.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msg.msg_controllen = control.size() * sizeof(cmsghdr);
 
-    // Reserve first: once recvmsg() returns, taking ownership of the fds must
-    // not be able to throw.
-    fds.reserve(fds.size() + kMaxFdsPerDatagram);
+    // Allocate first: once recvmsg() returns, taking ownership of the fds
+    // must not be able to throw.
+    fds.reserve(fds.size() + maxFds);
 
-    const ssize_t n = ::recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC | extraFlags);
+    const ssize_t n = ::recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC | flags);
     if (n < 0) {
         return -errno;
     }
 
-    fdsHere = 0;
-    bool unexpected = false;
+    DatagramInfo found;
     for (cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
         const std::size_t dataLen = cmsg->cmsg_len >= CMSG_LEN(0) ? cmsg->cmsg_len - CMSG_LEN(0) : 0;
         const unsigned char *data = CMSG_DATA(cmsg);
@@ -307,29 +307,48 @@ ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffe
                 int fd = -1;
                 std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
                 if (fds.size() == fds.capacity()) {
-                    // The kernel never delivers more than one batch per
-                    // datagram; should it, refuse the excess rather than
+                    // The control buffer holds maxFds, so the kernel cannot
+                    // deliver more; should it, refuse the excess rather than
                     // allocate while holding raw fds.
                     UniqueFd discard(fd);
-                    unexpected = true;
+                    found.unexpectedControl = true;
                     continue;
                 }
                 fds.emplace_back(fd);
             }
-            fdsHere += count;
-        } else if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_CREDENTIALS) {
-            continue;
+            found.fds += count;
+        } else if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_CREDENTIALS &&
+                   dataLen == sizeof(ucred)) {
+            ucred credentials{};
+            std::memcpy(&credentials, data, sizeof(credentials));
+            found.credentials = credentials;
         } else {
             if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == kScmPidfd && dataLen >= sizeof(int)) {
                 int fd = -1;
                 std::memcpy(&fd, data, sizeof(int));
                 UniqueFd discard(fd);
             }
-            unexpected = true;
+            found.unexpectedControl = true;
         }
     }
+    found.truncated = (msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > buffer.size();
+    found.controlTruncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+    info = found;
+    return n;
+}
 
-    if (unexpected || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0) {
+ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffer, std::vector<UniqueFd> &fds,
+                     std::size_t &fdsHere)
+{
+    DatagramInfo info;
+    const ssize_t n = recvWithFds(sock, extraFlags, buffer, kMaxFdsPerDatagram, fds, info);
+    if (n < 0) {
+        return n;
+    }
+    fdsHere = info.fds;
+    // Credentials are fine (a peer may send its own, and SO_PASSCRED at
+    // either end attaches them); anything else amiss breaks the framing.
+    if (info.truncated || info.controlTruncated || info.unexpectedControl) {
         return -EBADMSG;
     }
     if (n == 0) {

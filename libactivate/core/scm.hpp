@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "core/fd.hpp"
@@ -90,8 +92,45 @@ int sendDatagram(BorrowedFd sock, std::span<const std::byte> bytes, std::span<co
 // SCM_RIGHTS fds it carried in fdsHere, or -errno: -EBADMSG for MSG_TRUNC
 // (larger than buffer), MSG_CTRUNC or a cmsg other than SCM_RIGHTS and
 // credentials, -ECONNRESET for a zero-length read (the peer closed), else as
-// recvmsg() reports it.
+// recvmsg() reports it. recvWithFds() with kMaxFdsPerDatagram, refusing
+// whatever it reports as amiss.
 ssize_t recvDatagram(BorrowedFd sock, int flags, std::span<std::byte> buffer, std::vector<UniqueFd> &fds,
                      std::size_t &fdsHere);
+
+// What recvWithFds() found besides the bytes, for a caller that tells the
+// reasons apart (the sd_notify server logs each one).
+struct DatagramInfo {
+    // SCM_RIGHTS fds this datagram carried, all appended to the caller's
+    // vector but any beyond maxFds (closed, and unexpectedControl set).
+    std::size_t fds = 0;
+    // SCM_CREDENTIALS, present once SO_PASSCRED is on at either end.
+    std::optional<ucred> credentials;
+    // MSG_TRUNC: the datagram was larger than the buffer.
+    bool truncated = false;
+    // MSG_CTRUNC: more fds than fit (maxFds always do), or RLIMIT_NOFILE reached.
+    bool controlTruncated = false;
+    // A cmsg other than SCM_RIGHTS and well-formed SCM_CREDENTIALS.
+    bool unexpectedControl = false;
+};
+
+// The one recvmsg() of every datagram reader that takes descriptors: the
+// frame transport and the worker channel (through recvDatagram()) and
+// fdsupd's sd_notify server. One recvmsg() with MSG_CMSG_CLOEXEC | flags
+// (every fd arrives with FD_CLOEXEC), with room for maxFds fds, credentials
+// and a pidfd (SO_PASSPIDFD), so those alone never cause MSG_CTRUNC.
+//
+// Returns the number of bytes received (with MSG_TRUNC in flags: the
+// datagram's full size, which may exceed buffer.size()), 0 for an empty
+// datagram or, on a connected socket, a closed peer; or -errno as recvmsg()
+// reports it, with fds and info untouched.
+//
+// On success, every SCM_RIGHTS fd is appended to fds before anything else is
+// looked at, so that fds owns (and, when the caller refuses the datagram,
+// closes) all of them whatever info says; info is replaced. A pidfd
+// (SCM_PIDFD) or any fd beyond maxFds is closed at once and reported as
+// unexpectedControl. Nothing is judged here: the caller decides what
+// truncation, unexpected control data or missing credentials mean.
+ssize_t recvWithFds(BorrowedFd sock, int flags, std::span<std::byte> buffer, std::size_t maxFds,
+                    std::vector<UniqueFd> &fds, DatagramInfo &info);
 
 } // namespace fdsup

@@ -39,6 +39,9 @@ public:
     [[nodiscard]] bool done() const;
 
 private:
+    // Sends a reply or an error unless the call is finished or its client gone.
+    void deliver(const varlink::Reply &reply);
+
     std::weak_ptr<ControlConnection> connection_;
     varlink::Call call_;
     Peer peer_;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <span>
 #include <utility>
 
 #include <sys/epoll.h>
@@ -17,6 +18,9 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+
+#include "core/scm.hpp"
+#include "core/utf8.hpp"
 
 namespace fdsup {
 namespace {
@@ -74,53 +78,6 @@ bool parseDecimal(std::string_view text, T max, T &out)
         return false;
     }
     out = value;
-    return true;
-}
-
-// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF):
-// STATUS= ends up in JSON on the control API, which must stay valid.
-bool validUtf8(std::string_view text)
-{
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        std::size_t length = 0;
-        std::uint32_t min = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        if ((c & 0xE0) == 0xC0) {
-            length = 2;
-            min = 0x80;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            length = 3;
-            min = 0x800;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            length = 4;
-            min = 0x10000;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (text.size() - i < length) {
-            return false;
-        }
-        for (std::size_t k = 1; k < length; ++k) {
-            const auto cc = static_cast<unsigned char>(text[i + k]);
-            if ((cc & 0xC0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (cc & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return false;
-        }
-        i += length;
-    }
     return true;
 }
 
@@ -228,6 +185,7 @@ Result<NotifyMessage> parseNotify(std::string_view text)
             }
             known = true;
         } else if (key == "STATUS") {
+            // STATUS= ends up in JSON on the control API, which must stay valid.
             if (!validUtf8(value)) {
                 return invalid(line, "not UTF-8");
             }
@@ -334,66 +292,39 @@ void NotifyServer::onReadable()
 
 int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
 {
-    std::array<char, kNotifyMaxDatagram> buffer{};
-    // Room for the credentials and kNotifyMaxFds fds, like systemd, so a
-    // sender within the protocol's limits never sees MSG_CTRUNC.
-    constexpr std::size_t kControlSize = CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kNotifyMaxFds);
-    alignas(cmsghdr) std::array<char, kControlSize> control{};
-
-    iovec iov{buffer.data(), buffer.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-
-    ssize_t n = 0;
-    do {
-        n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-    }
-
-    // Take every fd first, so that every path below closes them.
+    // Declared first: every path below closes the fds that arrived.
     std::vector<UniqueFd> fds;
-    const ucred *credentials = nullptr;
-    bool unexpectedControl = false;
-    for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            const auto *data = CMSG_DATA(c);
-            for (std::size_t k = 0; k < count; ++k) {
-                int fd = -1;
-                std::memcpy(&fd, data + k * sizeof(int), sizeof(int));
-                fds.emplace_back(fd);
-            }
-        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-                   c->cmsg_len == CMSG_LEN(sizeof(ucred))) {
-            credentials = reinterpret_cast<const ucred *>(CMSG_DATA(c));
-        } else {
-            unexpectedControl = true;
-        }
+    std::array<char, kNotifyMaxDatagram> buffer{};
+    DatagramInfo info;
+    ssize_t n = 0;
+    // Room for kNotifyMaxFds fds, like systemd, so a sender within the
+    // protocol's limits never sees MSG_CTRUNC. MSG_TRUNC: n is the full size.
+    do {
+        n = recvWithFds(fd_.borrow(), MSG_DONTWAIT | MSG_TRUNC, std::as_writable_bytes(std::span(buffer)),
+                        kNotifyMaxFds, fds, info);
+    } while (n == -EINTR);
+    if (n < 0) {
+        return n == -EAGAIN ? 0 : static_cast<int>(n);
     }
-    const pid_t pid = credentials != nullptr ? credentials->pid : 0;
+    const pid_t pid = info.credentials ? info.credentials->pid : 0;
 
-    if ((msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > buffer.size()) {
+    if (info.truncated) {
         drop(pid, "larger than " + std::to_string(kNotifyMaxDatagram) + " bytes (" + std::to_string(n) + ")");
         return 1;
     }
-    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    if (info.controlTruncated) {
         drop(pid, "control data truncated (more than " + std::to_string(kNotifyMaxFds) +
                       " fds, or RLIMIT_NOFILE reached)");
         return 1;
     }
-    if (unexpectedControl) {
+    if (info.unexpectedControl) {
         drop(pid, "unexpected control message");
         return 1;
     }
     // The kernel attaches credentials to every datagram once SO_PASSCRED is
     // on; pid 0 means the sender is in a pid namespace we cannot see, so we
     // cannot tell which instance sent it.
-    if (credentials == nullptr || pid <= 0) {
+    if (!info.credentials || pid <= 0) {
         drop(pid, "no sender credentials");
         return 1;
     }
@@ -404,9 +335,9 @@ int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
         return 1;
     }
     NotifyMessage message = std::move(parsed).value();
-    message.pid = credentials->pid;
-    message.uid = credentials->uid;
-    message.gid = credentials->gid;
+    message.pid = info.credentials->pid;
+    message.uid = info.credentials->uid;
+    message.gid = info.credentials->gid;
 
     if (message.barrier) {
         // sd_notify_barrier() waits for its fd to be closed: everything the

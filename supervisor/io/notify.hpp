@@ -64,8 +64,9 @@ struct NotifyMessage {
 // WATCHDOG=2, BUSERROR=...) are kept in `unknown` as "KEY=VALUE".
 Result<NotifyMessage> parseNotify(std::string_view text);
 
-// Systemd's rule for FDNAME: 1-255 printable ASCII chars, no ':' (it is the
-// LISTEN_FDNAMES separator).
+// Systemd's rule for a descriptor name (fdname_is_valid()), the one rule for
+// FDNAME= here and LISTEN_FDNAMES in spawnWorker(): 1-255 printable ASCII
+// chars, no ':' (it is the LISTEN_FDNAMES separator).
 bool validFdName(std::string_view name);
 
 // Limits, as systemd's: a datagram is at most this large; at most this many

@@ -956,5 +956,196 @@ TEST_F(ScmTest, ExplicitCredentialsWithFullBatchDoNotTruncate)
     expectSame(got, {}, files);
 }
 
+// ---------------------------------------------------------------------------
+// recvWithFds: the primitive under recvDatagram() and the sd_notify server.
+// It judges nothing; every test checks what it reports and that the fds it
+// took are the caller's to close (the fixture counts /proc/self/fd).
+
+struct Received {
+    ssize_t size = 0;
+    std::vector<UniqueFd> fds;
+    DatagramInfo info;
+};
+
+Received receiveWithFds(const UniqueFd &sock, std::size_t bufferSize, std::size_t maxFds, int flags = 0)
+{
+    Received got;
+    std::vector<std::byte> buffer(bufferSize);
+    got.size = recvWithFds(sock.borrow(), flags, buffer, maxFds, got.fds, got.info);
+    return got;
+}
+
+TEST_F(ScmTest, RecvWithFdsReportsCredentialsAndTheFdsInOrder)
+{
+    auto [sender, receiver] = makePair();
+    setIntOption(receiver, SO_PASSCRED, 1);
+    const std::vector<UniqueFd> files = makeFiles(3);
+    ASSERT_EQ(sendDatagram(sender.borrow(), pattern(7), borrowAll(files), 0), 0);
+
+    const Received got = receiveWithFds(receiver, 64, kMaxFdsPerDatagram);
+    ASSERT_EQ(got.size, 7);
+    ASSERT_TRUE(got.info.credentials.has_value());
+    EXPECT_EQ(got.info.credentials->pid, getpid());
+    EXPECT_EQ(got.info.credentials->uid, getuid());
+    EXPECT_EQ(got.info.credentials->gid, getgid());
+    EXPECT_EQ(got.info.fds, 3U);
+    EXPECT_FALSE(got.info.truncated || got.info.controlTruncated || got.info.unexpectedControl);
+    ASSERT_EQ(got.fds.size(), 3U);
+    EXPECT_EQ(idsOf(got.fds), idsOf(files));
+    for (const UniqueFd &fd : got.fds) {
+        EXPECT_TRUE(isCloexec(fd));
+    }
+}
+
+TEST_F(ScmTest, RecvWithFdsWithoutPasscredReportsNoCredentials)
+{
+    auto [sender, receiver] = makePair();
+    ASSERT_EQ(sendDatagram(sender.borrow(), pattern(1), {}, 0), 0);
+    const Received got = receiveWithFds(receiver, 64, kMaxFdsPerDatagram);
+    ASSERT_EQ(got.size, 1);
+    EXPECT_FALSE(got.info.credentials.has_value());
+}
+
+TEST_F(ScmTest, RecvWithFdsAppendsToTheCallersFds)
+{
+    auto [sender, receiver] = makePair();
+    const std::vector<UniqueFd> files = makeFiles(2);
+    ASSERT_EQ(sendDatagram(sender.borrow(), pattern(1), borrowAll(files), 0), 0);
+    std::vector<UniqueFd> fds = makeFiles(1);
+    const FileId earlier = fileId(fds[0].borrow());
+    std::vector<std::byte> buffer(16);
+    DatagramInfo info;
+    ASSERT_EQ(recvWithFds(receiver.borrow(), 0, buffer, kMaxFdsPerDatagram, fds, info), 1);
+    EXPECT_EQ(info.fds, 2U);
+    ASSERT_EQ(fds.size(), 3U);
+    EXPECT_EQ(fileId(fds[0].borrow()), earlier);
+    EXPECT_EQ(fileId(fds[1].borrow()), fileId(files[0].borrow()));
+    EXPECT_EQ(fileId(fds[2].borrow()), fileId(files[1].borrow()));
+}
+
+TEST_F(ScmTest, RecvWithFdsOnATruncatedPayloadStillHandsOverEveryFd)
+{
+    auto [sender, receiver] = makePair();
+    const int before = countOpenFds();
+    {
+        const std::vector<UniqueFd> files = makeFiles(3);
+        ASSERT_EQ(sendDatagram(sender.borrow(), pattern(100), borrowAll(files), 0), 0);
+    }
+    {
+        // MSG_TRUNC in flags: the size is the datagram's, not the buffer's.
+        const Received got = receiveWithFds(receiver, 10, kMaxFdsPerDatagram, MSG_TRUNC);
+        EXPECT_EQ(got.size, 100);
+        EXPECT_TRUE(got.info.truncated);
+        EXPECT_FALSE(got.info.controlTruncated || got.info.unexpectedControl);
+        EXPECT_EQ(got.info.fds, 3U);
+        EXPECT_EQ(got.fds.size(), 3U);
+    }
+    EXPECT_EQ(countOpenFds(), before) << "the fds of a truncated datagram were not all the caller's";
+    {
+        const std::vector<UniqueFd> files = makeFiles(2);
+        ASSERT_EQ(sendDatagram(sender.borrow(), pattern(100), borrowAll(files), 0), 0);
+    }
+    {
+        const Received got = receiveWithFds(receiver, 10, kMaxFdsPerDatagram);
+        EXPECT_EQ(got.size, 10); // without MSG_TRUNC: what fit
+        EXPECT_TRUE(got.info.truncated);
+    }
+    EXPECT_EQ(countOpenFds(), before);
+}
+
+TEST_F(ScmTest, RecvWithFdsBeyondTheCallersMaximumIsControlTruncationAndClosesEveryFd)
+{
+    auto [sender, receiver] = makePair();
+    const int before = countOpenFds();
+    {
+        const std::vector<UniqueFd> files = makeFiles(kMaxFdsPerDatagram);
+        ASSERT_EQ(sendDatagram(sender.borrow(), pattern(1), borrowAll(files), 0), 0);
+    }
+    {
+        // Room for 2 fds (plus the credentials and pidfd slack, which the
+        // kernel fills with fds too): far fewer than were sent.
+        const Received got = receiveWithFds(receiver, 16, 2);
+        EXPECT_EQ(got.size, 1);
+        EXPECT_TRUE(got.info.controlTruncated);
+        EXPECT_LT(got.fds.size(), kMaxFdsPerDatagram);
+    }
+    EXPECT_EQ(countOpenFds(), before);
+}
+
+TEST_F(ScmTest, RecvWithFdsReportsAnUnexpectedCmsgAndKeepsTheFds)
+{
+    auto [sender, receiver] = makePair();
+    setIntOption(receiver, SO_TIMESTAMP, 1);
+    const std::vector<UniqueFd> files = makeFiles(2);
+    ASSERT_EQ(sendDatagram(sender.borrow(), pattern(1), borrowAll(files), 0), 0);
+    const Received got = receiveWithFds(receiver, 16, kMaxFdsPerDatagram);
+    EXPECT_TRUE(got.info.unexpectedControl);
+    EXPECT_EQ(got.fds.size(), 2U);
+}
+
+TEST_F(ScmTest, RecvWithFdsRoomForMaxFdsCredentialsAndAPidfd)
+{
+    requireFds(2 * kMaxFdsPerDatagram);
+    if (IsSkipped()) {
+        return;
+    }
+    auto [sender, receiver] = makePair();
+    setIntOption(receiver, SO_PASSCRED, 1);
+    const int on = 1;
+    const bool pidfd = setsockopt(receiver.get(), SOL_SOCKET, kSoPassPidfd, &on, sizeof(on)) == 0;
+    const int before = countOpenFds();
+    {
+        const std::vector<UniqueFd> files = makeFiles(kMaxFdsPerDatagram);
+        ASSERT_EQ(sendDatagram(sender.borrow(), pattern(1), borrowAll(files), 0), 0);
+    }
+    {
+        const Received got = receiveWithFds(receiver, 16, kMaxFdsPerDatagram);
+        EXPECT_FALSE(got.info.controlTruncated);
+        EXPECT_TRUE(got.info.credentials.has_value());
+        EXPECT_EQ(got.fds.size(), kMaxFdsPerDatagram);
+        // The pidfd is closed at once, and reported: no caller expects one.
+        EXPECT_EQ(got.info.unexpectedControl, pidfd);
+    }
+    EXPECT_EQ(countOpenFds(), before);
+}
+
+TEST_F(ScmTest, RecvWithFdsOnAnEmptySocketIsEagainAndTouchesNothing)
+{
+    auto [sender, receiver] = makePair(true);
+    std::vector<UniqueFd> fds = makeFiles(1);
+    std::vector<std::byte> buffer(16);
+    DatagramInfo info;
+    info.fds = 42;
+    EXPECT_EQ(recvWithFds(receiver.borrow(), 0, buffer, kMaxFdsPerDatagram, fds, info), -EAGAIN);
+    EXPECT_EQ(fds.size(), 1U);
+    EXPECT_EQ(info.fds, 42U);
+}
+
+TEST_F(ScmTest, RecvWithFdsReportsAClosedPeerAsZeroBytes)
+{
+    auto [sender, receiver] = makePair();
+    sender.reset();
+    const Received got = receiveWithFds(receiver, 16, kMaxFdsPerDatagram);
+    EXPECT_EQ(got.size, 0);
+    EXPECT_TRUE(got.fds.empty());
+}
+
+TEST_F(ScmTest, RecvWithFdsOnADatagramSocketReportsTheSender)
+{
+    // What the sd_notify server reads: SOCK_DGRAM, credentials, MSG_TRUNC.
+    int sv[2] = {-1, -1};
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0) << errnoText(errno);
+    const UniqueFd sender(sv[0]);
+    const UniqueFd receiver(sv[1]);
+    setIntOption(receiver, SO_PASSCRED, 1);
+    const std::vector<UniqueFd> files = makeFiles(1);
+    ASSERT_EQ(sendDatagram(sender.borrow(), {}, borrowAll(files), 0), 0);
+    const Received got = receiveWithFds(receiver, 16, 768, MSG_DONTWAIT | MSG_TRUNC);
+    EXPECT_EQ(got.size, 0); // an empty datagram, not a hang-up
+    ASSERT_TRUE(got.info.credentials.has_value());
+    EXPECT_EQ(got.info.credentials->pid, getpid());
+    EXPECT_EQ(got.fds.size(), 1U);
+}
+
 } // namespace
 } // namespace fdsup

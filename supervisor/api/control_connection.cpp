@@ -1,0 +1,397 @@
+// One control client's connection: its calls read and served in order, introspection, replies written.
+#include "api/control_connection.hpp"
+
+#include <cerrno>
+#include <exception>
+#include <utility>
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <spdlog/spdlog.h>
+
+namespace fdsup {
+
+using Json = nlohmann::json;
+
+namespace {
+
+// Bytes read from one client per wake-up: enough for any ordinary request,
+// small enough that one busy client cannot starve the others.
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
+
+} // namespace
+
+PendingCall::PendingCall(std::weak_ptr<ControlConnection> connection, varlink::Call call, Peer peer)
+    : connection_(std::move(connection)), call_(std::move(call)), peer_(std::move(peer))
+{}
+
+PendingCall::~PendingCall()
+{
+    if (finished_ || call_.oneway) {
+        return;
+    }
+    try {
+        if (const auto c = connection_.lock(); c && !c->closed()) {
+            c->abandoned(call_);
+        }
+    } catch (...) { // NOLINT(bugprone-empty-catch): a destructor must not throw
+    }
+}
+
+void PendingCall::reply(nlohmann::json parameters, bool continues)
+{
+    // continues is only allowed when the client asked for more.
+    deliver(varlink::Reply{std::move(parameters), continues && call_.more, {}});
+}
+
+void PendingCall::fail(std::string_view error, nlohmann::json parameters)
+{
+    deliver(varlink::Reply{std::move(parameters), false, std::string(error)});
+}
+
+void PendingCall::deliver(const varlink::Reply &reply)
+{
+    if (finished_) {
+        return;
+    }
+    // A oneway call is finished by its first answer, which nobody reads.
+    finished_ = !reply.continues || call_.oneway;
+    if (call_.oneway) {
+        return;
+    }
+    const auto c = connection_.lock();
+    if (!c || c->closed()) {
+        return;
+    }
+    c->send(reply);
+    if (finished_ && !c->closed()) {
+        c->finished();
+    }
+}
+
+bool PendingCall::done() const
+{
+    if (finished_) {
+        return true;
+    }
+    const auto c = connection_.lock();
+    return !c || c->closed();
+}
+
+int ControlConnection::start()
+{
+    // Capturing a raw this is safe: io_ is owned by this object, and its
+    // destructor disables the source before the object is gone.
+    auto io = core_->loop_.addIo(fd_.borrow(), EPOLLIN, [this](std::uint32_t revents) { onIo(revents); });
+    if (!io) {
+        return -io.error().code;
+    }
+    io_ = std::move(*io);
+    return 0;
+}
+
+void ControlConnection::onIo(std::uint32_t revents)
+{
+    // close() drops the server's reference; this one keeps the object alive
+    // until the callback returns.
+    const auto self = shared_from_this();
+    try {
+        if ((revents & EPOLLOUT) != 0) {
+            flush();
+        }
+        if (closed_) {
+            return;
+        }
+        // Input first even on a hang-up: what the client sent before it went
+        // away is served like any other request (a oneway call must not be
+        // lost to the race between its data and the hang-up).
+        if ((revents & EPOLLIN) != 0 && !busy_ && !closing_ && !readClosed_) {
+            readSome();
+        } else if ((revents & (EPOLLHUP | EPOLLERR)) != 0) {
+            spdlog::debug("Control client {} hung up", describePeer(peer_));
+            close();
+        }
+    } catch (const std::exception &e) {
+        spdlog::error("Control connection of {} failed: {}, closing it", describePeer(peer_), e.what());
+        close();
+    }
+}
+
+void ControlConnection::readSome()
+{
+    std::string buffer(kReadChunk, '\0');
+    const ssize_t n = recv(fd_.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            return;
+        }
+        spdlog::debug("Failed to read from control client {}: {}", describePeer(peer_), errnoText(errno));
+        close();
+        return;
+    }
+    if (n == 0) {
+        readClosed_ = true;
+    } else {
+        reader_.append(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+    }
+    process();
+}
+
+void ControlConnection::process()
+{
+    if (processing_ || closed_) {
+        return;
+    }
+    processing_ = true;
+    std::string message;
+    while (!closed_ && !busy_ && !closing_) {
+        const int r = reader_.next(message);
+        if (r == -EMSGSIZE) {
+            spdlog::warn("Control request from {} exceeds {} bytes, closing the connection",
+                         describePeer(peer_), core_->options_.maxRequest);
+            sendError(varlink::kErrorRequestTooLarge, {{"limit", core_->options_.maxRequest}});
+            closeWhenFlushed();
+            break;
+        }
+        if (r == 0) {
+            if (readClosed_) {
+                // A shut-down stream that ends inside a message: the rest of
+                // that request will never come.
+                if (reader_.pending() > 0) {
+                    sendError(varlink::kErrorInvalidRequest,
+                              {{"reason", "connection shut down in the middle of a message"}});
+                }
+                closeWhenFlushed();
+            }
+            break;
+        }
+        dispatch(message);
+    }
+    processing_ = false;
+    if (!closed_) {
+        updateEvents();
+    }
+}
+
+void ControlConnection::dispatch(const std::string &message)
+{
+    auto decoded = varlink::decodeCall(message);
+    if (!decoded) {
+        // Debug only: the client gets the reason, and a client that sends
+        // garbage in a loop must not be able to flood the journal.
+        spdlog::debug("Invalid control request from {}: {}", describePeer(peer_), decoded.error().message);
+        sendError(varlink::kErrorInvalidRequest, {{"reason", decoded.error().message}});
+        return;
+    }
+    varlink::Call call = std::move(*decoded);
+    const std::string_view interface = varlink::interfaceOf(call.method);
+    // Introspection is public: it tells no more than the documentation, and
+    // lets a generic varlink client see what it is talking to.
+    if (interface == varlink::kServiceInterface) {
+        serveService(call);
+        return;
+    }
+    if (!authorised_) {
+        spdlog::warn("Refused control call {} from {}: not allowed", call.method, describePeer(peer_));
+        if (!call.oneway) {
+            sendError(varlink::kErrorPermissionDenied);
+        }
+        closeWhenFlushed();
+        return;
+    }
+    if (interface != varlink::kInterface) {
+        if (!call.oneway) {
+            sendError(varlink::kErrorInterfaceNotFound, {{"interface", std::string(interface)}});
+        }
+        return;
+    }
+    const bool oneway = call.oneway;
+    auto pending = std::make_shared<PendingCall>(weak_from_this(), std::move(call), peer_);
+    // Set before the handler runs: a synchronous reply clears it again.
+    busy_ = !oneway;
+    try {
+        core_->handler_(pending);
+    } catch (const std::exception &e) {
+        spdlog::error("Control call {} from {} failed: {}", pending->call().method, describePeer(peer_),
+                      e.what());
+        if (!pending->done()) {
+            close();
+        }
+    }
+}
+
+void ControlConnection::serveService(const varlink::Call &call)
+{
+    if (call.oneway) {
+        return;
+    }
+    const std::string_view method =
+        std::string_view(call.method).substr(varlink::kServiceInterface.size() + 1);
+    if (method == "GetInfo") {
+        send(varlink::Reply{{{"vendor", "fdsup"},
+                             {"product", "fdsupd"},
+                             {"version", core_->options_.version},
+                             {"url", core_->options_.url},
+                             {"interfaces", {varlink::kServiceInterface, varlink::kInterface}}},
+                            false,
+                            {}});
+        return;
+    }
+    if (method == "GetInterfaceDescription") {
+        const auto it = call.parameters.find("interface");
+        if (it == call.parameters.end() || !it->is_string()) {
+            sendError(varlink::kErrorInvalidParameter, {{"parameter", "interface"}});
+            return;
+        }
+        const auto &name = it->get_ref<const std::string &>();
+        std::string_view description;
+        if (name == varlink::kInterface) {
+            description = varlink::managerInterfaceDescription();
+        } else if (name == varlink::kServiceInterface) {
+            description = varlink::serviceInterfaceDescription();
+        } else {
+            sendError(varlink::kErrorInterfaceNotFound, {{"interface", name}});
+            return;
+        }
+        send(varlink::Reply{{{"description", description}}, false, {}});
+        return;
+    }
+    sendError(varlink::kErrorMethodNotFound, {{"method", call.method}});
+}
+
+void ControlConnection::sendError(std::string_view error, Json parameters)
+{
+    send(varlink::Reply{std::move(parameters), false, std::string(error)});
+}
+
+void ControlConnection::send(const varlink::Reply &reply)
+{
+    if (closed_) {
+        return;
+    }
+    out_ += varlink::encodeReply(reply);
+    flush();
+    // Checked after writing what the socket takes: the limit is on what a
+    // client leaves unread, not on the size of one reply.
+    if (!closed_ && out_.size() - outStart_ > core_->options_.maxOutput) {
+        spdlog::warn("Control client {} does not read its replies ({} bytes queued), dropping it",
+                     describePeer(peer_), out_.size() - outStart_);
+        close();
+    }
+}
+
+void ControlConnection::flush()
+{
+    while (outStart_ < out_.size()) {
+        const ssize_t n =
+            ::send(fd_.get(), out_.data() + outStart_, out_.size() - outStart_, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) {
+            outStart_ += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN) {
+            break;
+        }
+        spdlog::debug("Failed to write to control client {}: {}", describePeer(peer_), errnoText(errno));
+        close();
+        return;
+    }
+    if (outStart_ == out_.size()) {
+        out_.clear();
+        outStart_ = 0;
+        if (closing_) {
+            close();
+            return;
+        }
+    } else if (outStart_ > out_.size() / 2) {
+        out_.erase(0, outStart_);
+        outStart_ = 0;
+    }
+    updateEvents();
+}
+
+void ControlConnection::closeWhenFlushed()
+{
+    closing_ = true;
+    if (out_.empty()) {
+        close();
+    }
+}
+
+void ControlConnection::updateEvents()
+{
+    if (closed_ || !io_) {
+        return;
+    }
+    std::uint32_t events = 0;
+    // While a call is in progress later requests stay in the socket buffer
+    // (Varlink serves a connection's calls in order), which also bounds what
+    // a pipelining client can make fdsupd hold. A hang-up is still reported.
+    if (!busy_ && !closing_ && !readClosed_) {
+        events |= EPOLLIN;
+    }
+    if (outStart_ < out_.size()) {
+        events |= EPOLLOUT;
+    }
+    io_.setIoEvents(events);
+}
+
+void ControlConnection::finished()
+{
+    busy_ = false;
+    if (processing_) {
+        return; // the loop in process() goes on by itself
+    }
+    auto resume = core_->loop_.addDefer([this] {
+        // Released first: process() may queue a new resume.
+        const auto self = shared_from_this();
+        EventSource done = std::move(resume_);
+        try {
+            process();
+        } catch (const std::exception &e) {
+            spdlog::error("Control connection of {} failed: {}, closing it", describePeer(peer_), e.what());
+            close();
+        }
+    });
+    if (!resume) {
+        spdlog::error("Failed to resume control connection of {}: {}", describePeer(peer_),
+                      resume.error().message);
+        close();
+        return;
+    }
+    resume_ = std::move(*resume);
+}
+
+void ControlConnection::abandoned(const varlink::Call &call)
+{
+    spdlog::error("Control call {} from {} was dropped without a reply, closing the connection", call.method,
+                  describePeer(peer_));
+    close();
+}
+
+void ControlConnection::close()
+{
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    io_.reset();
+    resume_.reset();
+    fd_.reset();
+    if (core_ != nullptr) {
+        // Last: this may drop the last owner of *this (callers hold their own).
+        std::exchange(core_, nullptr)->remove(this);
+    }
+}
+
+void ControlConnection::detach()
+{
+    core_ = nullptr;
+    close();
+}
+
+} // namespace fdsup

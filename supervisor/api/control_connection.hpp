@@ -1,0 +1,98 @@
+// One control client's connection, and the server state every connection shares.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <sys/types.h>
+
+#include "api/control_server.hpp"
+#include "control/varlink.hpp"
+#include "core/fd.hpp"
+#include "io/event_loop.hpp"
+#include "io/peer.hpp"
+
+namespace fdsup {
+
+// The server's state, shared by its connections through a plain pointer:
+// the core outlives every connection it owns, and connections only reach it
+// while they are registered.
+class ControlCore {
+public:
+    ControlCore(EventLoop &loop, ControlOptions options, ControlServer::Handler handler)
+        : loop_(loop), options_(std::move(options)), handler_(std::move(handler))
+    {}
+    ~ControlCore();
+    ControlCore(const ControlCore &) = delete;
+    ControlCore &operator=(const ControlCore &) = delete;
+
+    void onAccept(BorrowedFd listener);
+    void remove(ControlConnection *connection);
+
+    EventLoop &loop_;
+    ControlOptions options_;
+    ControlServer::Handler handler_;
+    EventSource listenSource_;
+    EventSource backoff_;
+    std::map<ControlConnection *, std::shared_ptr<ControlConnection>> connections_;
+    // The socket file we created, removed on destruction only if it is still
+    // ours (a new fdsupd may have replaced it meanwhile).
+    std::string boundPath_;
+    dev_t boundDev_ = 0;
+    ino_t boundIno_ = 0;
+};
+
+class ControlConnection : public std::enable_shared_from_this<ControlConnection> {
+public:
+    ControlConnection(ControlCore &core, UniqueFd fd, Peer peer, bool authorised)
+        : core_(&core), fd_(std::move(fd)), peer_(std::move(peer)), authorised_(authorised),
+          reader_(core.options_.maxRequest)
+    {}
+
+    int start();
+    void onIo(std::uint32_t revents);
+    // A reply of the call in progress (or of a oneway call, which is dropped).
+    void send(const varlink::Reply &reply);
+    // The call in progress got its final reply: serve the next one, from the
+    // event loop so a handler is never re-entered from inside a reply().
+    void finished();
+    // The daemon dropped a call without replying: a bug; the client would
+    // otherwise wait forever.
+    void abandoned(const varlink::Call &call);
+    [[nodiscard]] bool closed() const { return closed_; }
+    // Unregisters from the server and closes the socket.
+    void close();
+    // Called by the server when it goes away first.
+    void detach();
+
+private:
+    void readSome();
+    void process();
+    void dispatch(const std::string &message);
+    void serveService(const varlink::Call &call);
+    void sendError(std::string_view error, nlohmann::json parameters = nlohmann::json::object());
+    void flush();
+    void closeWhenFlushed();
+    void updateEvents();
+
+    ControlCore *core_;
+    UniqueFd fd_;
+    Peer peer_;
+    bool authorised_;
+    varlink::FrameReader reader_;
+    EventSource io_;
+    EventSource resume_;
+    std::string out_;
+    std::size_t outStart_ = 0;
+    bool busy_ = false;       // a call is waiting for its final reply
+    bool processing_ = false; // inside process(): guards re-entry
+    bool readClosed_ = false; // the client shut down its sending side
+    bool closing_ = false;    // close once out_ is written
+    bool closed_ = false;
+};
+
+} // namespace fdsup
