@@ -1,10 +1,12 @@
 // A generation of a service: its configuration with everything a spawn needs resolved once.
 #include "model/profile.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include "common/users.hpp"
 #include "core/channel.hpp"
@@ -78,6 +80,42 @@ Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &
         profile->activationGids.push_back(*gid);
     }
     return std::shared_ptr<const Profile>(std::move(profile));
+}
+
+SpawnRequest spawnRequest(const Profile &profile, unsigned slot, const std::string &notifySocket,
+                          const std::vector<NamedFd> &fds, const config::ResourceLimit &originalNofile)
+{
+    const config::ServiceConfig &config = profile.config;
+    SpawnRequest request;
+    request.executable = profile.executable;
+    request.executableFd = profile.executableFd.borrow();
+    request.argv = config.command;
+    request.environment = profile.baseEnvironment;
+    request.environment.push_back("NOTIFY_SOCKET=" + notifySocket);
+    request.environment.push_back("FDSUP_SERVICE=" + config.name);
+    request.environment.push_back("FDSUP_INSTANCE=" + std::to_string(slot));
+    request.environment.push_back("FDSUP_GENERATION=" + std::to_string(profile.generation));
+    if (config.watchdogTimeout > Duration::zero()) {
+        request.environment.push_back("WATCHDOG_USEC=" + std::to_string(config.watchdogTimeout.count()));
+    }
+    for (const auto &named : fds) {
+        request.fds.push_back(named.fd);
+        request.fdNames.push_back(named.name);
+    }
+    request.workingDirectory = config.workingDirectory;
+    request.uid = profile.credentials.uid;
+    request.gid = profile.credentials.gid;
+    request.supplementaryGroups = profile.credentials.groups;
+    request.umask = config.umask;
+    request.limits = config.limits;
+    if (std::none_of(request.limits.begin(), request.limits.end(),
+                     [](const config::ResourceLimit &l) { return l.resource == RLIMIT_NOFILE; })) {
+        request.limits.push_back(originalNofile);
+    }
+    request.noNewPrivileges = config.noNewPrivileges;
+    request.newProcessGroup = true;
+    request.captureOutput = config.output == config::OutputMode::Log;
+    return request;
 }
 
 bool wantsChannel(const config::ServiceConfig &config)

@@ -37,6 +37,20 @@ struct Profile {
 // The error names the service: "Service 'web': ...".
 Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation);
 
+// A descriptor a worker receives among its LISTEN_FDS, with its LISTEN_FDNAMES name.
+struct NamedFd {
+    BorrowedFd fd;
+    std::string name;
+};
+
+// What an instance of this generation in `slot` is started with: its
+// binary, argv, environment (NOTIFY_SOCKET, FDSUP_SERVICE, FDSUP_INSTANCE,
+// FDSUP_GENERATION, WATCHDOG_USEC), credentials, limits (RLIMIT_NOFILE as
+// fdsupd found it unless [limits] set one) and `fds` as fds 3, 4, ...;
+// the caller adds the worker channel and decides listenFds.
+SpawnRequest spawnRequest(const Profile &profile, unsigned slot, const std::string &notifySocket,
+                          const std::vector<NamedFd> &fds, const config::ResourceLimit &originalNofile);
+
 // The worker channel: granted to workers of services that use it (handoff,
 // activation or readiness over the channel); others see exactly the fds
 // they always did.

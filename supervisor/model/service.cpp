@@ -3,8 +3,6 @@
 
 #include <algorithm>
 
-#include <sys/resource.h>
-
 #include <spdlog/spdlog.h>
 
 namespace fdsup {
@@ -50,8 +48,7 @@ Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const 
         }
         service->activation_ = std::move(*activation);
     }
-    service->slots_.resize(config.instances);
-    service->restartTimers_.resize(config.instances);
+    service->resizeSlots(config.instances);
     return service;
 }
 
@@ -234,35 +231,21 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
     InstanceOwner &owner = *this;
     auto instance = std::make_unique<Instance>(owner, context_.loop, context_.clock, slot,
                                                context_.nextInstanceId++, role, profile);
-    SpawnRequest request;
-    request.executable = profile->executable;
-    request.executableFd = profile->executableFd.borrow();
-    request.argv = config.command;
-    request.environment = profile->baseEnvironment;
-    request.environment.push_back("NOTIFY_SOCKET=" + notify_->socketPath());
-    request.environment.push_back("FDSUP_SERVICE=" + config.name);
-    request.environment.push_back("FDSUP_INSTANCE=" + std::to_string(slot));
-    request.environment.push_back("FDSUP_GENERATION=" + std::to_string(profile->generation));
-    if (config.watchdogTimeout > Duration::zero()) {
-        request.environment.push_back("WATCHDOG_USEC=" + std::to_string(config.watchdogTimeout.count()));
-    }
-    // activation = "channel": the worker asks for its listeners over the channel.
+    // The listeners (activation = "listen-fds") and stored fds as LISTEN_FDS.
+    std::vector<NamedFd> fds;
     if (config.activation == config::Activation::ListenFds) {
         for (const auto &socketName : config.sockets) {
-            const HeldSocket *socket = context_.sockets.find(socketName);
-            if (socket == nullptr) {
-                continue; // validated at load; a reload binds new sockets before services use them
-            }
-            for (const auto &fd : socket->fds) {
-                request.fds.push_back(fd.borrow());
-                request.fdNames.push_back(socketName);
+            if (const HeldSocket *socket = context_.sockets.find(socketName)) {
+                for (const auto &fd : socket->fds) {
+                    fds.push_back(NamedFd{fd.borrow(), socketName});
+                }
             }
         }
     }
     for (const auto &stored : fdStore_.fds()) {
-        request.fds.push_back(stored.fd.borrow());
-        request.fdNames.push_back(stored.name);
+        fds.push_back(NamedFd{stored.fd.borrow(), stored.name});
     }
+    SpawnRequest request = spawnRequest(*profile, slot, notify_->socketPath(), fds, context_.originalNofile);
     request.listenFds = config.activation == config::Activation::ListenFds || !fdStore_.empty();
     const auto failed = [&](const Error &error) -> Result<InstanceView> {
         spdlog::error("Failed to start {}[{}]: {}", config.name, slot, error.message);
@@ -289,19 +272,6 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
         request.environment.push_back("FDSUP_CHANNEL=" + std::to_string(3 + request.fds.size()));
         request.extraFds.push_back(workerEnd.borrow());
     }
-    request.workingDirectory = config.workingDirectory;
-    request.uid = profile->credentials.uid;
-    request.gid = profile->credentials.gid;
-    request.supplementaryGroups = profile->credentials.groups;
-    request.umask = config.umask;
-    request.limits = config.limits;
-    if (std::none_of(request.limits.begin(), request.limits.end(),
-                     [](const config::ResourceLimit &l) { return l.resource == RLIMIT_NOFILE; })) {
-        request.limits.push_back(context_.originalNofile);
-    }
-    request.noNewPrivileges = config.noNewPrivileges;
-    request.newProcessGroup = true;
-    request.captureOutput = config.output == config::OutputMode::Log;
     if (auto spawned = instance->spawn(request); !spawned) {
         return failed(spawned.error());
     }
@@ -550,10 +520,15 @@ ServiceShape Service::shape() const
     return ServiceShape{wanted(), active_, failed_, failedReason_};
 }
 
+void Service::resizeSlots(unsigned count)
+{
+    slots_.resize(count);
+    restartTimers_.resize(count);
+}
+
 void Service::reshape(const ServiceShape &shape)
 {
-    slots_.resize(shape.slots);
-    restartTimers_.resize(shape.slots);
+    resizeSlots(shape.slots);
     active_ = shape.active;
     failed_ = shape.failed;
     failedReason_ = shape.failedReason;
@@ -574,8 +549,7 @@ bool Service::slotDone(unsigned slot) const
 void Service::commit(const std::shared_ptr<const Profile> &to)
 {
     profile_ = to;
-    slots_.resize(to->config.instances);
-    restartTimers_.resize(to->config.instances);
+    resizeSlots(to->config.instances);
     for (const auto &instance : instances_) {
         if (instance->role() == InstanceRole::Candidate) {
             instance->setRole(InstanceRole::Primary);

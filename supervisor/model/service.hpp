@@ -136,6 +136,7 @@ private:
     Result<InstanceView> spawn(unsigned slot, const std::shared_ptr<const Profile> &profile,
                                InstanceRole role);
     void onNotify(NotifyMessage &&message);
+    void resizeSlots(unsigned count);
     void scheduleRestart(unsigned slot, Duration readyFor, bool failure);
     void giveUp(std::string reason);
     void remove(const Instance &instance);
