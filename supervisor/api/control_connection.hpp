@@ -30,20 +30,14 @@ public:
     ControlCore(const ControlCore &) = delete;
     ControlCore &operator=(const ControlCore &) = delete;
 
-    void onAccept(BorrowedFd listener);
+    // A client connected: checked, counted, served.
+    void accept(UniqueFd fd);
     void remove(ControlConnection *connection);
 
     EventLoop &loop_;
     ControlOptions options_;
     ControlServer::Handler handler_;
-    EventSource listenSource_;
-    EventSource backoff_;
     std::map<ControlConnection *, std::shared_ptr<ControlConnection>> connections_;
-    // The socket file we created, removed on destruction only if it is still
-    // ours (a new fdsupd may have replaced it meanwhile).
-    std::string boundPath_;
-    dev_t boundDev_ = 0;
-    ino_t boundIno_ = 0;
 };
 
 class ControlConnection : public std::enable_shared_from_this<ControlConnection> {

@@ -14,6 +14,7 @@
 #include "core/fd.hpp"
 #include "io/event_loop.hpp"
 #include "io/peer.hpp"
+#include "io/unix_listener.hpp"
 
 namespace fdsup {
 
@@ -80,7 +81,7 @@ public:
     ControlServer(const ControlServer &) = delete;
     ControlServer &operator=(const ControlServer &) = delete;
 
-    [[nodiscard]] BorrowedFd listener() const { return listener_.borrow(); }
+    [[nodiscard]] BorrowedFd listener() const { return listener_->fd(); }
     // Who besides root may call (reload): applies to connections made from now on.
     void setAccess(std::vector<uid_t> uids, std::vector<gid_t> gids);
     [[nodiscard]] std::size_t clients() const;
@@ -89,7 +90,7 @@ private:
     ControlServer() = default;
     struct State;
     std::unique_ptr<State> state_;
-    UniqueFd listener_;
+    std::unique_ptr<UnixListener> listener_;
 };
 
 } // namespace fdsup

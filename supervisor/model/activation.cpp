@@ -5,23 +5,15 @@
 #include <algorithm>
 #include <cerrno>
 
-#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
-#include <systemd/sd-event.h>
-
-#include "common/address.hpp"
-#include "common/socket.hpp"
 
 namespace fdsup {
 namespace {
 
-// Connections accepted per wake-up, so a stampede cannot starve the loop.
-constexpr int kAcceptBatch = 16;
 // What a refused worker sent is read (and its fds closed) before closing,
 // so that it sees its REJECT rather than ECONNRESET first.
 constexpr int kRejectedReads = 4;
@@ -88,83 +80,19 @@ void ExternalWorker::handedOver()
 Result<std::unique_ptr<ActivationSocket>> ActivationSocket::open(EventLoop &loop, const std::string &path,
                                                                  ActivationHost &host)
 {
-    auto address = parseAddress("unix-seqpacket:" + path);
-    if (!address) {
-        return Error{EINVAL, "activation_socket: " + address.error().message};
-    }
-    const bool abstract = path.starts_with('@');
-    SocketOptions options;
-    if (!abstract) {
-        // Who may connect is decided by SO_PEERCRED (activation_users and
-        // activation_groups), not by the file's permissions.
-        options.mode = 0666;
-    }
-    options.removeStale = true;
-    auto bound = bindAll(*address, options);
-    if (!bound) {
-        return Error{bound.error().code, "activation_socket: " + bound.error().message};
-    }
     std::unique_ptr<ActivationSocket> socket(new ActivationSocket(loop, host));
-    socket->listener_ = std::move(bound->front());
-    const int flags = fcntl(socket->listener_.get(), F_GETFL);
-    if (flags < 0 || fcntl(socket->listener_.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
-        return errnoError(errno, "activation_socket: cannot make " + path + " non-blocking");
-    }
-    if (!abstract) {
-        struct stat st {};
-        if (lstat(path.c_str(), &st) == 0) {
-            socket->path_ = path;
-            socket->dev_ = st.st_dev;
-            socket->ino_ = st.st_ino;
-        }
-    }
     ActivationSocket *self = socket.get();
-    auto source =
-        loop.addIo(socket->listener_.borrow(), EPOLLIN, [self](std::uint32_t) { self->onAccept(); });
-    if (!source) {
-        return source.error();
+    // Who may connect is decided by SO_PEERCRED (activation_users and
+    // activation_groups), not by the file's permissions.
+    auto listener = UnixListener::bind(loop, "unix-seqpacket:" + path, 0666,
+                                       host.activeProfile().config.name + "'s external worker",
+                                       [self](UniqueFd fd) { self->admit(std::move(fd)); });
+    if (!listener) {
+        return Error{listener.error().code, "activation_socket: " + listener.error().message};
     }
-    socket->source_ = std::move(*source);
+    socket->listener_ = std::move(*listener);
     spdlog::debug("{}: external workers connect to {}", host.activeProfile().config.name, path);
     return socket;
-}
-
-ActivationSocket::~ActivationSocket()
-{
-    if (!path_.empty()) {
-        // Only the file this service created: someone may have replaced it.
-        struct stat st {};
-        if (lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
-            unlink(path_.c_str());
-        }
-    }
-}
-
-void ActivationSocket::onAccept()
-{
-    for (int i = 0; i < kAcceptBatch; ++i) {
-        UniqueFd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-        if (fd) {
-            admit(std::move(fd));
-            continue;
-        }
-        const int err = errno;
-        if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) {
-            return;
-        }
-        spdlog::warn("{}: cannot accept an external worker: {}, pausing for {}", service(), errnoText(err),
-                     formatDuration(kAcceptBackoff));
-        source_.setEnabled(SD_EVENT_OFF);
-        if (auto timer = loop_.startTimer(kAcceptBackoff, [this] {
-                source_.setEnabled(SD_EVENT_ON);
-                backoff_.reset();
-            })) {
-            backoff_ = std::move(*timer);
-        } else {
-            source_.setEnabled(SD_EVENT_ON);
-        }
-        return;
-    }
 }
 
 void ActivationSocket::reject(UniqueFd fd, int code, const std::string &why)

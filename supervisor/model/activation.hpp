@@ -16,6 +16,7 @@
 #include "io/clock.hpp"
 #include "io/event_loop.hpp"
 #include "io/peer.hpp"
+#include "io/unix_listener.hpp"
 #include "model/channel_peer.hpp"
 #include "model/profile.hpp"
 
@@ -92,18 +93,15 @@ private:
 // A refusal is REJECT with EACCES (credentials), ESHUTDOWN (service
 // stopped) or EUSERS (kMaxWorkers connected), and the socket is kept, write
 // side shut, until the worker's HELLO or hang-up (the kMaxRejected most
-// recent), so it reads why. Running out of descriptors pauses accepting for
-// kAcceptBackoff. The socket file is removed with the object, only if it is
-// still the one created here.
+// recent), so it reads why. Accepting is a UnixListener's (its limits, and
+// its socket file removed with it).
 class ActivationSocket {
 public:
     static constexpr std::size_t kMaxWorkers = 64;
     static constexpr std::size_t kMaxRejected = 64;
-    static constexpr Duration kAcceptBackoff = std::chrono::milliseconds(100);
 
     static Result<std::unique_ptr<ActivationSocket>> open(EventLoop &loop, const std::string &path,
                                                           ActivationHost &host);
-    ~ActivationSocket();
     ActivationSocket(const ActivationSocket &) = delete;
     ActivationSocket &operator=(const ActivationSocket &) = delete;
 
@@ -116,7 +114,6 @@ public:
 
 private:
     ActivationSocket(EventLoop &loop, ActivationHost &host) : loop_(loop), host_(host) {}
-    void onAccept();
     void admit(UniqueFd fd);
     void reject(UniqueFd fd, int code, const std::string &why);
     void dropRejected(const void *key);
@@ -130,15 +127,10 @@ private:
 
     EventLoop &loop_;
     ActivationHost &host_;
-    UniqueFd listener_;
-    EventSource source_;
-    Timer backoff_;
-    std::string path_; // the file to unlink when it goes: empty for an abstract one
-    dev_t dev_ = 0;
-    ino_t ino_ = 0;
     std::vector<std::unique_ptr<ExternalWorker>> workers_;
     std::vector<std::unique_ptr<Rejected>> rejected_;
     EventSource reaper_;
+    std::unique_ptr<UnixListener> listener_; // last: it goes first, nothing is admitted into a dying socket
 };
 
 } // namespace fdsup
