@@ -289,8 +289,9 @@ void ControlApi::callRestart(const CallPtr &call, const CallParams &params, Serv
         }
         const auto queued = service->rollOut(nullptr, options, true);
         if (!queued) {
-            call->fail(varlink::kErrorServiceFailed,
-                       {{"service", service->name()}, {"reason", queued.error().message}});
+            // The queue is full (Rollouts::kMaxQueued).
+            call->fail(varlink::kErrorRolloutInProgress,
+                       {{"service", service->name()}, {"rollout", rollouts.currentId()}});
             return;
         }
         if (!wait) {

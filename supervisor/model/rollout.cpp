@@ -410,6 +410,10 @@ Result<Rollouts::Begun> Rollouts::request(std::shared_ptr<const Profile> target,
             return Error{EBUSY, "rollout " + std::to_string(currentId()) + " of service '" +
                                     host_.serviceName() + "' is in progress"};
         }
+        if (queue_.size() >= kMaxQueued) {
+            return Error{EBUSY, std::to_string(queue_.size()) + " restarts of service '" +
+                                    host_.serviceName() + "' are queued already (the limit)"};
+        }
         queue_.push_back(Queued{++tickets_, options});
         return Begun{0, queue_.back().ticket};
     }

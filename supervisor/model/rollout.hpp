@@ -223,6 +223,9 @@ private:
 // runs is refused (EBUSY) unless it asks to be queued.
 class Rollouts {
 public:
+    // Restarts that may wait behind the rollout in progress; past it EBUSY.
+    static constexpr std::size_t kMaxQueued = 64;
+
     Rollouts(RolloutHost &host, Clock &clock) : host_(host), clock_(clock) {}
 
     struct Begun {
@@ -232,7 +235,8 @@ public:
     // A rollout to `target` (a reload's), or with a null target a restart:
     // the current configuration as the next generation. Begins now, or with
     // `queue` waits behind the rollout in progress and those queued; else
-    // EBUSY names the rollout in progress.
+    // EBUSY names the rollout in progress (also when kMaxQueued restarts
+    // wait already).
     Result<Begun> request(std::shared_ptr<const Profile> target, const RolloutOptions &options, bool queue);
     // Cancels the rollout in progress (rolled back) and every restart queued
     // behind it (they would undo the cancel); false when none is running.

@@ -42,7 +42,8 @@ public:
         InstanceState state = InstanceState::Launching;
     };
 
-    FakeService(unsigned instances, test::FakeClock &clock) : clock_(clock), rollouts(*this, clock), profile_(profileOf(1, instances))
+    FakeService(unsigned instances, test::FakeClock &clock)
+        : clock_(clock), rollouts(*this, clock), profile_(profileOf(1, instances))
     {
         shape_.slots = instances;
         shape_.active = true;
@@ -451,6 +452,20 @@ TEST_F(RolloutTest, ASecondRestartIsRefusedUnlessItAsksToQueue)
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error().code, EBUSY);
     EXPECT_EQ(refused.error().message, "rollout 1 of service 'web' is in progress");
+}
+
+TEST_F(RolloutTest, TheQueueHasALimit)
+{
+    FakeService web(1, clock_);
+    restart(web, options(config::RolloutOrder::StartFirst));
+    for (std::size_t i = 0; i < Rollouts::kMaxQueued; ++i) {
+        ASSERT_TRUE(web.rollouts.request(nullptr, options(config::RolloutOrder::StartFirst), true)) << i;
+    }
+    const auto refused = web.rollouts.request(nullptr, options(config::RolloutOrder::StartFirst), true);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, EBUSY);
+    EXPECT_EQ(refused.error().message, "64 restarts of service 'web' are queued already (the limit)");
+    EXPECT_EQ(web.rollouts.queued(), Rollouts::kMaxQueued);
 }
 
 TEST_F(RolloutTest, AQueuedRestartBeginsWhenTheOneBeforeItFinishes)
