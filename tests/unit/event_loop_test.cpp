@@ -49,10 +49,7 @@ protected:
         loop_ = std::move(loop).value();
     }
 
-    bool runUntil(const std::function<bool()> &done, std::chrono::milliseconds deadline = 10s)
-    {
-        return test::runLoopUntil(*loop_, done, deadline);
-    }
+    bool runUntil(const std::function<bool()> &done) { return test::runLoopUntil(*loop_, done); }
 
     std::unique_ptr<EventLoop> loop_;
 };

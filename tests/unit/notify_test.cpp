@@ -317,10 +317,7 @@ protected:
         loop_.reset();
     }
 
-    bool runUntil(const std::function<bool()> &done, std::chrono::milliseconds deadline = 20s)
-    {
-        return test::runLoopUntil(*loop_, done, deadline);
-    }
+    bool runUntil(const std::function<bool()> &done) { return test::runLoopUntil(*loop_, done); }
 
     // Runs iterations until one dispatches nothing: everything pending is handled.
     void drain()

@@ -37,7 +37,7 @@ namespace fdsup {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr auto kDeadline = std::chrono::seconds(20);
+constexpr auto kDeadline = test::kEventDeadline;
 
 // Every test must leave no child behind (and, as every test, the descriptor
 // table as it found it: the shared main() checks that).
