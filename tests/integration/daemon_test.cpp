@@ -1,5 +1,6 @@
 // fdsupd running services: real daemon, real workers on the real libsystemd, real clients, on loopback.
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <sstream>
 #include <string>
@@ -328,8 +329,8 @@ sockets = ["web"]
         std::string response;
         char buffer[4096];
         ssize_t n = 0;
-        while ((n = read(fd.get(), buffer, sizeof buffer)) > 0) {
-            response.append(buffer, static_cast<std::size_t>(n));
+        while ((n = read(fd.get(), buffer, sizeof buffer)) > 0 || (n < 0 && errno == EINTR)) {
+            response.append(buffer, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
         }
         EXPECT_THAT(response, HasSubstr("200 OK"));
         EXPECT_THAT(response, HasSubstr("\"names\":[\"web\"]"));

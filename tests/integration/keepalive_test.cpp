@@ -66,11 +66,16 @@ int localPort(BorrowedFd fd)
     return ntohs(a.sin_port);
 }
 
-// Sends all of data; an empty string, or why not.
+// Sends all of data; an empty string, or why not. EINTR is retried here and
+// in readResponse(): no error of the connection, but what a socket with a
+// timeout (connectLoopback's) reports when the process is interrupted.
 std::string sendAll(BorrowedFd fd, std::string_view data)
 {
     while (!data.empty()) {
         const ssize_t n = send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
         if (n <= 0) {
             return std::string("send: ") + std::strerror(errno);
         }
@@ -93,8 +98,11 @@ Response readResponse(BorrowedFd fd)
     std::string data;
     char buffer[4096];
     auto fill = [&]() -> bool {
-        errno = 0;
-        const ssize_t n = recv(fd.get(), buffer, sizeof buffer, 0);
+        ssize_t n = 0;
+        do {
+            errno = 0;
+            n = recv(fd.get(), buffer, sizeof buffer, 0);
+        } while (n < 0 && errno == EINTR);
         if (n <= 0) {
             r.error = n == 0 ? "EOF" : std::string("recv: ") + std::strerror(errno);
             return false;

@@ -66,8 +66,14 @@ void SeqnumClients::run()
             if (dead[i]) {
                 continue;
             }
+            // EINTR is no error of the connection: a socket with a timeout
+            // (connectLoopback's) reports it even for SA_RESTART handlers.
             const std::uint32_t wire = htonl(next_[i]);
-            if (send(fds_[i].get(), &wire, sizeof wire, MSG_NOSIGNAL) != sizeof wire) {
+            ssize_t sent = 0;
+            do {
+                sent = send(fds_[i].get(), &wire, sizeof wire, MSG_NOSIGNAL);
+            } while (sent < 0 && errno == EINTR);
+            if (sent != sizeof wire) {
                 fail(i, dead, std::string("send: ") + std::strerror(errno));
                 continue;
             }
@@ -76,6 +82,9 @@ void SeqnumClients::run()
             ssize_t n = 0;
             while (got < sizeof echo) {
                 n = recv(fds_[i].get(), reinterpret_cast<char *>(&echo) + got, sizeof echo - got, 0);
+                if (n < 0 && errno == EINTR) {
+                    continue;
+                }
                 if (n <= 0) {
                     break;
                 }
