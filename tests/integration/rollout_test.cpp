@@ -138,7 +138,8 @@ backlog = 1024
         for (auto &count : end.outcomes) {
             count += tool == LoadClients::Tool::Curl ? 1 : 4;
         }
-        ASSERT_TRUE(load.waitForRequests(20, kEventDeadline, end));
+        ASSERT_TRUE(load.waitForRequests(20, kEventDeadline, end))
+            << "no load after the last restart: " << load.stop().summary();
         const LoadReport report = load.stop();
         EXPECT_EQ(report.refused, 0U) << report.summary();
         EXPECT_EQ(report.failed, 0U) << report.summary();
