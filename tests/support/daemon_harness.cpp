@@ -11,7 +11,6 @@
 #include <stdexcept>
 #include <system_error>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -344,17 +343,11 @@ double cpuSecondsOf(pid_t pid)
 
 int countFdsOf(pid_t pid)
 {
-    const std::string path = "/proc/" + std::to_string(pid) + "/fd";
-    DIR *dir = opendir(path.c_str());
-    if (dir == nullptr) {
+    try {
+        return static_cast<int>(openFds(pid).size());
+    } catch (const std::system_error &) {
         return -1;
     }
-    int count = 0;
-    while (const dirent *e = readdir(dir)) {
-        count += e->d_name[0] != '.' ? 1 : 0;
-    }
-    closedir(dir);
-    return count;
 }
 
 long rssKibOf(pid_t pid)

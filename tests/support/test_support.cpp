@@ -22,11 +22,12 @@
 
 namespace fdsup::test {
 
-std::map<int, std::string> openFds()
+std::map<int, std::string> openFds(pid_t pid)
 {
-    DIR *dir = opendir("/proc/self/fd");
+    const std::string path = pid == 0 ? "/proc/self/fd" : "/proc/" + std::to_string(pid) + "/fd";
+    DIR *dir = opendir(path.c_str());
     if (dir == nullptr) {
-        throw std::system_error(errno, std::generic_category(), "opendir /proc/self/fd");
+        throw std::system_error(errno, std::generic_category(), "opendir " + path);
     }
     const int self = dirfd(dir);
     std::map<int, std::string> fds;
@@ -35,7 +36,7 @@ std::map<int, std::string> openFds()
             continue;
         }
         const int fd = std::atoi(entry->d_name);
-        if (fd == self) {
+        if (pid == 0 && fd == self) {
             continue;
         }
         std::array<char, 512> target{};

@@ -11,15 +11,17 @@
 #include <vector>
 
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "core/fd.hpp"
 
 namespace fdsup::test {
 
-// Every descriptor of this process with what it refers to (the target of
-// /proc/self/fd/N: a path, "socket:[INODE]", "pipe:[INODE]"...), leaving out
-// the descriptor used to read the directory.
-std::map<int, std::string> openFds();
+// Every descriptor of process pid (0: this one) with what it refers to (the
+// target of /proc/PID/fd/N: a path, "socket:[INODE]", "pipe:[INODE]"...),
+// leaving out the descriptor used to read the directory. Throws when the
+// directory cannot be read (a process that is gone).
+std::map<int, std::string> openFds(pid_t pid = 0);
 
 // Number of those descriptors. Every test is checked for leaks by the shared
 // main() (test_main.cpp); compare before and after a step to prove that the
