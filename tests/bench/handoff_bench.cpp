@@ -9,6 +9,7 @@
 // connections failed. Run with `meson test -C build --benchmark` or directly
 // with the same environment as the tests.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -29,17 +30,25 @@ namespace {
 using fdsup::UniqueFd;
 using fdsup::test::DaemonHarness;
 
-// One seqnum round trip; false on any error (the socket has 10 s timeouts).
+// One seqnum round trip; false on any error (the socket has 10 s timeouts,
+// so an interruption is EINTR, retried: no error of the connection).
 bool roundTrip(const UniqueFd &fd, std::uint32_t number)
 {
     const std::uint32_t wire = htonl(number);
-    if (send(fd.get(), &wire, sizeof wire, MSG_NOSIGNAL) != sizeof wire) {
+    ssize_t sent = 0;
+    do {
+        sent = send(fd.get(), &wire, sizeof wire, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent != sizeof wire) {
         return false;
     }
     std::uint32_t echo = 0;
     std::size_t got = 0;
     while (got < sizeof echo) {
         const ssize_t n = recv(fd.get(), reinterpret_cast<char *>(&echo) + got, sizeof echo - got, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
         if (n <= 0) {
             return false;
         }

@@ -9,8 +9,10 @@
 // reports "welcome INSTANCE GENERATION CAPABILITIES", says READY, then does MODE
 // and reports what fdsupd answered as one datagram to REPORT_PATH:
 // "result CODE" for a HANDOFF_RESULT, "error CODE" for an ERROR, "closed"
-// when fdsupd closed the channel, "sent" when nothing is expected. Then it
-// waits for SIGTERM (or DRAIN) and exits 0. Modes:
+// when fdsupd closed the channel, "sent" when nothing is expected, "timeout"
+// when fdsupd did not answer (or take a message) within 60 s, the tests'
+// event deadline (no WELCOME in that time: exit 6). Then it waits for
+// SIGTERM (or DRAIN) and exits 0. Modes:
 //   garbage       a datagram with a bad magic
 //   short         half a header, then the channel is closed
 //   no-fd         HANDOFF carrying no descriptor
@@ -25,7 +27,9 @@
 //   join          nothing more
 //   echo-die      serve seqnum echo (4-byte numbers) on fd 3; on DRAIN hand
 //                 over the first half of the connections, then SIGKILL itself
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -54,6 +58,17 @@ using fdsup::UniqueFd;
 std::string reportPath;
 volatile sig_atomic_t stop = 0;
 
+// The longest wait for fdsupd: its WELCOME, its answer, room in the channel.
+constexpr std::chrono::milliseconds kDeadline{60000};
+
+// Milliseconds left until `until`, for poll(); 0 once it has passed.
+int msLeft(std::chrono::steady_clock::time_point until)
+{
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    return static_cast<int>(std::max<long long>(left.count(), 0));
+}
+
 void onTerm(int)
 {
     stop = 1;
@@ -74,22 +89,26 @@ int send(BorrowedFd channel, ChannelMessage &msg)
 {
     static std::uint32_t seq = 0;
     msg.seq = ++seq;
+    const auto until = std::chrono::steady_clock::now() + kDeadline;
     for (;;) {
         const int r = fdsup::sendChannelMessage(channel, msg);
         if (r != -EAGAIN) {
             return r;
         }
         pollfd p{channel.get(), POLLOUT, 0};
-        (void)poll(&p, 1, 1000);
+        if (poll(&p, 1, msLeft(until)) == 0) {
+            return -ETIMEDOUT;
+        }
     }
 }
 
 // Waits for fdsupd's answer and reports it.
 void awaitAnswer(BorrowedFd channel)
 {
+    const auto until = std::chrono::steady_clock::now() + kDeadline;
     for (;;) {
         pollfd p{channel.get(), POLLIN, 0};
-        const int ready = poll(&p, 1, 10000);
+        const int ready = poll(&p, 1, msLeft(until));
         if (ready < 0 && errno == EINTR && stop == 0) {
             continue;
         }
@@ -246,9 +265,14 @@ int main(int argc, char **argv)
     if (send(channel.borrow(), hello) < 0) {
         return 4;
     }
+    const auto until = std::chrono::steady_clock::now() + kDeadline;
     for (;;) {
         pollfd p{channel.get(), POLLIN, 0};
-        (void)poll(&p, 1, 10000);
+        if (poll(&p, 1, msLeft(until)) == 0) {
+            (void)std::printf("timeout: no WELCOME\n");
+            report("timeout");
+            return 6;
+        }
         const int r = fdsup::recvChannelMessage(channel.borrow(), welcome);
         if (r == 0) {
             break;

@@ -5,7 +5,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -28,8 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
-
-constexpr auto kEventDeadline = 20s;
 
 // A hostile worker's abuse, and what fdsupd must answer (reported by the worker).
 struct Abuse {
@@ -163,12 +160,10 @@ TEST_F(Handoff, TwoHundredSeqnumClientsSurviveThreeRollingRestarts)
         previous = now;
         EXPECT_GT(clients.rounds(), before) << "no round trip during restart " << round;
     }
-    // Every client keeps going on the last generation.
+    // Every client keeps going on the last generation, and fdsupd keeps answering.
     const std::uint64_t settled = clients.rounds();
-    for (int i = 0; i < 1000 && clients.rounds() < settled + 2000 && clients.errors().empty(); ++i) {
-        std::this_thread::yield();
-        (void)fdsupd_.status("web"); // a bounded wait that does useful work: fdsupd keeps answering
-    }
+    EXPECT_TRUE(waitUntil([&] { return clients.rounds() >= settled + 2000 || !clients.errors().empty(); }));
+    (void)fdsupd_.status("web");
     clients.stop();
     EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
     EXPECT_GE(clients.rounds(), settled);
@@ -253,11 +248,7 @@ drain_timeout = "10s"
     const int baseline = countFdsOf(fdsupd_.pid());
     constexpr int kClients = 20;
     SeqnumClients clients(fdsupd_.port("web"), kClients);
-    for (int i = 0; i < 1000 && clients.rounds() < 200; ++i) {
-        (void)call("io.fdsup.Manager.Status",
-                   {{"service", "web"}}); // bounded: until every client made rounds
-    }
-    ASSERT_GE(clients.rounds(), 200U);
+    ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= 200; })) << clients.rounds() << " rounds";
 
     writeFile(fdsupd_.dir() / "fdsupd.toml", config("[\"" + seqnum + "\"]"));
     const auto reload = call("io.fdsup.Manager.Reload", nlohmann::json::object());
@@ -268,9 +259,7 @@ drain_timeout = "10s"
     EXPECT_TRUE(handed->starts_with("handed 10 ")) << *handed;
     // The adopted half keeps going; the other half was closed with the worker.
     const std::uint64_t after = clients.rounds();
-    for (int i = 0; i < 1000 && clients.rounds() < after + 500; ++i) {
-        (void)call("io.fdsup.Manager.Status", {{"service", "web"}});
-    }
+    (void)waitUntil([&] { return clients.rounds() >= after + 500; });
     clients.close();
     EXPECT_EQ(clients.errors().size(), static_cast<std::size_t>(kClients / 2))
         << ::testing::PrintToString(clients.errors());

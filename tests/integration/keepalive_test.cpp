@@ -40,7 +40,6 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-constexpr auto kEventDeadline = 20s;
 constexpr const char *kWrk = "/usr/bin/wrk";
 constexpr const char *kRequest = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -67,11 +66,16 @@ int localPort(BorrowedFd fd)
     return ntohs(a.sin_port);
 }
 
-// Sends all of data; an empty string, or why not.
+// Sends all of data; an empty string, or why not. EINTR is retried here and
+// in readResponse(): no error of the connection, but what a socket with a
+// timeout (connectLoopback's) reports when the process is interrupted.
 std::string sendAll(BorrowedFd fd, std::string_view data)
 {
     while (!data.empty()) {
         const ssize_t n = send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
         if (n <= 0) {
             return std::string("send: ") + std::strerror(errno);
         }
@@ -94,8 +98,11 @@ Response readResponse(BorrowedFd fd)
     std::string data;
     char buffer[4096];
     auto fill = [&]() -> bool {
-        errno = 0;
-        const ssize_t n = recv(fd.get(), buffer, sizeof buffer, 0);
+        ssize_t n = 0;
+        do {
+            errno = 0;
+            n = recv(fd.get(), buffer, sizeof buffer, 0);
+        } while (n < 0 && errno == EINTR);
         if (n <= 0) {
             r.error = n == 0 ? "EOF" : std::string("recv: ") + std::strerror(errno);
             return false;
@@ -477,42 +484,35 @@ drain_timeout = "60s"
         ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
     }
 
-    // Waits until fdsupd's log (the workers' stderr included) holds text;
-    // each try is a Status call, which paces the wait.
+    // Waits until fdsupd's log (the workers' stderr included) holds text.
     bool waitForLog(const std::string &text)
     {
-        const auto until = std::chrono::steady_clock::now() + kEventDeadline;
-        while (fdsupd_.log().find(text) == std::string::npos) {
-            if (std::chrono::steady_clock::now() >= until) {
-                return false;
-            }
-            (void)fdsupd_.status("web");
-        }
-        return true;
+        return waitUntil([&] { return fdsupd_.log().find(text) != std::string::npos; });
     }
 
     // Waits until fdsupd's handoff counters for the service satisfy match.
     bool waitForConnections(const std::function<bool(const nlohmann::json &)> &match)
     {
-        const auto until = std::chrono::steady_clock::now() + kEventDeadline;
-        while (!match(connections())) {
-            if (std::chrono::steady_clock::now() >= until) {
-                return false;
-            }
-        }
-        return true;
+        return waitUntil([&] { return match(connections()); });
     }
 
     // Waits until the service runs exactly the instances pids (the old one gone).
     bool waitForInstances(const std::set<pid_t> &pids)
     {
-        const auto until = std::chrono::steady_clock::now() + kEventDeadline;
-        while (instancePids(fdsupd_.status("web")) != pids) {
-            if (std::chrono::steady_clock::now() >= until) {
-                return false;
-            }
-        }
-        return true;
+        return waitUntil([&] { return instancePids(fdsupd_.status("web")) == pids; });
+    }
+
+    // Waits until the worker has read everything the client of clientPort
+    // sent: the server side's receive queue as last seen (0 once empty),
+    // nullopt when there is no server side for that client.
+    static std::optional<unsigned long> waitForReceiveQueueEmpty(int port, int clientPort)
+    {
+        std::optional<unsigned long> queued;
+        (void)waitUntil([&] {
+            queued = serverReceiveQueue(port, clientPort);
+            return !queued || *queued == 0;
+        });
+        return queued;
     }
 };
 
@@ -661,16 +661,9 @@ TEST_F(KeepAlive, HalfRequestCompletedAfterTheDrainIsAnsweredByTheReplacement)
     const std::string half = "GET / HTTP/1.1\r\nHo";
     ASSERT_EQ(sendAll(fd.borrow(), half), "");
     const int clientPort = localPort(fd.borrow());
-    const auto until = std::chrono::steady_clock::now() + kEventDeadline;
-    for (;;) {
-        const auto queued = serverReceiveQueue(port, clientPort);
-        ASSERT_TRUE(queued.has_value()) << "no server side for client port " << clientPort;
-        if (*queued == 0) {
-            break;
-        }
-        ASSERT_LT(std::chrono::steady_clock::now(), until) << "the worker never read the first half";
-        std::this_thread::yield();
-    }
+    const auto queued = waitForReceiveQueueEmpty(port, clientPort);
+    ASSERT_TRUE(queued.has_value()) << "no server side for client port " << clientPort;
+    ASSERT_EQ(*queued, 0U) << "the worker never read the first half";
 
     const auto restart = fdsupctl({"restart", "--wait", "web"});
     ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
@@ -804,16 +797,10 @@ TEST_F(KeepAlive, AConnectionWhoseStateIsOverTheLimitIsServedByTheOldWorker)
     const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(4096, 'p');
     ASSERT_EQ(sendAll(big, head), "");
     const int clientPort = localPort(big);
-    const auto until = std::chrono::steady_clock::now() + kEventDeadline;
-    for (;;) { // read by the worker: it is the connection's state, not bytes in the socket
-        const auto queued = serverReceiveQueue(port, clientPort);
-        ASSERT_TRUE(queued.has_value()) << "no server side for client port " << clientPort;
-        if (*queued == 0) {
-            break;
-        }
-        ASSERT_LT(std::chrono::steady_clock::now(), until) << "the worker never read the request's head";
-        std::this_thread::yield();
-    }
+    // Read by the worker: it is the connection's state, not bytes in the socket.
+    const auto queued = waitForReceiveQueueEmpty(port, clientPort);
+    ASSERT_TRUE(queued.has_value()) << "no server side for client port " << clientPort;
+    ASSERT_EQ(*queued, 0U) << "the worker never read the request's head";
 
     // --no-wait: the old worker lives on as long as the big connection.
     const auto restart = fdsupctl({"restart", "--no-wait", "web"});

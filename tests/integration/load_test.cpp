@@ -28,7 +28,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsSubsetOf;
 
-constexpr auto kEventDeadline = 20s;
 constexpr int kInstances = 4;
 
 // A TCP port on 127.0.0.1 where nothing listens: bound once, then closed.

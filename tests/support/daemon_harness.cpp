@@ -11,7 +11,6 @@
 #include <stdexcept>
 #include <system_error>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -157,7 +156,7 @@ bool DaemonHarness::start(const std::string &config, std::string &why,
     }
     pidfd_ = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
     // Wait for READY=1 or for fdsupd to exit, whichever comes first.
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    const auto until = std::chrono::steady_clock::now() + kEventDeadline;
     for (;;) {
         if (notify_.waitFor([](const std::string &m) { return m.find("READY=1") != std::string::npos; },
                             std::chrono::milliseconds(0))) {
@@ -166,7 +165,8 @@ bool DaemonHarness::start(const std::string &config, std::string &why,
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
         if (left.count() <= 0) {
-            why = "fdsupd did not send READY=1 within 30s; its log:\n" + log();
+            why = "fdsupd did not send READY=1 within " + std::to_string(kEventDeadline.count()) +
+                  "s; its log:\n" + log();
             return false;
         }
         std::array<pollfd, 2> pfds{pollfd{notify_.fd().get(), POLLIN, 0}, pollfd{pidfd_.get(), POLLIN, 0}};
@@ -343,17 +343,11 @@ double cpuSecondsOf(pid_t pid)
 
 int countFdsOf(pid_t pid)
 {
-    const std::string path = "/proc/" + std::to_string(pid) + "/fd";
-    DIR *dir = opendir(path.c_str());
-    if (dir == nullptr) {
+    try {
+        return static_cast<int>(openFds(pid).size());
+    } catch (const std::system_error &) {
         return -1;
     }
-    int count = 0;
-    while (const dirent *e = readdir(dir)) {
-        count += e->d_name[0] != '.' ? 1 : 0;
-    }
-    closedir(dir);
-    return count;
 }
 
 long rssKibOf(pid_t pid)

@@ -81,7 +81,7 @@ public:
     // fdsupd's own sd_notify messages (STATUS=...).
     DatagramInbox &notifications() { return notify_; }
     // Waits until fdsupd's STATUS= contains text.
-    bool waitStatus(const std::string &text, std::chrono::milliseconds deadline = std::chrono::seconds(20));
+    bool waitStatus(const std::string &text, std::chrono::milliseconds deadline = kEventDeadline);
 
 private:
     TempDir dir_;

@@ -57,16 +57,20 @@ while [[ ! -e $stop ]] && ((SECONDS < limit)); do
 done
 )";
 
-// wrk's script: one line per answer, as the curl loop writes it (transport
-// status 0), line-buffered so the test sees the load while it runs; at the
-// end (also on SIGINT) its totals on stdout.
-std::string wrkScript(const std::string &results)
+// wrk's script: a pause of delayMs before each request; one line per answer,
+// as the curl loop writes it (transport status 0), line-buffered so the test
+// sees the load while it runs; at the end (also on SIGINT) its totals on
+// stdout.
+std::string wrkScript(const std::string &results, long long delayMs)
 {
     return "-- A LoadClients wrk script (tests/support/load_clients.hpp).\n"
            "local results = io.open([==[" +
-           results + R"(]==], "a")
-results:setvbuf("line")
-function response(status, headers, body)
+           results +
+           "]==], \"a\")\n"
+           "results:setvbuf(\"line\")\n"
+           "function delay()\n"
+           "    return " +
+           std::to_string(delayMs) + "\nend\n" + R"(function response(status, headers, body)
     results:write("0 ", status, " ", (body:gsub("\n", " ")), "\n")
 end
 function done(summary, latency, requests)
@@ -271,7 +275,7 @@ void LoadClients::start(int port, int clients, Tool tool)
     writeFile(results, "");
     results_.push_back(Results{results, "wrk", 0, {}, {}});
     const auto script = dir_ / "wrk.lua";
-    writeFile(script, wrkScript(results));
+    writeFile(script, wrkScript(results, options_.wrkDelay.count()));
     spawn({kWrk, "-t1", "-c", std::to_string(clients), "-d", limit + "s", "--timeout", timeout + "s", "-H",
            "Connection: close", "--latency", "-s", script.string(), url});
 }

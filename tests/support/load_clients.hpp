@@ -72,7 +72,8 @@ private:
 //     one refusal (or failure), no totals.
 //     wrk does not retry a connection whose connect() failed, so each refusal
 //     also takes one connection out of the load; socket errors carry no sample
-//     beyond their counts.
+//     beyond their counts. Each connection pauses Options::wrkDelay before
+//     each request (once connected, as a slow client does).
 //
 // Both bound themselves (Options::limit) and are spawned with a parent-death
 // signal, so nothing outlives even a test process that was killed.
@@ -82,6 +83,13 @@ public:
     struct Options {
         std::chrono::seconds requestTimeout{5}; // curl --max-time, wrk --timeout
         std::chrono::seconds limit{120};        // the longest the clients run, whatever happens
+        // wrk's pause before each request: the load stays continuous, but at
+        // most clients / wrkDelay requests a second. Unbounded, wrk answered
+        // more than the test process could read (a JSON parse per answer,
+        // ~0.1 ms under ASan) on a busy machine: the backlog grew with every
+        // mark() until the limit ended wrk mid-test. (curl needs no pause: a
+        // process per request is slower than reading its answer.)
+        std::chrono::milliseconds wrkDelay{5};
     };
 
     LoadClients();

@@ -5,10 +5,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <system_error>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -66,8 +67,14 @@ void SeqnumClients::run()
             if (dead[i]) {
                 continue;
             }
+            // EINTR is no error of the connection: a socket with a timeout
+            // (connectLoopback's) reports it even for SA_RESTART handlers.
             const std::uint32_t wire = htonl(next_[i]);
-            if (send(fds_[i].get(), &wire, sizeof wire, MSG_NOSIGNAL) != sizeof wire) {
+            ssize_t sent = 0;
+            do {
+                sent = send(fds_[i].get(), &wire, sizeof wire, MSG_NOSIGNAL);
+            } while (sent < 0 && errno == EINTR);
+            if (sent != sizeof wire) {
                 fail(i, dead, std::string("send: ") + std::strerror(errno));
                 continue;
             }
@@ -76,6 +83,9 @@ void SeqnumClients::run()
             ssize_t n = 0;
             while (got < sizeof echo) {
                 n = recv(fds_[i].get(), reinterpret_cast<char *>(&echo) + got, sizeof echo - got, 0);
+                if (n < 0 && errno == EINTR) {
+                    continue;
+                }
                 if (n <= 0) {
                     break;
                 }
@@ -111,20 +121,17 @@ pid_t serverPidOf(int serverPort, int clientPort, const std::set<pid_t> &candida
     }
     const std::string target = "socket:[" + socket->inode + "]";
     for (const pid_t pid : candidates) {
-        const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-        DIR *d = opendir(dir.c_str());
-        if (d == nullptr) {
-            continue;
+        std::map<int, std::string> fds;
+        try {
+            fds = openFds(pid);
+        } catch (const std::system_error &) {
+            continue; // gone
         }
-        while (const dirent *e = readdir(d)) {
-            char link[64] = {};
-            const std::string path = dir + "/" + e->d_name;
-            if (readlink(path.c_str(), link, sizeof link - 1) > 0 && target == link) {
-                closedir(d);
+        for (const auto &[fd, what] : fds) {
+            if (what == target) {
                 return pid;
             }
         }
-        closedir(d);
     }
     return 0;
 }

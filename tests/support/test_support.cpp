@@ -1,12 +1,14 @@
-// Helpers shared by the tests: fd accounting, temporary directories, files.
+// Helpers shared by the tests: fd accounting, waiting, temporary directories, files.
 #include "test_support.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,20 +22,52 @@
 
 namespace fdsup::test {
 
-int countOpenFds()
+std::map<int, std::string> openFds(pid_t pid)
 {
-    DIR *dir = opendir("/proc/self/fd");
+    const std::string path = pid == 0 ? "/proc/self/fd" : "/proc/" + std::to_string(pid) + "/fd";
+    DIR *dir = opendir(path.c_str());
     if (dir == nullptr) {
-        throw std::system_error(errno, std::generic_category(), "opendir /proc/self/fd");
+        throw std::system_error(errno, std::generic_category(), "opendir " + path);
     }
-    int count = 0;
+    const int self = dirfd(dir);
+    std::map<int, std::string> fds;
     while (const dirent *entry = readdir(dir)) {
-        if (entry->d_name[0] != '.') {
-            ++count;
+        if (entry->d_name[0] == '.') {
+            continue;
         }
+        const int fd = std::atoi(entry->d_name);
+        if (pid == 0 && fd == self) {
+            continue;
+        }
+        std::array<char, 512> target{};
+        const ssize_t n = readlinkat(self, entry->d_name, target.data(), target.size() - 1);
+        fds.emplace(fd, n > 0 ? std::string(target.data(), static_cast<std::size_t>(n)) : "?");
     }
     closedir(dir);
-    return count - 1; // the DIR's own descriptor
+    return fds;
+}
+
+int countOpenFds()
+{
+    return static_cast<int>(openFds().size());
+}
+
+bool waitUntil(const std::function<bool()> &done, std::chrono::milliseconds deadline)
+{
+    using Clock = std::chrono::steady_clock;
+    constexpr std::chrono::milliseconds kLongestPause{50};
+    const auto until = Clock::now() + deadline;
+    std::chrono::milliseconds pause{1};
+    while (!done()) {
+        const auto now = Clock::now();
+        if (now >= until) {
+            return false;
+        }
+        // The backoff between two tries, not a guess at how long something takes.
+        std::this_thread::sleep_until(std::min(now + pause, until));
+        pause = std::min(pause * 2, kLongestPause);
+    }
+    return true;
 }
 
 TempDir::TempDir()

@@ -1,22 +1,45 @@
-// Helpers shared by the tests: fd accounting, temporary directories, files.
+// Helpers shared by the tests: fd accounting, waiting, temporary directories, files.
 #pragma once
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "core/fd.hpp"
 
 namespace fdsup::test {
 
-// Number of entries in /proc/self/fd (the directory fd used to read it is
-// not counted). Compare before and after to prove a test leaks nothing.
+// Every descriptor of process pid (0: this one) with what it refers to (the
+// target of /proc/PID/fd/N: a path, "socket:[INODE]", "pipe:[INODE]"...),
+// leaving out the descriptor used to read the directory. Throws when the
+// directory cannot be read (a process that is gone).
+std::map<int, std::string> openFds(pid_t pid = 0);
+
+// Number of those descriptors. Every test is checked for leaks by the shared
+// main() (test_main.cpp); compare before and after a step to prove that the
+// step leaks nothing.
 int countOpenFds();
+
+// How long a test waits for something that is bound to happen: generous
+// enough for ASan on a loaded 2-core machine. Waits return as soon as their
+// condition holds, so only a test that is failing anyway waits this long.
+inline constexpr std::chrono::seconds kEventDeadline{60};
+
+// Asks done() until it returns true or the deadline passes, pausing between
+// tries with an exponential backoff (1 ms, doubling up to 50 ms, never past
+// the deadline); done() is asked once more at the deadline. Returns whether
+// it held. For conditions nothing signals (a /proc counter, a log file,
+// another process's state, a counter of a client thread); where there is an
+// event (a pidfd, a datagram, a condition variable), wait on that instead.
+bool waitUntil(const std::function<bool()> &done, std::chrono::milliseconds deadline = kEventDeadline);
 
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents.
 class TempDir {

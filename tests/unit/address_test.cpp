@@ -17,16 +17,6 @@
 namespace fdsup {
 namespace {
 
-// Every test must leave the descriptor table as it found it.
-class AddressTest : public ::testing::Test {
-protected:
-    void SetUp() override { fdsBefore_ = test::countOpenFds(); }
-    void TearDown() override { EXPECT_EQ(test::countOpenFds(), fdsBefore_); }
-
-private:
-    int fdsBefore_ = 0;
-};
-
 struct ValidCase {
     std::string_view text;
     std::string_view host;
@@ -62,7 +52,7 @@ const ValidCase kValid[] = {
     {"unix-seqpacket:@a", "a", "unix-seqpacket:@a", Transport::UnixSeqpacket, 0, true},
 };
 
-TEST_F(AddressTest, ValidFormsParseAndRoundTrip)
+TEST(AddressTest, ValidFormsParseAndRoundTrip)
 {
     for (const auto &c : kValid) {
         SCOPED_TRACE(c.text);
@@ -79,7 +69,7 @@ TEST_F(AddressTest, ValidFormsParseAndRoundTrip)
     }
 }
 
-TEST_F(AddressTest, LongestUnixNames)
+TEST(AddressTest, LongestUnixNames)
 {
     // sun_path is 108 bytes: a path needs a trailing NUL, an abstract name a
     // leading one, so 107 bytes of name fit either way and 108 do not.
@@ -100,7 +90,7 @@ TEST_F(AddressTest, LongestUnixNames)
     EXPECT_NE(abstractTooLong.error().message.find("at most 107"), std::string::npos);
 }
 
-TEST_F(AddressTest, HostKinds)
+TEST(AddressTest, HostKinds)
 {
     auto v4 = parseAddress("tcp://127.0.0.1:1");
     auto v6 = parseAddress("tcp://[::1]:1");
@@ -183,7 +173,7 @@ const std::vector<InvalidCase> &invalidCases()
     return cases;
 }
 
-TEST_F(AddressTest, MalformedFormsAreExplained)
+TEST(AddressTest, MalformedFormsAreExplained)
 {
     for (const auto &c : invalidCases()) {
         SCOPED_TRACE(std::string(c.text));
@@ -202,7 +192,7 @@ std::string format(const SocketAddress &a)
     return formatSocketAddress(reinterpret_cast<const sockaddr *>(&a.storage), a.length);
 }
 
-TEST_F(AddressTest, ResolveLocalhost)
+TEST(AddressTest, ResolveLocalhost)
 {
     auto address = parseAddress("tcp://localhost:8080");
     ASSERT_TRUE(address.ok());
@@ -219,7 +209,7 @@ TEST_F(AddressTest, ResolveLocalhost)
     }
 }
 
-TEST_F(AddressTest, ResolveIpv4Literal)
+TEST(AddressTest, ResolveIpv4Literal)
 {
     auto resolved = resolveAddress(*parseAddress("udp://127.0.0.1:53"));
     ASSERT_TRUE(resolved.ok()) << resolved.error().message;
@@ -235,7 +225,7 @@ TEST_F(AddressTest, ResolveIpv4Literal)
     EXPECT_EQ(format(a), "127.0.0.1:53");
 }
 
-TEST_F(AddressTest, ResolveIpv6Literal)
+TEST(AddressTest, ResolveIpv6Literal)
 {
     auto resolved = resolveAddress(*parseAddress("tcp://[::1]:8080"));
     ASSERT_TRUE(resolved.ok()) << resolved.error().message;
@@ -257,7 +247,7 @@ TEST_F(AddressTest, ResolveIpv6Literal)
     EXPECT_EQ(format(anyV4->front()), "0.0.0.0:1");
 }
 
-TEST_F(AddressTest, ResolveUnixPath)
+TEST(AddressTest, ResolveUnixPath)
 {
     auto resolved = resolveAddress(*parseAddress("unix:/run/x.sock"));
     ASSERT_TRUE(resolved.ok()) << resolved.error().message;
@@ -273,7 +263,7 @@ TEST_F(AddressTest, ResolveUnixPath)
     EXPECT_EQ(format(a), "/run/x.sock");
 }
 
-TEST_F(AddressTest, ResolveUnixAbstract)
+TEST(AddressTest, ResolveUnixAbstract)
 {
     auto resolved = resolveAddress(*parseAddress("unix-seqpacket:@fdsup-test"));
     ASSERT_TRUE(resolved.ok()) << resolved.error().message;
@@ -289,7 +279,7 @@ TEST_F(AddressTest, ResolveUnixAbstract)
     EXPECT_EQ(format(a), "@fdsup-test");
 }
 
-TEST_F(AddressTest, ResolveFailureNamesAddress)
+TEST(AddressTest, ResolveFailureNamesAddress)
 {
     // .invalid is reserved (RFC 6761) and never resolves.
     auto resolved = resolveAddress(*parseAddress("tcp://no-such-host.invalid:80"));
@@ -300,7 +290,7 @@ TEST_F(AddressTest, ResolveFailureNamesAddress)
     EXPECT_NE(resolved.error().code, 0);
 }
 
-TEST_F(AddressTest, FormatUnnamedAndShort)
+TEST(AddressTest, FormatUnnamedAndShort)
 {
     sockaddr_un un{};
     un.sun_family = AF_UNIX;

@@ -26,6 +26,7 @@
 #include "api/control_server.hpp"
 #include "control/varlink.hpp"
 #include "io/event_loop.hpp"
+#include "loop_driver.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {
@@ -111,7 +112,6 @@ class ControlServerTest : public ::testing::Test {
 protected:
     void SetUp() override
     {
-        baseline_ = test::countOpenFds();
         auto loop = EventLoop::create();
         ASSERT_TRUE(loop) << loop.error().message;
         loop_ = std::move(*loop);
@@ -133,7 +133,6 @@ protected:
         held_.clear();
         loop_.reset();
         spdlog::set_default_logger(previousLogger_);
-        EXPECT_EQ(test::countOpenFds(), baseline_) << "a descriptor leaked";
     }
 
     void startServer(ControlServer::Handler handler = nullptr, UniqueFd adopted = UniqueFd())
@@ -149,19 +148,11 @@ protected:
         server_ = std::move(*server);
     }
 
-    // Drives the loop until pred() holds; every wait has a deadline.
-    bool runUntil(const std::function<bool()> &pred, std::chrono::milliseconds deadline = 10s)
+    // Drives the loop until pred() holds. Short slices: a client thread's
+    // progress (a future, a byte it reads) is no event of this loop.
+    bool runUntil(const std::function<bool()> &pred)
     {
-        const auto end = std::chrono::steady_clock::now() + deadline;
-        while (!pred()) {
-            if (std::chrono::steady_clock::now() > end) {
-                return false;
-            }
-            if (loop_->runOnce(5ms) < 0) {
-                return false;
-            }
-        }
-        return true;
+        return test::runLoopUntil(*loop_, pred, test::kEventDeadline, 5ms);
     }
 
     // Runs fn on a client thread while this thread serves it.
@@ -227,7 +218,6 @@ protected:
         return false;
     }
 
-    int baseline_ = 0;
     test::TempDir dir_;
     std::string path_;
     ControlOptions options_;

@@ -27,7 +27,6 @@ namespace fdsup {
 namespace {
 
 using namespace std::chrono_literals;
-using test::countOpenFds;
 
 struct Pipe {
     UniqueFd read;
@@ -45,24 +44,13 @@ class EventLoopTest : public ::testing::Test {
 protected:
     void SetUp() override
     {
-        baseline_ = countOpenFds();
         auto loop = EventLoop::create();
         ASSERT_TRUE(loop) << loop.error().message;
         loop_ = std::move(loop).value();
     }
 
-    void TearDown() override
-    {
-        loop_.reset();
-        EXPECT_EQ(countOpenFds(), baseline_) << "a test leaked descriptors";
-    }
+    bool runUntil(const std::function<bool()> &done) { return test::runLoopUntil(*loop_, done); }
 
-    bool runUntil(const std::function<bool()> &done, std::chrono::milliseconds deadline = 10s)
-    {
-        return test::runLoopUntil(*loop_, done, deadline);
-    }
-
-    int baseline_ = 0;
     std::unique_ptr<EventLoop> loop_;
 };
 

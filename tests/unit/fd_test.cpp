@@ -18,23 +18,12 @@
 namespace fdsup {
 namespace {
 
-using test::countOpenFds;
 using test::fileId;
 
 static_assert(!std::is_copy_constructible_v<UniqueFd> && !std::is_copy_assignable_v<UniqueFd>);
 static_assert(std::is_nothrow_move_constructible_v<UniqueFd> && std::is_nothrow_move_assignable_v<UniqueFd>);
 static_assert(!std::is_convertible_v<UniqueFd, int> && !std::is_convertible_v<int, UniqueFd>);
 static_assert(std::is_trivially_copyable_v<BorrowedFd>);
-
-// Every test must leave the descriptor table as it found it.
-class FdTest : public ::testing::Test {
-protected:
-    void SetUp() override { baseline_ = countOpenFds(); }
-    void TearDown() override { EXPECT_EQ(countOpenFds(), baseline_) << "the test leaked or closed an fd"; }
-
-private:
-    int baseline_ = 0;
-};
 
 bool isOpen(int fd)
 {
@@ -62,7 +51,7 @@ UniqueFd makeFd()
     return fd;
 }
 
-TEST_F(FdTest, DefaultIsInvalid)
+TEST(FdTest, DefaultIsInvalid)
 {
     UniqueFd fd;
     EXPECT_FALSE(fd.isValid());
@@ -73,7 +62,7 @@ TEST_F(FdTest, DefaultIsInvalid)
     EXPECT_EQ(fd.release(), -1);
 }
 
-TEST_F(FdTest, DestructorCloses)
+TEST(FdTest, DestructorCloses)
 {
     int raw = -1;
     {
@@ -84,7 +73,7 @@ TEST_F(FdTest, DestructorCloses)
     EXPECT_TRUE(isClosed(raw));
 }
 
-TEST_F(FdTest, MoveConstructionTransfersOwnership)
+TEST(FdTest, MoveConstructionTransfersOwnership)
 {
     UniqueFd a = makeFd();
     const int raw = a.get();
@@ -95,7 +84,7 @@ TEST_F(FdTest, MoveConstructionTransfersOwnership)
     EXPECT_TRUE(isOpen(raw));
 }
 
-TEST_F(FdTest, MoveAssignmentClosesThePreviousFd)
+TEST(FdTest, MoveAssignmentClosesThePreviousFd)
 {
     UniqueFd a = makeFd();
     UniqueFd b = makeFd();
@@ -108,7 +97,7 @@ TEST_F(FdTest, MoveAssignmentClosesThePreviousFd)
     EXPECT_TRUE(isClosed(rawB));
 }
 
-TEST_F(FdTest, SelfMoveAssignmentKeepsTheFd)
+TEST(FdTest, SelfMoveAssignmentKeepsTheFd)
 {
     UniqueFd a = makeFd();
     const int raw = a.get();
@@ -118,7 +107,7 @@ TEST_F(FdTest, SelfMoveAssignmentKeepsTheFd)
     EXPECT_TRUE(isOpen(raw));
 }
 
-TEST_F(FdTest, ResetClosesAndPreservesErrno)
+TEST(FdTest, ResetClosesAndPreservesErrno)
 {
     UniqueFd fd = makeFd();
     const int raw = fd.get();
@@ -129,7 +118,7 @@ TEST_F(FdTest, ResetClosesAndPreservesErrno)
     EXPECT_TRUE(isClosed(raw));
 }
 
-TEST_F(FdTest, ResetTakesOwnershipOfTheNewFd)
+TEST(FdTest, ResetTakesOwnershipOfTheNewFd)
 {
     UniqueFd fd = makeFd();
     const int old = fd.get();
@@ -141,7 +130,7 @@ TEST_F(FdTest, ResetTakesOwnershipOfTheNewFd)
     EXPECT_TRUE(isOpen(fresh));
 }
 
-TEST_F(FdTest, ResetToTheOwnedFdKeepsIt)
+TEST(FdTest, ResetToTheOwnedFdKeepsIt)
 {
     UniqueFd fd = makeFd();
     const int raw = fd.get();
@@ -150,7 +139,7 @@ TEST_F(FdTest, ResetToTheOwnedFdKeepsIt)
     EXPECT_TRUE(isOpen(raw));
 }
 
-TEST_F(FdTest, ReleaseHandsOwnershipBack)
+TEST(FdTest, ReleaseHandsOwnershipBack)
 {
     int raw = -1;
     {
@@ -162,7 +151,7 @@ TEST_F(FdTest, ReleaseHandsOwnershipBack)
     EXPECT_EQ(close(raw), 0);
 }
 
-TEST_F(FdTest, DupIsCloexecAndTheSameFile)
+TEST(FdTest, DupIsCloexecAndTheSameFile)
 {
     // The source is deliberately not CLOEXEC: the dup must be anyway.
     UniqueFd original(eventfd(0, 0));
@@ -184,7 +173,7 @@ TEST_F(FdTest, DupIsCloexecAndTheSameFile)
     EXPECT_EQ(value, 1U);
 }
 
-TEST_F(FdTest, DupOfAnInvalidFdFailsWithEbadf)
+TEST(FdTest, DupOfAnInvalidFdFailsWithEbadf)
 {
     const UniqueFd none;
     errno = 0;
@@ -193,7 +182,7 @@ TEST_F(FdTest, DupOfAnInvalidFdFailsWithEbadf)
     EXPECT_EQ(errno, EBADF);
 }
 
-TEST_F(FdTest, BorrowedFdNeverCloses)
+TEST(FdTest, BorrowedFdNeverCloses)
 {
     UniqueFd owner = makeFd();
     const int raw = owner.get();
@@ -208,7 +197,7 @@ TEST_F(FdTest, BorrowedFdNeverCloses)
     EXPECT_EQ(owner.get(), raw);
 }
 
-TEST_F(FdTest, BorrowedFdDefaultIsInvalid)
+TEST(FdTest, BorrowedFdDefaultIsInvalid)
 {
     constexpr BorrowedFd none;
     static_assert(!none.isValid() && none.get() == -1);

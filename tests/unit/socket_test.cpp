@@ -29,16 +29,6 @@ namespace {
 
 using std::chrono::seconds;
 
-// Every test must leave the descriptor table as it found it.
-class SocketTest : public ::testing::Test {
-protected:
-    void SetUp() override { fdsBefore_ = test::countOpenFds(); }
-    void TearDown() override { EXPECT_EQ(test::countOpenFds(), fdsBefore_); }
-
-private:
-    int fdsBefore_ = 0;
-};
-
 Address parse(std::string_view text)
 {
     auto address = parseAddress(text);
@@ -127,7 +117,7 @@ bool contains(const std::string &haystack, std::string_view needle)
     return haystack.find(needle) != std::string::npos;
 }
 
-TEST_F(SocketTest, TcpDefaults)
+TEST(SocketTest, TcpDefaults)
 {
     auto fd = bindOne("tcp://127.0.0.1:0");
     ASSERT_TRUE(fd.ok()) << fd.error().message;
@@ -140,7 +130,7 @@ TEST_F(SocketTest, TcpDefaults)
     expectAccepts(*fd);
 }
 
-TEST_F(SocketTest, ReuseAddressCanBeSwitchedOff)
+TEST(SocketTest, ReuseAddressCanBeSwitchedOff)
 {
     SocketOptions options;
     options.reuseAddress = false;
@@ -149,7 +139,7 @@ TEST_F(SocketTest, ReuseAddressCanBeSwitchedOff)
     EXPECT_EQ(getInt(*fd, SOL_SOCKET, SO_REUSEADDR), 0);
 }
 
-TEST_F(SocketTest, TcpOptionsReadBack)
+TEST(SocketTest, TcpOptionsReadBack)
 {
     SocketOptions options;
     options.backlog = 16;
@@ -183,7 +173,7 @@ TEST_F(SocketTest, TcpOptionsReadBack)
     expectAccepts(*fd);
 }
 
-TEST_F(SocketTest, FreeBindReadBack)
+TEST(SocketTest, FreeBindReadBack)
 {
     SocketOptions options;
     options.freeBind = true;
@@ -200,7 +190,7 @@ TEST_F(SocketTest, FreeBindReadBack)
     EXPECT_TRUE(foreign.ok()) << foreign.error().message;
 }
 
-TEST_F(SocketTest, TransparentReadBack)
+TEST(SocketTest, TransparentReadBack)
 {
     SocketOptions options;
     options.transparent = true;
@@ -212,7 +202,7 @@ TEST_F(SocketTest, TransparentReadBack)
     EXPECT_EQ(getInt(*fd, IPPROTO_IP, IP_TRANSPARENT), 1);
 }
 
-TEST_F(SocketTest, BindToDeviceReadBack)
+TEST(SocketTest, BindToDeviceReadBack)
 {
     SocketOptions options;
     options.bindToDevice = "lo";
@@ -225,7 +215,7 @@ TEST_F(SocketTest, BindToDeviceReadBack)
     EXPECT_STREQ(name.data(), "lo");
 }
 
-TEST_F(SocketTest, FailingOptionIsNamed)
+TEST(SocketTest, FailingOptionIsNamed)
 {
     SocketOptions options;
     options.bindToDevice = "fdsupnodev9";
@@ -238,7 +228,7 @@ TEST_F(SocketTest, FailingOptionIsNamed)
     EXPECT_TRUE(contains(fd.error().message, "No such device")) << fd.error().message;
 }
 
-TEST_F(SocketTest, Ipv6OnlyReadBack)
+TEST(SocketTest, Ipv6OnlyReadBack)
 {
     // Only the wildcard shows the setting: bind() to a specific IPv6 address
     // such as ::1 makes the socket IPv6-only whatever was asked.
@@ -275,7 +265,7 @@ TEST_F(SocketTest, Ipv6OnlyReadBack)
     }
 }
 
-TEST_F(SocketTest, AddressInUseIsReported)
+TEST(SocketTest, AddressInUseIsReported)
 {
     auto first = bindOne("tcp://127.0.0.1:0");
     ASSERT_TRUE(first.ok()) << first.error().message;
@@ -286,7 +276,7 @@ TEST_F(SocketTest, AddressInUseIsReported)
     EXPECT_EQ(second.error().message, "Failed to bind " + text + ": Address already in use");
 }
 
-TEST_F(SocketTest, Udp)
+TEST(SocketTest, Udp)
 {
     auto fd = bindOne("udp://127.0.0.1:0");
     ASSERT_TRUE(fd.ok()) << fd.error().message;
@@ -305,7 +295,7 @@ TEST_F(SocketTest, Udp)
     EXPECT_GE(getInt(*tuned, SOL_SOCKET, SO_RCVBUF), 1 << 20);
 }
 
-TEST_F(SocketTest, UnixTransportsBindAndListen)
+TEST(SocketTest, UnixTransportsBindAndListen)
 {
     test::TempDir dir;
     struct Case {
@@ -330,7 +320,7 @@ TEST_F(SocketTest, UnixTransportsBindAndListen)
     }
 }
 
-TEST_F(SocketTest, AbstractSocketsBind)
+TEST(SocketTest, AbstractSocketsBind)
 {
     for (const char *scheme : {"unix", "unix-dgram", "unix-seqpacket"}) {
         SCOPED_TRACE(scheme);
@@ -351,7 +341,7 @@ TEST_F(SocketTest, AbstractSocketsBind)
     }
 }
 
-TEST_F(SocketTest, UnixModeApplied)
+TEST(SocketTest, UnixModeApplied)
 {
     test::TempDir dir;
     const mode_t oldMask = umask(022);
@@ -369,7 +359,7 @@ TEST_F(SocketTest, UnixModeApplied)
     EXPECT_EQ(umask(oldMask), mode_t{022});
 }
 
-TEST_F(SocketTest, UnixOwnerAndGroupApplied)
+TEST(SocketTest, UnixOwnerAndGroupApplied)
 {
     if (geteuid() != 0) {
         GTEST_SKIP() << "changing a file's owner needs root";
@@ -404,7 +394,7 @@ void makeStaleSocket(const std::filesystem::path &path)
     ASSERT_TRUE(fd.ok()) << fd.error().message;
 }
 
-TEST_F(SocketTest, StaleSocketIsReplaced)
+TEST(SocketTest, StaleSocketIsReplaced)
 {
     test::TempDir dir;
     const auto path = dir / "stale.sock";
@@ -416,7 +406,7 @@ TEST_F(SocketTest, StaleSocketIsReplaced)
     expectAccepts(*fd);
 }
 
-TEST_F(SocketTest, StaleSocketKeptWhenRemoveStaleOff)
+TEST(SocketTest, StaleSocketKeptWhenRemoveStaleOff)
 {
     test::TempDir dir;
     const auto path = dir / "stale.sock";
@@ -432,7 +422,7 @@ TEST_F(SocketTest, StaleSocketKeptWhenRemoveStaleOff)
     EXPECT_EQ(statPath(path).st_ino, inode);
 }
 
-TEST_F(SocketTest, LiveSocketIsRefused)
+TEST(SocketTest, LiveSocketIsRefused)
 {
     test::TempDir dir;
     for (const char *scheme : {"unix", "unix-dgram", "unix-seqpacket"}) {
@@ -463,7 +453,7 @@ TEST_F(SocketTest, LiveSocketIsRefused)
     expectAccepts(*live);
 }
 
-TEST_F(SocketTest, NonSocketInTheWayIsLeftAlone)
+TEST(SocketTest, NonSocketInTheWayIsLeftAlone)
 {
     test::TempDir dir;
     const auto file = dir / "data.sock";
@@ -495,7 +485,7 @@ TEST_F(SocketTest, NonSocketInTheWayIsLeftAlone)
     EXPECT_TRUE(S_ISSOCK(statPath(target).st_mode));
 }
 
-TEST_F(SocketTest, FailedUnixBindLeavesNothing)
+TEST(SocketTest, FailedUnixBindLeavesNothing)
 {
     test::TempDir dir;
     const auto path = dir / "missing-dir" / "x.sock";
@@ -505,7 +495,7 @@ TEST_F(SocketTest, FailedUnixBindLeavesNothing)
     EXPECT_EQ(fd.error().message, "Failed to bind unix:" + path.string() + ": No such file or directory");
 }
 
-TEST_F(SocketTest, InvalidOptionsRefusedBeforeBinding)
+TEST(SocketTest, InvalidOptionsRefusedBeforeBinding)
 {
     test::TempDir dir;
     const auto path = dir / "x.sock";
@@ -519,7 +509,7 @@ TEST_F(SocketTest, InvalidOptionsRefusedBeforeBinding)
     EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(path)));
 }
 
-TEST_F(SocketTest, BindAllBindsEveryResult)
+TEST(SocketTest, BindAllBindsEveryResult)
 {
     const Address address = parse("tcp://localhost:0");
     auto resolved = resolveAddress(address);
@@ -545,7 +535,7 @@ TEST_F(SocketTest, BindAllBindsEveryResult)
     }
 }
 
-TEST_F(SocketTest, BindAllUnix)
+TEST(SocketTest, BindAllUnix)
 {
     test::TempDir dir;
     auto fds = bindAll(parse("unix:" + (dir / "all.sock").string()), {});
@@ -554,7 +544,7 @@ TEST_F(SocketTest, BindAllUnix)
     expectAccepts(fds->front());
 }
 
-TEST_F(SocketTest, BindAllNamesTheResolvedAddressOnFailure)
+TEST(SocketTest, BindAllNamesTheResolvedAddressOnFailure)
 {
     auto first = bindOne("tcp://127.0.0.1:0");
     ASSERT_TRUE(first.ok()) << first.error().message;
@@ -762,7 +752,7 @@ const std::vector<ValidationCase> &validationCases()
     return cases;
 }
 
-TEST_F(SocketTest, ValidateOptions)
+TEST(SocketTest, ValidateOptions)
 {
     for (const ValidationCase &c : validationCases()) {
         const auto problems = validateSocketOptions(parse(c.address), c.options);
