@@ -33,7 +33,7 @@ public:
     static Result<std::unique_ptr<UnixListener>> bind(EventLoop &loop, const std::string &address,
                                                       mode_t mode, std::string what, AcceptHandler onAccept);
     // A listening socket passed in (socket activation): not ours to remove.
-    static Result<std::unique_ptr<UnixListener>> adopt(EventLoop &loop, UniqueFd listener, std::string what,
+    static Result<std::unique_ptr<UnixListener>> adopt(EventLoop &loop, UniqueFd fd, std::string what,
                                                        AcceptHandler onAccept);
     ~UnixListener();
     UnixListener(const UnixListener &) = delete;

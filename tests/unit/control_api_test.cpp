@@ -1,4 +1,5 @@
 // The control API's method table against the published Varlink interface description.
+#include <future>
 #include <map>
 #include <regex>
 #include <set>
@@ -10,6 +11,8 @@
 
 #include "api/control_api.hpp"
 #include "control/varlink.hpp"
+#include "loop_driver.hpp"
+#include "test_support.hpp"
 
 namespace fdsup {
 namespace {
@@ -91,6 +94,109 @@ TEST(ControlApi, WhatChangesStateNeedsMoreThanReading)
             EXPECT_EQ(method.access, Access::Admin);
         }
     }
+}
+
+// The API answering a real daemon whose service runs nothing; a client
+// thread calls over the real control socket while this thread serves.
+class ControlApiCalls : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        auto loop = EventLoop::create();
+        ASSERT_TRUE(loop);
+        loop_ = std::move(*loop);
+        const auto file = dir_ / "fdsupd.toml";
+        test::writeFile(file,
+                        "[supervisor]\ncontrol = \"" + control_ +
+                            "\"\n[socket.web]\nlisten = "
+                            "\"tcp://127.0.0.1:0\"\n[service.web]\ncommand = [\"/bin/sleep\", \"1000\"]\n"
+                            "sockets = [\"web\"]\ninstances = 0\n");
+        auto loaded = config::loadConfig(file.string());
+        ASSERT_TRUE(loaded.config);
+        auto daemon = Daemon::create(*loop_, std::move(*loaded.config), InheritedFds{});
+        ASSERT_TRUE(daemon) << daemon.error().message;
+        daemon_ = std::move(*daemon);
+        auto api = ControlApi::create(*loop_, *daemon_);
+        ASSERT_TRUE(api) << api.error().message;
+        api_ = std::move(*api);
+    }
+    void TearDown() override
+    {
+        api_.reset();
+        daemon_.reset();
+    }
+
+    varlink::Reply call(const std::string &method,
+                        const nlohmann::json &parameters = nlohmann::json::object())
+    {
+        auto future = std::async(std::launch::async, [this, method, parameters]() -> varlink::Reply {
+            auto client = varlink::Client::connect(control_, test::kEventDeadline);
+            if (!client) {
+                return varlink::Reply{{}, false, "connect: " + client.error().message};
+            }
+            auto reply = client->call(varlink::Call{"io.fdsup.Manager." + method, parameters, false, false});
+            return reply ? *reply : varlink::Reply{{}, false, "call: " + reply.error().message};
+        });
+        EXPECT_TRUE(test::runLoopUntil(
+            *loop_, [&] { return future.wait_for(std::chrono::seconds(0)) == std::future_status::ready; },
+            test::kEventDeadline, std::chrono::milliseconds(5)));
+        return future.get();
+    }
+
+    test::TempDir dir_;
+    std::string control_ = (dir_ / "control.sock").string();
+    std::unique_ptr<EventLoop> loop_;
+    std::unique_ptr<Daemon> daemon_;
+    std::unique_ptr<ControlApi> api_;
+};
+
+TEST_F(ControlApiCalls, ParametersAreDecodedOnceAndABadOneIsNamed)
+{
+    const auto wrongType = call("Restart", {{"service", "web"}, {"batch", "two"}});
+    EXPECT_EQ(wrongType.error, "org.varlink.service.InvalidParameter");
+    EXPECT_EQ(wrongType.parameters.at("parameter"), "batch");
+    const auto outOfRange = call("Restart", {{"service", "web"}, {"batch", 0}});
+    EXPECT_EQ(outOfRange.parameters.at("parameter"), "batch");
+    const auto badOrder = call("Restart", {{"service", "web"}, {"order", "sideways"}});
+    EXPECT_EQ(badOrder.parameters.at("parameter"), "order");
+    const auto missing = call("Scale", {{"service", "web"}});
+    EXPECT_EQ(missing.error, "org.varlink.service.InvalidParameter");
+    EXPECT_EQ(missing.parameters.at("parameter"), "instances");
+    const auto noService = call("Stop");
+    EXPECT_EQ(noService.parameters.at("parameter"), "service");
+}
+
+TEST_F(ControlApiCalls, AnUnknownServiceOrMethodIsSaidSo)
+{
+    const auto unknown = call("Stop", {{"service", "nope"}});
+    EXPECT_EQ(unknown.error, "io.fdsup.Manager.NoSuchService");
+    EXPECT_EQ(unknown.parameters.at("service"), "nope");
+    EXPECT_EQ(call("Status", {{"service", "nope"}}).error, "io.fdsup.Manager.NoSuchService");
+    EXPECT_EQ(call("Frobnicate").error, "org.varlink.service.MethodNotFound");
+}
+
+TEST_F(ControlApiCalls, CancellingWithoutARolloutIsNoRollout)
+{
+    const auto cancel = call("RolloutCancel", {{"service", "web"}});
+    EXPECT_EQ(cancel.error, "io.fdsup.Manager.NoRollout");
+    const auto status = call("RolloutStatus", {{"service", "web"}});
+    EXPECT_TRUE(status.error.empty());
+    EXPECT_TRUE(status.parameters.at("rollout").is_null());
+    EXPECT_EQ(status.parameters.at("queued"), 0);
+}
+
+TEST_F(ControlApiCalls, StatusRendersTheModel)
+{
+    const auto status = call("Status");
+    ASSERT_TRUE(status.error.empty()) << status.error;
+    const auto &web = status.parameters.at("services").at(0);
+    EXPECT_EQ(web.at("name"), "web");
+    EXPECT_EQ(web.at("state"), "stopped");
+    EXPECT_EQ(web.at("generation"), 1);
+    EXPECT_TRUE(web.at("instances").empty());
+    EXPECT_TRUE(web.at("rollout").is_null());
+    const auto sockets = call("Sockets");
+    EXPECT_EQ(sockets.parameters.at("sockets").at(0).at("services"), nlohmann::json::array({"web"}));
 }
 
 } // namespace
