@@ -1,5 +1,8 @@
-// Rolling restarts, scale and live reload: a real fdsupd, real workers, real
-// clients (curl, wrk) opening a new connection per request, and fdsupctl.
+// Rolling restarts, scale and live reload end to end: a real fdsupd, real
+// workers, real clients (curl, wrk) opening a new connection per request, and
+// fdsupctl. Every path of a rollout is a unit test (tests/unit/rollout_test.cpp,
+// service_test.cpp); these prove what only the whole can: no client is
+// refused, a rollback runs the pinned old binary, fdsupctl's flags reach fdsupd.
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
@@ -237,34 +240,6 @@ TEST_F(Rollout, ABuildThatCrashesAtStartFailsTheRestartAndTheOldInstancesKeepSer
     EXPECT_EQ(rollout.parameters.at("rollout").at("failure").at("index"), 0);
 }
 
-TEST_F(Rollout, ABuildThatNeverGetsReadyFailsAtItsDeadlineAndIsRolledBack)
-{
-    startWeb();
-    const std::set<pid_t> before = instancePids(fdsupd_.status("web"));
-    deploy("hang");
-    const auto restart = fdsupctl({"restart", "--wait", "--batch", "2", "web"});
-    EXPECT_EQ(restart.exitCode, 1) << restart.out << restart.err;
-    EXPECT_THAT(restart.err, HasSubstr("did not become ready within 2s"));
-    const auto status = fdsupd_.status("web");
-    EXPECT_EQ(instancePids(status), before);
-    EXPECT_EQ(status.at("state"), "running");
-    EXPECT_EQ(generationsOf(status), std::set<int>{1});
-    // Both replacements of the batch are gone; the old ones still answer.
-    const auto rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "web"}});
-    for (const auto &step : rollout.parameters.at("rollout").at("steps")) {
-        EXPECT_THAT(step.at("phase").get<std::string>(), Not("done"));
-    }
-    const auto answer = runProcess({"/usr/bin/curl", "-sS", "--max-time", "10",
-                                    "http://127.0.0.1:" + std::to_string(fdsupd_.port("web")) + "/"});
-    ASSERT_EQ(answer.exitCode, 0) << answer.err;
-    EXPECT_EQ(before.count(nlohmann::json::parse(answer.out).at("pid").get<pid_t>()), 1U);
-    // A fixed build rolls out as the next generation.
-    deploy("serve");
-    const auto fixed = fdsupctl({"restart", "--wait", "web"});
-    EXPECT_EQ(fixed.exitCode, 0) << fixed.out << fixed.err;
-    EXPECT_EQ(fdsupd_.status("web").at("generation"), 3);
-}
-
 TEST_F(Rollout, ARollbackRunsTheOldGenerationsBinaryEvenWhenTheDeployReplacedIt)
 {
     // The deploy puts a broken build at the same path (rename, as deploys
@@ -320,24 +295,6 @@ TEST_F(Rollout, ASecondRestartGetsRolloutInProgressOrWaitsWithQueue)
     const auto status = fdsupd_.status("web");
     EXPECT_EQ(status.at("generation"), 3);
     EXPECT_EQ(status.at("state"), "running");
-}
-
-TEST_F(Rollout, TwoConcurrentFdsupctlRestartsOneRunsTheOtherIsToldWhy)
-{
-    startWeb("", 400);
-    const std::string ctl = requireEnv("FDSUPCTL");
-    const std::string command = ctl + " -s " + fdsupd_.controlPath() + " restart --wait web";
-    // Both started at once by one shell; each prints its exit code.
-    const std::string a = (fdsupd_.dir() / "a.err").string();
-    const std::string b = (fdsupd_.dir() / "b.err").string();
-    const auto both = runProcess({"/bin/bash", "-c",
-                                  "(" + command + " >/dev/null 2>" + a + "; echo a=$?) & (" + command +
-                                      " >/dev/null 2>" + b + "; echo b=$?) & wait; cat " + a + " " + b},
-                                 {}, kRolloutDeadline);
-    EXPECT_THAT(both.out, HasSubstr("=0"));
-    EXPECT_THAT(both.out, HasSubstr("=1"));
-    EXPECT_THAT(both.out, HasSubstr("already in progress"));
-    EXPECT_EQ(fdsupd_.status("web").at("generation"), 2);
 }
 
 TEST_F(Rollout, CancelRollsBackAndTheOldGenerationIsUntouched)

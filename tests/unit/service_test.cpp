@@ -1,4 +1,5 @@
 // A service wired to real processes (/bin/sleep), a real event loop for I/O and a fake clock for its timers.
+#include <algorithm>
 #include <csignal>
 #include <string>
 #include <vector>
@@ -193,6 +194,42 @@ TEST_F(ServiceTest, GenerationsAreNeverReusedAfterAFailedRollout)
     // The next rollout is generation 3: 2 named the failed one.
     ASSERT_TRUE(web.rollOut(nullptr, RolloutOptions{}, false));
     ASSERT_TRUE(until([&] { return !web.rollouts().active(); }));
+    EXPECT_EQ(web.generation(), 3U);
+}
+
+TEST_F(ServiceTest, ABuildThatNeverGetsReadyIsKilledAtItsDeadlineAndRolledBack)
+{
+    Service &web = create(sleeper(4));
+    web.start();
+    ASSERT_TRUE(running());
+    const std::vector<pid_t> before = pids();
+    config::ServiceConfig hanging = sleeper(4);
+    hanging.ready = config::Readiness::Notify; // /bin/sleep never says READY=1
+    hanging.readyTimeout = 2s;
+    auto target = web.prepare(hanging);
+    ASSERT_TRUE(target);
+    RolloutOptions options;
+    options.batch = 2;
+    ASSERT_TRUE(web.rollOut(*target, options, false));
+    ASSERT_TRUE(until([&] {
+        return std::count_if(web.instances().begin(), web.instances().end(),
+                             [](const auto &i) { return i->state() == InstanceState::Starting; }) == 2;
+    }));
+    clock_.advance(2s);
+    ASSERT_TRUE(until([&] { return !web.rollouts().active(); }));
+    ASSERT_EQ(recorder_.finished.size(), 1U);
+    const RolloutRecord &r = recorder_.finished[0];
+    EXPECT_EQ(r.state, RolloutState::Failed);
+    EXPECT_THAT(r.reason, HasSubstr("did not become ready within 2s (killed by SIGKILL)"));
+    for (const auto &step : r.steps) {
+        EXPECT_NE(step.phase, RolloutStep::Phase::Done);
+    }
+    EXPECT_EQ(pids(), before) << "the old generation is untouched";
+    EXPECT_EQ(web.state(), ServiceState::Running);
+    // A fixed build rolls out as generation 3.
+    ASSERT_TRUE(web.rollOut(nullptr, RolloutOptions{}, false));
+    ASSERT_TRUE(until([&] { return !web.rollouts().active(); }));
+    EXPECT_EQ(recorder_.finished.back().state, RolloutState::Succeeded);
     EXPECT_EQ(web.generation(), 3U);
 }
 
