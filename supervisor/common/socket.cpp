@@ -1,7 +1,9 @@
 // Checking socket options against a transport, and binding listening sockets.
 #include "common/socket.hpp"
 
+#include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -58,6 +60,121 @@ std::string describe(const Address &address, const SocketAddress &resolved)
     return text;
 }
 
+// How an option reaches the kernel: setsockopt(level, name) with an int.
+struct SockOpt {
+    int level;
+    int name;
+    std::string_view text; // in messages: "Failed to set TCP_NODELAY=1 on ..."
+};
+
+struct Bounds {
+    long long min;
+    long long max;
+};
+
+long long asNumber(bool value)
+{
+    return value ? 1 : 0;
+}
+
+long long asNumber(int value)
+{
+    return value;
+}
+
+long long asNumber(std::chrono::seconds value)
+{
+    return value.count();
+}
+
+// A field of SocketOptions as the number the kernel gets (a flag as 0 or 1),
+// or nullopt when it is unset.
+template <auto Field>
+std::optional<long long> numberOf(const SocketOptions &options)
+{
+    const auto &field = options.*Field;
+    return field ? std::optional<long long>(asNumber(*field)) : std::nullopt;
+}
+
+template <auto Field>
+bool isSet(const SocketOptions &options)
+{
+    return (options.*Field).has_value();
+}
+
+// The options of tcp:// sockets are all alike: refused on any other
+// transport, checked against their bounds where they have any, and set
+// with one setsockopt() each, in this order.
+struct TcpOption {
+    std::string_view key; // as written in [socket.NAME]
+    std::optional<long long> (*value)(const SocketOptions &);
+    SockOpt sockopt;
+    std::optional<Bounds> bounds;
+};
+constexpr std::array<TcpOption, 7> kTcpOptions{{
+    {"defer_accept",
+     numberOf<&SocketOptions::deferAccept>,
+     {IPPROTO_TCP, TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT"},
+     Bounds{0, INT32_MAX}},
+    {"fastopen",
+     numberOf<&SocketOptions::fastOpen>,
+     {IPPROTO_TCP, TCP_FASTOPEN, "TCP_FASTOPEN"},
+     Bounds{0, 1 << 30}},
+    {"keepalive",
+     numberOf<&SocketOptions::keepAlive>,
+     {SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE"},
+     std::nullopt},
+    {"keepalive_time",
+     numberOf<&SocketOptions::keepAliveTime>,
+     {IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE"},
+     Bounds{1, kMaxKeepAliveSeconds}},
+    {"keepalive_interval",
+     numberOf<&SocketOptions::keepAliveInterval>,
+     {IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL"},
+     Bounds{1, kMaxKeepAliveSeconds}},
+    {"keepalive_count",
+     numberOf<&SocketOptions::keepAliveCount>,
+     {IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT"},
+     Bounds{1, kMaxKeepAliveCount}},
+    {"nodelay", numberOf<&SocketOptions::noDelay>, {IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY"}, std::nullopt},
+}};
+
+// The flags of tcp:// and udp:// sockets after SO_REUSEADDR, in the order
+// they are set. Some exist once per address family: a V6 row is for IPv6
+// sockets, a V4 row for the others (IPv4), an Any row for both.
+enum class Family : std::uint8_t { Any, V4, V6 };
+struct InetFlag {
+    Family family;
+    std::optional<long long> (*value)(const SocketOptions &);
+    SockOpt sockopt;
+};
+constexpr std::array<InetFlag, 6> kInetFlags{{
+    {Family::Any, numberOf<&SocketOptions::reusePort>, {SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT"}},
+    {Family::V6, numberOf<&SocketOptions::ipv6Only>, {IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY"}},
+    {Family::V4, numberOf<&SocketOptions::freeBind>, {IPPROTO_IP, IP_FREEBIND, "IP_FREEBIND"}},
+    {Family::V6, numberOf<&SocketOptions::freeBind>, {IPPROTO_IPV6, IPV6_FREEBIND, "IPV6_FREEBIND"}},
+    {Family::V4, numberOf<&SocketOptions::transparent>, {IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT"}},
+    {Family::V6, numberOf<&SocketOptions::transparent>, {IPPROTO_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT"}},
+}};
+
+// What applies only to some sockets, for the checks that refuse it elsewhere.
+struct OptionKey {
+    std::string_view key; // as written in [socket.NAME]
+    bool (*isSet)(const SocketOptions &);
+};
+constexpr std::array<OptionKey, 5> kInetOnly{{
+    {"reuse_address", isSet<&SocketOptions::reuseAddress>},
+    {"reuse_port", isSet<&SocketOptions::reusePort>},
+    {"free_bind", isSet<&SocketOptions::freeBind>},
+    {"transparent", isSet<&SocketOptions::transparent>},
+    {"bind_to_device", isSet<&SocketOptions::bindToDevice>},
+}};
+constexpr std::array<OptionKey, 3> kUnixPathOnly{{
+    {"mode", isSet<&SocketOptions::mode>},
+    {"owner", isSet<&SocketOptions::owner>},
+    {"group", isSet<&SocketOptions::group>},
+}};
+
 Result<void> setInt(int fd, int level, int name, int value, std::string_view optName,
                     const std::string &valueText, const std::string &where)
 {
@@ -67,10 +184,14 @@ Result<void> setInt(int fd, int level, int name, int value, std::string_view opt
     return {};
 }
 
-Result<void> setBool(int fd, int level, int name, bool value, std::string_view optName,
-                     const std::string &where)
+Result<void> setIfGiven(int fd, std::optional<long long> value, const SockOpt &option,
+                        const std::string &where)
 {
-    return setInt(fd, level, name, value ? 1 : 0, optName, value ? "1" : "0", where);
+    if (!value) {
+        return {};
+    }
+    const auto number = static_cast<int>(*value);
+    return setInt(fd, option.level, option.name, number, option.text, std::to_string(number), where);
 }
 
 // SO_SNDBUF/SO_RCVBUF are capped at net.core.[wr]mem_max; when that cuts
@@ -91,114 +212,52 @@ Result<void> setBuffer(int fd, int name, int forceName, int value, std::string_v
     return {};
 }
 
+Result<void> applyInetOptions(int fd, const Address &address, bool inet6, const SocketOptions &options,
+                              const std::string &where)
+{
+    // Like systemd, TCP listeners get SO_REUSEADDR unless told otherwise,
+    // so a restart is not blocked by connections in TIME_WAIT.
+    std::optional<long long> reuseAddress = numberOf<&SocketOptions::reuseAddress>(options);
+    if (!reuseAddress && address.transport == Transport::Tcp) {
+        reuseAddress = 1;
+    }
+    if (auto r = setIfGiven(fd, reuseAddress, {SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"}, where); !r) {
+        return r;
+    }
+    for (const InetFlag &flag : kInetFlags) {
+        if (flag.family != Family::Any && (flag.family == Family::V6) != inet6) {
+            continue;
+        }
+        if (auto r = setIfGiven(fd, flag.value(options), flag.sockopt, where); !r) {
+            return r;
+        }
+    }
+    if (options.bindToDevice) {
+        // A name, not an int: its length is the option's length.
+        const std::string &device = *options.bindToDevice;
+        if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device.c_str(),
+                       static_cast<socklen_t>(device.size())) < 0) {
+            return errnoError(errno, "Failed to set SO_BINDTODEVICE=" + device + " on " + where);
+        }
+    }
+    return {};
+}
+
 Result<void> applyOptions(int fd, const Address &address, const SocketAddress &resolved,
                           const SocketOptions &options, const std::string &where)
 {
-    const bool inet6 = resolved.family == AF_INET6;
-
     if (address.isInet()) {
-        // Like systemd, TCP listeners get SO_REUSEADDR unless told otherwise,
-        // so a restart is not blocked by connections in TIME_WAIT.
-        const std::optional<bool> reuseAddress =
-            options.reuseAddress
-                ? options.reuseAddress
-                : (address.transport == Transport::Tcp ? std::optional<bool>(true) : std::nullopt);
-        if (reuseAddress) {
-            if (auto r = setBool(fd, SOL_SOCKET, SO_REUSEADDR, *reuseAddress, "SO_REUSEADDR", where); !r) {
-                return r;
-            }
-        }
-        if (options.reusePort) {
-            if (auto r = setBool(fd, SOL_SOCKET, SO_REUSEPORT, *options.reusePort, "SO_REUSEPORT", where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.ipv6Only && inet6) {
-            if (auto r = setBool(fd, IPPROTO_IPV6, IPV6_V6ONLY, *options.ipv6Only, "IPV6_V6ONLY", where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.freeBind) {
-            if (auto r =
-                    inet6
-                        ? setBool(fd, IPPROTO_IPV6, IPV6_FREEBIND, *options.freeBind, "IPV6_FREEBIND", where)
-                        : setBool(fd, IPPROTO_IP, IP_FREEBIND, *options.freeBind, "IP_FREEBIND", where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.transparent) {
-            if (auto r = inet6 ? setBool(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, *options.transparent,
-                                         "IPV6_TRANSPARENT", where)
-                               : setBool(fd, IPPROTO_IP, IP_TRANSPARENT, *options.transparent,
-                                         "IP_TRANSPARENT", where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.bindToDevice) {
-            const std::string &device = *options.bindToDevice;
-            if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device.c_str(),
-                           static_cast<socklen_t>(device.size())) < 0) {
-                return errnoError(errno, "Failed to set SO_BINDTODEVICE=" + device + " on " + where);
-            }
+        if (auto r = applyInetOptions(fd, address, resolved.family == AF_INET6, options, where); !r) {
+            return r;
         }
     }
-
     if (address.transport == Transport::Tcp) {
-        if (options.deferAccept) {
-            const auto seconds = static_cast<int>(options.deferAccept->count());
-            if (auto r = setInt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, seconds, "TCP_DEFER_ACCEPT",
-                                std::to_string(seconds), where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.fastOpen) {
-            if (auto r = setInt(fd, IPPROTO_TCP, TCP_FASTOPEN, *options.fastOpen, "TCP_FASTOPEN",
-                                std::to_string(*options.fastOpen), where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.keepAlive) {
-            if (auto r = setBool(fd, SOL_SOCKET, SO_KEEPALIVE, *options.keepAlive, "SO_KEEPALIVE", where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.keepAliveTime) {
-            const auto seconds = static_cast<int>(options.keepAliveTime->count());
-            if (auto r = setInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, seconds, "TCP_KEEPIDLE",
-                                std::to_string(seconds), where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.keepAliveInterval) {
-            const auto seconds = static_cast<int>(options.keepAliveInterval->count());
-            if (auto r = setInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, seconds, "TCP_KEEPINTVL",
-                                std::to_string(seconds), where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.keepAliveCount) {
-            if (auto r = setInt(fd, IPPROTO_TCP, TCP_KEEPCNT, *options.keepAliveCount, "TCP_KEEPCNT",
-                                std::to_string(*options.keepAliveCount), where);
-                !r) {
-                return r;
-            }
-        }
-        if (options.noDelay) {
-            if (auto r = setBool(fd, IPPROTO_TCP, TCP_NODELAY, *options.noDelay, "TCP_NODELAY", where); !r) {
+        for (const TcpOption &option : kTcpOptions) {
+            if (auto r = setIfGiven(fd, option.value(options), option.sockopt, where); !r) {
                 return r;
             }
         }
     }
-
     if (options.sendBuffer) {
         if (auto r = setBuffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, *options.sendBuffer, "SO_SNDBUF", where); !r) {
             return r;
@@ -313,140 +372,132 @@ void setPort(SocketAddress &resolved, std::uint16_t port)
     }
 }
 
+// validateSocketOptions()'s messages for one address, in the order found.
+class Problems {
+public:
+    explicit Problems(Transport transport) : scheme_(transportName(transport)) {}
+
+    void add(std::string problem) { problems_.push_back(std::move(problem)); }
+
+    // "'nodelay' applies only to tcp:// sockets, not to udp:// sockets"
+    void notFor(std::string_view key, std::string_view appliesTo)
+    {
+        add(quote(key) + " applies only to " + std::string(appliesTo) + ", not to " + scheme_ + " sockets");
+    }
+
+    template <std::size_t N>
+    void notForAny(const std::array<OptionKey, N> &keys, const SocketOptions &options,
+                   std::string_view appliesTo)
+    {
+        for (const OptionKey &option : keys) {
+            if (option.isSet(options)) {
+                notFor(option.key, appliesTo);
+            }
+        }
+    }
+
+    void checkRange(std::string_view key, long long value, Bounds bounds)
+    {
+        if (value < bounds.min || value > bounds.max) {
+            add(quote(key) + " must be between " + std::to_string(bounds.min) + " and " +
+                std::to_string(bounds.max) + ", got " + std::to_string(value));
+        }
+    }
+
+    std::vector<std::string> take() { return std::move(problems_); }
+
+private:
+    std::string scheme_;
+    std::vector<std::string> problems_;
+};
+
+// Why bind_to_device cannot name an interface, or nullopt when it can.
+std::optional<std::string> deviceNameProblem(const std::string &device)
+{
+    if (device.empty()) {
+        return "'bind_to_device' must name a network interface, e.g. 'eth0'";
+    }
+    if (device.size() >= IFNAMSIZ) {
+        return "'bind_to_device' " + quote(device) + " is too long: interface names have at most " +
+               std::to_string(IFNAMSIZ - 1) + " characters";
+    }
+    if (device.find('/') != std::string::npos || device.find(' ') != std::string::npos ||
+        device.find('\0') != std::string::npos) {
+        return "'bind_to_device' " + quote(device) + " is not a valid interface name";
+    }
+    return std::nullopt;
+}
+
+// The options of tcp:// and udp:// sockets: refused on unix ones;
+// ipv6_only also on an IPv4 literal, where it could never apply.
+void checkInetOptions(const Address &address, const SocketOptions &options, Problems &problems)
+{
+    if (!address.isInet()) {
+        problems.notForAny(kInetOnly, options, "tcp:// and udp:// sockets");
+    }
+    if (options.ipv6Only) {
+        if (!address.isInet()) {
+            problems.notFor("ipv6_only", "IPv6 addresses (tcp://[::]:80) and host names");
+        } else if (address.isNumericHost() && !address.isIpv6Literal()) {
+            problems.add("'ipv6_only' applies only to IPv6 addresses (tcp://[::]:80) and host names, not to "
+                         "the IPv4 address " +
+                         quote(address.host));
+        }
+    }
+    if (options.bindToDevice && address.isInet()) {
+        if (auto problem = deviceNameProblem(*options.bindToDevice)) {
+            problems.add(std::move(*problem));
+        }
+    }
+}
+
 } // namespace
 
 std::vector<std::string> validateSocketOptions(const Address &address, const SocketOptions &options)
 {
-    std::vector<std::string> problems;
-    const std::string scheme(transportName(address.transport));
-    auto notFor = [&](std::string_view key, std::string_view appliesTo) {
-        problems.push_back(quote(key) + " applies only to " + std::string(appliesTo) + ", not to " + scheme +
-                           " sockets");
-    };
-    auto range = [&](std::string_view key, long long value, long long min, long long max) {
-        if (value < min || value > max) {
-            problems.push_back(quote(key) + " must be between " + std::to_string(min) + " and " +
-                               std::to_string(max) + ", got " + std::to_string(value));
-        }
-    };
+    Problems problems(address.transport);
 
     if (options.backlog) {
         if (address.socketType() == SOCK_DGRAM) {
-            notFor("backlog", "stream and seqpacket sockets (tcp://, unix:, unix-seqpacket:)");
+            problems.notFor("backlog", "stream and seqpacket sockets (tcp://, unix:, unix-seqpacket:)");
         } else {
-            range("backlog", *options.backlog, 1, kMaxBacklog);
+            problems.checkRange("backlog", *options.backlog, {1, kMaxBacklog});
         }
     }
 
-    if (!address.isInet()) {
-        constexpr std::string_view inet = "tcp:// and udp:// sockets";
-        if (options.reuseAddress) {
-            notFor("reuse_address", inet);
-        }
-        if (options.reusePort) {
-            notFor("reuse_port", inet);
-        }
-        if (options.freeBind) {
-            notFor("free_bind", inet);
-        }
-        if (options.transparent) {
-            notFor("transparent", inet);
-        }
-        if (options.bindToDevice) {
-            notFor("bind_to_device", inet);
-        }
-    }
-    if (options.ipv6Only) {
-        if (!address.isInet()) {
-            notFor("ipv6_only", "IPv6 addresses (tcp://[::]:80) and host names");
-        } else if (address.isNumericHost() && !address.isIpv6Literal()) {
-            problems.push_back(
-                "'ipv6_only' applies only to IPv6 addresses (tcp://[::]:80) and host names, not to "
-                "the IPv4 address " +
-                quote(address.host));
-        }
-    }
-    if (options.bindToDevice && address.isInet()) {
-        const std::string &device = *options.bindToDevice;
-        if (device.empty()) {
-            problems.emplace_back("'bind_to_device' must name a network interface, e.g. 'eth0'");
-        } else if (device.size() >= IFNAMSIZ) {
-            problems.push_back("'bind_to_device' " + quote(device) +
-                               " is too long: interface names have at most " + std::to_string(IFNAMSIZ - 1) +
-                               " characters");
-        } else if (device.find('/') != std::string::npos || device.find(' ') != std::string::npos ||
-                   device.find('\0') != std::string::npos) {
-            problems.push_back("'bind_to_device' " + quote(device) + " is not a valid interface name");
-        }
-    }
+    checkInetOptions(address, options, problems);
 
-    if (address.transport != Transport::Tcp) {
-        constexpr std::string_view tcp = "tcp:// sockets";
-        if (options.deferAccept) {
-            notFor("defer_accept", tcp);
+    for (const TcpOption &option : kTcpOptions) {
+        const std::optional<long long> value = option.value(options);
+        if (!value) {
+            continue;
         }
-        if (options.fastOpen) {
-            notFor("fastopen", tcp);
-        }
-        if (options.keepAlive) {
-            notFor("keepalive", tcp);
-        }
-        if (options.keepAliveTime) {
-            notFor("keepalive_time", tcp);
-        }
-        if (options.keepAliveInterval) {
-            notFor("keepalive_interval", tcp);
-        }
-        if (options.keepAliveCount) {
-            notFor("keepalive_count", tcp);
-        }
-        if (options.noDelay) {
-            notFor("nodelay", tcp);
-        }
-    } else {
-        if (options.deferAccept) {
-            range("defer_accept", options.deferAccept->count(), 0, INT32_MAX);
-        }
-        if (options.fastOpen) {
-            range("fastopen", *options.fastOpen, 0, 1 << 30);
-        }
-        if (options.keepAliveTime) {
-            range("keepalive_time", options.keepAliveTime->count(), 1, kMaxKeepAliveSeconds);
-        }
-        if (options.keepAliveInterval) {
-            range("keepalive_interval", options.keepAliveInterval->count(), 1, kMaxKeepAliveSeconds);
-        }
-        if (options.keepAliveCount) {
-            range("keepalive_count", *options.keepAliveCount, 1, kMaxKeepAliveCount);
+        if (address.transport != Transport::Tcp) {
+            problems.notFor(option.key, "tcp:// sockets");
+        } else if (option.bounds) {
+            problems.checkRange(option.key, *value, *option.bounds);
         }
     }
 
     // The kernel doubles the value, so more than INT_MAX / 2 cannot be honoured.
+    constexpr Bounds kBuffer{1, INT32_MAX / 2};
     if (options.sendBuffer) {
-        range("send_buffer", *options.sendBuffer, 1, INT32_MAX / 2);
+        problems.checkRange("send_buffer", *options.sendBuffer, kBuffer);
     }
     if (options.receiveBuffer) {
-        range("receive_buffer", *options.receiveBuffer, 1, INT32_MAX / 2);
+        problems.checkRange("receive_buffer", *options.receiveBuffer, kBuffer);
     }
 
     const bool hasPath = address.isUnix() && !address.abstract;
     if (!hasPath) {
-        const std::string_view where = "unix sockets with a path (not abstract '@' names or inet sockets)";
-        if (options.mode) {
-            notFor("mode", where);
-        }
-        if (options.owner) {
-            notFor("owner", where);
-        }
-        if (options.group) {
-            notFor("group", where);
-        }
+        problems.notForAny(kUnixPathOnly, options,
+                           "unix sockets with a path (not abstract '@' names or inet sockets)");
     }
     if (options.mode && *options.mode > 07777) {
-        problems.push_back("'mode' must be an octal permission between 0000 and 7777, got " +
-                           std::to_string(*options.mode));
+        problems.add("'mode' must be an octal permission between 0000 and 7777, got " +
+                     std::to_string(*options.mode));
     }
-    return problems;
+    return problems.take();
 }
 
 Result<UniqueFd> bindSocket(const Address &address, const SocketAddress &resolved,

@@ -169,6 +169,14 @@ private:
     // socket_table.cpp
     void loadSocket(const std::string &name, const toml::table &table, const Location &at,
                     const FileContext &file);
+    // The keys of [socket.NAME] in groups, concatenated in this order (the
+    // order in which "did you mean" breaks ties). The handlers write into def
+    // and read file, so they may only run while both live.
+    std::vector<KeyHandler> listenKeys(SocketDefinition &def, const FileContext &file);
+    std::vector<KeyHandler> optionKeys(SocketDefinition &def);
+    std::vector<KeyHandler> unixFileKeys(SocketDefinition &def);
+    void addListen(SocketDefinition &def, const Entry &e, const std::string &text, const Location &where,
+                   const FileContext &file);
 
     // service_table.cpp
     void loadService(const std::string &name, const toml::table &table, const Location &at,

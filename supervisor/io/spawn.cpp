@@ -5,7 +5,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -108,10 +111,17 @@ const char *spawnStageName(SpawnStage stage)
     return "unknown";
 }
 
-Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
+namespace {
+
+std::size_t passedFdCount(const SpawnRequest &request)
 {
-    // Everything is checked here, where a mistake can still be told apart
-    // from a failure in the child.
+    return 3 + request.fds.size() + request.extraFds.size();
+}
+
+// Everything is checked here, where a mistake can still be told apart from
+// a failure in the child.
+Result<void> checkRequest(const SpawnRequest &request)
+{
     if (request.executable.empty() || request.executable.front() != '/') {
         return Error{EINVAL, "executable '" + request.executable + "' is not an absolute path"};
     }
@@ -140,14 +150,31 @@ Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
         }
     }
     constexpr std::size_t kMaxFds = 65536;
-    const std::size_t fdCount = 3 + request.fds.size() + request.extraFds.size();
+    const std::size_t fdCount = passedFdCount(request);
     if (fdCount > kMaxFds) {
         return Error{EMFILE, "too many descriptors to pass (" + std::to_string(fdCount) + ")"};
     }
+    return {};
+}
 
-    // argv and envp, with LISTEN_PID pre-sized so the child only writes digits.
-    std::vector<std::string> argvStore = request.argv;
+// argv, envp and the directory as the child gets them, with LISTEN_PID
+// pre-sized so the child only writes digits. The pointers point into the
+// strings, so it is neither copied nor moved.
+struct ChildStrings {
+    explicit ChildStrings(const SpawnRequest &request);
+    ChildStrings(const ChildStrings &) = delete;
+    ChildStrings &operator=(const ChildStrings &) = delete;
+
+    std::vector<std::string> argvStore;
     std::vector<std::string> envStore;
+    std::vector<char *> argv;
+    std::vector<char *> envp;
+    char *listenPidDigits = nullptr; // in envStore's LISTEN_PID entry, or null
+    std::string directory;
+};
+
+ChildStrings::ChildStrings(const SpawnRequest &request) : argvStore(request.argv)
+{
     envStore.reserve(request.environment.size() + 3);
     for (const auto &entry : request.environment) {
         if (!isListenVariable(entry)) {
@@ -167,66 +194,98 @@ Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
         listenPidIndex = envStore.size();
         envStore.push_back("LISTEN_PID=" + std::string(kPidDigits, '\0'));
     }
-    std::vector<char *> argvPointers = pointers(argvStore);
-    std::vector<char *> envPointers = pointers(envStore);
-    std::string directory = request.workingDirectory.empty() ? "/" : request.workingDirectory;
-
-    const int devNullFd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (devNullFd < 0) {
-        return errnoError(errno, "Failed to open /dev/null");
+    argv = pointers(argvStore);
+    envp = pointers(envStore);
+    directory = request.workingDirectory.empty() ? "/" : request.workingDirectory;
+    if (setListen) {
+        listenPidDigits = envStore[listenPidIndex].data() + std::string_view("LISTEN_PID=").size();
     }
-    const UniqueFd devNull(devNullFd);
+}
+
+// The descriptors the parent opens for a child: /dev/null, the output pipes
+// when output is captured, and the status pipe.
+struct ChildFds {
+    UniqueFd devNull;
     Pipe out;
     Pipe err;
-    if (request.captureOutput) {
-        auto o = makePipe("stdout");
-        if (!o) {
-            return o.error();
+    Pipe status;
+};
+
+Result<ChildFds> openChildFds(bool captureOutput)
+{
+    ChildFds fds;
+    const int devNull = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (devNull < 0) {
+        return errnoError(errno, "Failed to open /dev/null");
+    }
+    fds.devNull = UniqueFd(devNull);
+    if (captureOutput) {
+        auto out = makePipe("stdout");
+        if (!out) {
+            return out.error();
         }
-        auto e = makePipe("stderr");
-        if (!e) {
-            return e.error();
+        auto err = makePipe("stderr");
+        if (!err) {
+            return err.error();
         }
-        out = std::move(*o);
-        err = std::move(*e);
+        fds.out = std::move(*out);
+        fds.err = std::move(*err);
     }
     auto status = makePipe("status");
     if (!status) {
         return status.error();
     }
+    fds.status = std::move(*status);
+    return fds;
+}
 
+// What the child's fds 0, 1, 2, 3... become: /dev/null as stdin, the output
+// pipes or fdsupd's own stdout and stderr, then the fds to pass in order.
+std::vector<int> fdSources(const SpawnRequest &request, const ChildFds &fds)
+{
     std::vector<int> sources;
-    sources.reserve(fdCount);
-    sources.push_back(devNull.get());
+    sources.reserve(passedFdCount(request));
+    sources.push_back(fds.devNull.get());
     if (request.captureOutput) {
-        sources.push_back(out.write.get());
-        sources.push_back(err.write.get());
+        sources.push_back(fds.out.write.get());
+        sources.push_back(fds.err.write.get());
     } else {
         // A closed stdout/stderr of fdsupd becomes /dev/null, not a failure.
-        sources.push_back(isOpen(STDOUT_FILENO) ? STDOUT_FILENO : devNull.get());
-        sources.push_back(isOpen(STDERR_FILENO) ? STDERR_FILENO : devNull.get());
+        sources.push_back(isOpen(STDOUT_FILENO) ? STDOUT_FILENO : fds.devNull.get());
+        sources.push_back(isOpen(STDERR_FILENO) ? STDERR_FILENO : fds.devNull.get());
     }
     for (const auto *list : {&request.fds, &request.extraFds}) {
         for (const BorrowedFd fd : *list) {
             sources.push_back(fd.get());
         }
     }
-    std::vector<int> scratch(fdCount, -1);
+    return sources;
+}
+
+std::vector<ChildLimit> childLimits(const SpawnRequest &request)
+{
     std::vector<ChildLimit> limits;
     limits.reserve(request.limits.size());
     for (const auto &limit : request.limits) {
         limits.push_back(ChildLimit{limit.resource, Rlimit64{limit.soft, limit.hard}});
     }
+    return limits;
+}
 
+// The plan points into strings, sources, scratch and limits: they must
+// outlive the clone.
+ChildPlan makePlan(const SpawnRequest &request, ChildStrings &strings, const std::vector<int> &sources,
+                   std::vector<int> &scratch, const std::vector<ChildLimit> &limits, BorrowedFd statusFd)
+{
     ChildPlan plan;
     plan.executable = request.executable.c_str();
     plan.executableFd = request.executableFd.get();
-    plan.argv = argvPointers.data();
-    plan.envp = envPointers.data();
+    plan.argv = strings.argv.data();
+    plan.envp = strings.envp.data();
     plan.sources = sources.data();
     plan.scratch = scratch.data();
-    plan.fdCount = static_cast<int>(fdCount);
-    plan.statusFd = status->write.get();
+    plan.fdCount = static_cast<int>(sources.size());
+    plan.statusFd = statusFd.get();
     plan.newProcessGroup = request.newProcessGroup;
     plan.limits = limits.data();
     plan.limitCount = limits.size();
@@ -240,11 +299,30 @@ Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
     plan.setUid = request.uid.has_value();
     plan.uid = request.uid.value_or(0);
     plan.umask = request.umask;
-    plan.directory = directory.c_str();
+    plan.directory = strings.directory.c_str();
     plan.noNewPrivileges = request.noNewPrivileges;
-    if (setListen) {
-        plan.listenPidDigits = envStore[listenPidIndex].data() + std::string_view("LISTEN_PID=").size();
+    plan.listenPidDigits = strings.listenPidDigits;
+    return plan;
+}
+
+} // namespace
+
+Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
+{
+    if (auto checked = checkRequest(request); !checked) {
+        return checked.error();
     }
+    // All the child needs is built before the clone: between clone and exec
+    // it makes only async-signal-safe calls.
+    ChildStrings strings(request);
+    auto fds = openChildFds(request.captureOutput);
+    if (!fds) {
+        return fds.error();
+    }
+    const std::vector<int> sources = fdSources(request, *fds);
+    std::vector<int> scratch(sources.size(), -1);
+    const std::vector<ChildLimit> limits = childLimits(request);
+    const ChildPlan plan = makePlan(request, strings, sources, scratch, limits, fds->status.write.borrow());
 
     SpawnedChild child;
     const pid_t pid = startChild(plan, child.pidfd);
@@ -254,9 +332,9 @@ Result<SpawnedChild> spawnWorker(const SpawnRequest &request)
     // The write ends and /dev/null close with their owners here: the child
     // has its own copies, and the status pipe reaches EOF at its exec.
     child.pid = pid;
-    child.stdoutPipe = std::move(out.read);
-    child.stderrPipe = std::move(err.read);
-    child.statusPipe = std::move(status->read);
+    child.stdoutPipe = std::move(fds->out.read);
+    child.stderrPipe = std::move(fds->err.read);
+    child.statusPipe = std::move(fds->status.read);
     return child;
 }
 
