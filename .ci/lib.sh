@@ -24,7 +24,8 @@ fdsup_install_missing() {
 }
 
 # fdsup_use_caches: CI's caches live outside the clone, so that the next
-# clone, wherever it is, finds them (docs/ci.md). FDSUP_CI_CACHE moves them.
+# clone, wherever it is, finds them: ccache's objects and the clean
+# clang-tidy results (docs/ci.md). FDSUP_CI_CACHE moves them.
 fdsup_use_caches() {
   if [ -z "${FDSUP_CI_CACHE:-}" ]; then
     if [ -n "${XDG_CACHE_HOME:-}" ]; then
@@ -44,7 +45,7 @@ fdsup_use_caches() {
   CCACHE_BASEDIR=$(pwd -P)
   CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-2G}
   export FDSUP_CI_CACHE CCACHE_DIR CCACHE_BASEDIR CCACHE_MAXSIZE
-  mkdir -p "$CCACHE_DIR"
+  mkdir -p "$CCACHE_DIR" "$FDSUP_CI_CACHE/clang-tidy"
 }
 
 # fdsup_build DIR [meson options...]: configure (or reconfigure) and build.
