@@ -48,8 +48,8 @@ fdsup_use_caches() {
   mkdir -p "$CCACHE_DIR" "$FDSUP_CI_CACHE/clang-tidy"
 }
 
-# fdsup_build DIR [meson options...]: configure (or reconfigure) and build.
-fdsup_build() {
+# fdsup_configure DIR [meson options...]: configure, or reconfigure.
+fdsup_configure() {
   local dir=$1
   shift
   if [ -f "$dir/build.ninja" ]; then
@@ -57,5 +57,12 @@ fdsup_build() {
   else
     meson setup "$dir" "$@"
   fi
+}
+
+# fdsup_build DIR [meson options...]: configure (or reconfigure) and build.
+fdsup_build() {
+  local dir=$1
+  shift
+  fdsup_configure "$dir" "$@"
   meson compile -C "$dir"
 }
