@@ -77,6 +77,7 @@ def per_output_args(args):
 
 
 def main():
+    started = time.monotonic()
     build_dir, cache_dir, files = sys.argv[1], sys.argv[2], sys.argv[3:]
     root = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
     build_abs = os.path.realpath(build_dir)
@@ -179,7 +180,8 @@ def main():
     for entry in os.scandir(cache_dir):
         if entry.name != "timings.json" and entry.stat().st_mtime < cutoff:
             os.unlink(entry.path)
-    print(f"clang-tidy: {len(files)} files, {hits} unchanged since a clean check, {len(jobs)} checked")
+    print(f"clang-tidy: {len(files)} files, {hits} unchanged since a clean check, {len(jobs)} checked"
+          f" ({time.monotonic() - started:.0f} s)")
     return status
 
 
