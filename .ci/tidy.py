@@ -2,16 +2,16 @@
 
 usage: tidy.py BUILD_DIR CACHE_DIR FILE...
 
-A file's key hashes everything its result depends on: the clang-tidy version,
-every .clang-tidy of the repository, the clang-tidy arguments, the file's
-compile commands (with the clone's and build dir's paths taken out, so that a
-clone elsewhere finds the same key), and the content of every file its
-compilation read, as ninja recorded them (`ninja -t deps`: the project headers
-and the system ones). Only a clean result (exit status 0, no diagnostic) is
-recorded, as an empty file named by the key under CACHE_DIR; a finding is
-never cached, so a file with findings is checked, and fails, every time. A
-file whose dependencies ninja does not know (not built in BUILD_DIR) is
-always checked.
+A file's key hashes everything its result depends on: the clang-tidy version
+and arguments, every .clang-tidy from its directory up to the repository's
+root, the file's compile commands (with the clone's and build dir's paths
+taken out, so that a clone elsewhere finds the same key), and the content of
+every file its compilation read, as ninja recorded them (`ninja -t deps`: the
+project headers and the system ones). Only a clean result (exit status 0, no
+diagnostic) is recorded, as an empty file named by the key under CACHE_DIR;
+a finding is never cached, so a file with findings is checked, and fails,
+every time. A file whose dependencies ninja does not know (not built in
+BUILD_DIR) is always checked.
 """
 
 import concurrent.futures
@@ -96,12 +96,19 @@ def main():
     memo = {}
 
     version = subprocess.run([TIDY, "--version"], check=True, capture_output=True, text=True).stdout
-    configs = subprocess.run(["git", "-C", root, "ls-files", "*.clang-tidy", ".clang-tidy"],
-                             check=True, capture_output=True, text=True).stdout.split()
     common = hashlib.sha256()
     common.update(b"fdsup tidy cache 1\0" + version.encode() + b"\0" + " ".join(TIDY_ARGS).encode() + b"\0")
-    for c in sorted(configs):
-        common.update(c.encode() + b"\0" + (sha256_file(os.path.join(root, c), memo) or "-").encode() + b"\0")
+
+    def configs(path):
+        """Every .clang-tidy from the file's directory up to the root: the ones clang-tidy may read."""
+        found, d = [], os.path.dirname(path)
+        while True:
+            c = os.path.join(d, ".clang-tidy")
+            if os.path.exists(c):
+                found.append(c)
+            if d == root or os.path.dirname(d) == d:
+                return found
+            d = os.path.dirname(d)
 
     todo, jobs, hits = [], [], 0
     for name in files:
@@ -119,6 +126,8 @@ def main():
         chosen = list(unique.values())
         key = common.copy()
         key.update(name.encode() + b"\0" + (sha256_file(path, memo) or "-").encode() + b"\0")
+        for c in configs(path):
+            key.update(neutral(c).encode() + b"\0" + (sha256_file(c, memo) or "-").encode() + b"\0")
         cacheable = True
         for e in chosen:
             key.update(neutral(e.get("command", " ".join(e.get("arguments", [])))).encode() + b"\0")
