@@ -87,9 +87,12 @@ DaemonHarness::DaemonHarness() : notify_(dir_ / "fdsupd-notify.sock"), reports_(
 
 DaemonHarness::~DaemonHarness()
 {
+    // As an operator stops it: SIGTERM, and fdsupd stops its workers. A
+    // SIGKILL would orphan them (they lead their own process groups and
+    // outlive fdsupd), and every test would leave its workers running.
+    // SIGKILL only if it does not stop within the deadline.
     if (pid_ > 0) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, nullptr, 0);
+        (void)stop(kEventDeadline);
     }
 }
 
