@@ -130,7 +130,7 @@ int checkText(const std::string &s, std::size_t max, bool name)
 bool knownType(std::uint8_t t)
 {
     return t >= static_cast<std::uint8_t>(ChannelType::Hello) &&
-           t <= static_cast<std::uint8_t>(ChannelType::Error);
+           t <= static_cast<std::uint8_t>(ChannelType::Claimed);
 }
 
 bool carriesState(ChannelType t)
@@ -161,6 +161,7 @@ int checkContent(const ChannelMessage &m)
     case ChannelType::HandoffResult:
         return checkText(m.text, kChannelMaxText, false);
     case ChannelType::Listeners:
+    case ChannelType::Claimed:
         if (m.names.size() > kChannelMaxListeners) {
             return -EMSGSIZE;
         }
@@ -222,6 +223,8 @@ const char *channelTypeName(ChannelType type) noexcept
         return "ADOPT";
     case ChannelType::Error:
         return "ERROR";
+    case ChannelType::Claimed:
+        return "CLAIMED";
     }
     return "UNKNOWN";
 }
@@ -282,6 +285,7 @@ int encodeChannelMessage(const ChannelMessage &msg, std::vector<std::byte> &out)
         w.str(msg.text);
         break;
     case ChannelType::Listeners:
+    case ChannelType::Claimed:
         w.u16(static_cast<std::uint16_t>(msg.names.size()));
         for (const std::string &name : msg.names) {
             w.str(name);
@@ -367,7 +371,8 @@ int decodeChannelMessage(std::span<const std::byte> datagram, std::size_t fdCoun
         m.code = r.u32();
         m.text = r.str();
         break;
-    case ChannelType::Listeners: {
+    case ChannelType::Listeners:
+    case ChannelType::Claimed: {
         const std::uint16_t count = r.u16();
         if (count > kChannelMaxListeners) {
             return -EMSGSIZE;

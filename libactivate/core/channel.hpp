@@ -32,6 +32,9 @@ inline constexpr std::uint64_t kChannelMaxMemfdState = 64U << 20;   // state car
 inline constexpr std::uint32_t kChannelCapHandoff = 1U << 0;
 inline constexpr std::uint32_t kChannelCapAdopt = 1U << 1;
 inline constexpr std::uint32_t kChannelCapListeners = 1U << 2;
+// The preload shim (libactivate-preload.so) speaking for an unmodified
+// server: it may send CLAIMED. Granted only to a service with wrap = "preload".
+inline constexpr std::uint32_t kChannelCapPreload = 1U << 3;
 // WELCOME's instance for a worker fdsupd did not spawn (an external worker).
 inline constexpr std::uint32_t kChannelExternalInstance = 0xFFFFFFFF;
 
@@ -54,6 +57,7 @@ enum class ChannelType : std::uint8_t {
     Done = 10,            // worker -> fdsupd
     Adopt = 11,           // fdsupd -> worker
     Error = 12,           // either way, then the channel is closed
+    Claimed = 13,         // worker (preload shim) -> fdsupd
 };
 
 // "HELLO", "HANDOFF_RESULT"...; "UNKNOWN" for values outside the enum.
@@ -84,7 +88,8 @@ struct ChannelMessage {
     std::uint32_t code = 0;
     std::string text;
 
-    // LISTENERS: one name per fd, in order.
+    // LISTENERS: one name per fd, in order. CLAIMED: the listeners the
+    // process has bound so far (cumulative, no fds).
     std::vector<std::string> names;
 
     // DRAIN: CLOCK_MONOTONIC deadline in µs; 0 = none.

@@ -187,6 +187,7 @@ int fillEvent(activate_channel *ch, activate_event *ev)
     case ChannelType::Ready:
     case ChannelType::Handoff:
     case ChannelType::Done:
+    case ChannelType::Claimed:
         break;
     }
     return -EBADMSG;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -56,6 +57,9 @@ public:
     virtual void channelReady(const std::string &status) = 0;
     // It handed a connection over (an external worker drains this way).
     virtual void handedOver() {}
+    // The preload shim reports the listeners its process has bound so far
+    // (CLAIMED, only with kChannelCapPreload granted).
+    virtual void channelClaimed(const std::vector<std::string> & /*names*/) {}
 
 protected:
     ~ChannelPeer() = default;

@@ -42,6 +42,13 @@ void ChannelSession::onMessage(ChannelPeer &peer, ChannelMessage &&message)
     case ChannelType::Done:
         spdlog::debug("{} has handed over everything", peer.describe());
         return;
+    case ChannelType::Claimed:
+        if (!peer.granted(kChannelCapPreload)) {
+            channel.fail(EPROTO, "CLAIMED is only for the preload shim of a wrapped service");
+            return;
+        }
+        peer.channelClaimed(message.names);
+        return;
     case ChannelType::Error:
         spdlog::warn("{} reports a channel error: {} ({})", peer.describe(), message.text,
                      errnoText(static_cast<int>(message.code)));

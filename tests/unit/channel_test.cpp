@@ -201,6 +201,14 @@ TEST(Channel, RoundTripsEveryType)
     }
     {
         ChannelMessage m;
+        m.type = ChannelType::Claimed; // names, no fds
+        m.names = {"web", "admin"};
+        const auto got = roundTrip(m);
+        EXPECT_EQ(got.names, m.names);
+        EXPECT_TRUE(got.fds.empty());
+    }
+    {
+        ChannelMessage m;
         m.type = ChannelType::Ready;
         m.text = "serving";
         EXPECT_EQ(roundTrip(m).text, "serving");
@@ -274,6 +282,14 @@ TEST(Channel, EncoderRefusesWhatTheDecoderWould)
     ChannelMessage error;
     error.type = ChannelType::Error; // code 0
     EXPECT_EQ(encodeChannelMessage(error, out), -EINVAL);
+    ChannelMessage claimed;
+    claimed.type = ChannelType::Claimed;
+    claimed.names = {"web"};
+    claimed.fds.push_back(makeFile()); // CLAIMED carries no fd
+    EXPECT_EQ(encodeChannelMessage(claimed, out), -EINVAL);
+    claimed.fds.clear();
+    claimed.names = {""}; // a name is 1-255 bytes
+    EXPECT_EQ(encodeChannelMessage(claimed, out), -EINVAL);
 }
 
 struct Malformed {
