@@ -201,6 +201,7 @@ LoadResult Loader::loadMain(const std::string &display, const std::string &text,
                             const std::filesystem::path &dir)
 {
     supervisor_.control = FDSUP_DEFAULT_CONTROL;
+    supervisor_.preloadLibrary = FDSUP_PRELOAD_LIBRARY;
     std::error_code ec;
     std::filesystem::path absoluteDir = std::filesystem::absolute(dir.empty() ? "." : dir, ec);
     if (ec) {

@@ -63,6 +63,9 @@ struct SupervisorConfig {
     std::vector<std::string> allowGroups;
     std::string logLevel = "info"; // trace debug info warn error critical off
     LogTarget logTarget = LogTarget::Console;
+    // The preload shim put in LD_PRELOAD of wrapped services (FDSUP_PRELOAD_LIBRARY:
+    // <prefix>/<libdir>/libactivate-preload.so); absolute.
+    std::string preloadLibrary;
     SupervisorLimits limits;
     Location where; // of [supervisor]; empty when the table is absent
 
@@ -81,7 +84,11 @@ struct SocketConfig {
 };
 
 enum class Activation : std::uint8_t { ListenFds, Channel };
-enum class Readiness : std::uint8_t { Notify, Started, Channel };
+// Bound: a wrapped instance is ready once its processes claimed every listener.
+enum class Readiness : std::uint8_t { Notify, Started, Channel, Bound };
+// Preload: an unmodified server gets the listeners through the preload shim
+// (docs/preload.md), not as inherited fds.
+enum class Wrap : std::uint8_t { None, Preload };
 enum class RestartPolicy : std::uint8_t { Always, OnFailure, Never };
 enum class RolloutOrder : std::uint8_t { StartFirst, StopFirst };
 enum class KillMode : std::uint8_t { ProcessGroup, Main };
@@ -136,8 +143,18 @@ struct ServiceConfig {
 
     int stopSignal = SIGTERM;
     int drainSignal = SIGTERM;
+    // Sent when a deadline passes (start, ready, drain, stop).
+    int killSignal = SIGKILL;
     KillMode killMode = KillMode::ProcessGroup;
     OutputMode output = OutputMode::Log;
+
+    Wrap wrap = Wrap::None;
+    // With wrap: "when the server binds this address, give it listener NAME"
+    // (NAME is one of `sockets`).
+    std::map<std::string, Address> preloadMap;
+    // A daemonising server writes its real main process here; fdsupd follows
+    // it once the started process exits successfully. Absolute.
+    std::optional<std::string> pidFile;
 
     bool handoff = false;
     // Workers fdsupd did not spawn connect here (a SOCK_SEQPACKET socket

@@ -112,6 +112,9 @@ void Loader::crossCheck()
     }
 
     for (const auto &def : services_) {
+        crossCheckPreloadMap(def);
+    }
+    for (const auto &def : services_) {
         const auto &s = def.config;
         bool allKnown = true;
         bool stream = false;

@@ -74,6 +74,11 @@ struct ServiceDefinition {
     Location activationSocketAt;
     std::optional<Location> activationAccessAt; // activation_users or activation_groups
     std::optional<Location> restartDelayMaxAt;  // only when written and valid
+    Location readyAt;
+    Location wrapAt;
+    Location pidFileAt;
+    std::optional<Location> preloadMapAt;
+    std::map<std::string, Location> preloadMapEntryAt;
 };
 
 // One load: reads the main file and its includes, checks them against each
@@ -190,6 +195,10 @@ private:
     std::vector<KeyHandler> lifecycleKeys(ServiceDefinition &def);
     std::vector<KeyHandler> handoffKeys(ServiceDefinition &def, const FileContext &file);
     bool checkEnvironmentName(const std::string &var, const Location &where, std::string_view key);
+    // wrap_keys.cpp
+    std::vector<KeyHandler> wrapKeys(ServiceDefinition &def, const FileContext &file);
+    void checkWrap(const ServiceDefinition &def, const Location &readyAt);
+    void crossCheckPreloadMap(const ServiceDefinition &def);
     void loadServiceLimits(const std::string &tableName, const toml::table &table, const Location &at,
                            ServiceConfig &service);
     std::optional<std::uint64_t> getLimitValue(const Entry &e, names::LimitKind kind);

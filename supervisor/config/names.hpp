@@ -19,8 +19,11 @@ inline constexpr EnumTable<LogTarget, 2> kLogTarget{
     {{"console", LogTarget::Console}, {"journal", LogTarget::Journal}}};
 inline constexpr EnumTable<Activation, 2> kActivation{
     {{"listen-fds", Activation::ListenFds}, {"channel", Activation::Channel}}};
-inline constexpr EnumTable<Readiness, 3> kReadiness{
-    {{"notify", Readiness::Notify}, {"started", Readiness::Started}, {"channel", Readiness::Channel}}};
+inline constexpr EnumTable<Readiness, 4> kReadiness{{{"notify", Readiness::Notify},
+                                                     {"started", Readiness::Started},
+                                                     {"channel", Readiness::Channel},
+                                                     {"bound", Readiness::Bound}}};
+inline constexpr EnumTable<Wrap, 2> kWrap{{{"none", Wrap::None}, {"preload", Wrap::Preload}}};
 inline constexpr EnumTable<RestartPolicy, 3> kRestart{{{"always", RestartPolicy::Always},
                                                        {"on-failure", RestartPolicy::OnFailure},
                                                        {"never", RestartPolicy::Never}}};

@@ -229,6 +229,7 @@ void renderService(Writer &w, const ServiceConfig &s)
     w.line("watchdog_timeout", duration(s.watchdogTimeout));
     w.line("stop_signal", str(signalName(s.stopSignal)));
     w.line("drain_signal", str(signalName(s.drainSignal)));
+    w.line("kill_signal", str(signalName(s.killSignal)));
     w.line("kill_mode", str(names::nameOf(names::kKillMode, s.killMode)));
     w.line("output", str(names::nameOf(names::kOutput, s.output)));
     w.line("handoff", boolean(s.handoff));
@@ -240,6 +241,17 @@ void renderService(Writer &w, const ServiceConfig &s)
     w.line("activation_groups", array(s.activationGroups));
     w.line("rollout_batch", std::to_string(s.rolloutBatch));
     w.line("rollout_order", str(names::nameOf(names::kRolloutOrder, s.rolloutOrder)));
+    w.line("wrap", str(names::nameOf(names::kWrap, s.wrap)));
+    if (!s.preloadMap.empty()) {
+        std::string map = "{";
+        for (const auto &[k, v] : s.preloadMap) {
+            map += (map.size() == 1 ? " " : ", ") + key(k) + " = " + str(formatAddress(v));
+        }
+        w.line("preload_map", map + " }");
+    }
+    if (s.pidFile) {
+        w.line("pid_file", str(*s.pidFile));
+    }
     // Subtables last: after a [header] every key belongs to that header.
     if (!s.limits.empty()) {
         w.header("service." + s.name + ".limits");
@@ -279,6 +291,7 @@ std::string renderConfig(const Config &config)
     w.line("allow_groups", array(s.allowGroups));
     w.line("log_level", str(s.logLevel));
     w.line("log_target", str(names::nameOf(names::kLogTarget, s.logTarget)));
+    w.line("preload_library", str(s.preloadLibrary));
     const auto &l = s.limits;
     w.header("supervisor.limits");
     w.line("nofile", l.nofile == 0 ? std::string("\"max\"") : std::to_string(l.nofile));

@@ -180,7 +180,7 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
 
     std::vector<KeyHandler> handlers;
     for (auto &&group : {processKeys(def, file), credentialKeys(def), workerKeys(def), lifecycleKeys(def),
-                         handoffKeys(def, file)}) {
+                         handoffKeys(def, file), wrapKeys(def, file)}) {
         handlers.insert(handlers.end(), group.begin(), group.end());
     }
     walk(table, "in " + tableName, at, handlers);
@@ -188,6 +188,7 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
     if (!table.contains("command")) {
         error(at, "missing required key 'command' in " + tableName);
     }
+    checkWrap(def, def.readyAt);
     if (def.restartDelayMaxAt) {
         if (s.restartDelayMax < s.restartDelay) {
             error(*def.restartDelayMaxAt, "'restart_delay_max' (" + formatDuration(s.restartDelayMax) +
@@ -388,6 +389,7 @@ std::vector<KeyHandler> Loader::workerKeys(ServiceDefinition &def)
          [&](const Entry &e) {
              if (auto v = getEnum(e, names::kReadiness)) {
                  s.ready = *v;
+                 def.readyAt = e.valueAt;
              }
          }},
     };

@@ -41,6 +41,18 @@ void Loader::loadSupervisor(const toml::table &table, const Location &at, const 
                       }
                   }
               }},
+             {"preload_library",
+              [&](const Entry &e) {
+                  if (auto v = getString(e)) {
+                      if (v->empty() || v->find_first_of(": ") != std::string::npos) {
+                          error(e.valueAt, "'preload_library' must be a path without ':' or spaces (it goes "
+                                           "into LD_PRELOAD), not " +
+                                               squote(*v));
+                      } else {
+                          s.preloadLibrary = resolvePath(*v, file);
+                      }
+                  }
+              }},
              {"control_mode",
               [&](const Entry &e) {
                   if (auto v = getOctal(e, 0777)) {

@@ -58,9 +58,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     }
     daemon->sockets_ = std::move(*sockets);
 
-    daemon->context_ = std::make_unique<ServiceContext>(ServiceContext{
-        loop, loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag(),
-        config::ResourceLimit{RLIMIT_NOFILE, original.rlim_cur, original.rlim_max}, 1, HandoffLimits{}});
+    daemon->context_ = std::make_unique<ServiceContext>(
+        ServiceContext{loop, loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag(),
+                       config::ResourceLimit{RLIMIT_NOFILE, original.rlim_cur, original.rlim_max}, 1,
+                       HandoffLimits{}, cfg.supervisor.preloadLibrary});
     HandoffLimits &handoff = daemon->context_->handoff;
     handoff.heldLimit = cfg.supervisor.limits.heldConnections;
     handoff.heldLimitPerService = cfg.supervisor.limits.heldConnectionsPerService;

@@ -387,6 +387,10 @@ void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, Reload
         refuse("[supervisor] log_target", std::string(logTargetName(a.logTarget)),
                std::string(logTargetName(b.logTarget)), "the log target is opened once, when fdsupd starts");
     }
+    if (a.preloadLibrary != b.preloadLibrary) {
+        refuse("[supervisor] preload_library", a.preloadLibrary, b.preloadLibrary,
+               "the running wrapped instances were started with the old one");
+    }
     const auto &la = a.limits;
     const auto &lb = b.limits;
     constexpr std::string_view kFixed = "limits are fixed when fdsupd starts";

@@ -54,6 +54,7 @@ Result<void> Instance::spawn(const SpawnRequest &request)
         return spawned.error();
     }
     setPid(spawned->pid);
+    spawnPid_ = spawned->pid;
     pidfd_ = std::move(spawned->pidfd);
     statusPipe_ = std::move(spawned->statusPipe);
     auto child = loop_.addChild(pidfd_.borrow(), [this](const siginfo_t &info) { onChildExit(info); });
@@ -93,6 +94,11 @@ void Instance::channelReady(const std::string &status)
         status_ = status;
     }
     deliver(eventOf(Kind::ReadyChannel));
+}
+
+void Instance::bound()
+{
+    deliver(eventOf(Kind::ReadyBound));
 }
 
 void Instance::onNotify(const NotifyMessage &message)
@@ -270,6 +276,7 @@ void Instance::log(const LifecycleEvent &event, InstanceState before, const Tran
     case Kind::ExecSucceeded:
     case Kind::ReadyNotify:
     case Kind::ReadyChannel:
+    case Kind::ReadyBound:
         if (t.actions.becameReady) {
             spdlog::info("{} (pid {}) is ready", who, p);
         }

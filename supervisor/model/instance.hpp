@@ -80,6 +80,9 @@ public:
     [[nodiscard]] InstanceState state() const { return lifecycle_.state; }
     [[nodiscard]] const Ending &ending() const { return lifecycle_.ending; }
     [[nodiscard]] const Profile &profile() const { return *profile_; }
+    [[nodiscard]] const std::shared_ptr<const Profile> &sharedProfile() const { return profile_; }
+    // The process spawned; pid() differs once a pid_file was followed.
+    [[nodiscard]] pid_t spawnPid() const { return spawnPid_; }
     [[nodiscard]] const config::ServiceConfig &config() const { return profile_->config; }
     [[nodiscard]] unsigned generation() const { return profile_->generation; }
     [[nodiscard]] Duration since() const { return since_; }         // when its state was entered
@@ -99,6 +102,8 @@ public:
         return state() == InstanceState::Ready && role_ != InstanceRole::Retiring;
     }
     void channelReady(const std::string &status) override;
+    // Its processes claimed every listener (wrap = "preload").
+    void bound();
 
 private:
     void deliver(const LifecycleEvent &event);
@@ -125,6 +130,7 @@ private:
     std::optional<int> errno_;
     Duration watchdogTimeout_{};
 
+    pid_t spawnPid_ = 0;
     UniqueFd pidfd_;
     UniqueFd statusPipe_;
     EventSource childSource_;

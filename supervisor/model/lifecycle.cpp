@@ -140,12 +140,20 @@ Transition fromStarting(const Lifecycle &now, const LifecycleEvent &event, const
             return ready(now, params);
         }
         return launching ? execDone(now, params, false) : ignored(now);
+    case Kind::ReadyBound:
+        // Only a running program binds: it proves exec like READY=1.
+        if (params.ready == config::Readiness::Bound ||
+            (launching && params.ready == config::Readiness::Started)) {
+            return ready(now, params);
+        }
+        return launching ? execDone(now, params, false) : ignored(now);
     case Kind::Deadline:
-        return launching
-                   ? fail(now, params, EndCause::StartTimeout,
-                          "did not start (exec) within " + formatDuration(params.startTimeout), SIGKILL)
-                   : fail(now, params, EndCause::ReadyTimeout,
-                          "did not become ready within " + formatDuration(params.readyTimeout), SIGKILL);
+        return launching ? fail(now, params, EndCause::StartTimeout,
+                                "did not start (exec) within " + formatDuration(params.startTimeout),
+                                params.killSignal)
+                         : fail(now, params, EndCause::ReadyTimeout,
+                                "did not become ready within " + formatDuration(params.readyTimeout),
+                                params.killSignal);
     case Kind::WatchdogExpired:
     case Kind::WatchdogTrigger:
     case Kind::WatchdogPing:
@@ -172,6 +180,7 @@ Transition fromReady(const Lifecycle &now, const LifecycleEvent &event, const Li
     case Kind::ExecSucceeded:
     case Kind::ReadyNotify:
     case Kind::ReadyChannel:
+    case Kind::ReadyBound:
     case Kind::Deadline:
     case Kind::ExtendTimeout:
         return ignored(now);
@@ -210,13 +219,13 @@ Transition fromLeaving(const Lifecycle &now, const LifecycleEvent &event, const 
             Lifecycle next = now;
             next.state = InstanceState::Stopping;
             Transition t = armed(std::move(next), params.stopTimeout);
-            t.actions.signal = SIGKILL;
+            t.actions.signal = params.killSignal;
             return t;
         }
         {
-            // SIGKILL once; a process it cannot end is stuck in the kernel.
+            // The kill signal once; a process it cannot end is stuck in the kernel.
             Transition t{now, {}, false};
-            t.actions.signal = SIGKILL;
+            t.actions.signal = params.killSignal;
             return t;
         }
     case Kind::ExtendTimeout:
@@ -226,6 +235,7 @@ Transition fromLeaving(const Lifecycle &now, const LifecycleEvent &event, const 
     case Kind::ExecSucceeded:
     case Kind::ReadyNotify:
     case Kind::ReadyChannel:
+    case Kind::ReadyBound:
     case Kind::WatchdogExpired:
     case Kind::WatchdogTrigger:
     case Kind::WatchdogPing:
@@ -275,6 +285,8 @@ const char *lifecycleEventName(LifecycleEvent::Kind kind)
         return "ready-notify";
     case Kind::ReadyChannel:
         return "ready-channel";
+    case Kind::ReadyBound:
+        return "ready-bound";
     case Kind::Deadline:
         return "deadline";
     case Kind::WatchdogExpired:
@@ -347,6 +359,7 @@ LifecycleParams LifecycleParams::of(const config::ServiceConfig &config, Duratio
     params.stopTimeout = config.stopTimeout;
     params.drainTimeout = config.drainTimeout;
     params.stopSignal = config.stopSignal;
+    params.killSignal = config.killSignal;
     params.watchdogTimeout = watchdogTimeout;
     return params;
 }

@@ -67,6 +67,7 @@ struct LifecycleEvent {
         ExecFailed,      // the status pipe reported a failed step (detail)
         ReadyNotify,     // READY=1 on the notify socket
         ReadyChannel,    // READY on the worker channel
+        ReadyBound,      // a wrapped instance's processes claimed every listener (CLAIMED)
         Deadline,        // the current state's deadline passed
         WatchdogExpired, // no WATCHDOG=1 within the watchdog timeout
         WatchdogTrigger, // WATCHDOG=trigger
@@ -82,7 +83,7 @@ struct LifecycleEvent {
     Duration extend{};  // ExtendTimeout
     ExitStatus exit;    // Exited
 };
-inline constexpr std::size_t kLifecycleEvents = 13;
+inline constexpr std::size_t kLifecycleEvents = 14;
 const char *lifecycleEventName(LifecycleEvent::Kind kind);
 
 // What the lifecycle depends on: the instance's configuration, and its
@@ -94,6 +95,7 @@ struct LifecycleParams {
     Duration stopTimeout{};
     Duration drainTimeout{};
     int stopSignal = 0;
+    int killSignal = 9;         // SIGKILL unless kill_signal says otherwise
     Duration watchdogTimeout{}; // zero: none
 
     static LifecycleParams of(const config::ServiceConfig &config, Duration watchdogTimeout);

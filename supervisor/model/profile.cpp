@@ -7,9 +7,14 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
 
 #include "common/users.hpp"
 #include "core/channel.hpp"
+#include "fdsup_build_config.h"
+#include "io/executable_check.hpp"
 
 namespace fdsup {
 namespace {
@@ -21,9 +26,60 @@ Error named(const config::ServiceConfig &config, const Error &error)
     return Error{error.code, "Service '" + config.name + "': " + error.message};
 }
 
+// The cheap checks, at load and at every rollout: what cannot work is said
+// before any instance runs, not guessed from a silence later.
+void checkWrappable(Profile &profile, const std::string &preloadLibrary)
+{
+    const std::string &name = profile.config.name;
+    profile.preloadLibrary = preloadLibrary.empty() ? std::string(FDSUP_PRELOAD_LIBRARY) : preloadLibrary;
+    profile.preloadBlocker = preloadBlocker(profile.executable);
+    if (profile.preloadBlocker) {
+        spdlog::warn("Service '{}' is wrapped, but {}: its listeners will not be adopted", name,
+                     *profile.preloadBlocker);
+    }
+    if (access(profile.preloadLibrary.c_str(), R_OK) < 0) {
+        profile.preloadLibraryMissing = true;
+        spdlog::warn("Service '{}' is wrapped, but the preload library {} cannot be read: {}", name,
+                     profile.preloadLibrary, errnoText(errno));
+    }
+}
+
+// "web=tcp://0.0.0.0:8080;admin=unix:/run/admin.sock"
+std::string preloadMapText(const config::ServiceConfig &config)
+{
+    std::string out;
+    for (const auto &[name, address] : config.preloadMap) {
+        out += (out.empty() ? "" : ";") + name + "=" + formatAddress(address);
+    }
+    return out;
+}
+
+void addPreloadEnvironment(SpawnRequest &request, const Profile &profile, const std::string &preloadAddress)
+{
+    const config::ServiceConfig &config = profile.config;
+    std::string preload = "LD_PRELOAD=" + profile.preloadLibrary;
+    auto own = std::find_if(request.environment.begin(), request.environment.end(),
+                            [](const std::string &v) { return v.starts_with("LD_PRELOAD="); });
+    if (own != request.environment.end()) {
+        const std::string theirs = own->substr(std::string_view("LD_PRELOAD=").size());
+        if (!theirs.empty()) {
+            preload += ":" + theirs;
+        }
+        request.environment.erase(own);
+    }
+    request.environment.push_back(preload);
+    request.environment.push_back("FDSUP_PRELOAD=" + preloadAddress);
+    if (!config.preloadMap.empty()) {
+        request.environment.push_back("FDSUP_PRELOAD_MAP=" + preloadMapText(config));
+    }
+    request.environment.push_back("FDSUP_DRAIN_SIGNAL=" + std::to_string(config.drainSignal));
+    request.environment.push_back("FDSUP_DRAIN_TIMEOUT_USEC=" + std::to_string(config.drainTimeout.count()));
+}
+
 } // namespace
 
-Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation)
+Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation,
+                                                   const std::string &preloadLibrary)
 {
     auto profile = std::make_shared<Profile>();
     profile->generation = generation;
@@ -79,11 +135,15 @@ Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &
         }
         profile->activationGids.push_back(*gid);
     }
+    if (config.wrap == config::Wrap::Preload) {
+        checkWrappable(*profile, preloadLibrary);
+    }
     return std::shared_ptr<const Profile>(std::move(profile));
 }
 
 SpawnRequest spawnRequest(const Profile &profile, unsigned slot, const std::string &notifySocket,
-                          const std::vector<NamedFd> &fds, const config::ResourceLimit &originalNofile)
+                          const std::vector<NamedFd> &fds, const config::ResourceLimit &originalNofile,
+                          const std::string &preloadAddress)
 {
     const config::ServiceConfig &config = profile.config;
     SpawnRequest request;
@@ -97,6 +157,9 @@ SpawnRequest spawnRequest(const Profile &profile, unsigned slot, const std::stri
     request.environment.push_back("FDSUP_GENERATION=" + std::to_string(profile.generation));
     if (config.watchdogTimeout > Duration::zero()) {
         request.environment.push_back("WATCHDOG_USEC=" + std::to_string(config.watchdogTimeout.count()));
+    }
+    if (config.wrap == config::Wrap::Preload) {
+        addPreloadEnvironment(request, profile, preloadAddress);
     }
     for (const auto &named : fds) {
         request.fds.push_back(named.fd);

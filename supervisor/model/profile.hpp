@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,10 +33,18 @@ struct Profile {
     // activation_users and activation_groups, resolved.
     std::vector<uid_t> activationUids;
     std::vector<gid_t> activationGids;
+    // wrap = "preload": the shim's path ([supervisor] preload_library), why
+    // it cannot load into this executable (static, setuid, capabilities),
+    // and whether the library was missing when the generation was made.
+    std::string preloadLibrary;
+    std::optional<std::string> preloadBlocker;
+    bool preloadLibraryMissing = false;
 };
 
 // The error names the service: "Service 'web': ...".
-Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation);
+// A wrapped service's blockers are logged as warnings here, once per generation.
+Result<std::shared_ptr<const Profile>> makeProfile(const config::ServiceConfig &config, unsigned generation,
+                                                   const std::string &preloadLibrary = {});
 
 // A descriptor a worker receives among its LISTEN_FDS, with its LISTEN_FDNAMES name.
 struct NamedFd {
@@ -47,9 +56,13 @@ struct NamedFd {
 // binary, argv, environment (NOTIFY_SOCKET, FDSUP_SERVICE, FDSUP_INSTANCE,
 // FDSUP_GENERATION, WATCHDOG_USEC), credentials, limits (RLIMIT_NOFILE as
 // fdsupd found it unless [limits] set one) and `fds` as fds 3, 4, ...;
-// the caller adds the worker channel and decides listenFds.
+// the caller adds the worker channel and decides listenFds. A wrapped
+// service (docs/preload.md) gets no listeners but LD_PRELOAD (the shim in
+// front of its own), FDSUP_PRELOAD=preloadAddress, FDSUP_PRELOAD_MAP,
+// FDSUP_DRAIN_SIGNAL and FDSUP_DRAIN_TIMEOUT_USEC.
 SpawnRequest spawnRequest(const Profile &profile, unsigned slot, const std::string &notifySocket,
-                          const std::vector<NamedFd> &fds, const config::ResourceLimit &originalNofile);
+                          const std::vector<NamedFd> &fds, const config::ResourceLimit &originalNofile,
+                          const std::string &preloadAddress = {});
 
 // The worker channel: granted to workers of services that use it (handoff,
 // activation or readiness over the channel); others see exactly the fds

@@ -27,7 +27,7 @@ const char *serviceStateName(ServiceState state)
 Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const config::ServiceConfig &config,
                                                  ServiceObserver &observer)
 {
-    auto profile = makeProfile(config, 1);
+    auto profile = makeProfile(config, 1, context.preloadLibrary);
     if (!profile) {
         return profile.error();
     }
@@ -47,6 +47,11 @@ Result<std::unique_ptr<Service>> Service::create(ServiceContext &context, const 
                          "Service '" + config.name + "': " + activation.error().message};
         }
         service->activation_ = std::move(*activation);
+    }
+    if (config.wrap == config::Wrap::Preload) {
+        if (auto opened = service->openPreload(); !opened) {
+            return opened.error();
+        }
     }
     service->resizeSlots(config.instances);
     return service;
@@ -211,7 +216,7 @@ bool Service::cancelRollout(const std::string &reason)
 
 Result<std::shared_ptr<const Profile>> Service::prepare(const config::ServiceConfig &config) const
 {
-    return makeProfile(config, nextGeneration_);
+    return makeProfile(config, nextGeneration_, context_.preloadLibrary);
 }
 
 bool Service::usesSocket(std::string_view socket) const
@@ -231,9 +236,17 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
     InstanceOwner &owner = *this;
     auto instance = std::make_unique<Instance>(owner, context_.loop, context_.clock, slot,
                                                context_.nextInstanceId++, role, profile);
-    // The listeners (activation = "listen-fds") and stored fds as LISTEN_FDS.
+    // The listeners (activation = "listen-fds") and stored fds as LISTEN_FDS;
+    // a wrapped server gets its listeners from the shim instead.
+    const bool wrapped = config.wrap == config::Wrap::Preload;
+    if (wrapped) {
+        if (auto opened = openPreload(); !opened) {
+            spdlog::error("Failed to start {}[{}]: {}", config.name, slot, opened.error().message);
+            return opened.error();
+        }
+    }
     std::vector<NamedFd> fds;
-    if (config.activation == config::Activation::ListenFds) {
+    if (config.activation == config::Activation::ListenFds && !wrapped) {
         for (const auto &socketName : config.sockets) {
             if (const HeldSocket *socket = context_.sockets.find(socketName)) {
                 for (const auto &fd : socket->fds) {
@@ -245,8 +258,9 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
     for (const auto &stored : fdStore_.fds()) {
         fds.push_back(NamedFd{stored.fd.borrow(), stored.name});
     }
-    SpawnRequest request = spawnRequest(*profile, slot, notify_->socketPath(), fds, context_.originalNofile);
-    request.listenFds = config.activation == config::Activation::ListenFds || !fdStore_.empty();
+    SpawnRequest request = spawnRequest(*profile, slot, notify_->socketPath(), fds, context_.originalNofile,
+                                        wrapped ? preloadAddress() : std::string());
+    request.listenFds = (config.activation == config::Activation::ListenFds && !wrapped) || !fdStore_.empty();
     const auto failed = [&](const Error &error) -> Result<InstanceView> {
         spdlog::error("Failed to start {}[{}]: {}", config.name, slot, error.message);
         if (role == InstanceRole::Primary && slot < slots_.size()) {
@@ -276,6 +290,10 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
         return failed(spawned.error());
     }
     const InstanceView view = viewOf(*instance);
+    if (wrapped) {
+        preload_->track(instance->id(), instance->describe(), config.sockets,
+                        config.startTimeout + config.readyTimeout);
+    }
     instances_.push_back(std::move(instance));
     return view;
 }
@@ -351,6 +369,9 @@ void Service::giveUp(std::string reason)
 
 void Service::remove(const Instance &instance)
 {
+    if (preload_) {
+        preload_->forget(instance.id());
+    }
     std::erase_if(instances_, [&](const auto &p) { return p.get() == &instance; });
 }
 
@@ -564,7 +585,7 @@ Result<std::shared_ptr<const Profile>> Service::restartProfile()
     // at on disk is the new build. A runtime `scale` is kept.
     config::ServiceConfig next = profile_->config;
     next.instances = wanted();
-    auto target = makeProfile(next, nextGeneration_);
+    auto target = makeProfile(next, nextGeneration_, context_.preloadLibrary);
     if (target) {
         ++nextGeneration_;
     }

@@ -21,6 +21,7 @@
 #include "model/handoff_broker.hpp"
 #include "model/instance.hpp"
 #include "model/output.hpp"
+#include "model/preload.hpp"
 #include "model/profile.hpp"
 #include "model/restart_policy.hpp"
 #include "model/rollout.hpp"
@@ -46,6 +47,8 @@ struct ServiceContext {
     // Instance ids, unique within this fdsupd.
     std::uint64_t nextInstanceId = 1;
     HandoffLimits handoff;
+    // [supervisor] preload_library, for wrapped services.
+    std::string preloadLibrary;
 };
 
 class Service;
@@ -76,7 +79,10 @@ protected:
 // and its history. The instance lifecycle, the rollout, the broker, the
 // activation socket, the descriptor store and the output are parts of their
 // own; the service keeps the slots, the restart policy and the wiring.
-class Service final : private InstanceOwner, private RolloutHost, private ActivationHost {
+class Service final : private InstanceOwner,
+                      private RolloutHost,
+                      private ActivationHost,
+                      private PreloadHost {
 public:
     static Result<std::unique_ptr<Service>>
     create(ServiceContext &context, const config::ServiceConfig &config, ServiceObserver &observer);
@@ -103,6 +109,10 @@ public:
     // The workers connected to the activation socket (none without one).
     [[nodiscard]] const std::vector<std::unique_ptr<ExternalWorker>> &externalWorkers() const;
     [[nodiscard]] Duration now() const { return context_.clock.now(); }
+    // A wrapped service's preload socket (null otherwise) and what it
+    // knows of each instance's listeners.
+    [[nodiscard]] const PreloadSocket *preloadSocket() const { return preload_.get(); }
+    [[nodiscard]] std::vector<ListenerReport> listenerReport(const Instance &instance) const;
 
     // Brings every slot up (clearing a failed state and its counters).
     void start();
@@ -144,6 +154,9 @@ private:
     [[nodiscard]] Instance *findInstance(std::uint64_t id) const;
     [[nodiscard]] Instance *primaryInstance(unsigned slot) const;
     [[nodiscard]] std::vector<BorrowedFd> listenersOf(const config::ServiceConfig &config) const;
+    // service_preload.cpp: a wrapped service's part of a spawn.
+    Result<void> openPreload();
+    [[nodiscard]] std::string preloadAddress() const;
     static InstanceView viewOf(const Instance &instance);
 
     // InstanceOwner
@@ -184,6 +197,14 @@ private:
     void onExternalReady(ExternalWorker &worker) override;
     void onExternalsChanged() override;
 
+    // PreloadHost (service_preload.cpp)
+    [[nodiscard]] const std::string &preloadService() const override { return name(); }
+    [[nodiscard]] bool preloadAdmitting() const override { return active_; }
+    [[nodiscard]] std::vector<PreloadOwner> preloadOwners() const override;
+    void onPreloadMessage(ChannelPeer &peer, ChannelMessage &&message) override;
+    void onPreloadClosed(ChannelPeer &peer, const std::string &why) override;
+    void onPreloadBound(std::uint64_t instance) override;
+
     ServiceContext &context_;
     ServiceObserver &observer_;
     std::shared_ptr<const Profile> profile_;
@@ -197,6 +218,7 @@ private:
     HandoffBroker broker_;
     ChannelSession session_;
     std::unique_ptr<ActivationSocket> activation_;
+    std::unique_ptr<PreloadSocket> preload_;
     Rollouts rollouts_;
     bool active_ = false; // wanted up
     bool failed_ = false; // gave up restarting

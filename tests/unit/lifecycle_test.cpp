@@ -19,10 +19,20 @@ using Kind = LifecycleEvent::Kind;
 using S = InstanceState;
 
 constexpr S kStates[] = {S::Launching, S::Starting, S::Ready, S::Draining, S::Stopping, S::Exited, S::Failed};
-constexpr Kind kEvents[] = {
-    Kind::ExecSucceeded,   Kind::ExecFailed,      Kind::ReadyNotify,  Kind::ReadyChannel,   Kind::Deadline,
-    Kind::WatchdogExpired, Kind::WatchdogTrigger, Kind::WatchdogPing, Kind::WorkerStopping, Kind::Stop,
-    Kind::Drain,           Kind::ExtendTimeout,   Kind::Exited};
+constexpr Kind kEvents[] = {Kind::ExecSucceeded,
+                            Kind::ExecFailed,
+                            Kind::ReadyNotify,
+                            Kind::ReadyChannel,
+                            Kind::ReadyBound,
+                            Kind::Deadline,
+                            Kind::WatchdogExpired,
+                            Kind::WatchdogTrigger,
+                            Kind::WatchdogPing,
+                            Kind::WorkerStopping,
+                            Kind::Stop,
+                            Kind::Drain,
+                            Kind::ExtendTimeout,
+                            Kind::Exited};
 static_assert(std::size(kStates) == kInstanceStates);
 static_assert(std::size(kEvents) == kLifecycleEvents);
 
@@ -140,6 +150,7 @@ const std::map<std::pair<S, Kind>, std::string> &table()
         {{S::Launching, Kind::ExecFailed}, "launching: ending=exec-failed"},
         {{S::Launching, Kind::ReadyNotify}, "ready: deadline=cancel watchdog=start exec ready"},
         {{S::Launching, Kind::ReadyChannel}, "starting: deadline=arm:30s exec"},
+        {{S::Launching, Kind::ReadyBound}, "starting: deadline=arm:30s exec"},
         {{S::Launching, Kind::Deadline},
          "stopping: deadline=arm:10s watchdog=stop signal=SIGKILL ending=start-timeout"},
         {{S::Launching, Kind::WatchdogExpired}, "ignored"},
@@ -157,6 +168,7 @@ const std::map<std::pair<S, Kind>, std::string> &table()
         {{S::Starting, Kind::ExecFailed}, "starting: ending=exec-failed"},
         {{S::Starting, Kind::ReadyNotify}, "ready: deadline=cancel watchdog=start exec ready"},
         {{S::Starting, Kind::ReadyChannel}, "ignored"},
+        {{S::Starting, Kind::ReadyBound}, "ignored"},
         {{S::Starting, Kind::Deadline},
          "stopping: deadline=arm:10s watchdog=stop signal=SIGKILL ending=ready-timeout"},
         {{S::Starting, Kind::WatchdogExpired}, "ignored"},
@@ -173,6 +185,7 @@ const std::map<std::pair<S, Kind>, std::string> &table()
         {{S::Ready, Kind::ExecFailed}, "ready: ending=exec-failed"},
         {{S::Ready, Kind::ReadyNotify}, "ignored"},
         {{S::Ready, Kind::ReadyChannel}, "ignored"},
+        {{S::Ready, Kind::ReadyBound}, "ignored"},
         {{S::Ready, Kind::Deadline}, "ignored"},
         {{S::Ready, Kind::WatchdogExpired},
          "stopping: deadline=arm:10s watchdog=stop signal=SIGABRT ending=watchdog"},
@@ -189,6 +202,7 @@ const std::map<std::pair<S, Kind>, std::string> &table()
         {{S::Draining, Kind::ExecFailed}, "draining: ending=exec-failed"},
         {{S::Draining, Kind::ReadyNotify}, "ignored"},
         {{S::Draining, Kind::ReadyChannel}, "ignored"},
+        {{S::Draining, Kind::ReadyBound}, "ignored"},
         {{S::Draining, Kind::Deadline}, "stopping: deadline=arm:10s signal=SIGKILL ending=drained"},
         {{S::Draining, Kind::WatchdogExpired}, "ignored"},
         {{S::Draining, Kind::WatchdogTrigger}, "ignored"},
@@ -203,6 +217,7 @@ const std::map<std::pair<S, Kind>, std::string> &table()
         {{S::Stopping, Kind::ExecFailed}, "stopping: ending=exec-failed"},
         {{S::Stopping, Kind::ReadyNotify}, "ignored"},
         {{S::Stopping, Kind::ReadyChannel}, "ignored"},
+        {{S::Stopping, Kind::ReadyBound}, "ignored"},
         {{S::Stopping, Kind::Deadline}, "stopping: signal=SIGKILL ending=stopped"},
         {{S::Stopping, Kind::WatchdogExpired}, "ignored"},
         {{S::Stopping, Kind::WatchdogTrigger}, "ignored"},
@@ -257,6 +272,36 @@ TEST(Lifecycle, ReadinessComesTheWayTheServiceSays)
               "ready: deadline=cancel watchdog=start exec ready");
     EXPECT_EQ(summary(transition(in(S::Launching), event(Kind::ReadyChannel), params(R::Channel))),
               "ready: deadline=cancel watchdog=start exec ready");
+}
+
+TEST(Lifecycle, BoundReadinessComesFromTheShimClaimingEveryListener)
+{
+    using R = config::Readiness;
+    // READY=1 or READY on a channel is not what a wrapped server is asked for.
+    EXPECT_EQ(summary(transition(in(S::Starting), event(Kind::ReadyNotify), params(R::Bound))), "ignored");
+    EXPECT_EQ(summary(transition(in(S::Starting), event(Kind::ReadyBound), params(R::Bound))),
+              "ready: deadline=cancel watchdog=start exec ready");
+    // Binding proves exec even before the status pipe's EOF is read.
+    EXPECT_EQ(summary(transition(in(S::Launching), event(Kind::ReadyBound), params(R::Bound))),
+              "ready: deadline=cancel watchdog=start exec ready");
+    EXPECT_EQ(summary(transition(in(S::Launching), event(Kind::ExecSucceeded), params(R::Bound))),
+              "starting: deadline=arm:30s exec");
+    EXPECT_EQ(summary(transition(in(S::Starting), event(Kind::Deadline), params(R::Bound))),
+              "stopping: deadline=arm:10s watchdog=stop signal=SIGKILL ending=ready-timeout");
+}
+
+TEST(Lifecycle, EveryDeadlineSendsTheKillSignal)
+{
+    LifecycleParams p = params();
+    p.killSignal = SIGQUIT;
+    EXPECT_EQ(summary(transition(in(S::Launching), event(Kind::Deadline), p)),
+              "stopping: deadline=arm:10s watchdog=stop signal=SIGQUIT ending=start-timeout");
+    EXPECT_EQ(summary(transition(in(S::Starting), event(Kind::Deadline), p)),
+              "stopping: deadline=arm:10s watchdog=stop signal=SIGQUIT ending=ready-timeout");
+    EXPECT_EQ(summary(transition(in(S::Draining), event(Kind::Deadline), p)),
+              "stopping: deadline=arm:10s signal=SIGQUIT ending=drained");
+    EXPECT_EQ(summary(transition(in(S::Stopping), event(Kind::Deadline), p)),
+              "stopping: signal=SIGQUIT ending=stopped");
 }
 
 TEST(Lifecycle, WithoutAWatchdogNoneStarts)

@@ -63,9 +63,14 @@ protected:
         EXPECT_TRUE(loop);
         loop_ = std::move(*loop);
         context_ = std::make_unique<ServiceContext>(
-            ServiceContext{*loop_, clock_, sockets_,
+            ServiceContext{*loop_,
+                           clock_,
+                           sockets_,
                            "fdsupd-test/" + std::to_string(getpid()) + "/" + std::to_string(serial_++),
-                           config::ResourceLimit{RLIMIT_NOFILE, 1024, 1024}, 1, HandoffLimits{}});
+                           config::ResourceLimit{RLIMIT_NOFILE, 1024, 1024},
+                           1,
+                           HandoffLimits{},
+                           {}});
     }
     ~ServiceTest() override
     {
