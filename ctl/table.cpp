@@ -372,6 +372,41 @@ std::string formatUptime(std::uint64_t usec)
     return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
 }
 
+namespace {
+
+// "adopted by pid 4711", "not adopted: why", "waiting: why".
+std::string adoptionText(const Json &entry)
+{
+    const Json *by = member(entry, "adopted_by");
+    if (by != nullptr && by->is_number_integer()) {
+        return "adopted by pid " + std::to_string(by->get<long long>());
+    }
+    const Json *pending = member(entry, "pending");
+    const std::string reason = optionalText(entry, "reason");
+    if (pending != nullptr && pending->is_boolean() && pending->get<bool>()) {
+        return reason.empty() ? "waiting" : reason;
+    }
+    return "not adopted" + (reason.empty() ? std::string() : ": " + reason);
+}
+
+// A wrapped service: why the shim cannot load, and each instance's listeners.
+std::string wrapLines(const Json &service)
+{
+    std::string out;
+    if (const std::string problem = optionalText(service, "wrap_problem"); !problem.empty()) {
+        out += "  wrap: " + problem + "\n";
+    }
+    for (const Json &instance : arrayOf(service, "instances")) {
+        for (const Json &listener : arrayOf(instance, "listeners")) {
+            out += "  " + text(service, "name") + "[" + text(instance, "index") + "] listener '" +
+                   text(listener, "name") + "': " + adoptionText(listener) + "\n";
+        }
+    }
+    return out;
+}
+
+} // namespace
+
 std::string formatStatus(const Json &reply, bool colour)
 {
     const Json &services = arrayOf(reply, "services");
@@ -387,6 +422,7 @@ std::string formatStatus(const Json &reply, bool colour)
     Table instances({"INSTANCE", "PID", "STATE", "GEN", "UPTIME", "STATUS"}, "  ");
     std::vector<std::size_t> firstInstance;
     std::vector<std::string> rolloutLines;
+    std::vector<std::string> adoptionLines;
     for (const Json &service : services) {
         const std::string state = text(service, "state");
         std::vector<Cell> row = {{text(service, "name")},
@@ -399,6 +435,7 @@ std::string formatStatus(const Json &reply, bool colour)
         }
         table.addRow(std::move(row));
         rolloutLines.push_back(rolloutProgress(objectOf(service, "rollout"), colour));
+        adoptionLines.push_back(wrapLines(service));
         firstInstance.push_back(instances.rows());
         for (const Json &instance : arrayOf(service, "instances")) {
             instances.addRow(instanceRow(instance));
@@ -419,6 +456,7 @@ std::string formatStatus(const Json &reply, bool colour)
         for (std::size_t k = firstInstance[i]; k < firstInstance[i + 1]; ++k) {
             out += instances.renderRow(k, colour);
         }
+        out += adoptionLines[i];
     }
     return out;
 }
@@ -461,7 +499,15 @@ std::string formatSockets(const Json &reply, bool colour)
                           {services}});
         }
     }
-    return table.render(colour);
+    std::string out = table.render(colour);
+    // Wrapped services: whether each instance's program took the listener.
+    for (const Json &socket : arrayOf(reply, "sockets")) {
+        for (const Json &entry : arrayOf(socket, "adoption")) {
+            out += text(socket, "name") + ": " + text(entry, "service") + "[" + text(entry, "index") +
+                   "] (pid " + text(entry, "pid") + ") " + adoptionText(entry) + "\n";
+        }
+    }
+    return out;
 }
 
 std::string formatConnections(const Json &reply, bool colour)

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "config/names.hpp"
+
 namespace fdsup::render {
 namespace {
 
@@ -16,6 +18,27 @@ Json textOrNull(const std::string &text)
 Json pidOrNull(pid_t pid)
 {
     return pid > 0 ? Json(pid) : Json();
+}
+
+Json adoption(const ListenerReport &report)
+{
+    return {{"adopted_by", pidOrNull(report.adoptedBy)},
+            {"pending", report.pending},
+            {"reason", textOrNull(report.reason)}};
+}
+
+Json listeners(const Service &service, const Instance &i)
+{
+    if (i.config().wrap != config::Wrap::Preload) {
+        return nullptr;
+    }
+    Json list = Json::array();
+    for (const auto &report : service.listenerReport(i)) {
+        Json entry = adoption(report);
+        entry["name"] = report.name;
+        list.push_back(std::move(entry));
+    }
+    return list;
 }
 
 Json instance(const Service &service, const Instance &i, Duration now)
@@ -39,6 +62,7 @@ Json instance(const Service &service, const Instance &i, Duration now)
     if (i.errnoValue()) {
         j["errno"] = *i.errnoValue();
     }
+    j["listeners"] = listeners(service, i);
     return j;
 }
 
@@ -89,6 +113,7 @@ Json service(const Service &service)
             {"status", nullptr},
             {"last_exit", textOrNull(slot.lastExit)},
             {"last_error", textOrNull(slot.lastError)},
+            {"listeners", nullptr},
         });
     }
     Json store = Json::array();
@@ -110,6 +135,12 @@ Json service(const Service &service)
         {"instances", instances},
         {"activation_socket", activation ? Json(*activation) : Json()},
         {"external", externalWorkers(service)},
+        {"wrap", config::names::nameOf(config::names::kWrap, service.config().wrap)},
+        {"preload_socket",
+         service.preloadSocket() != nullptr ? Json(service.preloadSocket()->address()) : Json()},
+        {"wrap_problem", service.config().wrap == config::Wrap::Preload && service.profile()->preloadBlocker
+                             ? Json(*service.profile()->preloadBlocker)
+                             : Json()},
         {"rollout",
          service.rollouts().current() != nullptr ? rollout(service.rollouts().current()->record()) : Json()},
     };
@@ -233,6 +264,27 @@ Json logLine(const LogEntry &entry)
             {"text", entry.text}};
 }
 
+namespace {
+
+// Every live instance of a wrapped service using the socket, and whether it adopted it.
+void socketAdoption(const Service &service, const std::string &socket, Json &out)
+{
+    for (const auto &i : service.instances()) {
+        for (const auto &report : service.listenerReport(*i)) {
+            if (report.name != socket) {
+                continue;
+            }
+            Json entry = adoption(report);
+            entry["service"] = service.name();
+            entry["index"] = i->slot();
+            entry["pid"] = i->pid();
+            out.push_back(std::move(entry));
+        }
+    }
+}
+
+} // namespace
+
 Json sockets(const SocketSet &sockets, const std::vector<std::unique_ptr<Service>> &services)
 {
     Json list = Json::array();
@@ -248,14 +300,19 @@ Json sockets(const SocketSet &sockets, const std::vector<std::unique_ptr<Service
                              {"origin", held.adopted ? "adopted" : "bound"}});
         }
         Json users = Json::array();
+        Json adopted = Json::array();
         for (const auto &service : services) {
             const auto &names = service->config().sockets;
             if (std::find(names.begin(), names.end(), held.config.name) != names.end()) {
                 users.push_back(service->name());
             }
+            socketAdoption(*service, held.config.name, adopted);
         }
-        list.push_back(
-            {{"name", held.config.name}, {"listen", listen}, {"bound", bound}, {"services", users}});
+        list.push_back({{"name", held.config.name},
+                        {"listen", listen},
+                        {"bound", bound},
+                        {"services", users},
+                        {"adoption", adopted}});
     }
     return {{"sockets", list}};
 }

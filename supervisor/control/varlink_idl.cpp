@@ -28,7 +28,19 @@ type Instance (
   status: ?string,
   restarts: int,
   last_exit: ?string,
-  last_error: ?string
+  last_error: ?string,
+  # wrap = "preload": each listener of the service, adopted by a process of
+  # this instance or not, and why not; null for a service that is not wrapped.
+  listeners: ?[]ListenerAdoption
+)
+
+# A listener of a wrapped instance: adopted (adopted_by), waiting for the
+# program to bind (pending), or not adopted with the likely reason.
+type ListenerAdoption (
+  name: string,
+  adopted_by: ?int,
+  pending: bool,
+  reason: ?string
 )
 
 # A worker fdsupd did not spawn, admitted on the activation socket.
@@ -61,13 +73,35 @@ type Service (
   # Where workers fdsupd did not spawn connect, if anywhere.
   activation_socket: ?string,
   external: []ExternalWorker,
+  wrap: (none, preload),
+  # Where the preload shim of a wrapped service connects.
+  preload_socket: ?string,
+  # Why the preload shim cannot load into the program (static, setuid, file
+  # capabilities), found when the generation was made.
+  wrap_problem: ?string,
   # The rollout in progress, if any.
   rollout: ?Rollout
 )
 
 type BoundSocket (address: string, fd: int, origin: (bound, adopted))
 
-type Socket (name: string, listen: []string, bound: []BoundSocket, services: []string)
+# A wrapped service's instance and whether it adopted this socket.
+type SocketAdoption (
+  service: string,
+  index: int,
+  pid: int,
+  adopted_by: ?int,
+  pending: bool,
+  reason: ?string
+)
+
+type Socket (
+  name: string,
+  listen: []string,
+  bound: []BoundSocket,
+  services: []string,
+  adoption: []SocketAdoption
+)
 
 type RolloutOrder (start-first, stop-first)
 
