@@ -99,6 +99,19 @@ int Daemon::run()
         }
         signals_.push_back(std::move(*source));
     }
+    // A daemonising server's process stays fdsupd's child (pid_file), and
+    // whatever a worker leaves behind is reaped.
+    auto reaper = OrphanReaper::start(loop_, [this](pid_t pid) {
+        return std::any_of(services_.begin(), services_.end(), [pid](const auto &service) {
+            return std::any_of(service->instances().begin(), service->instances().end(),
+                               [pid](const auto &instance) { return instance->pid() == pid; });
+        });
+    });
+    if (!reaper) {
+        spdlog::warn("{}, ignoring: a daemonising server cannot be followed", reaper.error().message);
+    } else {
+        orphans_ = std::move(*reaper);
+    }
     // Our own manager's watchdog (WatchdogSec=): WATCHDOG=1 at half the
     // interval, through the non-blocking notifier.
     std::uint64_t watchdogUsec = 0;

@@ -11,6 +11,7 @@
 #include "daemon/reload.hpp"
 #include "io/event_loop.hpp"
 #include "io/manager_notify.hpp"
+#include "io/orphan_reaper.hpp"
 #include "io/sockets.hpp"
 #include "model/service.hpp"
 
@@ -94,6 +95,7 @@ private:
     std::vector<std::unique_ptr<Service>> services_;
     DaemonObserver *observer_ = nullptr;
     std::vector<EventSource> signals_;
+    std::unique_ptr<OrphanReaper> orphans_;
     std::unique_ptr<ReloadOperation> reload_;
     std::vector<std::string> removing_;        // services a reload removed, stopping
     std::vector<std::string> retiringSockets_; // closed once no instance uses them

@@ -165,6 +165,10 @@ void Instance::onChildExit(const siginfo_t &info)
         // The exec report may still be in the pipe when the exit arrives first.
         onStatusPipe();
     }
+    if (followsDaemon(info)) {
+        awaitDaemon(info);
+        return;
+    }
     output_.drain();
     if (channel() != nullptr) {
         // Its exit may be seen before the handoffs it sent just before dying:
@@ -173,11 +177,69 @@ void Instance::onChildExit(const siginfo_t &info)
     }
     if (config().killMode == config::KillMode::ProcessGroup) {
         // Whatever the worker left running in its group goes with it.
-        kill(-pid(), SIGKILL);
+        kill(-pid(), SIGKILL); // a followed daemon's own group, after setsid()
+        if (followed_) {
+            kill(-spawnPid_, SIGKILL); // and the started process's group
+        }
     }
     LifecycleEvent exited = eventOf(Kind::Exited);
     exited.exit = ExitStatus{info.si_code, info.si_status};
     deliver(exited); // the owner destroys the instance
+}
+
+bool Instance::followsDaemon(const siginfo_t &info) const
+{
+    // systemd's Type=forking: only a successful exit while starting (or
+    // ready at exec) means "I daemonised"; a drain or stop is an ending.
+    const InstanceState s = state();
+    return config().pidFile && !followed_ && !pidFileWatch_ && info.si_code == CLD_EXITED &&
+           info.si_status == 0 &&
+           (s == InstanceState::Launching || s == InstanceState::Starting || s == InstanceState::Ready);
+}
+
+void Instance::awaitDaemon(const siginfo_t &info)
+{
+    output_.drain();
+    // The daemon may still be in the started process's group: no group kill here.
+    spawnPidfd_ = std::move(pidfd_);
+    childSource_.reset();
+    // Reaped here: its child source is gone, and its pid is still this
+    // instance's (so the orphan reaper leaves it alone) until the daemon is followed.
+    siginfo_t reaped{};
+    (void)waitid(P_PIDFD, static_cast<id_t>(spawnPidfd_.get()), &reaped, WEXITED | WNOHANG);
+    spdlog::info("{}[{}] (pid {}) exited: reading {} for its daemon", config().name, slot_, pid(),
+                 *config().pidFile);
+    pidFileWatch_ = PidFileWatch::start(
+        loop_, clock_, *config().pidFile, config().name, slot_, generation(), config().startTimeout,
+        [this, info](Result<pid_t> pid) { onDaemonPid(std::move(pid), info); });
+}
+
+void Instance::onDaemonPid(Result<pid_t> pid, const siginfo_t &info)
+{
+    pidFileWatch_.reset();
+    UniqueFd pidfd;
+    if (pid) {
+        pidfd = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, *pid, 0)));
+    }
+    auto child = pidfd ? loop_.addChild(pidfd.borrow(), [this](const siginfo_t &exit) { onChildExit(exit); })
+                       : Result<EventSource>(Error{ESRCH, "cannot open the daemon's pidfd"});
+    if (!pid || !child) {
+        const Error &error = !pid ? pid.error() : child.error();
+        spdlog::error("{}[{}]: cannot follow the daemon: {}", config().name, slot_, error.message);
+        LifecycleEvent failed = eventOf(Kind::ExecFailed);
+        failed.detail = error.message;
+        deliver(failed);
+        LifecycleEvent exited = eventOf(Kind::Exited);
+        exited.exit = ExitStatus{info.si_code, info.si_status};
+        deliver(exited); // the owner destroys the instance
+        return;
+    }
+    followed_ = true;
+    setPid(*pid);
+    pidfd_ = std::move(pidfd);
+    childSource_ = std::move(*child);
+    spdlog::info("{}[{}]: following daemon pid {} from {}", config().name, slot_, *pid, *config().pidFile);
+    owner_.onInstanceChanged(*this);
 }
 
 void Instance::deliver(const LifecycleEvent &event)
@@ -308,8 +370,10 @@ void Instance::arm(Timer &timer, Duration after, Kind fires)
 void Instance::signal(int sig)
 {
     if (config().killMode == config::KillMode::ProcessGroup) {
-        // The worker leads its own process group (setpgid in the child).
-        if (kill(-pid(), sig) == 0) {
+        // The worker leads its own process group (setpgid in the child); a
+        // followed daemon leads its own (setsid) or stayed in the started one.
+        const pid_t group = followed_ ? getpgid(pid()) : pid();
+        if (group > 1 && group != getpgrp() && kill(-group, sig) == 0) {
             return;
         }
     }

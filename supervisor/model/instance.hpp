@@ -14,6 +14,7 @@
 #include "io/clock.hpp"
 #include "io/event_loop.hpp"
 #include "io/notify.hpp"
+#include "io/pid_file.hpp"
 #include "io/spawn.hpp"
 #include "model/channel_peer.hpp"
 #include "model/lifecycle.hpp"
@@ -113,6 +114,11 @@ private:
     void signal(int sig);
     void onStatusPipe();
     void onChildExit(const siginfo_t &info);
+    // pid_file: the started process exited successfully during start; its
+    // daemon is followed as the main process once the pid file names it.
+    [[nodiscard]] bool followsDaemon(const siginfo_t &info) const;
+    void awaitDaemon(const siginfo_t &info);
+    void onDaemonPid(Result<pid_t> pid, const siginfo_t &info);
 
     InstanceOwner &owner_;
     EventLoop &loop_;
@@ -131,6 +137,9 @@ private:
     Duration watchdogTimeout_{};
 
     pid_t spawnPid_ = 0;
+    bool followed_ = false; // pid() is the daemon named by pid_file
+    std::unique_ptr<PidFileWatch> pidFileWatch_;
+    UniqueFd spawnPidfd_; // the started process's, kept while its source may still use it
     UniqueFd pidfd_;
     UniqueFd statusPipe_;
     EventSource childSource_;

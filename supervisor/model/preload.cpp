@@ -47,6 +47,7 @@ const PreloadOwner *ownerOfProcess(pid_t pid, const std::vector<PreloadOwner> &o
     std::set<pid_t> seen; // a pid reused while we walk could make a cycle
     pid_t at = pid;
     pid_t topGroup = 0;
+    pid_t top = 0;
     while (at > 1 && at != self && seen.insert(at).second) {
         if (const PreloadOwner *owner = ownerWithPid(at, owners)) {
             return owner;
@@ -57,16 +58,30 @@ const PreloadOwner *ownerOfProcess(pid_t pid, const std::vector<PreloadOwner> &o
         }
         if (stat->ppid == self) {
             topGroup = stat->pgid; // fdsupd's own child: adopted as a subreaper, or an instance
+            top = at;
         }
         at = stat->ppid;
     }
     // A daemonised process reparented to fdsupd keeps the process group of
     // the instance it came from unless it called setsid().
-    if (at == self && topGroup != 0) {
-        for (const auto &owner : owners) {
-            if (owner.spawnPid == topGroup) {
-                return &owner;
-            }
+    if (at != self || top == 0) {
+        return nullptr;
+    }
+    for (const auto &owner : owners) {
+        if (owner.spawnPid == topGroup) {
+            return &owner;
+        }
+    }
+    // One that called setsid() too (a daemon, before fdsupd follows it
+    // through its pid file): every process reparented to fdsupd descends from
+    // an instance, and the environment it was started with says which.
+    const auto service = startEnvironment(top, "FDSUP_SERVICE");
+    const auto slot = startEnvironment(top, "FDSUP_INSTANCE");
+    const auto generation = startEnvironment(top, "FDSUP_GENERATION");
+    for (const auto &owner : owners) {
+        if (service == owner.profile->config.name && slot == std::to_string(owner.slot) &&
+            generation == std::to_string(owner.profile->generation)) {
+            return &owner;
         }
     }
     return nullptr;

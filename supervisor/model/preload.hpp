@@ -36,7 +36,8 @@ struct PreloadOwner {
 // spawned process is `pid` or an ancestor of it (the ppid chain, up to
 // fdsupd or pid 1), or, for a process that fdsupd adopted as a child
 // subreaper (its chain ends at fdsupd), the instance whose spawned process
-// leads its process group. Null when none.
+// leads its process group, or else the instance (service, slot and
+// generation) its starting environment names. Null when none.
 const PreloadOwner *ownerOfProcess(pid_t pid, const std::vector<PreloadOwner> &owners);
 
 // What the preload socket needs from its service.
