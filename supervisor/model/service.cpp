@@ -159,6 +159,10 @@ Result<void> Service::scale(unsigned instances)
         return Error{EBUSY, "rollout " + std::to_string(rollouts_.currentId()) + " of service '" + name() +
                                 "' is in progress"};
     }
+    if (config().pidFile && instances > 1) {
+        return Error{EINVAL, "service '" + name() +
+                                 "' has a pid_file: its instances' daemons would write the same file"};
+    }
     const unsigned before = wanted();
     if (!active_) {
         reshape(ServiceShape{instances, active_, failed_, failedReason_}); // applies at the next start

@@ -291,6 +291,7 @@ TEST_F(ReloadPlanTest, EveryRefusalIsReported)
 {
     std::string next = edit(kBase, "log_level = \"info\"",
                             "log_level = \"debug\"\nlog_target = \"journal\"\ncontrol_mode = \"0600\"\n"
+                            "preload_library = \"/opt/shim.so\"\n"
                             "[supervisor.limits]\nheld_connections = 10\nstate_size = \"1MiB\"");
     next = edit(next, "tcp://127.0.0.1:8080", "tcp://127.0.0.1:9090");
     next = edit(next, "backlog = 128", "backlog = 256\nnodelay = true\nsend_buffer = \"64KiB\"");
@@ -300,6 +301,7 @@ TEST_F(ReloadPlanTest, EveryRefusalIsReported)
         ElementsAre(
             HasSubstr("[supervisor] control_mode changed from 0660 to 0600"),
             HasSubstr("[supervisor] log_target changed from console to journal"),
+            HasSubstr("[supervisor] preload_library changed from "),
             HasSubstr("[supervisor.limits] held_connections changed from 65536 to 10"),
             HasSubstr("[supervisor.limits] state_size changed from 64KiB to 1MiB"),
             HasSubstr("socket 'web': listen changed"),
