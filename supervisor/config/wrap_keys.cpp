@@ -132,8 +132,9 @@ void Loader::crossCheckPreloadMap(const ServiceDefinition &def)
                           didYouMean(name, known));
             continue;
         }
+        const std::string &socketName = name; // a structured binding cannot be captured before C++20's clang
         auto it = std::find_if(sockets_.begin(), sockets_.end(),
-                               [&](const SocketDefinition &d) { return d.config.name == name; });
+                               [&](const SocketDefinition &d) { return d.config.name == socketName; });
         if (it == sockets_.end() || !it->complete) {
             continue;
         }

@@ -99,14 +99,15 @@ int checkEnvironment()
                std::getenv("FDSUP_DRAIN_TIMEOUT_USEC") == nullptr) {
         why = "no FDSUP_DRAIN_SIGNAL or FDSUP_DRAIN_TIMEOUT_USEC";
     }
-    std::printf(why.empty() ? "env ok\n" : "env bad: %s\n", why.c_str());
-    std::fflush(stdout);
+    (void)std::printf(why.empty() ? "env ok\n" : "env bad: %s\n", why.c_str());
+    (void)std::fflush(stdout);
     return why.empty() ? 0 : 2;
 }
 
 void serve(const std::vector<UniqueFd> &listeners)
 {
     std::vector<pollfd> polls;
+    polls.reserve(listeners.size());
     for (const auto &fd : listeners) {
         polls.push_back(pollfd{fd.get(), POLLIN, 0});
     }
@@ -130,7 +131,11 @@ void serve(const std::vector<UniqueFd> &listeners)
 
 int run(const std::vector<std::string> *claim)
 {
-    UniqueFd fd = connectTo(std::getenv("FDSUP_PRELOAD"));
+    const char *address = std::getenv("FDSUP_PRELOAD");
+    if (address == nullptr) {
+        return 2;
+    }
+    UniqueFd fd = connectTo(address);
     ChannelMessage hello;
     hello.type = ChannelType::Hello;
     hello.capabilities = fdsup::kChannelCapListeners | fdsup::kChannelCapPreload;
@@ -172,7 +177,7 @@ int run(const std::vector<std::string> *claim)
         claimedMessage.names = claimed;
         (void)fdsup::sendChannelMessage(fd.borrow(), claimedMessage);
     }
-    std::fflush(stdout);
+    (void)std::fflush(stdout);
     serve(serving);
     return 0;
 }
@@ -195,7 +200,8 @@ int main(int argc, char **argv)
         } else if (arg == "--daemonize" && i + 1 < argc) {
             pidFile = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: preload-client [--claim NAME,...] [--fork] [--daemonize PIDFILE]\n");
+            (void)std::fprintf(stderr,
+                               "usage: preload-client [--claim NAME,...] [--fork] [--daemonize PIDFILE]\n");
             return 64;
         }
     }
@@ -204,7 +210,7 @@ int main(int argc, char **argv)
         stop = 1;
     };
     sigaction(SIGTERM, &sa, nullptr);
-    setvbuf(stdout, nullptr, _IOLBF, 0);
+    (void)setvbuf(stdout, nullptr, _IOLBF, 0);
     if (const int r = checkEnvironment(); r != 0) {
         return r;
     }

@@ -45,7 +45,7 @@ std::string staticElf()
 
 fs::path copyWithMode(const test::TempDir &dir, const std::string &name, mode_t mode)
 {
-    const fs::path copy = dir / name;
+    fs::path copy = dir / name;
     fs::copy_file("/bin/true", copy);
     EXPECT_EQ(chmod(copy.c_str(), mode), 0);
     return copy;
