@@ -125,6 +125,22 @@ TEST_F(Wrap, WithReadyBoundAProgramThatNeverBindsNeverBecomesReady)
     EXPECT_THAT(fdsupd_.log(), HasSubstr("did not become ready within 1s"));
 }
 
+TEST_F(Wrap, ARolloutToAServerThatNeverClaimsItsListenerRollsBack)
+{
+    start("[" + client_ + "]", "ready = \"bound\"\nready_timeout = \"1s\"\n");
+    ASSERT_TRUE(readyAndBound());
+    const pid_t old = instance()["pid"].get<pid_t>();
+    // The new generation connects and takes the listeners but never binds one.
+    writeFile(fdsupd_.dir() / "fdsupd.toml", config("[" + client_ + ", \"--claim\", \"elsewhere\"]",
+                                                    "ready = \"bound\"\nready_timeout = \"1s\"\n"));
+    const ProcessResult reload = fdsupd_.fdsupctl({"reload"});
+    EXPECT_NE(reload.exitCode, 0) << reload.out << reload.err;
+    EXPECT_THAT(reload.out + reload.err, HasSubstr("did not become ready within 1s"));
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("rolling back to generation 1"));
+    EXPECT_EQ(instance()["pid"].get<pid_t>(), old) << "generation 1 keeps serving";
+    EXPECT_EQ(servedBy(), old);
+}
+
 TEST_F(Wrap, AStaticProgramIsReportedAtOnce)
 {
     if (!std::filesystem::exists("/sbin/ldconfig")) {
