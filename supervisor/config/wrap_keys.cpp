@@ -52,6 +52,12 @@ std::vector<KeyHandler> Loader::wrapKeys(ServiceDefinition &def, const FileConte
                      error(valueWhere, "'preload_map': " + address.error().message);
                      continue;
                  }
+                 if (address->isInet() && !address->isNumericHost()) {
+                     error(valueWhere, "'preload_map': " + squote(text->get()) +
+                                           " names a host: the shim compares numeric addresses (write the "
+                                           "address the server binds, e.g. 0.0.0.0 or 127.0.0.1)");
+                     continue;
+                 }
                  s.preloadMap[std::string(key.str())] = std::move(*address);
                  def.preloadMapEntryAt[std::string(key.str())] = keyWhere;
              }

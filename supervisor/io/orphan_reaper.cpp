@@ -8,8 +8,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "io/proc.hpp"
-
 namespace fdsup {
 
 Result<std::unique_ptr<OrphanReaper>> OrphanReaper::start(EventLoop &loop, Supervised supervised)
@@ -17,7 +15,7 @@ Result<std::unique_ptr<OrphanReaper>> OrphanReaper::start(EventLoop &loop, Super
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
         return errnoError(errno, "Failed to become a child subreaper");
     }
-    std::unique_ptr<OrphanReaper> reaper(new OrphanReaper(std::move(supervised)));
+    std::unique_ptr<OrphanReaper> reaper(new OrphanReaper(loop, std::move(supervised)));
     OrphanReaper *self = reaper.get();
     auto signal = loop.addSignal(SIGCHLD, [self](const signalfd_siginfo &) { (void)self->reap(); });
     if (!signal) {
@@ -36,20 +34,41 @@ OrphanReaper::~OrphanReaper()
 int OrphanReaper::reap()
 {
     int reaped = 0;
-    for (const pid_t pid : ownChildren()) {
-        // An instance's own process is reaped by its pidfd's child source,
-        // with its exit status: never taken from it here.
-        if (supervised_(pid)) {
-            continue;
-        }
+    for (;;) {
+        // Peek first (WNOWAIT): no descriptor is opened and nothing is
+        // taken from an instance, whose own process is reaped by its pidfd's
+        // child source with its exit status.
         siginfo_t info{};
-        if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG) == 0 && info.si_pid == pid) {
-            spdlog::debug("Reaped pid {}, a process left behind by a worker (status {})", pid,
-                          info.si_status);
-            ++reaped;
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0) {
+            return reaped;
         }
+        const pid_t pid = info.si_pid;
+        if (supervised_(pid)) {
+            // Its child source reaps it in this iteration; the zombies
+            // behind it are looked at once it has.
+            recheckLater();
+            return reaped;
+        }
+        siginfo_t done{};
+        if (waitid(P_PID, static_cast<id_t>(pid), &done, WEXITED | WNOHANG) < 0 || done.si_pid != pid) {
+            return reaped;
+        }
+        spdlog::debug("Reaped pid {}, a process left behind by a worker (status {})", pid, done.si_status);
+        ++reaped;
     }
-    return reaped;
+}
+
+void OrphanReaper::recheckLater()
+{
+    if (recheck_) {
+        return;
+    }
+    if (auto timer = loop_.addTimer(kRecheck, [this] {
+            recheck_.reset();
+            (void)reap();
+        })) {
+        recheck_ = std::move(*timer);
+    }
 }
 
 } // namespace fdsup

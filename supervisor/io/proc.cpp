@@ -1,10 +1,8 @@
-// What /proc says about a process: its parent and group, its children, its environment.
+// What /proc says about a process: its parent and group, its environment.
 #include "io/proc.hpp"
 
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 
 namespace fdsup {
@@ -32,20 +30,6 @@ std::optional<ProcStat> readProcStat(pid_t pid)
     stat.ppid = static_cast<pid_t>(ppid);
     stat.pgid = static_cast<pid_t>(pgid);
     return stat;
-}
-
-std::vector<pid_t> ownChildren()
-{
-    std::vector<pid_t> children;
-    std::error_code ec;
-    for (const auto &task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-        std::ifstream in(task.path() / "children");
-        long pid = 0;
-        while (in >> pid) {
-            children.push_back(static_cast<pid_t>(pid));
-        }
-    }
-    return children;
 }
 
 std::optional<std::string> startEnvironment(pid_t pid, const std::string &name)

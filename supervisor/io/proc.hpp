@@ -1,4 +1,4 @@
-// What /proc says about a process: its parent and group, its children, its environment.
+// What /proc says about a process: its parent and group, its environment.
 #pragma once
 
 #include <optional>
@@ -17,8 +17,6 @@ struct ProcStat {
 
 // /proc/<pid>/stat; nullopt when the process is gone (or was never there).
 std::optional<ProcStat> readProcStat(pid_t pid);
-// Every child of this process, of every thread (/proc/self/task/*/children).
-std::vector<pid_t> ownChildren();
 // The value of `name` in the environment the process was started with
 // (/proc/<pid>/environ); nullopt when absent or unreadable.
 std::optional<std::string> startEnvironment(pid_t pid, const std::string &name);

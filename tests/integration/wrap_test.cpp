@@ -177,6 +177,14 @@ pid_t readPid(const std::filesystem::path &file)
     return pid;
 }
 
+bool noChildren(pid_t parent)
+{
+    std::ifstream children("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) +
+                           "/children");
+    std::string any;
+    return !(children >> any);
+}
+
 TEST_F(Wrap, ADaemonisingServerIsFollowedThroughItsPidFileRestartedAndStopped)
 {
     const std::string pidFile = (fdsupd_.dir() / "web.pid").string();
@@ -201,12 +209,29 @@ TEST_F(Wrap, ADaemonisingServerIsFollowedThroughItsPidFileRestartedAndStopped)
     const ProcessResult stop = fdsupd_.fdsupctl({"stop", "web"});
     ASSERT_EQ(stop.exitCode, 0) << stop.out << stop.err;
     EXPECT_TRUE(waitUntil([&] { return gone(second); })) << "stopped and reaped: no orphan, no zombie";
-    EXPECT_TRUE(waitUntil([&] {
-        std::ifstream children("/proc/" + std::to_string(fdsupd_.pid()) + "/task/" +
-                               std::to_string(fdsupd_.pid()) + "/children");
-        std::string rest;
-        return !(children >> rest);
-    })) << "fdsupd has no child left";
+    EXPECT_TRUE(waitUntil([&] { return noChildren(fdsupd_.pid()); })) << "fdsupd has no child left";
+}
+
+TEST_F(Wrap, WhatAWorkerLeavesBehindIsReapedByFdsupdAsASubreaper)
+{
+    // Not wrapped: any service. The background sleep outlives its parent's
+    // reaping, is reparented to fdsupd (a child subreaper) and must not stay a zombie.
+    const std::string bgPid = (fdsupd_.dir() / "bg.pid").string();
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[service.web]
+command = ["/bin/sh", "-c", "sleep 1000 & echo $! > )" +
+                                  bgPid + R"(; exec sleep 1000"]
+ready = "started"
+)",
+                              why))
+        << why;
+    ASSERT_TRUE(waitUntil([&] { return readPid(bgPid) > 0; }));
+    const pid_t background = readPid(bgPid);
+    const ProcessResult stop = fdsupd_.fdsupctl({"stop", "web"});
+    ASSERT_EQ(stop.exitCode, 0) << stop.out << stop.err;
+    EXPECT_TRUE(waitUntil([&] { return gone(background); })) << "killed with its group, then reaped";
+    EXPECT_TRUE(waitUntil([&] { return noChildren(fdsupd_.pid()); }));
 }
 
 TEST_F(Wrap, APidFileNamingAProcessThatIsNotTheInstancesFailsTheStart)
