@@ -422,7 +422,10 @@ void Service::onInstanceEnded(Instance &instance, const ExitStatus &exit)
     const std::uint64_t id = instance.id();
     // Kept by value: the instance is destroyed by remove() below.
     const EndCause cause = instance.ending().cause;
-    const std::string detail = isFailure(cause) ? instance.ending().detail : std::string();
+    std::string detail = isFailure(cause) ? instance.ending().detail : std::string();
+    if (cause == EndCause::ReadyTimeout) {
+        detail += unadopted(instance); // ready = "bound": which listener it never took, and why
+    }
     const InstanceRole role = slot < slots_.size() ? instance.role() : InstanceRole::Retiring;
     switch (role) {
     case InstanceRole::Candidate: {

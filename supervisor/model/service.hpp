@@ -157,6 +157,9 @@ private:
     // service_preload.cpp: a wrapped service's part of a spawn.
     Result<void> openPreload();
     [[nodiscard]] std::string preloadAddress() const;
+    // ": listener 'web' not adopted: REASON" for each listener a wrapped
+    // instance never claimed, as if its deadline had passed; "" otherwise.
+    [[nodiscard]] std::string unadopted(const Instance &instance) const;
     static InstanceView viewOf(const Instance &instance);
 
     // InstanceOwner

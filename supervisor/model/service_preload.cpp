@@ -46,6 +46,29 @@ std::vector<ListenerReport> Service::listenerReport(const Instance &instance) co
                           profile.preloadBlocker, missing);
 }
 
+std::string Service::unadopted(const Instance &instance) const
+{
+    const Profile &profile = instance.profile();
+    const Adoption *adoption = preload_ ? preload_->adoption(instance.id()) : nullptr;
+    if (profile.config.wrap != config::Wrap::Preload || adoption == nullptr) {
+        return {};
+    }
+    Adoption final = *adoption;
+    final.deadlinePassed = true; // the instance is over: nothing is pending any more
+    std::optional<std::string> missing;
+    if (profile.preloadLibraryMissing) {
+        missing = profile.preloadLibrary;
+    }
+    std::string out;
+    for (const auto &report :
+         adoptionReport(profile.config.sockets, final, profile.preloadBlocker, missing)) {
+        if (report.adoptedBy == 0) {
+            out += ": listener '" + report.name + "' not adopted: " + report.reason;
+        }
+    }
+    return out;
+}
+
 std::vector<PreloadOwner> Service::preloadOwners() const
 {
     std::vector<PreloadOwner> owners;

@@ -122,7 +122,9 @@ TEST_F(Wrap, WithReadyBoundAProgramThatNeverBindsNeverBecomesReady)
     start(R"(["/bin/sleep", "1000"])", "ready = \"bound\"\nready_timeout = \"1s\"\nrestart = \"never\"\n");
     ASSERT_TRUE(waitUntil([&] { return fdsupd_.status("web")["state"] == "failed"; }))
         << fdsupd_.status("web").dump(2);
-    EXPECT_THAT(fdsupd_.log(), HasSubstr("did not become ready within 1s"));
+    EXPECT_THAT(fdsupd_.log(),
+                HasSubstr("did not become ready within 1s: listener 'web' not adopted: the shim "
+                          "never connected"));
 }
 
 TEST_F(Wrap, ARolloutToAServerThatNeverClaimsItsListenerRollsBack)
@@ -135,7 +137,10 @@ TEST_F(Wrap, ARolloutToAServerThatNeverClaimsItsListenerRollsBack)
                                                     "ready = \"bound\"\nready_timeout = \"1s\"\n"));
     const ProcessResult reload = fdsupd_.fdsupctl({"reload"});
     EXPECT_NE(reload.exitCode, 0) << reload.out << reload.err;
-    EXPECT_THAT(reload.out + reload.err, HasSubstr("did not become ready within 1s"));
+    EXPECT_THAT(
+        reload.out + reload.err,
+        HasSubstr("did not become ready within 1s: listener 'web' not adopted: the shim connected but the "
+                  "program never bound listener 'web'"));
     EXPECT_THAT(fdsupd_.log(), HasSubstr("rolling back to generation 1"));
     EXPECT_EQ(instance()["pid"].get<pid_t>(), old) << "generation 1 keeps serving";
     EXPECT_EQ(servedBy(), old);
