@@ -1,0 +1,52 @@
+// The preload shim's constructor: reads (and removes) its environment, and keeps its locks sane across
+// fork().
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include "real.hpp"
+#include "source.hpp"
+#include "state.hpp"
+
+namespace fdsup::preload {
+
+namespace {
+
+void beforeFork()
+{
+    if (State *s = state(); s != nullptr) {
+        s->mutex.lock();
+    }
+    lockAccepts();
+}
+
+void afterFork()
+{
+    unlockAccepts();
+    if (State *s = state(); s != nullptr) {
+        s->mutex.unlock();
+    }
+}
+
+__attribute__((constructor)) void shimInit()
+{
+    ShimScope scope;
+    ErrnoKeeper keep;
+    Dl_info self{};
+    const char *selfPath = dladdr(reinterpret_cast<void *>(&shimInit), &self) != 0 ? self.dli_fname : nullptr;
+    // Never freed: other threads may call an interposer until the very end.
+    auto *s = new State;
+    readEnvironment(s->config, selfPath);
+    if (s->config.preloadAddress.empty() && s->config.inheritedFds.empty()) {
+        if (s->config.debug) {
+            warn("no listeners (neither FDSUP_PRELOAD nor LISTEN_FDS): every call goes to libc");
+        }
+        delete s;
+        return;
+    }
+    pthread_atfork(beforeFork, afterFork, afterFork);
+    setState(s);
+}
+
+} // namespace
+
+} // namespace fdsup::preload
