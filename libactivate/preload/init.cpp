@@ -43,6 +43,11 @@ __attribute__((constructor)) void shimInit()
         delete s;
         return;
     }
+    // Protected from the app's close()/close_range()/closefrom() from now on,
+    // long before the first bind() loads the listeners.
+    for (int fd : s->config.inheritedFds) {
+        addOwnFd(*s, fd);
+    }
     pthread_atfork(beforeFork, afterFork, afterFork);
     setState(s);
 }

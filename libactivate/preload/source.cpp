@@ -306,9 +306,6 @@ bool ensureListeners(State &s)
     if (!s.config.preloadAddress.empty()) {
         loadFromFdsupd(s);
     } else {
-        for (int fd : s.config.inheritedFds) {
-            addOwnFd(s, fd);
-        }
         addListeners(s, s.config.inheritedFds, s.config.inheritedNames);
     }
     s.load = LoadState::Loaded;
