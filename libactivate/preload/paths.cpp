@@ -46,13 +46,13 @@ bool absolutePath(int dirfd, const char *path, std::string &out)
 // loaded), so ordinary file operations cost one lstat().
 bool isManagedPath(int dirfd, const char *path)
 {
+    ErrnoKeeper keep;
     State *s = state();
     struct stat st {};
     if (s == nullptr || inShim() || path == nullptr || fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
         !S_ISSOCK(st.st_mode)) {
         return false;
     }
-    ErrnoKeeper keep;
     std::string absolute;
     if (!absolutePath(dirfd, path, absolute)) {
         return false;

@@ -24,7 +24,7 @@ namespace {
 // serialises them with every other process of the shim (see acceptReady()).
 std::mutex gAcceptMutex;
 
-int claimFd(State &s, int fd, std::size_t index)
+int claimFd(State &s, int fd, std::size_t index, const NormalAddress &app)
 {
     ListenerFd &listener = s.listeners[index];
     int fdFlags = real::fcntl(fd, F_GETFD, nullptr);
@@ -37,8 +37,8 @@ int claimFd(State &s, int fd, std::size_t index)
     listener.claimed = true;
     reportClaims(s);
     ensureDrain(s);
-    debug("bind(%d, %s): listener '%s'", fd, formatNormalAddress(listener.info.address).c_str(),
-          listener.info.name.c_str());
+    debug("bind(%d, %s): listener '%s' at %s", fd, formatNormalAddress(app).c_str(),
+          listener.info.name.c_str(), formatNormalAddress(listener.info.address).c_str());
     return 0;
 }
 
@@ -72,7 +72,7 @@ int bindLocked(State &s, int fd, const sockaddr *addr, socklen_t len)
     case BindDecision::Action::Claim:
         break;
     }
-    return claimFd(s, fd, d.listener);
+    return claimFd(s, fd, d.listener, app);
 }
 
 // poll(0) then accept under both locks: no other process of the shim can
@@ -187,7 +187,12 @@ FDSUP_EXPORT int accept4(int fd, sockaddr *addr, socklen_t *len, int flags)
             bool nonblock = c->nonblock;
             bool drained = c->drained;
             guard.unlock();
-            return acceptClaimed(*s, fd, nonblock, drained, addr, len, flags);
+            int saved = errno;
+            int conn = acceptClaimed(*s, fd, nonblock, drained, addr, len, flags);
+            if (conn >= 0) {
+                errno = saved; // the lock's EINTR retries and the polls leave no trace
+            }
+            return conn;
         }
     }
     return real::accept4(fd, addr, len, flags);

@@ -325,6 +325,90 @@ TEST_F(Preload, DrainCompletesTheRequestInFlightThenDiesOfSigterm)
     EXPECT_THAT(readAll(own.borrow(), 2s), StartsWith("GET /late"));
 }
 
+TEST_F(Preload, ASecondDrainSignalRunsTheAppsDispositionAtOnce)
+{
+    writeFile(tmp_ / "index.html", "x\n");
+    TestListener l = tcpListener();
+    auto server = run({kPython, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                       tmp_.path().string(), std::to_string(l.port)},
+                      l, {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"});
+    UniqueFd slow = connectTcp(l.port);
+    ASSERT_TRUE(slow);
+    sendAll(slow.borrow(), "GET /index.html HTTP/1.0\r\n");
+    ASSERT_TRUE(waitUntil([&] { return listenQueue(l.port).queued == 0; }));
+    server->signal(SIGTERM);
+    ASSERT_TRUE(server->waitForLog("no longer accepts", kEventDeadline)) << server->log();
+    server->signal(SIGTERM);
+    auto status = server->wait(kEventDeadline);
+    ASSERT_TRUE(status) << "a second SIGTERM waited for the drain (10 minutes)";
+    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM);
+}
+
+TEST_F(Preload, PreforkedSiblingsShareTheListenerWithTheirOwnNonBlockingView)
+{
+    TestListener l = tcpListener(128);
+    // Four children select() on a non-blocking dup of the claimed socket and
+    // race for every connection: the losers get EAGAIN, nobody blocks.
+    const std::string script = R"(
+import os, select, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+s.setblocking(False)
+d = s.dup()
+for i in range(4):
+    if os.fork() == 0:
+        while True:
+            select.select([d], [], [])
+            try:
+                c, _ = d.accept()
+            except BlockingIOError:
+                continue
+            c.setblocking(True)
+            c.sendall(b"worker %d" % os.getpid())
+            c.close()
+print("forked", flush=True)
+os.wait()
+)";
+    auto server = run({kPython, "-c", script, std::to_string(l.port)}, l);
+    ASSERT_TRUE(server->waitForLog("forked", kEventDeadline)) << server->log();
+    std::vector<UniqueFd> clients;
+    for (int i = 0; i < 40; ++i) {
+        clients.push_back(connectTcp(l.port));
+        ASSERT_TRUE(clients.back()) << i;
+    }
+    for (auto &c : clients) {
+        EXPECT_THAT(readAll(c.borrow(), kEventDeadline), StartsWith("worker "));
+    }
+    EXPECT_FALSE(sharedNonBlocking(l));
+}
+
+TEST_F(Preload, TheMapGivesAListenerToAnotherAddress)
+{
+    TestListener l = tcpListener();
+    // The app binds port 1; the map sends that address to the activator's listener.
+    const std::string script = R"(
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 1))
+s.listen()
+c, _ = s.accept()
+c.sendall(b"mapped")
+c.close()
+)";
+    ShimOptions options;
+    options.listeners = {l.fd.get()};
+    options.preload = false;
+    options.env = {"LISTEN_FDNAMES=web"};
+    ShimProcess server({requireEnv("FDSUP_TEST_PRELOAD_WRAPPER"), "--debug", "--map", "web=tcp://127.0.0.1:1",
+                        "--", kPython, "-c", script},
+                       options, logPath("mapped"));
+    UniqueFd c = connectTcp(l.port);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(readAll(c.borrow(), kEventDeadline), "mapped") << server.log();
+    EXPECT_THAT(server.log(), HasSubstr("bind(3, 127.0.0.1:1): listener 'web'"));
+}
+
 TEST_F(Preload, WithoutTheShimHttpServerDiesAtOnceOnSigterm)
 {
     // The control: the same server binding its own port loses the request in flight.
