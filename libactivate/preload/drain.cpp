@@ -275,7 +275,12 @@ bool draining() noexcept
 
 using namespace fdsup::preload;
 
-FDSUP_EXPORT int sigaction(int sig, const struct sigaction *action, struct sigaction *old) noexcept
+// Defined under another C++ name, the libc symbol as its asm label: glibc's
+// declaration names its parameters differently (__sig...).
+FDSUP_EXPORT int shimSigaction(int sig, const struct sigaction *action, struct sigaction *old) noexcept
+    __asm__("sigaction");
+
+FDSUP_EXPORT int shimSigaction(int sig, const struct sigaction *action, struct sigaction *old) noexcept
 {
     if (inShim() || sig != gSignal.load() || gRestored.load()) {
         return real::sigaction(sig, action, old);
@@ -298,7 +303,7 @@ FDSUP_EXPORT sighandler_t signal(int sig, sighandler_t handler) noexcept
     action.sa_handler = handler; // NOLINT(cppcoreguidelines-pro-type-union-access)
     action.sa_flags = SA_RESTART;
     sigemptyset(&action.sa_mask);
-    if (sigaction(sig, &action, &old) < 0) {
+    if (shimSigaction(sig, &action, &old) < 0) {
         return SIG_ERR;
     }
     return old.sa_handler; // NOLINT(cppcoreguidelines-pro-type-union-access)

@@ -153,7 +153,16 @@ FDSUP_EXPORT int close(int fd)
     return real::close(fd);
 }
 
-FDSUP_EXPORT int close_range(unsigned first, unsigned last, int flags) noexcept
+// Defined under other C++ names, the libc symbols as their asm labels:
+// glibc's declarations name their parameters differently (__fd...), and
+// with _FILE_OFFSET_BITS=64 its header renames fcntl to fcntl64 while the
+// shim must define both.
+FDSUP_EXPORT int shimCloseRange(unsigned first, unsigned last, int flags) noexcept __asm__("close_range");
+FDSUP_EXPORT void shimClosefrom(int first) noexcept __asm__("closefrom");
+FDSUP_EXPORT int shimDup2(int fd, int target) noexcept __asm__("dup2");
+FDSUP_EXPORT int shimDup3(int fd, int target, int flags) noexcept __asm__("dup3");
+
+FDSUP_EXPORT int shimCloseRange(unsigned first, unsigned last, int flags) noexcept
 {
     State *s = state();
     if (s == nullptr || inShim() || first > last) {
@@ -168,7 +177,7 @@ FDSUP_EXPORT int close_range(unsigned first, unsigned last, int flags) noexcept
     return 0;
 }
 
-FDSUP_EXPORT void closefrom(int first) noexcept
+FDSUP_EXPORT void shimClosefrom(int first) noexcept
 {
     State *s = state();
     if (s == nullptr || inShim() || first < 0) {
@@ -195,18 +204,16 @@ FDSUP_EXPORT int dup(int fd) noexcept
     return newFd;
 }
 
-FDSUP_EXPORT int dup2(int fd, int target) noexcept
+FDSUP_EXPORT int shimDup2(int fd, int target) noexcept
 {
     return dupInto(fd, target, 0, true);
 }
 
-FDSUP_EXPORT int dup3(int fd, int target, int flags) noexcept
+FDSUP_EXPORT int shimDup3(int fd, int target, int flags) noexcept
 {
     return dupInto(fd, target, flags, false);
 }
 
-// Named by asm labels: with _FILE_OFFSET_BITS=64 the header renames fcntl
-// to fcntl64, and the shim must define both symbols.
 FDSUP_EXPORT int shimFcntl(int fd, int cmd, ...) __asm__("fcntl");
 FDSUP_EXPORT int shimFcntl64(int fd, int cmd, ...) __asm__("fcntl64");
 

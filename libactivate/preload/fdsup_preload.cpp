@@ -24,7 +24,7 @@ constexpr const char *kUsage = "usage: fdsup-preload [--map NAME=ADDRESS]... [--
 
 int usage(const char *why)
 {
-    std::fprintf(stderr, "fdsup-preload: %s\n%s", why, kUsage);
+    (void)std::fprintf(stderr, "fdsup-preload: %s\n%s", why, kUsage);
     return 2;
 }
 
@@ -116,7 +116,7 @@ std::string cannotWrap(const std::string &program)
     }
     int interp = hasInterpreter(fd);
     if (interp < 0) {
-        std::fprintf(
+        (void)std::fprintf(
             stderr,
             "fdsup-preload: note: %s is not an ELF binary: its interpreter gets the shim, which takes "
             "itself out of the environment, so a program the script execs does not\n",
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
         } else if (arg == "--map" && i + 1 < argc) {
             map += (map.empty() ? "" : ";") + std::string(argv[++i]);
         } else if (arg == "-h" || arg == "--help") {
-            std::fputs(kUsage, stdout);
+            (void)std::fputs(kUsage, stdout);
             return 0;
         } else {
             return usage(("unknown argument '" + std::string(arg) + "'").c_str());
@@ -170,11 +170,11 @@ int main(int argc, char **argv)
     }
     std::string program = findProgram(argv[i]);
     if (program.empty()) {
-        std::fprintf(stderr, "fdsup-preload: %s: command not found\n", argv[i]);
+        (void)std::fprintf(stderr, "fdsup-preload: %s: command not found\n", argv[i]);
         return 127;
     }
     if (std::string reason = cannotWrap(program); !reason.empty()) {
-        std::fprintf(stderr, "fdsup-preload: cannot wrap %s: %s\n", program.c_str(), reason.c_str());
+        (void)std::fprintf(stderr, "fdsup-preload: cannot wrap %s: %s\n", program.c_str(), reason.c_str());
         return 126;
     }
     std::string preload = libraryPath();
@@ -189,6 +189,6 @@ int main(int argc, char **argv)
         setenv("FDSUP_PRELOAD_DEBUG", "1", 1);
     }
     execv(program.c_str(), argv + i);
-    std::fprintf(stderr, "fdsup-preload: cannot run %s: %s\n", program.c_str(), std::strerror(errno));
+    (void)std::fprintf(stderr, "fdsup-preload: cannot run %s: %s\n", program.c_str(), std::strerror(errno));
     return 126;
 }

@@ -30,7 +30,7 @@ bool absolutePath(int dirfd, const char *path, std::string &out)
     }
     char link[64];
     char dir[PATH_MAX];
-    std::snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+    (void)std::snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
     ssize_t n = readlink(link, dir, sizeof(dir) - 1);
     if (n <= 0) {
         return false;
@@ -85,18 +85,28 @@ bool isManagedPath(int dirfd, const char *path)
 
 using namespace fdsup::preload;
 
-FDSUP_EXPORT int unlink(const char *path) noexcept
+// Defined under other C++ names, the libc symbols as their asm labels:
+// glibc's declarations name their parameters differently (__name...).
+FDSUP_EXPORT int shimUnlink(const char *path) noexcept __asm__("unlink");
+FDSUP_EXPORT int shimUnlinkat(int dirfd, const char *path, int flags) noexcept __asm__("unlinkat");
+FDSUP_EXPORT int shimRenameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+                               unsigned flags) noexcept __asm__("renameat2");
+FDSUP_EXPORT int shimRenameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) noexcept
+    __asm__("renameat");
+FDSUP_EXPORT int shimRename(const char *oldpath, const char *newpath) noexcept __asm__("rename");
+
+FDSUP_EXPORT int shimUnlink(const char *path) noexcept
 {
     return isManagedPath(AT_FDCWD, path) ? 0 : real::unlinkat(AT_FDCWD, path, 0);
 }
 
-FDSUP_EXPORT int unlinkat(int dirfd, const char *path, int flags) noexcept
+FDSUP_EXPORT int shimUnlinkat(int dirfd, const char *path, int flags) noexcept
 {
     return isManagedPath(dirfd, path) ? 0 : real::unlinkat(dirfd, path, flags);
 }
 
-FDSUP_EXPORT int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
-                           unsigned flags) noexcept
+FDSUP_EXPORT int shimRenameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+                               unsigned flags) noexcept
 {
     if (isManagedPath(olddirfd, oldpath) || isManagedPath(newdirfd, newpath)) {
         return 0;
@@ -104,14 +114,14 @@ FDSUP_EXPORT int renameat2(int olddirfd, const char *oldpath, int newdirfd, cons
     return real::renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
 }
 
-FDSUP_EXPORT int renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) noexcept
+FDSUP_EXPORT int shimRenameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) noexcept
 {
-    return renameat2(olddirfd, oldpath, newdirfd, newpath, 0);
+    return shimRenameat2(olddirfd, oldpath, newdirfd, newpath, 0);
 }
 
-FDSUP_EXPORT int rename(const char *oldpath, const char *newpath) noexcept
+FDSUP_EXPORT int shimRename(const char *oldpath, const char *newpath) noexcept
 {
-    return renameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, 0);
+    return shimRenameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, 0);
 }
 
 FDSUP_EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags) noexcept

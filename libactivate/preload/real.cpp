@@ -110,13 +110,19 @@ int shutdown(int fd, int how)
 
 int fcntl(int fd, int cmd, void *arg)
 {
-    FDSUP_REAL(int (*)(int, int, void *), "fcntl");
+    FDSUP_REAL(int (*)(int, int, ...), "fcntl");
+    return fn(fd, cmd, arg);
+}
+
+int fcntlInt(int fd, int cmd, long arg)
+{
+    FDSUP_REAL(int (*)(int, int, ...), "fcntl");
     return fn(fd, cmd, arg);
 }
 
 int ioctl(int fd, unsigned long request, void *arg)
 {
-    FDSUP_REAL(int (*)(int, unsigned long, void *), "ioctl");
+    FDSUP_REAL(int (*)(int, unsigned long, ...), "ioctl");
     return fn(fd, request, arg);
 }
 

@@ -19,7 +19,8 @@ int close(int fd);
 int closeRange(unsigned first, unsigned last, int flags);
 void closefrom(int first);
 int shutdown(int fd, int how);
-int fcntl(int fd, int cmd, void *arg);
+int fcntl(int fd, int cmd, void *arg);   // commands taking a pointer (or nothing)
+int fcntlInt(int fd, int cmd, long arg); // commands taking an integer
 int ioctl(int fd, unsigned long request, void *arg);
 int setsockopt(int fd, int level, int name, const void *value, socklen_t len);
 int dup(int fd);

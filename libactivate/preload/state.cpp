@@ -32,6 +32,8 @@ void vprint(const char *format, va_list ap)
     if (n < 0) {
         return;
     }
+    // ap was started by the caller (warn, debug).
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
     int m = std::vsnprintf(line + n, sizeof(line) - static_cast<std::size_t>(n) - 1, format, ap);
     if (m < 0) {
         return;
@@ -150,9 +152,9 @@ int moveHigh(int fd)
         base = std::max<long>(3, std::min<long>(static_cast<long>(limit.rlim_cur), 1024) - 64);
     }
     ShimScope scope;
-    int moved = real::fcntl(fd, F_DUPFD_CLOEXEC, reinterpret_cast<void *>(base));
+    int moved = real::fcntlInt(fd, F_DUPFD_CLOEXEC, base);
     if (moved < 0) {
-        moved = real::fcntl(fd, F_DUPFD_CLOEXEC, reinterpret_cast<void *>(3L));
+        moved = real::fcntlInt(fd, F_DUPFD_CLOEXEC, 3);
     }
     if (moved < 0) {
         return -errno;

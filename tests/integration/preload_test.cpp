@@ -325,6 +325,38 @@ TEST_F(Preload, DrainCompletesTheRequestInFlightThenDiesOfSigterm)
     EXPECT_THAT(readAll(own.borrow(), 2s), StartsWith("GET /late"));
 }
 
+// redis-server has its own SIGTERM handler (a clean shutdown) and uses epoll:
+// during the drain it keeps serving the connection it has, accepts no new
+// one, and its own handler runs once that connection is closed.
+TEST_F(Preload, RedisDrainsThenRunsItsOwnSigtermHandler)
+{
+    TestListener l = tcpListener();
+    auto server = run({"/usr/bin/redis-server", "--port", std::to_string(l.port), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--dir", tmp_.path().string()},
+                      l, {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"});
+    UniqueFd a = connectTcp(l.port);
+    ASSERT_TRUE(a);
+    sendAll(a.borrow(), "PING\r\n");
+    char buf[64] = {};
+    ASSERT_EQ(recv(a.get(), buf, sizeof(buf), 0), 7);
+    EXPECT_STREQ(buf, "+PONG\r\n");
+    server->signal(SIGTERM);
+    ASSERT_TRUE(server->waitForLog("no longer accepts", kEventDeadline)) << server->log();
+    UniqueFd late = connectTcp(l.port);
+    ASSERT_TRUE(late);
+    sendAll(late.borrow(), "PING\r\n");
+    sendAll(a.borrow(), "SET during drain\r\nGET during\r\nQUIT\r\n");
+    EXPECT_EQ(readAll(a.borrow(), kEventDeadline), "+OK\r\n$5\r\ndrain\r\n+OK\r\n");
+    auto status = server->wait(kEventDeadline);
+    ASSERT_TRUE(status) << server->log();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status << "\n"
+                                                                 << server->log();
+    EXPECT_THAT(server->log(), HasSubstr("Received SIGTERM"));
+    UniqueFd own = acceptOwn(l);
+    ASSERT_TRUE(own);
+    EXPECT_EQ(readAll(own.borrow(), 2s), "PING\r\n");
+}
+
 TEST_F(Preload, ASecondDrainSignalRunsTheAppsDispositionAtOnce)
 {
     writeFile(tmp_ / "index.html", "x\n");

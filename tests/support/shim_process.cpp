@@ -20,8 +20,6 @@
 
 #include "test_support.hpp"
 
-extern char **environ;
-
 namespace fdsup::test {
 
 namespace {
