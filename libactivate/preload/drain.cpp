@@ -275,8 +275,10 @@ bool draining() noexcept
 
 using namespace fdsup::preload;
 
-// Defined under another C++ name, the libc symbol as its asm label: glibc's
-// declaration names its parameters differently (__sig...).
+// Every interposer is a C++ function of its own name whose asm label is
+// the libc symbol: glibc's declarations name the parameters differently
+// (__fd...), and with _FILE_OFFSET_BITS=64 its header renames fcntl.
+
 FDSUP_EXPORT int shimSigaction(int sig, const struct sigaction *action, struct sigaction *old) noexcept
     __asm__("sigaction");
 
@@ -296,7 +298,9 @@ FDSUP_EXPORT int shimSigaction(int sig, const struct sigaction *action, struct s
     return 0;
 }
 
-FDSUP_EXPORT sighandler_t signal(int sig, sighandler_t handler) noexcept
+FDSUP_EXPORT sighandler_t shimSignal(int sig, sighandler_t handler) noexcept __asm__("signal");
+
+FDSUP_EXPORT sighandler_t shimSignal(int sig, sighandler_t handler) noexcept
 {
     struct sigaction action {};
     struct sigaction old {};

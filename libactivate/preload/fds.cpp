@@ -139,7 +139,13 @@ int dupInto(int oldFd, int newFd, int flags, bool isDup2)
 
 using namespace fdsup::preload;
 
-FDSUP_EXPORT int close(int fd)
+// Every interposer is a C++ function of its own name whose asm label is
+// the libc symbol: glibc's declarations name the parameters differently
+// (__fd...), and with _FILE_OFFSET_BITS=64 its header renames fcntl.
+
+FDSUP_EXPORT int shimClose(int fd) __asm__("close");
+
+FDSUP_EXPORT int shimClose(int fd)
 {
     State *s = state();
     if (s != nullptr && !inShim() && maybeManaged(fd)) {
@@ -153,10 +159,6 @@ FDSUP_EXPORT int close(int fd)
     return real::close(fd);
 }
 
-// Defined under other C++ names, the libc symbols as their asm labels:
-// glibc's declarations name their parameters differently (__fd...), and
-// with _FILE_OFFSET_BITS=64 its header renames fcntl to fcntl64 while the
-// shim must define both.
 FDSUP_EXPORT int shimCloseRange(unsigned first, unsigned last, int flags) noexcept __asm__("close_range");
 FDSUP_EXPORT void shimClosefrom(int first) noexcept __asm__("closefrom");
 FDSUP_EXPORT int shimDup2(int fd, int target) noexcept __asm__("dup2");
@@ -190,7 +192,9 @@ FDSUP_EXPORT void shimClosefrom(int first) noexcept
     (void)closeRangeSkipping(*s, static_cast<unsigned>(first), UINT_MAX, 0);
 }
 
-FDSUP_EXPORT int dup(int fd) noexcept
+FDSUP_EXPORT int shimDup(int fd) noexcept __asm__("dup");
+
+FDSUP_EXPORT int shimDup(int fd) noexcept
 {
     State *s = state();
     if (s == nullptr || inShim() || !maybeManaged(fd)) {
@@ -235,7 +239,9 @@ FDSUP_EXPORT int shimFcntl64(int fd, int cmd, ...)
     return fcntlInterposed(fd, cmd, arg);
 }
 
-FDSUP_EXPORT int ioctl(int fd, unsigned long request, ...) noexcept
+FDSUP_EXPORT int shimIoctl(int fd, unsigned long request, ...) noexcept __asm__("ioctl");
+
+FDSUP_EXPORT int shimIoctl(int fd, unsigned long request, ...) noexcept
 {
     va_list ap;
     va_start(ap, request);
@@ -253,7 +259,9 @@ FDSUP_EXPORT int ioctl(int fd, unsigned long request, ...) noexcept
     return real::ioctl(fd, request, arg);
 }
 
-FDSUP_EXPORT int epoll_ctl(int epfd, int op, int fd, epoll_event *event) noexcept
+FDSUP_EXPORT int shimEpollCtl(int epfd, int op, int fd, epoll_event *event) noexcept __asm__("epoll_ctl");
+
+FDSUP_EXPORT int shimEpollCtl(int epfd, int op, int fd, epoll_event *event) noexcept
 {
     State *s = state();
     if (s == nullptr || inShim() || !maybeManaged(fd)) {

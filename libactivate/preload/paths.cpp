@@ -85,8 +85,10 @@ bool isManagedPath(int dirfd, const char *path)
 
 using namespace fdsup::preload;
 
-// Defined under other C++ names, the libc symbols as their asm labels:
-// glibc's declarations name their parameters differently (__name...).
+// Every interposer is a C++ function of its own name whose asm label is
+// the libc symbol: glibc's declarations name the parameters differently
+// (__fd...), and with _FILE_OFFSET_BITS=64 its header renames fcntl.
+
 FDSUP_EXPORT int shimUnlink(const char *path) noexcept __asm__("unlink");
 FDSUP_EXPORT int shimUnlinkat(int dirfd, const char *path, int flags) noexcept __asm__("unlinkat");
 FDSUP_EXPORT int shimRenameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
@@ -124,12 +126,17 @@ FDSUP_EXPORT int shimRename(const char *oldpath, const char *newpath) noexcept
     return shimRenameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, 0);
 }
 
-FDSUP_EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags) noexcept
+FDSUP_EXPORT int shimFchmodat(int dirfd, const char *path, mode_t mode, int flags) noexcept
+    __asm__("fchmodat");
+
+FDSUP_EXPORT int shimFchmodat(int dirfd, const char *path, mode_t mode, int flags) noexcept
 {
     return isManagedPath(dirfd, path) ? 0 : real::fchmodat(dirfd, path, mode, flags);
 }
 
-FDSUP_EXPORT int chmod(const char *path, mode_t mode) noexcept
+FDSUP_EXPORT int shimChmod(const char *path, mode_t mode) noexcept __asm__("chmod");
+
+FDSUP_EXPORT int shimChmod(const char *path, mode_t mode) noexcept
 {
-    return fchmodat(AT_FDCWD, path, mode, 0);
+    return shimFchmodat(AT_FDCWD, path, mode, 0);
 }

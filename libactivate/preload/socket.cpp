@@ -148,7 +148,13 @@ void unlockAccepts()
 
 using namespace fdsup::preload;
 
-FDSUP_EXPORT int bind(int fd, const sockaddr *addr, socklen_t len) noexcept
+// Every interposer is a C++ function of its own name whose asm label is
+// the libc symbol: glibc's declarations name the parameters differently
+// (__fd...), and with _FILE_OFFSET_BITS=64 its header renames fcntl.
+
+FDSUP_EXPORT int shimBind(int fd, const sockaddr *addr, socklen_t len) noexcept __asm__("bind");
+
+FDSUP_EXPORT int shimBind(int fd, const sockaddr *addr, socklen_t len) noexcept
 {
     State *s = state();
     if (s != nullptr && !inShim()) {
@@ -165,7 +171,9 @@ FDSUP_EXPORT int bind(int fd, const sockaddr *addr, socklen_t len) noexcept
     return real::bind(fd, addr, len);
 }
 
-FDSUP_EXPORT int listen(int fd, int backlog) noexcept
+FDSUP_EXPORT int shimListen(int fd, int backlog) noexcept __asm__("listen");
+
+FDSUP_EXPORT int shimListen(int fd, int backlog) noexcept
 {
     State *s = state();
     if (s != nullptr && !inShim() && maybeManaged(fd)) {
@@ -178,7 +186,9 @@ FDSUP_EXPORT int listen(int fd, int backlog) noexcept
     return real::listen(fd, backlog);
 }
 
-FDSUP_EXPORT int accept4(int fd, sockaddr *addr, socklen_t *len, int flags)
+FDSUP_EXPORT int shimAccept4(int fd, sockaddr *addr, socklen_t *len, int flags) __asm__("accept4");
+
+FDSUP_EXPORT int shimAccept4(int fd, sockaddr *addr, socklen_t *len, int flags)
 {
     State *s = state();
     if (s != nullptr && !inShim() && maybeManaged(fd)) {
@@ -198,12 +208,16 @@ FDSUP_EXPORT int accept4(int fd, sockaddr *addr, socklen_t *len, int flags)
     return real::accept4(fd, addr, len, flags);
 }
 
-FDSUP_EXPORT int accept(int fd, sockaddr *addr, socklen_t *len)
+FDSUP_EXPORT int shimAccept(int fd, sockaddr *addr, socklen_t *len) __asm__("accept");
+
+FDSUP_EXPORT int shimAccept(int fd, sockaddr *addr, socklen_t *len)
 {
-    return accept4(fd, addr, len, 0);
+    return shimAccept4(fd, addr, len, 0);
 }
 
-FDSUP_EXPORT int shutdown(int fd, int how) noexcept
+FDSUP_EXPORT int shimShutdown(int fd, int how) noexcept __asm__("shutdown");
+
+FDSUP_EXPORT int shimShutdown(int fd, int how) noexcept
 {
     State *s = state();
     if (s != nullptr && !inShim() && maybeManaged(fd)) {
@@ -216,7 +230,10 @@ FDSUP_EXPORT int shutdown(int fd, int how) noexcept
     return real::shutdown(fd, how);
 }
 
-FDSUP_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len) noexcept
+FDSUP_EXPORT int shimSetsockopt(int fd, int level, int name, const void *value, socklen_t len) noexcept
+    __asm__("setsockopt");
+
+FDSUP_EXPORT int shimSetsockopt(int fd, int level, int name, const void *value, socklen_t len) noexcept
 {
     State *s = state();
     if (s != nullptr && !inShim() && maybeManaged(fd)) {

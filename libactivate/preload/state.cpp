@@ -25,10 +25,13 @@ constexpr int kMarkedFds = 1 << 16;
 std::atomic<std::uint64_t> gMarks[kMarkedFds / 64];
 std::atomic<bool> gBigMarks{false};
 
-void vprint(const char *format, va_list ap)
+// "fdsup-preload: MESSAGE" (as fdsupd's contract words it), or with the
+// pid for the debug lines, where forked processes interleave.
+void vprint(bool withPid, const char *format, va_list ap)
 {
     char line[1024];
-    int n = std::snprintf(line, sizeof(line), "fdsup-preload[%d]: ", static_cast<int>(getpid()));
+    int n = withPid ? std::snprintf(line, sizeof(line), "fdsup-preload[%d]: ", static_cast<int>(getpid()))
+                    : std::snprintf(line, sizeof(line), "fdsup-preload: ");
     if (n < 0) {
         return;
     }
@@ -167,7 +170,7 @@ void warn(const char *format, ...)
 {
     va_list ap;
     va_start(ap, format);
-    vprint(format, ap);
+    vprint(false, format, ap);
     va_end(ap);
 }
 
@@ -179,7 +182,7 @@ void debug(const char *format, ...)
     }
     va_list ap;
     va_start(ap, format);
-    vprint(format, ap);
+    vprint(true, format, ap);
     va_end(ap);
 }
 

@@ -142,7 +142,8 @@ TEST_F(PreloadChannel, RejectLeavesBindToLibcWithOneLine)
     ASSERT_TRUE(status);
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0);
     EXPECT_THAT(server->log(), HasSubstr("fdsup-preload"));
-    EXPECT_THAT(server->log(), HasSubstr("cannot get the listeners from fdsupd at @" + name_ + ": REJECT"));
+    EXPECT_THAT(server->log(),
+                HasSubstr("fdsup-preload: cannot get the listeners from fdsupd at @" + name_ + ": REJECT"));
     EXPECT_THAT(server->log(), HasSubstr("is not a process of service files"));
     EXPECT_THAT(server->log(), HasSubstr("Address already in use"));
 }
@@ -154,8 +155,8 @@ TEST_F(PreloadChannel, NoFdsupdListeningIsOneLineAndLibc)
     auto server = runHttpServer(l);
     auto status = server->wait(kEventDeadline);
     ASSERT_TRUE(status);
-    EXPECT_THAT(server->log(),
-                HasSubstr("cannot get the listeners from fdsupd at @" + name_ + ": Connection refused"));
+    EXPECT_THAT(server->log(), HasSubstr("fdsup-preload: cannot get the listeners from fdsupd at @" + name_ +
+                                         ": Connection refused"));
 }
 
 } // namespace
