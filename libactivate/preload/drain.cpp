@@ -87,10 +87,11 @@ void installHandler(State &s)
 }
 
 // An fd that never becomes ready: a listening unix socket nobody knows the
-// (autobound, abstract) name of.
+// (autobound, abstract) name of. Non-blocking, so that an accept4() that
+// checked the listener just before the swap gets EAGAIN, not a wait.
 int neverReadyFd(State &s)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     sa_family_t family = AF_UNIX;
     if (fd < 0 || real::bind(fd, reinterpret_cast<sockaddr *>(&family), sizeof(family)) < 0 ||
         real::listen(fd, 1) < 0) {
@@ -190,7 +191,9 @@ void *helperMain(void *arg)
     debug("drain signal caught: draining");
     {
         std::lock_guard guard(s->mutex);
+        lockAccepts(); // no accept between its readiness check and accept4() meanwhile
         stopAccepting(*s);
+        unlockAccepts();
     }
     waitForConnections(*s);
     runAppDisposition(gSignal.load(), nullptr, nullptr, false);
@@ -249,6 +252,17 @@ void ensureDrain(State &s)
         installHandler(s);
     }
     if (gSignal.load() != 0 && gHelperPid.load() != getpid()) {
+        ShimScope scope;
+        startHelper(s);
+    }
+}
+
+void restartDrainAfterFork(State &s)
+{
+    // A prefork worker or a forking server's child: it has listeners or
+    // connections of its own to drain when the signal reaches its group.
+    if (gSignal.load() != 0 && !gRestored.load() && !gDraining.load() &&
+        (!s.claims.empty() || pruneAccepted(s) > 0)) {
         ShimScope scope;
         startHelper(s);
     }

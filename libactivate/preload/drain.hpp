@@ -12,6 +12,10 @@ namespace fdsup::preload {
 // (again after a fork).
 void ensureDrain(State &s);
 
+// In a forked child, under the mutex: starts the child's helper thread when
+// it inherited claims or connections.
+void restartDrainAfterFork(State &s);
+
 // Records a connection accepted on a claimed listener (under the mutex).
 void trackAccepted(State &s, int fd);
 

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include "drain.hpp"
 #include "real.hpp"
 #include "source.hpp"
 #include "state.hpp"
@@ -19,10 +20,19 @@ void beforeFork()
     lockAccepts();
 }
 
-void afterFork()
+void afterForkInParent()
 {
     unlockAccepts();
     if (State *s = state(); s != nullptr) {
+        s->mutex.unlock();
+    }
+}
+
+void afterForkInChild()
+{
+    unlockAccepts();
+    if (State *s = state(); s != nullptr) {
+        restartDrainAfterFork(*s);
         s->mutex.unlock();
     }
 }
@@ -48,7 +58,7 @@ __attribute__((constructor)) void shimInit()
     for (int fd : s->config.inheritedFds) {
         addOwnFd(*s, fd);
     }
-    pthread_atfork(beforeFork, afterFork, afterFork);
+    pthread_atfork(beforeFork, afterForkInParent, afterForkInChild);
     setState(s);
 }
 

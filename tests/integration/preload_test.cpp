@@ -357,6 +357,42 @@ TEST_F(Preload, RedisDrainsThenRunsItsOwnSigtermHandler)
     EXPECT_EQ(readAll(own.borrow(), 2s), "PING\r\n");
 }
 
+// socketserver.ForkingTCPServer: the parent accepts, a child serves. The
+// drain signal reaches the whole group: the parent stops accepting and dies
+// of it at once (its copy of the connection is closed); the child, which
+// inherited the connection, finishes the request first.
+TEST_F(Preload, AForkingServersChildFinishesItsRequestOnDrain)
+{
+    TestListener l = tcpListener();
+    const std::string script = R"(
+import socketserver, sys
+class Slow(socketserver.StreamRequestHandler):
+    def handle(self):
+        print("handling", flush=True)
+        self.wfile.write(b"done " + self.rfile.readline())
+socketserver.ForkingTCPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
+)";
+    auto server =
+        run({kPython, "-c", script, std::to_string(l.port)}, l, {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"});
+    UniqueFd slow = connectTcp(l.port);
+    ASSERT_TRUE(slow);
+    ASSERT_TRUE(server->waitForLog("handling", kEventDeadline)) << server->log();
+    server->signalGroup(SIGTERM);
+    // The parent's line: the child drains (and logs) too.
+    std::string parentDrained =
+        "fdsup-preload[" + std::to_string(server->pid()) + "]: drain: fd 3 no longer accepts";
+    ASSERT_TRUE(server->waitForLog(parentDrained, kEventDeadline)) << server->log();
+    UniqueFd late = connectTcp(l.port);
+    ASSERT_TRUE(late);
+    auto status = server->wait(kEventDeadline);
+    ASSERT_TRUE(status) << server->log();
+    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM) << "status " << *status;
+    sendAll(slow.borrow(), "request\n");
+    EXPECT_EQ(readAll(slow.borrow(), kEventDeadline), "done request\n") << server->log();
+    UniqueFd own = acceptOwn(l);
+    EXPECT_TRUE(own);
+}
+
 TEST_F(Preload, ASecondDrainSignalRunsTheAppsDispositionAtOnce)
 {
     writeFile(tmp_ / "index.html", "x\n");

@@ -180,6 +180,11 @@ void ShimProcess::signal(int sig) const
     kill(pid_, sig);
 }
 
+void ShimProcess::signalGroup(int sig) const
+{
+    kill(-pid_, sig);
+}
+
 std::optional<int> ShimProcess::wait(std::chrono::milliseconds deadline)
 {
     if (status_) {

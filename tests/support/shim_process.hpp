@@ -54,6 +54,8 @@ public:
 
     [[nodiscard]] pid_t pid() const { return pid_; }
     void signal(int sig) const;
+    // To its whole process group, as fdsupd's kill_mode does.
+    void signalGroup(int sig) const;
     // Its wait status once it exited, nullopt at the deadline.
     std::optional<int> wait(std::chrono::milliseconds deadline);
     [[nodiscard]] std::string log() const;
