@@ -191,6 +191,25 @@ print("own port", s.getsockname()[1], flush=True)
     EXPECT_THAT(server->log(), HasSubstr("no listener, libc binds it"));
 }
 
+TEST_F(Preload, AnIpv6SocketBindingTheMappedAddressGetsTheIpv4Listener)
+{
+    TestListener l = tcpListener();
+    const std::string script = R"(
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.bind(("::ffff:127.0.0.1", int(sys.argv[1])))
+s.listen()
+c, peer = s.accept()
+c.sendall(("mapped peer %s" % (peer[0],)).encode())
+c.close()
+)";
+    auto server = run({kPython, "-c", script, std::to_string(l.port)}, l);
+    UniqueFd c = connectTcp(l.port);
+    ASSERT_TRUE(c);
+    // accept() returns the listener's sockaddr_in: python reads its family from it.
+    EXPECT_EQ(readAll(c.borrow(), kEventDeadline), "mapped peer 127.0.0.1") << server->log();
+}
+
 TEST_F(Preload, ATypeMismatchFailsLoudly)
 {
     TestListener l = tcpListener();
