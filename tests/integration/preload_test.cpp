@@ -551,6 +551,13 @@ TEST_F(Preload, TheWrapperRefusesWhatItCannotWrap)
     r = runProcess({requireEnv("FDSUP_TEST_PRELOAD_WRAPPER"), "--", "/usr/bin/su", "--help"});
     EXPECT_EQ(r.exitCode, 126);
     EXPECT_THAT(r.err, HasSubstr("setuid"));
+    // File capabilities (setcap needs CAP_SETFCAP: CI runs as root).
+    std::filesystem::copy_file("/bin/true", tmp_ / "captrue");
+    auto setcap = runProcess({"/sbin/setcap", "cap_net_bind_service+ep", (tmp_ / "captrue").string()});
+    ASSERT_EQ(setcap.exitCode, 0) << setcap.err;
+    r = runProcess({requireEnv("FDSUP_TEST_PRELOAD_WRAPPER"), "--", (tmp_ / "captrue").string()});
+    EXPECT_EQ(r.exitCode, 126);
+    EXPECT_THAT(r.err, HasSubstr("file capabilities"));
     r = runProcess(
         {requireEnv("FDSUP_TEST_PRELOAD_WRAPPER"), "--map", "web=tcp://nohost:80", "--", "/bin/true"});
     EXPECT_EQ(r.exitCode, 2);
