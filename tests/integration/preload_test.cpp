@@ -470,6 +470,37 @@ os.wait()
     EXPECT_FALSE(sharedNonBlocking(l));
 }
 
+TEST_F(Preload, ThreadsBlockedInAcceptEachGetConnections)
+{
+    TestListener l = tcpListener(128);
+    // Eight threads in a blocking accept() on the same claimed socket.
+    const std::string script = R"(
+import socket, sys, threading
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+def serve():
+    while True:
+        c, _ = s.accept()
+        c.sendall(b"thread %d" % threading.get_ident())
+        c.close()
+threads = [threading.Thread(target=serve) for _ in range(8)]
+for t in threads:
+    t.start()
+print("started", flush=True)
+)";
+    auto server = run({kPython, "-c", script, std::to_string(l.port)}, l);
+    ASSERT_TRUE(server->waitForLog("started", kEventDeadline)) << server->log();
+    std::vector<UniqueFd> clients;
+    for (int i = 0; i < 64; ++i) {
+        clients.push_back(connectTcp(l.port));
+        ASSERT_TRUE(clients.back()) << i;
+    }
+    for (auto &c : clients) {
+        EXPECT_THAT(readAll(c.borrow(), kEventDeadline), StartsWith("thread "));
+    }
+}
+
 TEST_F(Preload, TheMapGivesAListenerToAnotherAddress)
 {
     TestListener l = tcpListener();
