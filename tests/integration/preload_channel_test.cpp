@@ -26,8 +26,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-const std::string kPython = "/usr/bin/python3";
-
 class PreloadChannel : public ::testing::Test {
 protected:
     PreloadChannel()

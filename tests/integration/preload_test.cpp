@@ -26,41 +26,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-const std::string kPython = "/usr/bin/python3"; // Debian's, not a pyenv shim script
-
-class Preload : public ::testing::Test {
-protected:
-    std::filesystem::path logPath(const std::string &name) const { return tmp_ / (name + ".log"); }
-
-    // A server on listener l (fd 3), with the shim.
-    std::unique_ptr<ShimProcess> run(const std::vector<std::string> &argv, const TestListener &l,
-                                     std::vector<std::string> env = {}, const std::string &name = "server")
-    {
-        ShimOptions options;
-        options.listeners = {l.fd.get()};
-        options.env = std::move(env);
-        return std::make_unique<ShimProcess>(argv, options, logPath(name));
-    }
-
-    // The test's own accept on its listener: proves the listener still works.
-    static UniqueFd acceptOwn(const TestListener &l)
-    {
-        pollfd p{l.fd.get(), POLLIN, 0};
-        if (poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kEventDeadline).count())) <= 0) {
-            return {};
-        }
-        return UniqueFd(accept4(l.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    }
-
-    static bool sharedNonBlocking(const TestListener &l)
-    {
-        return (fcntl(l.fd.get(), F_GETFL) & O_NONBLOCK) != 0;
-    }
-
-    TempDir tmp_;
-};
-
-TEST_F(Preload, PythonHttpServerServesFromTheActivatorsListener)
+TEST_F(PreloadTest, PythonHttpServerServesFromTheActivatorsListener)
 {
     writeFile(tmp_ / "index.html", "hello from the shim\n");
     TestListener l = tcpListener(77);
@@ -78,7 +44,7 @@ TEST_F(Preload, PythonHttpServerServesFromTheActivatorsListener)
     EXPECT_FALSE(sharedNonBlocking(l));
 }
 
-TEST_F(Preload, NodeSetsItsOwnNonBlockingViewOnly)
+TEST_F(PreloadTest, NodeSetsItsOwnNonBlockingViewOnly)
 {
     TestListener l = tcpListener(61);
     auto server = run({"/usr/bin/node", "-e",
@@ -96,7 +62,7 @@ TEST_F(Preload, NodeSetsItsOwnNonBlockingViewOnly)
     EXPECT_THAT(server->log(), HasSubstr("listener 'fd3'"));
 }
 
-TEST_F(Preload, RedisServerAnswersOverRawResp)
+TEST_F(PreloadTest, RedisServerAnswersOverRawResp)
 {
     TestListener l = tcpListener(55);
     auto server = run({"/usr/bin/redis-server", "--port", std::to_string(l.port), "--bind", "127.0.0.1",
@@ -111,7 +77,7 @@ TEST_F(Preload, RedisServerAnswersOverRawResp)
     EXPECT_THAT(server->log(), HasSubstr("listener 'fd3'"));
 }
 
-TEST_F(Preload, UnixServerThatUnlinksItsPathKeepsTheSocketFile)
+TEST_F(PreloadTest, UnixServerThatUnlinksItsPathKeepsTheSocketFile)
 {
     auto path = tmp_ / "app.sock";
     TestListener l = unixListener(path);
@@ -142,7 +108,7 @@ server.serve_forever()
     EXPECT_THAT(server->log(), HasSubstr("socket file: left alone"));
 }
 
-TEST_F(Preload, ShutdownAndCloseByTheAppLeaveTheListenerWorking)
+TEST_F(PreloadTest, ShutdownAndCloseByTheAppLeaveTheListenerWorking)
 {
     TestListener l = tcpListener();
     const std::string script = R"(
@@ -173,7 +139,7 @@ sys.stdin.read()
     EXPECT_THAT(server->log(), HasSubstr("ignored: fdsupd's configuration decides"));
 }
 
-TEST_F(Preload, AnAddressThatMatchesNothingBindsNormally)
+TEST_F(PreloadTest, AnAddressThatMatchesNothingBindsNormally)
 {
     TestListener l = tcpListener();
     const std::string script = R"(
@@ -191,7 +157,7 @@ print("own port", s.getsockname()[1], flush=True)
     EXPECT_THAT(server->log(), HasSubstr("no listener, libc binds it"));
 }
 
-TEST_F(Preload, AnIpv6SocketBindingTheMappedAddressGetsTheIpv4Listener)
+TEST_F(PreloadTest, AnIpv6SocketBindingTheMappedAddressGetsTheIpv4Listener)
 {
     TestListener l = tcpListener();
     const std::string script = R"(
@@ -210,7 +176,7 @@ c.close()
     EXPECT_EQ(readAll(c.borrow(), kEventDeadline), "mapped peer 127.0.0.1") << server->log();
 }
 
-TEST_F(Preload, ATypeMismatchFailsLoudly)
+TEST_F(PreloadTest, ATypeMismatchFailsLoudly)
 {
     TestListener l = tcpListener();
     const std::string script = R"(
@@ -229,7 +195,7 @@ except OSError as e:
                 HasSubstr("refused: a datagram socket cannot have listener 'fd3', a stream socket"));
 }
 
-TEST_F(Preload, AnExecdChildClaimsNothing)
+TEST_F(PreloadTest, AnExecdChildClaimsNothing)
 {
     TestListener l = tcpListener();
     const std::string script = R"(
@@ -256,7 +222,7 @@ print(subprocess.run([sys.executable, "-c", child, str(port)], capture_output=Tr
     EXPECT_THAT(server->log(), HasSubstr("child errno " + std::to_string(EADDRINUSE)));
 }
 
-TEST_F(Preload, AServerThatClosesEveryFdAtStartStillGetsItsListener)
+TEST_F(PreloadTest, AServerThatClosesEveryFdAtStartStillGetsItsListener)
 {
     TestListener l = tcpListener();
     const std::string script = R"(
@@ -281,7 +247,7 @@ c.close()
     EXPECT_THAT(server->log(), HasSubstr("skipped the shim's"));
 }
 
-TEST_F(Preload, ADaemonisingServerGetsItsListener)
+TEST_F(PreloadTest, ADaemonisingServerGetsItsListener)
 {
     TestListener l = tcpListener();
     // Double fork: the grandchild binds, after both its parents are gone.
@@ -307,131 +273,7 @@ while True:
     EXPECT_THAT(readAll(c.borrow(), kEventDeadline), StartsWith("daemon "));
 }
 
-// python3 -m http.server dies at once on SIGTERM; with the shim, the request
-// in flight completes, a connection made during the drain stays in the
-// shared backlog, then the process dies of its own SIGTERM.
-TEST_F(Preload, DrainCompletesTheRequestInFlightThenDiesOfSigterm)
-{
-    writeFile(tmp_ / "index.html", "drained\n");
-    TestListener l = tcpListener();
-    auto server = run({kPython, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                       tmp_.path().string(), std::to_string(l.port)},
-                      l, {"FDSUP_DRAIN_TIMEOUT_USEC=60000000"});
-    EXPECT_THAT(httpGet(l.port, "/index.html", kEventDeadline), HasSubstr("drained"));
-    // A slow client: accepted, its request line sent, the rest not yet.
-    UniqueFd slow = connectTcp(l.port);
-    ASSERT_TRUE(slow);
-    sendAll(slow.borrow(), "GET /index.html HTTP/1.0\r\n");
-    ASSERT_TRUE(waitUntil([&] { return listenQueue(l.port).queued == 0; }))
-        << "the slow client was not accepted";
-    server->signal(SIGTERM);
-    ASSERT_TRUE(server->waitForLog("no longer accepts", kEventDeadline)) << server->log();
-    UniqueFd late = connectTcp(l.port);
-    ASSERT_TRUE(late);
-    sendAll(late.borrow(), "GET /late HTTP/1.0\r\n\r\n");
-    EXPECT_FALSE(server->wait(0ms)) << "it died before the request in flight completed";
-    sendAll(slow.borrow(), "Host: 127.0.0.1\r\n\r\n");
-    std::string response = readAll(slow.borrow(), kEventDeadline);
-    EXPECT_THAT(response, StartsWith("HTTP/1.0 200"));
-    EXPECT_THAT(response, HasSubstr("drained"));
-    auto status = server->wait(kEventDeadline);
-    ASSERT_TRUE(status) << server->log();
-    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM) << "status " << *status;
-    // The late connection was never accepted by the drained server: it is
-    // still in the shared backlog, for a sibling or a replacement.
-    UniqueFd own = acceptOwn(l);
-    ASSERT_TRUE(own);
-    EXPECT_THAT(readAll(own.borrow(), 2s), StartsWith("GET /late"));
-}
-
-// redis-server has its own SIGTERM handler (a clean shutdown) and uses epoll:
-// during the drain it keeps serving the connection it has, accepts no new
-// one, and its own handler runs once that connection is closed.
-TEST_F(Preload, RedisDrainsThenRunsItsOwnSigtermHandler)
-{
-    TestListener l = tcpListener();
-    auto server = run({"/usr/bin/redis-server", "--port", std::to_string(l.port), "--bind", "127.0.0.1",
-                       "--save", "", "--appendonly", "no", "--dir", tmp_.path().string()},
-                      l, {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"});
-    UniqueFd a = connectTcp(l.port);
-    ASSERT_TRUE(a);
-    sendAll(a.borrow(), "PING\r\n");
-    char buf[64] = {};
-    ASSERT_EQ(recv(a.get(), buf, sizeof(buf), 0), 7);
-    EXPECT_STREQ(buf, "+PONG\r\n");
-    server->signal(SIGTERM);
-    ASSERT_TRUE(server->waitForLog("no longer accepts", kEventDeadline)) << server->log();
-    UniqueFd late = connectTcp(l.port);
-    ASSERT_TRUE(late);
-    sendAll(late.borrow(), "PING\r\n");
-    sendAll(a.borrow(), "SET during drain\r\nGET during\r\nQUIT\r\n");
-    EXPECT_EQ(readAll(a.borrow(), kEventDeadline), "+OK\r\n$5\r\ndrain\r\n+OK\r\n");
-    auto status = server->wait(kEventDeadline);
-    ASSERT_TRUE(status) << server->log();
-    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status << "\n"
-                                                                 << server->log();
-    EXPECT_THAT(server->log(), HasSubstr("Received SIGTERM"));
-    UniqueFd own = acceptOwn(l);
-    ASSERT_TRUE(own);
-    EXPECT_EQ(readAll(own.borrow(), 2s), "PING\r\n");
-}
-
-// socketserver.ForkingTCPServer: the parent accepts, a child serves. The
-// drain signal reaches the whole group: the parent stops accepting and dies
-// of it at once (its copy of the connection is closed); the child, which
-// inherited the connection, finishes the request first.
-TEST_F(Preload, AForkingServersChildFinishesItsRequestOnDrain)
-{
-    TestListener l = tcpListener();
-    const std::string script = R"(
-import socketserver, sys
-class Slow(socketserver.StreamRequestHandler):
-    def handle(self):
-        print("handling", flush=True)
-        self.wfile.write(b"done " + self.rfile.readline())
-socketserver.ForkingTCPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
-)";
-    auto server =
-        run({kPython, "-c", script, std::to_string(l.port)}, l, {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"});
-    UniqueFd slow = connectTcp(l.port);
-    ASSERT_TRUE(slow);
-    ASSERT_TRUE(server->waitForLog("handling", kEventDeadline)) << server->log();
-    server->signalGroup(SIGTERM);
-    // The parent's line: the child drains (and logs) too.
-    std::string parentDrained =
-        "fdsup-preload[" + std::to_string(server->pid()) + "]: drain: fd 3 no longer accepts";
-    ASSERT_TRUE(server->waitForLog(parentDrained, kEventDeadline)) << server->log();
-    UniqueFd late = connectTcp(l.port);
-    ASSERT_TRUE(late);
-    auto status = server->wait(kEventDeadline);
-    ASSERT_TRUE(status) << server->log();
-    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM) << "status " << *status;
-    sendAll(slow.borrow(), "request\n");
-    EXPECT_EQ(readAll(slow.borrow(), kEventDeadline), "done request\n") << server->log();
-    UniqueFd own = acceptOwn(l);
-    EXPECT_TRUE(own);
-}
-
-TEST_F(Preload, ASecondDrainSignalRunsTheAppsDispositionAtOnce)
-{
-    writeFile(tmp_ / "index.html", "x\n");
-    TestListener l = tcpListener();
-    auto server = run({kPython, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                       tmp_.path().string(), std::to_string(l.port)},
-                      l, {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"});
-    UniqueFd slow = connectTcp(l.port);
-    ASSERT_TRUE(slow);
-    sendAll(slow.borrow(), "GET /index.html HTTP/1.0\r\n");
-    ASSERT_TRUE(waitUntil([&] { return listenQueue(l.port).queued == 0; }));
-    server->signal(SIGTERM);
-    ASSERT_TRUE(server->waitForLog("no longer accepts", kEventDeadline)) << server->log();
-    server->signal(SIGTERM);
-    auto status = server->wait(kEventDeadline);
-    ASSERT_TRUE(status) << "a second SIGTERM waited for the drain (10 minutes)";
-    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM);
-}
-
-TEST_F(Preload, PreforkedSiblingsShareTheListenerWithTheirOwnNonBlockingView)
+TEST_F(PreloadTest, PreforkedSiblingsShareTheListenerWithTheirOwnNonBlockingView)
 {
     TestListener l = tcpListener(128);
     // Four children select() on a non-blocking dup of the claimed socket and
@@ -470,7 +312,7 @@ os.wait()
     EXPECT_FALSE(sharedNonBlocking(l));
 }
 
-TEST_F(Preload, ThreadsBlockedInAcceptEachGetConnections)
+TEST_F(PreloadTest, ThreadsBlockedInAcceptEachGetConnections)
 {
     TestListener l = tcpListener(128);
     // Eight threads in a blocking accept() on the same claimed socket.
@@ -501,7 +343,7 @@ print("started", flush=True)
     }
 }
 
-TEST_F(Preload, TheMapGivesAListenerToAnotherAddress)
+TEST_F(PreloadTest, TheMapGivesAListenerToAnotherAddress)
 {
     TestListener l = tcpListener();
     // The app binds port 1; the map sends that address to the activator's listener.
@@ -527,30 +369,7 @@ c.close()
     EXPECT_THAT(server.log(), HasSubstr("bind(3, 127.0.0.1:1): listener 'web'"));
 }
 
-TEST_F(Preload, WithoutTheShimHttpServerDiesAtOnceOnSigterm)
-{
-    // The control: the same server binding its own port loses the request in flight.
-    writeFile(tmp_ / "index.html", "x\n");
-    auto probe = tcpListener();
-    std::uint16_t port = probe.port;
-    probe.fd.reset();
-    ShimOptions options;
-    options.preload = false;
-    ShimProcess server({kPython, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                        tmp_.path().string(), std::to_string(port)},
-                       options, logPath("control"));
-    UniqueFd slow;
-    ASSERT_TRUE(waitUntil([&] { return (slow = connectTcp(port)).isValid(); }));
-    sendAll(slow.borrow(), "GET /index.html HTTP/1.0\r\n");
-    server.signal(SIGTERM);
-    auto status = server.wait(kEventDeadline);
-    ASSERT_TRUE(status);
-    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM);
-    sendAll(slow.borrow(), "\r\n");
-    EXPECT_EQ(readAll(slow.borrow(), 2s), "");
-}
-
-TEST_F(Preload, UnderSystemdSocketActivateWithTheWrapper)
+TEST_F(PreloadTest, UnderSystemdSocketActivateWithTheWrapper)
 {
     writeFile(tmp_ / "index.html", "via systemd-socket-activate\n");
     // systemd-socket-activate binds the port itself: take a free one.
@@ -573,7 +392,7 @@ TEST_F(Preload, UnderSystemdSocketActivateWithTheWrapper)
     EXPECT_THAT(activator.log(), HasSubstr("bind(3, 127.0.0.1:" + std::to_string(port) + "): listener"));
 }
 
-TEST_F(Preload, TheWrapperRefusesWhatItCannotWrap)
+TEST_F(PreloadTest, TheWrapperRefusesWhatItCannotWrap)
 {
     // A static binary (Debian's ldconfig is one): LD_PRELOAD would be ignored.
     auto r = runProcess({requireEnv("FDSUP_TEST_PRELOAD_WRAPPER"), "--", "/sbin/ldconfig", "--help"});

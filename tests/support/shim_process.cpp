@@ -267,6 +267,29 @@ std::string readAll(BorrowedFd fd, std::chrono::milliseconds deadline)
     }
 }
 
+std::unique_ptr<ShimProcess> PreloadTest::run(const std::vector<std::string> &argv, const TestListener &l,
+                                              std::vector<std::string> env, const std::string &name)
+{
+    ShimOptions options;
+    options.listeners = {l.fd.get()};
+    options.env = std::move(env);
+    return std::make_unique<ShimProcess>(argv, options, logPath(name));
+}
+
+UniqueFd PreloadTest::acceptOwn(const TestListener &l)
+{
+    pollfd p{l.fd.get(), POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kEventDeadline).count())) <= 0) {
+        return {};
+    }
+    return UniqueFd(accept4(l.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+}
+
+bool PreloadTest::sharedNonBlocking(const TestListener &l)
+{
+    return (fcntl(l.fd.get(), F_GETFL) & O_NONBLOCK) != 0;
+}
+
 std::string httpGet(std::uint16_t port, const std::string &path, std::chrono::milliseconds deadline)
 {
     UniqueFd fd = connectTcp(port);

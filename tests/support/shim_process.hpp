@@ -5,13 +5,17 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <sys/types.h>
 
+#include <gtest/gtest.h>
+
 #include "core/fd.hpp"
+#include "test_support.hpp"
 
 namespace fdsup::test {
 
@@ -77,5 +81,30 @@ void sendAll(BorrowedFd fd, std::string_view data);
 std::string readAll(BorrowedFd fd, std::chrono::milliseconds deadline);
 // One HTTP/1.0 GET; the whole response ("" when the connection failed).
 std::string httpGet(std::uint16_t port, const std::string &path, std::chrono::milliseconds deadline);
+
+// Debian's python3, not a pyenv shim script (a script would give the shim to
+// its interpreter, which takes it out of the environment before the exec).
+inline const std::string kPython = "/usr/bin/python3";
+
+// The preload tests' fixture: the test is the socket activator.
+class PreloadTest : public ::testing::Test {
+protected:
+    [[nodiscard]] std::filesystem::path logPath(const std::string &name) const
+    {
+        return tmp_ / (name + ".log");
+    }
+
+    // A server on listener l (fd 3, LISTEN_FDS=1), with the shim and its debug lines.
+    std::unique_ptr<ShimProcess> run(const std::vector<std::string> &argv, const TestListener &l,
+                                     std::vector<std::string> env = {}, const std::string &name = "server");
+
+    // The test's own accept on its listener: proves the listener still works.
+    static UniqueFd acceptOwn(const TestListener &l);
+
+    // Is O_NONBLOCK set on the shared file description (the test's own view)?
+    static bool sharedNonBlocking(const TestListener &l);
+
+    TempDir tmp_;
+};
 
 } // namespace fdsup::test
