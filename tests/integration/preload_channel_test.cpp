@@ -157,5 +157,63 @@ TEST_F(PreloadChannel, NoFdsupdListeningIsOneLineAndLibc)
                                          ": Connection refused"));
 }
 
+// The lazy connection: a server that closes every fd and forks before it
+// binds connects from the child, at its first bind(); CLAIMED is cumulative.
+TEST_F(PreloadChannel, ADaemonThatClosedEveryFdClaimsTwoListenersOneByOne)
+{
+    TestListener web = tcpListener();
+    TestListener admin = tcpListener();
+    const std::string script = R"(
+import os, socket, sys
+os.closerange(3, 65536)
+if os.fork():
+    os._exit(0)
+socks = []
+for port in sys.argv[1:]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(port)))
+    s.listen()
+    socks.append(s)
+for s in socks:
+    c, _ = s.accept()
+    c.sendall(b"port %d" % s.getsockname()[1])
+    c.close()
+)";
+    ShimOptions options;
+    options.env = {"FDSUP_PRELOAD=@" + name_};
+    ShimProcess server({kPython, "-c", script, std::to_string(web.port), std::to_string(admin.port)}, options,
+                       tmp_ / "daemon.log");
+    UniqueFd conn = acceptShim();
+    ASSERT_TRUE(conn) << server.log();
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    ASSERT_EQ(getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len), 0);
+    EXPECT_NE(cred.pid, server.pid()) << "the parent connected: not lazily, at the child's bind()";
+    ASSERT_EQ(receive(conn).type, ChannelType::Hello);
+    ChannelMessage welcome;
+    welcome.type = ChannelType::Welcome;
+    welcome.capabilities = kChannelCapListeners | kChannelCapPreload;
+    welcome.service = "app";
+    ASSERT_EQ(sendChannelMessage(conn.borrow(), welcome), 0);
+    ASSERT_EQ(receive(conn).type, ChannelType::ListenersRequest);
+    ChannelMessage listeners;
+    listeners.type = ChannelType::Listeners;
+    listeners.names = {"web", "admin"};
+    listeners.fds.push_back(web.fd.dup());
+    listeners.fds.push_back(admin.fd.dup());
+    ASSERT_EQ(sendChannelMessage(conn.borrow(), listeners), 0);
+    ChannelMessage first = receive(conn);
+    ASSERT_EQ(first.type, ChannelType::Claimed);
+    EXPECT_THAT(first.names, ElementsAre("web"));
+    ChannelMessage second = receive(conn);
+    ASSERT_EQ(second.type, ChannelType::Claimed);
+    EXPECT_THAT(second.names, ElementsAre("web", "admin"));
+    for (const auto *l : {&web, &admin}) {
+        UniqueFd c = connectTcp(l->port);
+        ASSERT_TRUE(c);
+        EXPECT_EQ(readAll(c.borrow(), kEventDeadline), "port " + std::to_string(l->port)) << server.log();
+    }
+}
+
 } // namespace
 } // namespace fdsup::test
