@@ -84,7 +84,7 @@ std::string httpGet(std::uint16_t port, const std::string &path, std::chrono::mi
 
 // Debian's python3, not a pyenv shim script (a script would give the shim to
 // its interpreter, which takes it out of the environment before the exec).
-inline const std::string kPython = "/usr/bin/python3";
+inline constexpr const char *kPython = "/usr/bin/python3";
 
 // The preload tests' fixture: the test is the socket activator.
 class PreloadTest : public ::testing::Test {
