@@ -155,6 +155,7 @@ int moveHigh(int fd)
         base = std::max<long>(3, std::min<long>(static_cast<long>(limit.rlim_cur), 1024) - 64);
     }
     ShimScope scope;
+    ErrnoKeeper keep; // called from interposers that succeed (dup2 onto a shim fd)
     int moved = real::fcntlInt(fd, F_DUPFD_CLOEXEC, base);
     if (moved < 0) {
         moved = real::fcntlInt(fd, F_DUPFD_CLOEXEC, 3);

@@ -44,6 +44,28 @@ TEST_F(PreloadTest, PythonHttpServerServesFromTheActivatorsListener)
     EXPECT_FALSE(sharedNonBlocking(l));
 }
 
+// Every rule on a claimed fd, from C: errno kept, the views, the shared socket untouched.
+TEST_F(PreloadTest, TheInterposersSeenFromC)
+{
+    TestListener l = tcpListener(33);
+    auto probe = run({requireEnv("FDSUP_TEST_PRELOAD_PROBE"), std::to_string(l.port)}, l);
+    ASSERT_TRUE(probe->waitForLog("waiting", kEventDeadline)) << probe->log();
+    EXPECT_FALSE(sharedNonBlocking(l)) << "the app's F_SETFL reached the shared listener";
+    EXPECT_EQ(listenQueue(l.port).backlog, 33);
+    UniqueFd c = connectTcp(l.port);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(readAll(c.borrow(), kEventDeadline), "probe\n");
+    auto status = probe->wait(kEventDeadline);
+    ASSERT_TRUE(status);
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << probe->log();
+    EXPECT_THAT(probe->log(), HasSubstr("done, 0 failure(s)"));
+    EXPECT_THAT(probe->log(), Not(HasSubstr("FAIL")));
+    // After its shutdown() and close(), the listener is still the test's, working.
+    UniqueFd again = connectTcp(l.port);
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(acceptOwn(l));
+}
+
 TEST_F(PreloadTest, NodeSetsItsOwnNonBlockingViewOnly)
 {
     TestListener l = tcpListener(61);

@@ -1,0 +1,71 @@
+// preload-probe: calls the interposed functions straight from C, checks errno and the per-process views,
+// prints one line per check.
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace {
+
+constexpr int kSentinel = 4242; // errno before each call that succeeds
+int failures = 0;
+
+void check(const char *what, bool ok)
+{
+    (void)std::printf("%s %s (errno %d)\n", ok ? "ok" : "FAIL", what, errno);
+    failures += ok ? 0 : 1;
+    errno = kSentinel;
+}
+
+bool nonBlocking(int fd)
+{
+    return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        return 2;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(static_cast<std::uint16_t>(std::atoi(argv[1])));
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int value = 4096;
+    errno = kSentinel;
+    check("bind claims the listener",
+          bind(fd, reinterpret_cast<sockaddr *>(&sin), sizeof(sin)) == 0 && errno == kSentinel);
+    check("listen is a no-op", listen(fd, 1) == 0 && errno == kSentinel);
+    check("setsockopt is ignored",
+          setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof(value)) == 0 && errno == kSentinel);
+    check("shutdown is not passed on", shutdown(fd, SHUT_RDWR) == 0 && errno == kSentinel);
+    check("the view starts blocking", !nonBlocking(fd) && errno == kSentinel);
+    check("F_SETFL sets the view",
+          fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && nonBlocking(fd) && errno == kSentinel);
+    check("a non-blocking accept without a connection fails with EAGAIN at once",
+          accept4(fd, nullptr, nullptr, SOCK_CLOEXEC) < 0 && errno == EAGAIN);
+    int off = 0;
+    check("FIONBIO sets the view", ioctl(fd, FIONBIO, &off) == 0 && !nonBlocking(fd) && errno == kSentinel);
+    int copy = dup(fd);
+    check("a dup is a claim with the same view", copy >= 0 && !nonBlocking(copy) && errno == kSentinel);
+    (void)std::printf("waiting\n");
+    (void)std::fflush(stdout);
+    errno = kSentinel;
+    int conn = accept4(copy, nullptr, nullptr, SOCK_CLOEXEC);
+    check("a blocking accept on the dup waits for the connection", conn >= 0 && errno == kSentinel);
+    check("the connection works", write(conn, "probe\n", 6) == 6 && close(conn) == 0);
+    check("close drops the app's fds only", close(copy) == 0 && close(fd) == 0 && errno == kSentinel);
+    check("close_range skips the shim's fds", close_range(3, ~0U, 0) == 0 && errno == kSentinel);
+    (void)std::printf("done, %d failure(s)\n", failures);
+    return failures == 0 ? 0 : 1;
+}
