@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,11 +31,41 @@ bool nonBlocking(int fd)
     return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
 }
 
+// "race PORT": eight forked children poll() the claimed socket with a
+// non-blocking view and accept as soon as it is readable, all woken by each
+// connection: the tightest race for the shim's accept.
+int race(int fd)
+{
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        return 1;
+    }
+    for (int i = 0; i < 8; ++i) {
+        if (fork() == 0) {
+            (void)std::printf("child %d\n", static_cast<int>(getpid()));
+            (void)std::fflush(stdout);
+            for (;;) {
+                pollfd p{fd, POLLIN, 0};
+                (void)poll(&p, 1, -1);
+                int conn = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+                if (conn >= 0) {
+                    (void)!write(conn, "raced\n", 6);
+                    close(conn);
+                }
+            }
+        }
+    }
+    pause();
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
+    bool racing = argc == 3 && std::string_view(argv[1]) == "race";
+    if (racing) {
+        ++argv;
+    } else if (argc != 2) {
         return 2;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -41,6 +73,9 @@ int main(int argc, char **argv)
     sin.sin_family = AF_INET;
     sin.sin_port = htons(static_cast<std::uint16_t>(std::atoi(argv[1])));
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (racing) {
+        return bind(fd, reinterpret_cast<sockaddr *>(&sin), sizeof(sin)) == 0 ? race(fd) : 1;
+    }
     int value = 4096;
     errno = kSentinel;
     check("bind claims the listener",
