@@ -280,11 +280,6 @@ void trackAccepted(State &s, int fd)
     s.accepted.push_back(Accepted{fd, st.st_dev, st.st_ino});
 }
 
-bool draining() noexcept
-{
-    return gDraining.load();
-}
-
 } // namespace fdsup::preload
 
 using namespace fdsup::preload;

@@ -19,7 +19,4 @@ void restartDrainAfterFork(State &s);
 // Records a connection accepted on a claimed listener (under the mutex).
 void trackAccepted(State &s, int fd);
 
-// Whether the drain signal has been caught in this process.
-bool draining() noexcept;
-
 } // namespace fdsup::preload

@@ -62,7 +62,6 @@ struct State {
     Config config;
     std::mutex mutex; // guards everything below
     LoadState load = LoadState::NotYet;
-    pid_t loadedBy = 0;
     std::vector<ListenerFd> listeners;
     std::vector<MapEntry> map;
     bool mapBroken = false;
