@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,12 +59,34 @@ int race(int fd)
     return 0;
 }
 
+// "epoll PORT": an event loop on epoll (level-triggered, non-blocking
+// view) that accepts and keeps every connection open, so that a drain waits.
+int epollLoop(int fd)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (ep < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        return 1;
+    }
+    (void)std::printf("epoll %d listener %d\n", ep, fd);
+    (void)std::fflush(stdout);
+    for (;;) {
+        epoll_event got{};
+        if (epoll_wait(ep, &got, 1, -1) == 1 && accept4(fd, nullptr, nullptr, SOCK_CLOEXEC) >= 0) {
+            (void)std::printf("accepted\n");
+            (void)std::fflush(stdout);
+        }
+    }
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
-    bool racing = argc == 3 && std::string_view(argv[1]) == "race";
-    if (racing) {
+    std::string_view mode = argc == 3 ? argv[1] : "";
+    if (mode == "race" || mode == "epoll") {
         ++argv;
     } else if (argc != 2) {
         return 2;
@@ -73,8 +96,11 @@ int main(int argc, char **argv)
     sin.sin_family = AF_INET;
     sin.sin_port = htons(static_cast<std::uint16_t>(std::atoi(argv[1])));
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (racing) {
-        return bind(fd, reinterpret_cast<sockaddr *>(&sin), sizeof(sin)) == 0 ? race(fd) : 1;
+    if (!mode.empty()) {
+        if (bind(fd, reinterpret_cast<sockaddr *>(&sin), sizeof(sin)) < 0) {
+            return 1;
+        }
+        return mode == "race" ? race(fd) : epollLoop(fd);
     }
     int value = 4096;
     errno = kSentinel;

@@ -2,6 +2,8 @@
 // accepted, then the server's own signal behaviour runs.
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -170,6 +172,53 @@ TEST_F(PreloadTest, WithoutTheShimHttpServerDiesAtOnceOnSigterm)
     EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM);
     sendAll(slow.borrow(), "\r\n");
     EXPECT_EQ(readAll(slow.borrow(), 2s), "");
+}
+
+// The inode of the file registered for target fd in epoll set epfd of pid
+// (/proc/PID/fdinfo/EPFD: "tfd: N events: ... ino:HEX ..."), 0 when none.
+ino_t epollTargetInode(pid_t pid, int epfd, int fd)
+{
+    std::istringstream lines(readFile("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(epfd)));
+    for (std::string line; std::getline(lines, line);) {
+        int tfd = -1;
+        auto at = line.find("ino:");
+        if (std::sscanf(line.c_str(), "tfd: %d", &tfd) == 1 && tfd == fd && at != std::string::npos) {
+            return static_cast<ino_t>(std::stoull(line.substr(at + 4), nullptr, 16));
+        }
+    }
+    return 0;
+}
+
+// An epoll registration follows the file description, which fdsupd keeps
+// open: the drain takes the listener out of the app's epoll set before the
+// swap (else the set keeps firing for the shared listener) and puts the
+// never-ready fd back in its place.
+TEST_F(PreloadTest, TheDrainTakesTheListenerOutOfTheAppsEpollSet)
+{
+    TestListener l = tcpListener();
+    auto probe = run({requireEnv("FDSUP_TEST_PRELOAD_PROBE"), "epoll", std::to_string(l.port)}, l,
+                     {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"}, "epoll");
+    int epfd = -1;
+    int fd = -1;
+    ASSERT_TRUE(waitUntil([&] {
+        std::string log = probe->log();
+        auto at = log.find("epoll ");
+        return at != std::string::npos &&
+               std::sscanf(log.c_str() + at, "epoll %d listener %d\n", &epfd, &fd) == 2;
+    })) << probe->log();
+    ino_t listener = fileId(l.fd.borrow()).ino;
+    EXPECT_EQ(epollTargetInode(probe->pid(), epfd, fd), listener);
+    UniqueFd held = connectTcp(l.port); // accepted and kept open: the drain waits for it
+    ASSERT_TRUE(held);
+    ASSERT_TRUE(probe->waitForLog("accepted", kEventDeadline)) << probe->log();
+    probe->signal(SIGTERM);
+    ASSERT_TRUE(probe->waitForLog("no longer accepts", kEventDeadline)) << probe->log();
+    ino_t now = epollTargetInode(probe->pid(), epfd, fd);
+    EXPECT_NE(now, 0U) << "the app's fd is no longer in its epoll set: its EPOLL_CTL_DEL would fail";
+    EXPECT_NE(now, listener) << "the shared listener is still in the app's epoll set";
+    UniqueFd late = connectTcp(l.port);
+    ASSERT_TRUE(late);
+    EXPECT_TRUE(acceptOwn(l)) << "the drained app took the late connection";
 }
 
 } // namespace
