@@ -81,12 +81,35 @@ int epollLoop(int fd)
     }
 }
 
+// "fclose PORT": serves one connection, closing it with fclose(), which
+// closes inside libc without the interposed close(); then waits for signals.
+int fcloseOne(int fd)
+{
+    int conn = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    FILE *file = conn < 0 ? nullptr : fdopen(conn, "r+");
+    if (file == nullptr) {
+        return 1;
+    }
+    (void)std::printf("accepted\n");
+    (void)std::fflush(stdout);
+    char line[64];
+    if (std::fgets(line, sizeof(line), file) != nullptr) {
+        (void)std::fputs("bye\n", file);
+    }
+    (void)std::fclose(file);
+    (void)std::printf("fclosed\n");
+    (void)std::fflush(stdout);
+    for (;;) {
+        pause();
+    }
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
     std::string_view mode = argc == 3 ? argv[1] : "";
-    if (mode == "race" || mode == "epoll") {
+    if (mode == "race" || mode == "epoll" || mode == "fclose") {
         ++argv;
     } else if (argc != 2) {
         return 2;
@@ -100,7 +123,10 @@ int main(int argc, char **argv)
         if (bind(fd, reinterpret_cast<sockaddr *>(&sin), sizeof(sin)) < 0) {
             return 1;
         }
-        return mode == "race" ? race(fd) : epollLoop(fd);
+        if (mode == "race") {
+            return race(fd);
+        }
+        return mode == "epoll" ? epollLoop(fd) : fcloseOne(fd);
     }
     int value = 4096;
     errno = kSentinel;

@@ -221,5 +221,27 @@ TEST_F(PreloadTest, TheDrainTakesTheListenerOutOfTheAppsEpollSet)
     EXPECT_TRUE(acceptOwn(l)) << "the drained app took the late connection";
 }
 
+// fclose() closes the connection inside libc, past the interposed close():
+// the drain sees it closed by its identity (fstat), not by counting closes.
+TEST_F(PreloadTest, TheDrainSeesAConnectionClosedByFclose)
+{
+    TestListener l = tcpListener();
+    auto probe = run({requireEnv("FDSUP_TEST_PRELOAD_PROBE"), "fclose", std::to_string(l.port)}, l,
+                     {"FDSUP_DRAIN_TIMEOUT_USEC=600000000"}, "fclose");
+    UniqueFd c = connectTcp(l.port);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(probe->waitForLog("accepted", kEventDeadline)) << probe->log();
+    probe->signal(SIGTERM);
+    ASSERT_TRUE(probe->waitForLog("no longer accepts", kEventDeadline)) << probe->log();
+    EXPECT_FALSE(probe->wait(0ms)) << "it died with its connection open";
+    sendAll(c.borrow(), "hello\n");
+    EXPECT_EQ(readAll(c.borrow(), kEventDeadline), "bye\n");
+    auto status = probe->wait(kEventDeadline);
+    ASSERT_TRUE(status) << "the drain did not see the fclose()d connection closed\n" << probe->log();
+    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM);
+    EXPECT_THAT(probe->log(), HasSubstr("fclosed"));
+    EXPECT_THAT(probe->log(), HasSubstr("drain: every connection closed"));
+}
+
 } // namespace
 } // namespace fdsup::test
