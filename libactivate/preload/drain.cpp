@@ -38,7 +38,9 @@ std::atomic<int> gReadFd{-1};       // the helper's pipe, read end
 // (the drain is over). Async-signal-safe.
 void runAppDisposition(int sig, siginfo_t *info, void *context, bool fromHandler)
 {
-    gRestored.store(true);
+    if (gRestored.exchange(true)) {
+        return; // run once: by the second signal or by the end of the drain, not both
+    }
     struct sigaction app = gAppAction;
     real::sigaction(sig, &app, nullptr);
     if (app.sa_handler == SIG_IGN) { // NOLINT(cppcoreguidelines-pro-type-union-access)
