@@ -86,6 +86,8 @@ enum class RestartPolicy : std::uint8_t { Always, OnFailure, Never };
 enum class RolloutOrder : std::uint8_t { StartFirst, StopFirst };
 enum class KillMode : std::uint8_t { ProcessGroup, Main };
 enum class OutputMode : std::uint8_t { Log, Inherit };
+// Conventions, besides LISTEN_FDS, in which a worker's listeners are announced.
+enum class InheritConvention : std::uint8_t { Nginx, ServerStarter };
 
 struct ResourceLimit {
     int resource = 0;       // RLIMIT_*
@@ -118,6 +120,10 @@ struct ServiceConfig {
     std::uint32_t instances = 1;
     Activation activation = Activation::ListenFds;
     Readiness ready = Readiness::Notify;
+    // The same listener fds announced in these conventions too (NGINX=,
+    // SERVER_STARTER_PORT=), in the order written; see docs/servers.md.
+    // {fd:NAME} and {addr:NAME} in command[1..] are expanded at spawn.
+    std::vector<InheritConvention> inherit;
 
     RestartPolicy restart = RestartPolicy::OnFailure;
     Duration restartDelay = std::chrono::milliseconds(100);
