@@ -130,6 +130,20 @@ std::pair<UniqueFd, int> connectTo(int port, std::chrono::milliseconds timeout)
 
 } // namespace
 
+bool answersOk(int port, std::chrono::milliseconds timeout)
+{
+    auto [fd, error] = connectTo(port, timeout);
+    if (!fd) {
+        return false;
+    }
+    const std::string_view request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+        return false;
+    }
+    return readAnswer(fd.borrow()).outcome == Outcome::Ok;
+}
+
 std::string HttpLoadReport::summary() const
 {
     std::string text = "requests " + std::to_string(requests) + ": ok " + std::to_string(ok) + ", refused " +

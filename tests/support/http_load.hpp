@@ -34,6 +34,9 @@ struct HttpLoadReport {
     [[nodiscard]] std::string summary() const;
 };
 
+// One GET / on a new connection to 127.0.0.1:port: whether a complete 2xx answer came.
+bool answersOk(int port, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
 // Clients sending GET / to 127.0.0.1:port from start() until stop(), each
 // in its own thread. Mode::Fresh opens a new connection per request (and
 // sends Connection: close); Mode::KeepAlive reuses its connection until the
