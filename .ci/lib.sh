@@ -8,6 +8,7 @@ FDSUP_PACKAGES=(
   libgtest-dev libgmock-dev nlohmann-json3-dev
   clang-format clang-tidy
   python3 systemd curl strace util-linux wrk
+  nginx-light gunicorn python3-uvicorn lighttpd haproxy
 )
 
 fdsup_install_missing() {
