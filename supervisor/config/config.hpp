@@ -117,13 +117,13 @@ struct ServiceConfig {
     bool noNewPrivileges = false;
 
     std::vector<std::string> sockets; // names of [socket.*], in LISTEN_FDS order
-    std::uint32_t instances = 1;
-    Activation activation = Activation::ListenFds;
-    Readiness ready = Readiness::Notify;
     // The same listener fds announced in these conventions too (NGINX=,
     // SERVER_STARTER_PORT=), in the order written; see docs/servers.md.
     // {fd:NAME} and {addr:NAME} in command[1..] are expanded at spawn.
     std::vector<InheritConvention> inherit;
+    std::uint32_t instances = 1;
+    Activation activation = Activation::ListenFds;
+    Readiness ready = Readiness::Notify;
 
     RestartPolicy restart = RestartPolicy::OnFailure;
     Duration restartDelay = std::chrono::milliseconds(100);

@@ -43,7 +43,9 @@ std::vector<KeyHandler> Loader::inheritKeys(ServiceDefinition &def)
              for (const auto &[name, value] : names::kInherit) {
                  allowed.push_back(name);
              }
-             for (const auto &[text, where] : *list) {
+             for (const auto &item : *list) {
+                 const std::string &text = item.first;
+                 const Location &where = item.second;
                  const auto *it = std::find_if(names::kInherit.begin(), names::kInherit.end(),
                                                [&](const auto &entry) { return entry.first == text; });
                  if (it == names::kInherit.end()) {
@@ -99,14 +101,22 @@ void Loader::crossCheckInherit(const ServiceDefinition &def)
     std::vector<std::string_view> sockets(s.sockets.begin(), s.sockets.end());
     for (const auto &[piece, where] : def.placeholders) {
         const std::string text = placeholderText(piece);
+        std::string message = "'command': " + text;
         if (!passed) {
-            error(where, "'command': " + text + " needs activation = \"listen-fds\" in " + table +
-                             ": no listener is passed at spawn");
+            message += " needs activation = \"listen-fds\" in ";
+            message += table;
+            message += ": no listener is passed at spawn";
+            error(where, std::move(message));
         } else if (std::find(s.sockets.begin(), s.sockets.end(), piece.text) == s.sockets.end()) {
-            error(where,
-                  "'command': " + text + " names a socket that is not in the 'sockets' of " + table +
-                      (sockets.empty() ? std::string(" (it has none)")
-                                       : " (" + joined(sockets) + ")" + didYouMean(piece.text, sockets)));
+            message += " names a socket that is not in the 'sockets' of ";
+            message += table;
+            if (sockets.empty()) {
+                message += " (it has none)";
+            } else {
+                message += " (" + joined(sockets) + ")";
+                message += didYouMean(piece.text, sockets);
+            }
+            error(where, std::move(message));
         }
     }
 }

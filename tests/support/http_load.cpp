@@ -17,7 +17,7 @@ namespace fdsup::test {
 namespace {
 
 constexpr std::size_t kMaxSamples = 10;
-constexpr std::size_t kMaxHeader = 64 * 1024;
+constexpr std::size_t kMaxHeader = std::size_t{64} * 1024;
 
 enum class Outcome { Ok, Refused, Reset, MidResponse, Timeout, Non2xx, Other };
 
