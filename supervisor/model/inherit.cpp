@@ -3,6 +3,7 @@
 
 #include <cerrno>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include "common/address.hpp"
@@ -22,6 +23,27 @@ Result<std::size_t> firstListener(const SpawnRequest &request, std::size_t count
         }
     }
     return Error{ENOENT, "no listener of socket '" + socket + "' is passed to the worker"};
+}
+
+// nginx's workers all wait on an inherited listener and accept when it is
+// readable; one that loses the race to another worker must get EAGAIN, not
+// block in accept() (found by the servers suite: a worker stuck in accept4()
+// held its keep-alive connections for seconds). nginx makes the listeners
+// it binds non-blocking, and a listener an old nginx passes is; one fdsupd
+// passes must be too. O_NONBLOCK belongs to the shared open file
+// description: fdsupd never accepts on a listener, and the other servers
+// here (gunicorn, uvicorn, lighttpd, haproxy) set it themselves anyway.
+Result<void> makeNonBlocking(const SpawnRequest &request, std::size_t count)
+{
+    for (std::size_t i = 0; i < count; ++i) {
+        const int fd = request.fds[i].get();
+        const int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || ((flags & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)) {
+            return errnoError(errno, "Failed to make listener '" + request.fdNames[i] +
+                                         "' non-blocking, as nginx expects it");
+        }
+    }
+    return {};
 }
 
 Result<void> expandArgv(std::size_t count, SpawnRequest &request)
@@ -81,6 +103,11 @@ Result<void> announceListeners(const config::ServiceConfig &config, std::size_t 
                 return address.error();
             }
             value += (value.empty() ? "" : ";") + *address + "=" + fd;
+        }
+        if (convention == config::InheritConvention::Nginx) {
+            if (auto done = makeNonBlocking(request, count); !done) {
+                return done.error();
+            }
         }
         const char *name = convention == config::InheritConvention::Nginx ? "NGINX=" : "SERVER_STARTER_PORT=";
         request.environment.push_back(name + value);

@@ -15,7 +15,9 @@ namespace fdsup {
 // The listeners a worker gets, as laid out in SpawnRequest::fds: the first
 // `count` entries of request.fds, fd 3 + i each, named by request.fdNames.
 // Adds to request what config asks for:
-//   inherit "nginx":          NGINX=3;4;   (every listener fd, each followed by ';')
+//   inherit "nginx":          NGINX=3;4;   (every listener fd, each followed by ';'),
+//                             and the listeners made O_NONBLOCK (nginx's
+//                             workers expect it: see inherit.cpp)
 //   inherit "server-starter": SERVER_STARTER_PORT=127.0.0.1:8080=3;/run/a.sock=4
 //   {fd:NAME}, {addr:NAME} in argv[1..]: the fd number and bound address of
 //                             the first listener named NAME.

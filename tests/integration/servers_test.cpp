@@ -35,6 +35,8 @@ constexpr int kRestarts = 3;
 constexpr std::size_t kRequestsPerRestart = 150;
 constexpr int kFreshClients = 3;
 constexpr int kKeepAliveClients = 2;
+// Generous: a request that takes this long on loopback is a failure anyway.
+constexpr std::chrono::seconds kRequestTimeout{10};
 
 // A TCP port on 127.0.0.1 where nothing listens: bound once, then closed.
 int freePort()
@@ -107,8 +109,8 @@ protected:
     Figures restartUnderLoad(const std::string &service, int port)
     {
         Figures figures;
-        HttpLoad fresh(port, kFreshClients, HttpLoad::Mode::Fresh);
-        HttpLoad keepAlive(port, kKeepAliveClients, HttpLoad::Mode::KeepAlive);
+        HttpLoad fresh(port, kFreshClients, HttpLoad::Mode::Fresh, kRequestTimeout);
+        HttpLoad keepAlive(port, kKeepAliveClients, HttpLoad::Mode::KeepAlive, kRequestTimeout);
         fresh.start();
         keepAlive.start();
         for (int i = 0; i < kRestarts; ++i) {
@@ -116,6 +118,7 @@ protected:
             EXPECT_TRUE(keepAlive.waitForRequests(keepAlive.requests(), kRequestsPerRestart, kEventDeadline));
             const std::set<pid_t> before = instancePids(fdsupd_.status(service));
             const ProcessResult restart = fdsupd_.fdsupctl({"restart", service, "--wait"});
+            std::cout << "[ restart  ] " << service << " " << (i + 1) << ": " << restart.out;
             EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
             const std::set<pid_t> after = instancePids(fdsupd_.status(service));
             const bool replaced = !after.empty() && std::none_of(after.begin(), after.end(), [&](pid_t pid) {
@@ -147,6 +150,7 @@ protected:
     // printed as reset-fresh, and not asserted; every other failure is.
     void runExample(const std::string &name, const std::string &service, bool dropsAccepted = false)
     {
+        SCOPED_TRACE(name);
         const int port = freePort();
         const std::string config = prepareExample(fdsupd_.dir() / "example", name, port);
         startServing(config, port);
@@ -161,15 +165,18 @@ protected:
         EXPECT_EQ(figures.fresh.failed() - dropped, 0U) << figures.fresh.summary();
         EXPECT_EQ(figures.fresh.keepAliveRace, 0U) << figures.fresh.summary();
         EXPECT_GE(figures.fresh.ok, kRestarts * kRequestsPerRestart);
-        if (dropsAccepted) {
-            std::cout << "[ figures  ]   " << name << " reset " << dropped
-                      << " new connections it had accepted but not read when it drained\n";
-        }
         // Keep-alive: no refusal and no failure but the race a retrying
         // client replays safely (counted, reported, not asserted).
         EXPECT_EQ(figures.keepAlive.refused, 0U) << figures.keepAlive.summary();
-        EXPECT_EQ(figures.keepAlive.failed(), 0U) << figures.keepAlive.summary();
+        // A keep-alive client opens a new connection after each race: uvicorn
+        // may drop that one too.
+        const std::size_t droppedKeepAlive = dropsAccepted ? figures.keepAlive.resetFresh : 0;
+        EXPECT_EQ(figures.keepAlive.failed() - droppedKeepAlive, 0U) << figures.keepAlive.summary();
         EXPECT_GE(figures.keepAlive.ok, kRestarts * kRequestsPerRestart);
+        if (dropsAccepted) {
+            std::cout << "[ figures  ]   " << name << " reset " << dropped + droppedKeepAlive
+                      << " new connections it had accepted but not read when it drained\n";
+        }
     }
 };
 

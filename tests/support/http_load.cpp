@@ -173,6 +173,7 @@ HttpLoad::~HttpLoad()
 
 void HttpLoad::start()
 {
+    started_ = std::chrono::steady_clock::now();
     for (int i = 0; i < clients_; ++i) {
         threads_.emplace_back([this] { run(); });
     }
@@ -199,7 +200,9 @@ void HttpLoad::record(HttpLoadReport &local, std::size_t HttpLoadReport::*counte
     ++(local.*counter);
     ++local.requests;
     if (!sample.empty() && local.samples.size() < kMaxSamples) {
-        local.samples.push_back(sample);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - started_);
+        local.samples.push_back("at " + std::to_string(ms.count()) + " ms: " + sample);
     }
     requests_.fetch_add(1);
 }

@@ -23,7 +23,7 @@ struct HttpLoadReport {
     std::size_t timeout = 0;          // no complete answer within the request timeout
     std::size_t non2xx = 0;           // a complete answer whose status is not 2xx
     std::size_t otherError = 0;       // anything else (a malformed answer, another connect error)
-    std::vector<std::string> samples; // the first failures, one line each
+    std::vector<std::string> samples; // the first failures, one line each, with when (since start())
 
     // Every failure but the keep-alive race.
     [[nodiscard]] std::size_t failed() const
@@ -73,6 +73,7 @@ private:
     std::vector<std::thread> threads_;
     std::mutex mutex_;
     HttpLoadReport report_;
+    std::chrono::steady_clock::time_point started_;
 };
 
 } // namespace fdsup::test

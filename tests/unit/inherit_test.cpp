@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+
 #include <gtest/gtest.h>
 
 #include "common/address.hpp"
@@ -129,6 +131,25 @@ TEST_F(Announce, EveryConventionNamesTheListenersOnly)
     // argv[0] is never a template; {fd:web} is the first of web's two fds.
     EXPECT_EQ(request_.argv, (Strings{"/usr/bin/{app}", "--fd", "3",
                                       "--admin=" + (dir_ / "admin.sock").string(), "{fd:web}"}));
+}
+
+// nginx's workers accept on the listener each time it is readable: a
+// blocking one would hold a worker that lost the race in accept().
+TEST_F(Announce, NginxGetsNonBlockingListeners)
+{
+    const auto nonBlocking = [](const UniqueFd &fd) {
+        return (fcntl(fd.get(), F_GETFL) & O_NONBLOCK) != 0;
+    };
+    ASSERT_FALSE(nonBlocking(web4_));
+    config_.inherit = {config::InheritConvention::ServerStarter};
+    ASSERT_TRUE(announceListeners(config_, 3, request_).ok());
+    EXPECT_FALSE(nonBlocking(web4_));
+    config_.inherit = {config::InheritConvention::Nginx};
+    ASSERT_TRUE(announceListeners(config_, 3, request_).ok());
+    EXPECT_TRUE(nonBlocking(web4_));
+    EXPECT_TRUE(nonBlocking(web6_));
+    EXPECT_TRUE(nonBlocking(admin_));
+    EXPECT_FALSE(nonBlocking(stored_)); // not a listener
 }
 
 TEST_F(Announce, AnUnknownSocketAtSpawnIsAnError)
