@@ -112,6 +112,10 @@ void Loader::crossCheck()
     }
 
     for (const auto &def : services_) {
+        crossCheckInherit(def);
+    }
+
+    for (const auto &def : services_) {
         const auto &s = def.config;
         bool allKnown = true;
         bool stream = false;
