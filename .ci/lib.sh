@@ -9,6 +9,7 @@ FDSUP_PACKAGES=(
   clang-format clang-tidy
   python3 systemd curl strace util-linux wrk
   nodejs redis-server iproute2 libcap2-bin
+  nginx-light gunicorn python3-uvicorn lighttpd haproxy
 )
 
 fdsup_install_missing() {

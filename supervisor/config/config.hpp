@@ -93,6 +93,8 @@ enum class RestartPolicy : std::uint8_t { Always, OnFailure, Never };
 enum class RolloutOrder : std::uint8_t { StartFirst, StopFirst };
 enum class KillMode : std::uint8_t { ProcessGroup, Main };
 enum class OutputMode : std::uint8_t { Log, Inherit };
+// Conventions, besides LISTEN_FDS, in which a worker's listeners are announced.
+enum class InheritConvention : std::uint8_t { Nginx, ServerStarter };
 
 struct ResourceLimit {
     int resource = 0;       // RLIMIT_*
@@ -122,6 +124,10 @@ struct ServiceConfig {
     bool noNewPrivileges = false;
 
     std::vector<std::string> sockets; // names of [socket.*], in LISTEN_FDS order
+    // The same listener fds announced in these conventions too (NGINX=,
+    // SERVER_STARTER_PORT=), in the order written; see docs/servers.md.
+    // {fd:NAME} and {addr:NAME} in command[1..] are expanded at spawn.
+    std::vector<InheritConvention> inherit;
     std::uint32_t instances = 1;
     Activation activation = Activation::ListenFds;
     Readiness ready = Readiness::Notify;

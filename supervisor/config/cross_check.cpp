@@ -113,7 +113,9 @@ void Loader::crossCheck()
 
     for (const auto &def : services_) {
         crossCheckPreloadMap(def);
+        crossCheckInherit(def);
     }
+
     for (const auto &def : services_) {
         const auto &s = def.config;
         bool allKnown = true;

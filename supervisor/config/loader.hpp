@@ -20,6 +20,7 @@
 
 #include <toml++/toml.h>
 
+#include "common/argv_template.hpp"
 #include "config/config.hpp"
 #include "config/names.hpp"
 
@@ -79,6 +80,9 @@ struct ServiceDefinition {
     Location pidFileAt;
     std::optional<Location> preloadMapAt;
     std::map<std::string, Location> preloadMapEntryAt;
+    // The placeholders of command[1..], each where its argument is written.
+    std::vector<std::pair<ArgPiece, Location>> placeholders;
+    Location inheritAt;
 };
 
 // One load: reads the main file and its includes, checks them against each
@@ -194,6 +198,10 @@ private:
     std::vector<KeyHandler> workerKeys(ServiceDefinition &def);
     std::vector<KeyHandler> lifecycleKeys(ServiceDefinition &def);
     std::vector<KeyHandler> handoffKeys(ServiceDefinition &def, const FileContext &file);
+    // inherit_keys.cpp: 'inherit', the placeholders of 'command' and their checks.
+    std::vector<KeyHandler> inheritKeys(ServiceDefinition &def);
+    void checkPlaceholders(ServiceDefinition &def, const std::string &arg, const Location &where);
+    void crossCheckInherit(const ServiceDefinition &def);
     bool checkEnvironmentName(const std::string &var, const Location &where, std::string_view key);
     // wrap_keys.cpp
     std::vector<KeyHandler> wrapKeys(ServiceDefinition &def, const FileContext &file);

@@ -33,6 +33,8 @@ inline constexpr EnumTable<KillMode, 2> kKillMode{
     {{"process-group", KillMode::ProcessGroup}, {"main", KillMode::Main}}};
 inline constexpr EnumTable<OutputMode, 2> kOutput{
     {{"log", OutputMode::Log}, {"inherit", OutputMode::Inherit}}};
+inline constexpr EnumTable<InheritConvention, 2> kInherit{
+    {{"nginx", InheritConvention::Nginx}, {"server-starter", InheritConvention::ServerStarter}}};
 
 // Not an enum in the model (spdlog owns the type), but spelled the same way.
 inline constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug",    "info", "warn",

@@ -217,6 +217,11 @@ void renderService(Writer &w, const ServiceConfig &s)
     w.line("instances", std::to_string(s.instances));
     w.line("activation", str(names::nameOf(names::kActivation, s.activation)));
     w.line("ready", str(names::nameOf(names::kReadiness, s.ready)));
+    std::vector<std::string> inherit;
+    for (const auto convention : s.inherit) {
+        inherit.emplace_back(names::nameOf(names::kInherit, convention));
+    }
+    w.line("inherit", array(inherit));
     w.line("restart", str(names::nameOf(names::kRestart, s.restart)));
     w.line("restart_delay", duration(s.restartDelay));
     w.line("restart_delay_max", duration(s.restartDelayMax));

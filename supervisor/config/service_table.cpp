@@ -26,8 +26,8 @@ constexpr std::int64_t kMaxInstances = 1024;
 constexpr std::int64_t kMaxRolloutBatch = 1024;
 
 // Set by fdsupd for every worker; a value in the config could only be overwritten.
-constexpr std::array<std::string_view, 4> kReservedEnvironment{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
-                                                               "NOTIFY_SOCKET"};
+constexpr std::array<std::string_view, 5> kReservedEnvironment{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+                                                               "LISTEN_PIDFDID", "NOTIFY_SOCKET"};
 
 bool validEnvironmentName(std::string_view name)
 {
@@ -179,8 +179,8 @@ void Loader::loadService(const std::string &name, const toml::table &table, cons
     const std::string tableName = "[service." + name + "]";
 
     std::vector<KeyHandler> handlers;
-    for (auto &&group : {processKeys(def, file), credentialKeys(def), workerKeys(def), lifecycleKeys(def),
-                         handoffKeys(def, file), wrapKeys(def, file)}) {
+    for (auto &&group : {processKeys(def, file), credentialKeys(def), workerKeys(def), inheritKeys(def),
+                         lifecycleKeys(def), handoffKeys(def, file), wrapKeys(def, file)}) {
         handlers.insert(handlers.end(), group.begin(), group.end());
     }
     walk(table, "in " + tableName, at, handlers);
@@ -231,6 +231,10 @@ std::vector<KeyHandler> Loader::processKeys(ServiceDefinition &def, const FileCo
                  return;
              }
              for (auto &[arg, where] : *argv) {
+                 // argv[0] is a path, never a template.
+                 if (!s.command.empty()) {
+                     checkPlaceholders(def, arg, where);
+                 }
                  s.command.push_back(arg);
              }
              // A relative program path means "next to this file"; a bare

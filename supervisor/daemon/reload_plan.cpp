@@ -280,6 +280,7 @@ std::vector<std::string> serviceDetails(const ServiceConfig &a, const ServiceCon
     }
     noteIfChanged(d, "activation", a.activation, b.activation);
     noteIfChanged(d, "ready", a.ready, b.ready);
+    noteIfChanged(d, "inherit", a.inherit, b.inherit);
     noteIfChanged(d, "handoff", a.handoff, b.handoff);
     noteIfChanged(d, "watchdog_timeout", a.watchdogTimeout, b.watchdogTimeout);
     noteIfChanged(d, "start_timeout", a.startTimeout, b.startTimeout);

@@ -50,7 +50,7 @@ bool isOpen(int fd)
 bool isListenVariable(std::string_view entry)
 {
     return entry.starts_with("LISTEN_PID=") || entry.starts_with("LISTEN_FDS=") ||
-           entry.starts_with("LISTEN_FDNAMES=");
+           entry.starts_with("LISTEN_FDNAMES=") || entry.starts_with("LISTEN_PIDFDID=");
 }
 
 std::vector<char *> pointers(std::vector<std::string> &strings)
@@ -170,12 +170,14 @@ struct ChildStrings {
     std::vector<char *> argv;
     std::vector<char *> envp;
     char *listenPidDigits = nullptr; // in envStore's LISTEN_PID entry, or null
+    char *pidfdIdDigits = nullptr;   // in envStore's LISTEN_PIDFDID entry, or null
+    char **pidfdIdEntry = nullptr;   // its place in envp, the last one
     std::string directory;
 };
 
 ChildStrings::ChildStrings(const SpawnRequest &request) : argvStore(request.argv)
 {
-    envStore.reserve(request.environment.size() + 3);
+    envStore.reserve(request.environment.size() + 4);
     for (const auto &entry : request.environment) {
         if (!isListenVariable(entry)) {
             envStore.push_back(entry);
@@ -193,12 +195,16 @@ ChildStrings::ChildStrings(const SpawnRequest &request) : argvStore(request.argv
         envStore.push_back(std::move(names));
         listenPidIndex = envStore.size();
         envStore.push_back("LISTEN_PID=" + std::string(kPidDigits, '\0'));
+        // Last, so that a child on a kernel without pidfs ends envp before it.
+        envStore.push_back("LISTEN_PIDFDID=" + std::string(kPidDigits, '\0'));
     }
     argv = pointers(argvStore);
     envp = pointers(envStore);
     directory = request.workingDirectory.empty() ? "/" : request.workingDirectory;
     if (setListen) {
         listenPidDigits = envStore[listenPidIndex].data() + std::string_view("LISTEN_PID=").size();
+        pidfdIdDigits = envStore.back().data() + std::string_view("LISTEN_PIDFDID=").size();
+        pidfdIdEntry = &envp[envStore.size() - 1];
     }
 }
 
@@ -302,6 +308,8 @@ ChildPlan makePlan(const SpawnRequest &request, ChildStrings &strings, const std
     plan.directory = strings.directory.c_str();
     plan.noNewPrivileges = request.noNewPrivileges;
     plan.listenPidDigits = strings.listenPidDigits;
+    plan.pidfdIdDigits = strings.pidfdIdDigits;
+    plan.pidfdIdEntry = strings.pidfdIdEntry;
     return plan;
 }
 

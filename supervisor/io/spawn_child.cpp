@@ -12,6 +12,8 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,19 +68,41 @@ constexpr long kSysSetresuid = SYS_setresuid;
     __builtin_unreachable();
 }
 
-// Formats a non-negative pid into out (kPidDigits bytes), NUL-terminated.
-void formatPid(long pid, char *out)
+// Formats a number into out (kPidDigits bytes), NUL-terminated.
+void formatNumber(std::uint64_t value, char *out)
 {
     std::array<char, kPidDigits> reversed{};
     std::size_t n = 0;
     do {
-        reversed[n++] = static_cast<char>('0' + pid % 10);
-        pid /= 10;
-    } while (pid > 0 && n < reversed.size() - 1);
+        reversed[n++] = static_cast<char>('0' + value % 10);
+        value /= 10;
+    } while (value > 0 && n < reversed.size() - 1);
     for (std::size_t i = 0; i < n; ++i) {
         out[i] = reversed[n - 1 - i];
     }
     out[n] = '\0';
+}
+
+// pidfs's magic number (include/uapi/linux/magic.h, Linux 6.9+).
+constexpr long kPidfsMagic = 0x50494446;
+
+// The inode number of a pidfd of this process, which identifies it for as
+// long as the system runs (systemd's LISTEN_PIDFDID): only where pidfds live
+// on pidfs; before Linux 6.9 every pidfd shares one anonymous inode.
+bool ownPidfdId(std::uint64_t &id)
+{
+    const long fd = syscall(SYS_pidfd_open, syscall(SYS_getpid), 0U);
+    if (fd < 0) {
+        return false;
+    }
+    struct statfs fs {};
+    struct statx st {};
+    const bool ok = syscall(SYS_fstatfs, fd, &fs) == 0 && static_cast<long>(fs.f_type) == kPidfsMagic &&
+                    syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_INO, &st) == 0 &&
+                    (st.stx_mask & STATX_INO) != 0;
+    (void)syscall(SYS_close, fd);
+    id = st.stx_ino;
+    return ok;
 }
 
 // Closes every fd in [first, last] except keep and keep2 (-1: none), with
@@ -216,7 +240,15 @@ bool closeRangeExcept(unsigned first, unsigned last, int keep, int keep2 = -1)
         childFail(status, SpawnStage::NoNewPrivileges, errno);
     }
     if (plan.listenPidDigits != nullptr) {
-        formatPid(syscall(SYS_getpid), plan.listenPidDigits);
+        formatNumber(static_cast<std::uint64_t>(syscall(SYS_getpid)), plan.listenPidDigits);
+    }
+    if (plan.pidfdIdDigits != nullptr) {
+        std::uint64_t id = 0;
+        if (ownPidfdId(id)) {
+            formatNumber(id, plan.pidfdIdDigits);
+        } else {
+            *plan.pidfdIdEntry = nullptr;
+        }
     }
 
     if (executableFd >= 0) {

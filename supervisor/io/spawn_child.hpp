@@ -58,6 +58,12 @@ struct ChildPlan {
     const char *directory = nullptr;
     bool noNewPrivileges = false;
     char *listenPidDigits = nullptr; // inside the "LISTEN_PID=" env entry, or null
+    // Inside the "LISTEN_PIDFDID=" env entry (kPidDigits bytes), or null; the
+    // child writes its own pidfd's inode number there, or, on a kernel whose
+    // pidfds are not on pidfs (their inode numbers mean nothing), sets
+    // *pidfdIdEntry (the last entry of envp) to null.
+    char *pidfdIdDigits = nullptr;
+    char **pidfdIdEntry = nullptr;
 };
 
 // Clones the child with every signal blocked and a pidfd (clone3

@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "model/inherit.hpp"
+
 namespace fdsup {
 
 const char *serviceStateName(ServiceState state)
@@ -259,12 +261,14 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
             }
         }
     }
+    const std::size_t listeners = fds.size();
     for (const auto &stored : fdStore_.fds()) {
         fds.push_back(NamedFd{stored.fd.borrow(), stored.name});
     }
     SpawnRequest request = spawnRequest(*profile, slot, notify_->socketPath(), fds, context_.originalNofile,
                                         wrapped ? preloadAddress() : std::string());
     request.listenFds = (config.activation == config::Activation::ListenFds && !wrapped) || !fdStore_.empty();
+    const auto announced = announceListeners(config, listeners, request);
     const auto failed = [&](const Error &error) -> Result<InstanceView> {
         spdlog::error("Failed to start {}[{}]: {}", config.name, slot, error.message);
         if (role == InstanceRole::Primary && slot < slots_.size()) {
@@ -275,6 +279,9 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
         }
         return error;
     };
+    if (!announced) {
+        return failed(announced.error());
+    }
     UniqueFd workerEnd; // the worker's end of its channel, until it is spawned
     if (wantsChannel(config)) {
         Instance *peer = instance.get();

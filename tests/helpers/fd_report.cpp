@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -97,6 +98,16 @@ int main(int argc, char **argv)
     }
 
     out += "pid=" + std::to_string(getpid()) + "\n";
+    // The inode number of a pidfd of its own, to compare with LISTEN_PIDFDID
+    // (opened after the fds were listed, and closed).
+    const long pidfd = syscall(SYS_pidfd_open, getpid(), 0U);
+    if (pidfd >= 0) {
+        struct stat pst {};
+        if (fstat(static_cast<int>(pidfd), &pst) == 0) {
+            out += "pidfd.ino=" + std::to_string(pst.st_ino) + "\n";
+        }
+        close(static_cast<int>(pidfd));
+    }
     out += "pgid=" + std::to_string(getpgid(0)) + "\n";
     out += "uid=" + std::to_string(getuid()) + "\neuid=" + std::to_string(geteuid()) + "\n";
     out += "gid=" + std::to_string(getgid()) + "\negid=" + std::to_string(getegid()) + "\n";

@@ -152,6 +152,16 @@ TEST_F(ReloadPlanTest, ServicesAreAddedRemovedAndRolled)
     EXPECT_THAT(p.servicesUnchanged, IsEmpty());
 }
 
+// How the listeners are announced is part of what a worker is started
+// with: a change is rolled out, and named.
+TEST_F(ReloadPlanTest, InheritChangeIsRolled)
+{
+    const ReloadPlan p =
+        plan(edit(kBase, "sockets = [\"web\"]", "sockets = [\"web\"]\ninherit = [\"nginx\"]"));
+    EXPECT_THAT(p.servicesRolled, ElementsAre(ServiceChange{"app", {"inherit"}}));
+    EXPECT_THAT(p.servicesUnchanged, ElementsAre("tool"));
+}
+
 TEST_F(ReloadPlanTest, OnlyInstancesIsScaled)
 {
     const ReloadPlan p = plan(edit(kBase, "instances = 2", "instances = 4"));

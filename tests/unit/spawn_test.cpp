@@ -396,7 +396,10 @@ TEST_F(SpawnTest, WorkerGetsExactlyItsListenersAndSettings)
         "LISTEN_FDS=2",
         "LISTEN_FDNAMES=web:admin",
         "LISTEN_PID=" + std::to_string(pid),
+        // This kernel (6.18) has pidfs: the child's own pidfd's inode, as systemd sets it.
+        "LISTEN_PIDFDID=" + report["pidfd.ino"],
     };
+    EXPECT_EQ(report.values.count("pidfd.ino"), 1U);
     EXPECT_EQ(report.env, env);
     EXPECT_EQ(report["pid"], std::to_string(pid));
     EXPECT_EQ(report["sd.n"], "2");
@@ -413,6 +416,33 @@ TEST_F(SpawnTest, WorkerGetsExactlyItsListenersAndSettings)
     EXPECT_EQ(report["pgid"], std::to_string(pid));
     EXPECT_EQ(report["no_new_privs"], "1");
     EXPECT_EQ(report["uid"], std::to_string(getuid()));
+}
+
+// LISTEN_PIDFDID is the inode number of the worker's own pidfd, as the
+// worker itself finds it, as fdsupd's pidfd of it has it, and different for
+// each worker (pidfs gives every process its own inode, never reused while
+// the system runs).
+TEST_F(SpawnTest, ListenPidfdIdIsTheWorkersOwnPidfdInode)
+{
+    const UniqueFd web = listener("tcp://127.0.0.1:0");
+    ASSERT_TRUE(web);
+    std::set<std::string> ids;
+    for (int i = 0; i < 2; ++i) {
+        SpawnRequest request = reportRequest();
+        request.fds = {web.borrow()};
+        auto child = spawnWorker(request);
+        ASSERT_TRUE(child.ok()) << child.error().message;
+        struct stat parentView {};
+        ASSERT_EQ(fstat(child->pidfd.get(), &parentView), 0);
+        const Outcome outcome = finish(*child);
+        ASSERT_EQ(outcome.code, 0) << outcome.err;
+        const Report report = parseReport(outcome.out);
+        ASSERT_EQ(report.values.count("pidfd.ino"), 1U) << outcome.out;
+        EXPECT_TRUE(report.env.contains("LISTEN_PIDFDID=" + report["pidfd.ino"])) << outcome.out;
+        EXPECT_EQ(report["pidfd.ino"], std::to_string(parentView.st_ino));
+        ids.insert(report["pidfd.ino"]);
+    }
+    EXPECT_EQ(ids.size(), 2U);
 }
 
 // Sources already sitting inside the target range, swapped and repeated,

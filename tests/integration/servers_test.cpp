@@ -1,0 +1,245 @@
+// Real servers under fdsupd, unchanged: nginx, gunicorn, uvicorn, lighttpd and
+// haproxy, each run from its units/examples/ file, restarted three times under
+// continuous load from real HTTP clients; and the same server restarted
+// naively (binding its own port), which the same clients see fail.
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "daemon_harness.hpp"
+#include "http_load.hpp"
+#include "test_support.hpp"
+
+namespace fdsup::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// What the example files say, and the test rewrites: where the examples are
+// installed, where their runtime files go, and their port.
+constexpr std::string_view kInstalledDir = "/usr/share/doc/fdsup/examples";
+constexpr std::string_view kRunDir = "/run/fdsup-examples";
+constexpr std::string_view kExamplePort = "8080";
+
+constexpr int kRestarts = 3;
+constexpr std::size_t kRequestsPerRestart = 150;
+constexpr int kFreshClients = 3;
+constexpr int kKeepAliveClients = 2;
+// Generous: a request that takes this long on loopback is a failure anyway.
+constexpr std::chrono::seconds kRequestTimeout{10};
+
+// A TCP port on 127.0.0.1 where nothing listens: bound once, then closed.
+int freePort()
+{
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (!fd || bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
+        getsockname(fd.get(), reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
+        throw std::runtime_error("cannot find a free port");
+    }
+    return ntohs(addr.sin_port);
+}
+
+void replaceAll(std::string &text, std::string_view from, std::string_view to)
+{
+    for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+    }
+}
+
+// Copies units/examples/NAME.toml and the directory NAME/ beside it into
+// dir, with the installed paths, the runtime directory and the port
+// rewritten in every file; returns the unit file's text.
+std::string prepareExample(const fs::path &dir, const std::string &name, int port)
+{
+    const fs::path examples = fs::path(requireEnv("FDSUP_UNITS_DIR")) / "examples";
+    fs::create_directories(dir / "run");
+    if (fs::exists(examples / name)) {
+        fs::copy(examples / name, dir / name, fs::copy_options::recursive);
+    }
+    fs::copy_file(examples / (name + ".toml"), dir / (name + ".toml"));
+    const auto rewrite = [&](const fs::path &file) {
+        std::string text = readFile(file);
+        replaceAll(text, kInstalledDir, dir.string());
+        replaceAll(text, kRunDir, (dir / "run").string());
+        replaceAll(text, kExamplePort, std::to_string(port));
+        writeFile(file, text);
+    };
+    for (const auto &entry : fs::recursive_directory_iterator(dir)) {
+        if (entry.is_regular_file()) {
+            rewrite(entry.path());
+        }
+    }
+    return readFile(dir / (name + ".toml"));
+}
+
+// What the clients saw across the restarts.
+struct Figures {
+    HttpLoadReport fresh;
+    HttpLoadReport keepAlive;
+    int replaced = 0; // restarts after which no pid of before was left
+};
+
+class Servers : public DaemonTest<> {
+protected:
+    // Starts fdsupd on config and waits until the server answers on port.
+    void startServing(const std::string &config, int port)
+    {
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + config, why)) << why;
+        ASSERT_TRUE(waitUntil([&] { return answersOk(port); })) << "nothing answers on port " << port;
+    }
+
+    // Three `fdsupctl restart SERVICE --wait` under fresh-connection and
+    // keep-alive load, each once the clients made kRequestsPerRestart more
+    // requests; a restart that fails ends the test.
+    Figures restartUnderLoad(const std::string &service, int port)
+    {
+        Figures figures;
+        HttpLoad fresh(port, kFreshClients, HttpLoad::Mode::Fresh, kRequestTimeout);
+        HttpLoad keepAlive(port, kKeepAliveClients, HttpLoad::Mode::KeepAlive, kRequestTimeout);
+        fresh.start();
+        keepAlive.start();
+        for (int i = 0; i < kRestarts; ++i) {
+            EXPECT_TRUE(fresh.waitForRequests(fresh.requests(), kRequestsPerRestart, kEventDeadline));
+            EXPECT_TRUE(keepAlive.waitForRequests(keepAlive.requests(), kRequestsPerRestart, kEventDeadline));
+            const std::set<pid_t> before = instancePids(fdsupd_.status(service));
+            const ProcessResult restart = fdsupd_.fdsupctl({"restart", service, "--wait"});
+            std::cout << "[ restart  ] " << service << " " << (i + 1) << ": " << restart.out;
+            EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+            const std::set<pid_t> after = instancePids(fdsupd_.status(service));
+            const bool replaced = !after.empty() && std::none_of(after.begin(), after.end(), [&](pid_t pid) {
+                return before.contains(pid);
+            });
+            figures.replaced += replaced ? 1 : 0;
+        }
+        EXPECT_TRUE(fresh.waitForRequests(fresh.requests(), kRequestsPerRestart, kEventDeadline));
+        EXPECT_TRUE(keepAlive.waitForRequests(keepAlive.requests(), kRequestsPerRestart, kEventDeadline));
+        figures.fresh = fresh.stop();
+        figures.keepAlive = keepAlive.stop();
+        return figures;
+    }
+
+    static void print(const std::string &what, const Figures &figures)
+    {
+        std::cout << "[ figures  ] " << what << ", " << kRestarts << " restarts (" << figures.replaced
+                  << " replaced every instance)\n"
+                  << "[ figures  ]   new connection per request (" << kFreshClients
+                  << " clients): " << figures.fresh.summary() << "\n"
+                  << "[ figures  ]   keep-alive (" << kKeepAliveClients
+                  << " clients): " << figures.keepAlive.summary() << "\n";
+    }
+
+    // One example end to end: zero refused, zero failed, every instance
+    // replaced. dropsAccepted: the server closes, when it drains, connections
+    // it accepted but whose request it had not read yet (uvicorn 0.17, see
+    // below): they are reset before any byte of an answer, counted and
+    // printed as reset-fresh, and not asserted; every other failure is.
+    void runExample(const std::string &name, const std::string &service, bool dropsAccepted = false)
+    {
+        SCOPED_TRACE(name);
+        const int port = freePort();
+        const std::string config = prepareExample(fdsupd_.dir() / "example", name, port);
+        startServing(config, port);
+        if (HasFatalFailure()) {
+            return;
+        }
+        const Figures figures = restartUnderLoad(service, port);
+        print(name + " under fdsupd", figures);
+        EXPECT_EQ(figures.replaced, kRestarts);
+        EXPECT_EQ(figures.fresh.refused, 0U) << figures.fresh.summary();
+        const std::size_t dropped = dropsAccepted ? figures.fresh.resetFresh : 0;
+        EXPECT_EQ(figures.fresh.failed() - dropped, 0U) << figures.fresh.summary();
+        EXPECT_EQ(figures.fresh.keepAliveRace, 0U) << figures.fresh.summary();
+        EXPECT_GE(figures.fresh.ok, kRestarts * kRequestsPerRestart);
+        // Keep-alive: no refusal and no failure but the race a retrying
+        // client replays safely (counted, reported, not asserted).
+        EXPECT_EQ(figures.keepAlive.refused, 0U) << figures.keepAlive.summary();
+        // A keep-alive client opens a new connection after each race: uvicorn
+        // may drop that one too.
+        const std::size_t droppedKeepAlive = dropsAccepted ? figures.keepAlive.resetFresh : 0;
+        EXPECT_EQ(figures.keepAlive.failed() - droppedKeepAlive, 0U) << figures.keepAlive.summary();
+        EXPECT_GE(figures.keepAlive.ok, kRestarts * kRequestsPerRestart);
+        if (dropsAccepted) {
+            std::cout << "[ figures  ]   " << name << " reset " << dropped + droppedKeepAlive
+                      << " new connections it had accepted but not read when it drained\n";
+        }
+    }
+};
+
+TEST_F(Servers, NginxInheritsThroughNginxVariable)
+{
+    runExample("nginx", "nginx");
+}
+
+TEST_F(Servers, GunicornInheritsThroughListenFds)
+{
+    runExample("gunicorn", "gunicorn");
+}
+
+// uvicorn 0.17's graceful shutdown (SIGTERM or SIGINT) goes on accepting
+// until its main loop next looks at the signal (every 0.1 s), then closes
+// every connection without a request in progress, including one it has just
+// accepted whose request it has not read yet: that client sees a reset on a
+// new connection (measured: about one per restart under this load). uvicorn
+// never read the request, so a client may replay it safely, like the
+// keep-alive race; fdsupd cannot stop a process from accepting (the preload
+// shim's drain can, issue 11 part 3). Everything else is asserted as for
+// the other servers.
+TEST_F(Servers, UvicornInheritsThroughArgvFd)
+{
+    runExample("uvicorn", "uvicorn", true);
+}
+
+TEST_F(Servers, LighttpdInheritsThroughListenFds)
+{
+    runExample("lighttpd", "lighttpd");
+}
+
+TEST_F(Servers, HaproxyInheritsThroughArgvFdInItsConfig)
+{
+    runExample("haproxy", "haproxy");
+}
+
+// The counter-proof, in the same harness: gunicorn binding its own port, as
+// it does without fdsupd, restarted the naive way (stop, then start). Its
+// port is closed between the two, and the same clients see it: the test
+// above can fail.
+TEST_F(Servers, NaiveRestartOfAServerBindingItsOwnPortFails)
+{
+    const int port = freePort();
+    (void)prepareExample(fdsupd_.dir() / "example", "gunicorn", port);
+    const std::string config =
+        "[service.naive]\n"
+        "command = [\"/usr/bin/gunicorn\", \"--workers\", \"2\", \"--bind\", \"127.0.0.1:" +
+        std::to_string(port) + "\", \"--chdir\", \"" + (fdsupd_.dir() / "example" / "gunicorn").string() +
+        "\", \"app:app\"]\n"
+        "ready = \"notify\"\n"
+        "rollout_order = \"stop-first\"\n"
+        "drain_timeout = \"15s\"\n";
+    startServing(config, port);
+    if (HasFatalFailure()) {
+        return;
+    }
+    const Figures figures = restartUnderLoad("naive", port);
+    print("gunicorn binding its own port, stop then start", figures);
+    EXPECT_EQ(figures.replaced, kRestarts);
+    EXPECT_GT(figures.fresh.refused + figures.fresh.failed(), 0U) << figures.fresh.summary();
+    EXPECT_GT(figures.keepAlive.refused + figures.keepAlive.failed(), 0U) << figures.keepAlive.summary();
+}
+
+} // namespace
+} // namespace fdsup::test
