@@ -1,6 +1,7 @@
 // HttpLoad: continuous HTTP/1.1 load from client threads that classify every request's outcome exactly.
 #include "http_load.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -8,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/fd.hpp"
@@ -107,17 +109,62 @@ Answer readAnswer(BorrowedFd fd)
     return answer;
 }
 
+// Reads the answer of a RawExchange: exactly as many bytes as the expected reply.
+Answer readRawAnswer(BorrowedFd fd, const std::string &reply)
+{
+    std::string data;
+    char buffer[4096];
+    while (data.size() < reply.size()) {
+        const ssize_t n = recv(fd.get(), buffer, std::min(sizeof buffer, reply.size() - data.size()), 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            const int error = n == 0 ? 0 : errno;
+            return Answer{failureOf(error, !data.empty()), true,
+                          (n == 0 ? std::string("EOF") : std::string(std::strerror(error))) + " after " +
+                              std::to_string(data.size()) + " bytes"};
+        }
+        data.append(buffer, static_cast<std::size_t>(n));
+    }
+    if (data != reply) {
+        return Answer{Outcome::Non2xx, true, "wrong answer: " + data};
+    }
+    return Answer{Outcome::Ok, false, {}};
+}
+
+void setTimeouts(BorrowedFd fd, std::chrono::milliseconds timeout)
+{
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+    (void)setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+std::pair<UniqueFd, int> connectUnix(const std::string &path, std::chrono::milliseconds timeout)
+{
+    UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    if (!fd || path.size() >= sizeof addr.sun_path) {
+        return {UniqueFd(), fd ? ENAMETOOLONG : errno};
+    }
+    setTimeouts(fd.borrow(), timeout);
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    if (connect(fd.get(), reinterpret_cast<const sockaddr *>(&addr), sizeof addr) != 0) {
+        return {UniqueFd(), errno};
+    }
+    return {std::move(fd), 0};
+}
+
 std::pair<UniqueFd, int> connectTo(int port, std::chrono::milliseconds timeout)
 {
     UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) {
         return {UniqueFd(), errno};
     }
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-    tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-    (void)setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    (void)setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setTimeouts(fd.borrow(), timeout);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -158,7 +205,13 @@ std::string HttpLoadReport::summary() const
 }
 
 HttpLoad::HttpLoad(int port, int clients, Mode mode, std::chrono::milliseconds requestTimeout)
-    : port_(port), clients_(clients), mode_(mode), timeout_(requestTimeout)
+    : HttpLoad(LoadTarget{port, {}}, clients, mode, requestTimeout)
+{}
+
+HttpLoad::HttpLoad(LoadTarget target, int clients, Mode mode, std::chrono::milliseconds requestTimeout,
+                   std::optional<RawExchange> raw)
+    : target_(std::move(target)), raw_(std::move(raw)), clients_(clients), mode_(mode),
+      timeout_(requestTimeout)
 {}
 
 HttpLoad::~HttpLoad()
@@ -210,14 +263,16 @@ void HttpLoad::record(HttpLoadReport &local, std::size_t HttpLoadReport::*counte
 void HttpLoad::run()
 {
     const bool keepAlive = mode_ == Mode::KeepAlive;
-    const std::string request = std::string("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n") +
-                                (keepAlive ? "" : "Connection: close\r\n") + "\r\n";
+    const std::string request = raw_ ? raw_->request
+                                     : std::string("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n") +
+                                           (keepAlive ? "" : "Connection: close\r\n") + "\r\n";
     HttpLoadReport local;
     UniqueFd connection;
     std::size_t served = 0; // answers on this connection so far
     while (!stop_) {
         if (!connection) {
-            auto [fd, error] = connectTo(port_, timeout_);
+            auto [fd, error] = target_.unixPath.empty() ? connectTo(target_.port, timeout_)
+                                                        : connectUnix(target_.unixPath, timeout_);
             if (!fd) {
                 record(local, error == ECONNREFUSED ? &HttpLoadReport::refused : &HttpLoadReport::otherError,
                        std::string("connect: ") + std::strerror(error));
@@ -232,7 +287,7 @@ void HttpLoad::run()
             static_cast<ssize_t>(request.size())) {
             answer = Answer{failureOf(errno, false), true, std::string("send: ") + std::strerror(errno)};
         } else {
-            answer = readAnswer(connection.borrow());
+            answer = raw_ ? readRawAnswer(connection.borrow(), raw_->reply) : readAnswer(connection.borrow());
         }
         const std::string where =
             reused ? " (reused connection, answer " + std::to_string(served + 1) + ")" : " (new connection)";

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +38,20 @@ struct HttpLoadReport {
 // One GET / on a new connection to 127.0.0.1:port: whether a complete 2xx answer came.
 bool answersOk(int port, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// Where the clients connect: 127.0.0.1:port, or a unix stream socket's path when unixPath is set.
+struct LoadTarget {
+    int port = 0;
+    std::string unixPath;
+};
+
+// A protocol other than HTTP: each request is `request`, and the answer must
+// be exactly `reply` (e.g. RESP's "PING\r\n" -> "+PONG\r\n"); anything else
+// is counted as non2xx (a wrong answer). The server keeps the connection.
+struct RawExchange {
+    std::string request;
+    std::string reply;
+};
+
 // Clients sending GET / to 127.0.0.1:port from start() until stop(), each
 // in its own thread. Mode::Fresh opens a new connection per request (and
 // sends Connection: close); Mode::KeepAlive reuses its connection until the
@@ -49,6 +64,9 @@ public:
     enum class Mode { Fresh, KeepAlive };
     HttpLoad(int port, int clients, Mode mode,
              std::chrono::milliseconds requestTimeout = std::chrono::seconds(5));
+    // The same load on another target, and with `raw`, another protocol.
+    HttpLoad(LoadTarget target, int clients, Mode mode, std::chrono::milliseconds requestTimeout,
+             std::optional<RawExchange> raw = std::nullopt);
     ~HttpLoad();
     HttpLoad(const HttpLoad &) = delete;
     HttpLoad &operator=(const HttpLoad &) = delete;
@@ -64,7 +82,8 @@ private:
     void run();
     void record(HttpLoadReport &local, std::size_t HttpLoadReport::*counter, const std::string &sample);
 
-    int port_;
+    LoadTarget target_;
+    std::optional<RawExchange> raw_;
     int clients_;
     Mode mode_;
     std::chrono::milliseconds timeout_;
