@@ -8,10 +8,12 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grp.h>
 #include <pwd.h>
@@ -179,6 +181,174 @@ TEST_F(Examples, ApiWithAdminServesBothSocketsAndKeepsKeepAliveConnectionsAcross
     EXPECT_NE(httpOverUnix(admin).find("HTTP/1.1 200"), std::string::npos)
         << "admin socket after the restart";
     EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// The processes whose command line names the mailer.py of dir: at most one
+// may ever run.
+int mailersUnder(const fs::path &script)
+{
+    int count = 0;
+    for (const auto &entry : fs::directory_iterator("/proc")) {
+        const std::string name = entry.path().filename().string();
+        if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) {
+            continue;
+        }
+        std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+        const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        count += cmdline.find(script.string()) != std::string::npos ? 1 : 0;
+    }
+    return count;
+}
+
+// Samples mailersUnder() in a thread until destroyed: the most seen at once.
+class MailerWatch {
+public:
+    explicit MailerWatch(fs::path script)
+        : script_(std::move(script)), thread_([this] {
+              while (!stop_) {
+                  most_ = std::max(most_.load(), mailersUnder(script_));
+              }
+          })
+    {}
+    ~MailerWatch() { stopWatching(); }
+    MailerWatch(const MailerWatch &) = delete;
+    MailerWatch &operator=(const MailerWatch &) = delete;
+    int stopWatching()
+    {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+        return most_;
+    }
+
+private:
+    fs::path script_;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> most_{0};
+    std::thread thread_;
+};
+
+class QueueWorker : public Examples {
+protected:
+    fs::path queue() const { return exampleDir() / "run" / "mailer"; }
+    fs::path script() const { return exampleDir() / "queue-worker" / "mailer.py"; }
+
+    // The example under fdsupd, its queue owned by nobody; the pid of the
+    // ready mailer.
+    pid_t startMailer()
+    {
+        const std::string config = prepareExample(exampleDir(), "queue-worker", freePort());
+        fs::create_directories(queue());
+        for (const fs::path &dir : {fdsupd_.dir().path(), exampleDir(), exampleDir() / "run"}) {
+            fs::permissions(dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+        }
+        const passwd *nobody = getpwnam("nobody");
+        const group *nogroup = getgrnam("nogroup");
+        EXPECT_TRUE(nobody != nullptr && nogroup != nullptr);
+        EXPECT_EQ(chown(queue().c_str(), nobody->pw_uid, nogroup->gr_gid), 0);
+        start(config);
+        const std::set<pid_t> pids = waitReady("mailer", 1);
+        return pids.empty() ? -1 : *pids.begin();
+    }
+
+    // Drops messages into new/ as a mail client would: written aside, renamed in.
+    void drop(const std::vector<std::string> &names)
+    {
+        for (const auto &name : names) {
+            writeFile(exampleDir() / "run" / name, "To: someone@example.org\n\n" + name + "\n");
+            fs::rename(exampleDir() / "run" / name, queue() / "new" / name);
+        }
+    }
+
+    // "PID NAME" lines of sent.log, as name -> pid.
+    std::map<std::string, pid_t> sent()
+    {
+        std::map<std::string, pid_t> by;
+        std::ifstream in(queue() / "sent.log");
+        pid_t pid = 0;
+        for (std::string name; in >> pid >> name;) {
+            by[name] = pid;
+        }
+        return by;
+    }
+
+    bool waitSent(std::size_t n)
+    {
+        return waitUntil([&] { return sent().size() == n; });
+    }
+
+    pid_t leaseHolder() { return std::stoi(readFile(queue() / "lease")); }
+};
+
+TEST_F(QueueWorker, ProcessesItsQueueAndARestartNeverRunsTwoMailers)
+{
+    const pid_t first = startMailer();
+    ASSERT_GT(first, 0);
+    const passwd *nobody = getpwnam("nobody");
+    EXPECT_EQ(uidOf(first), nobody->pw_uid);
+    ASSERT_TRUE(waitUntil([&] { return fs::exists(queue() / "lease"); }));
+    EXPECT_EQ(leaseHolder(), first);
+    drop({"m1", "m2", "m3"});
+    ASSERT_TRUE(waitSent(3)) << fdsupd_.log();
+    for (const auto &[name, pid] : sent()) {
+        EXPECT_EQ(pid, first) << name;
+        EXPECT_TRUE(fs::exists(queue() / "done" / name)) << name;
+    }
+
+    // The lease is real: a second mailer on the same queue fails at once.
+    const ProcessResult second =
+        runProcess({"/usr/bin/python3", script().string(), "--queue", queue().string()});
+    EXPECT_EQ(second.exitCode, 75) << second.err;
+    EXPECT_NE(second.err.find("leased by pid " + std::to_string(first)), std::string::npos) << second.err;
+
+    MailerWatch watch(script());
+    const ProcessResult restart = fdsupd_.fdsupctl({"restart", "mailer", "--wait"});
+    EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    const std::set<pid_t> now = waitReady("mailer", 1);
+    EXPECT_EQ(watch.stopWatching(), 1) << "mailers running at once during the restart";
+    ASSERT_EQ(now.size(), 1U);
+    const pid_t replacement = *now.begin();
+    EXPECT_NE(replacement, first);
+    EXPECT_EQ(kill(first, 0), -1) << "the old mailer still runs";
+    EXPECT_EQ(leaseHolder(), replacement);
+    // The replacement took the lease without waiting: no mailer found it held.
+    EXPECT_EQ(fdsupd_.log().find("another mailer runs on it"), std::string::npos) << fdsupd_.log();
+    EXPECT_NE(fdsupd_.log().find("SIGINT: exit 0 after sending 3"), std::string::npos) << fdsupd_.log();
+
+    drop({"m4", "m5"});
+    ASSERT_TRUE(waitSent(5)) << fdsupd_.log();
+    EXPECT_EQ(sent().at("m4"), replacement);
+    EXPECT_EQ(sent().at("m5"), replacement);
+}
+
+TEST_F(QueueWorker, StopWithSigintFinishesTheMessageInProgress)
+{
+    const pid_t pid = startMailer();
+    ASSERT_GT(pid, 0);
+    std::vector<std::string> names;
+    for (int i = 0; i < 20; ++i) {
+        names.push_back("n" + std::to_string(100 + i));
+    }
+    drop(names);
+    // Stopped while it works through the queue (0.1 s a message).
+    ASSERT_TRUE(waitSent(1));
+    const ProcessResult stop = fdsupd_.fdsupctl({"stop", "mailer"});
+    EXPECT_EQ(stop.exitCode, 0) << stop.out << stop.err;
+    EXPECT_TRUE(fs::is_empty(queue() / "sending")) << "a message was left half sent";
+    const auto done = sent();
+    std::size_t inNew = 0;
+    for (const auto &name : names) {
+        const bool isDone = fs::exists(queue() / "done" / name);
+        EXPECT_EQ(isDone, done.contains(name)) << name;
+        inNew += fs::exists(queue() / "new" / name) ? 1 : 0;
+    }
+    EXPECT_EQ(done.size() + inNew, names.size());
+    EXPECT_LT(done.size(), names.size()) << "the stop came after the queue was empty: proves nothing";
+    EXPECT_NE(fdsupd_.log().find("SIGINT: exit 0 after sending " + std::to_string(done.size())),
+              std::string::npos)
+        << fdsupd_.log();
+    EXPECT_EQ(fdsupd_.status("mailer").at("state"), "stopped") << fdsupd_.status("mailer").dump();
 }
 
 } // namespace
