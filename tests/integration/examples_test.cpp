@@ -79,7 +79,6 @@ std::string httpOverUnix(const fs::path &path)
 uid_t uidOf(pid_t pid)
 {
     std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string key;
     for (std::string line; std::getline(status, line);) {
         if (line.starts_with("Uid:")) {
             std::istringstream fields(line.substr(4));
@@ -273,6 +272,13 @@ protected:
         return by;
     }
 
+    // The workers' output reaches fdsupd's log through a pipe, maybe after
+    // the exit was seen: wait for it.
+    bool waitForLog(const std::string &text)
+    {
+        return waitUntil([&] { return fdsupd_.log().find(text) != std::string::npos; });
+    }
+
     bool waitSent(std::size_t n)
     {
         return waitUntil([&] { return sent().size() == n; });
@@ -314,7 +320,7 @@ TEST_F(QueueWorker, ProcessesItsQueueAndARestartNeverRunsTwoMailers)
     EXPECT_EQ(leaseHolder(), replacement);
     // The replacement took the lease without waiting: no mailer found it held.
     EXPECT_EQ(fdsupd_.log().find("another mailer runs on it"), std::string::npos) << fdsupd_.log();
-    EXPECT_NE(fdsupd_.log().find("SIGINT: exit 0 after sending 3"), std::string::npos) << fdsupd_.log();
+    EXPECT_TRUE(waitForLog("SIGINT: exit 0 after sending 3")) << fdsupd_.log();
 
     drop({"m4", "m5"});
     ASSERT_TRUE(waitSent(5)) << fdsupd_.log();
@@ -327,6 +333,7 @@ TEST_F(QueueWorker, StopWithSigintFinishesTheMessageInProgress)
     const pid_t pid = startMailer();
     ASSERT_GT(pid, 0);
     std::vector<std::string> names;
+    names.reserve(20);
     for (int i = 0; i < 20; ++i) {
         names.push_back("n" + std::to_string(100 + i));
     }
@@ -345,9 +352,7 @@ TEST_F(QueueWorker, StopWithSigintFinishesTheMessageInProgress)
     }
     EXPECT_EQ(done.size() + inNew, names.size());
     EXPECT_LT(done.size(), names.size()) << "the stop came after the queue was empty: proves nothing";
-    EXPECT_NE(fdsupd_.log().find("SIGINT: exit 0 after sending " + std::to_string(done.size())),
-              std::string::npos)
-        << fdsupd_.log();
+    EXPECT_TRUE(waitForLog("SIGINT: exit 0 after sending " + std::to_string(done.size()))) << fdsupd_.log();
     EXPECT_EQ(fdsupd_.status("mailer").at("state"), "stopped") << fdsupd_.status("mailer").dump();
 }
 
