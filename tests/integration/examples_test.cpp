@@ -75,19 +75,31 @@ std::string httpOverUnix(const fs::path &path)
     return answer;
 }
 
-// The real uid of a process, from /proc/PID/status.
-uid_t uidOf(pid_t pid)
+// The first field of a line of /proc/PID/FILE that starts with key ("Uid:"
+// in status, "Max open files" in limits), and the second as `second`; "" when
+// there is none.
+std::string procField(pid_t pid, const std::string &file, const std::string &key,
+                      std::string *second = nullptr)
 {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(status, line);) {
-        if (line.starts_with("Uid:")) {
-            std::istringstream fields(line.substr(4));
-            uid_t uid = 0;
-            fields >> uid;
-            return uid;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/" + file);
+    for (std::string line; std::getline(in, line);) {
+        if (line.starts_with(key)) {
+            std::istringstream fields(line.substr(key.size()));
+            std::string first;
+            fields >> first;
+            if (second != nullptr) {
+                fields >> *second;
+            }
+            return first;
         }
     }
-    return static_cast<uid_t>(-1);
+    return "";
+}
+
+uid_t uidOf(pid_t pid)
+{
+    const std::string uid = procField(pid, "status", "Uid:");
+    return uid.empty() ? static_cast<uid_t>(-1) : static_cast<uid_t>(std::stoul(uid));
 }
 
 class Examples : public DaemonTest<> {
@@ -114,18 +126,25 @@ protected:
         return reply.parameters.at("services").at(0);
     }
 
+    // The pids of the service's ready instances.
+    std::set<pid_t> readyPids(const std::string &service)
+    {
+        std::set<pid_t> pids;
+        const nlohmann::json status = fdsupd_.status(service);
+        for (const auto &instance : status.at("instances")) {
+            if (instance.at("state") == "ready" && instance.at("pid").is_number()) {
+                pids.insert(instance.at("pid").get<pid_t>());
+            }
+        }
+        return pids;
+    }
+
     // The pids of the service's instances once `n` are ready.
     std::set<pid_t> waitReady(const std::string &service, std::size_t n)
     {
         std::set<pid_t> pids;
         EXPECT_TRUE(waitUntil([&] {
-            const auto status = fdsupd_.status(service);
-            pids.clear();
-            for (const auto &instance : status.at("instances")) {
-                if (instance.at("state") == "ready" && instance.at("pid").is_number()) {
-                    pids.insert(instance.at("pid").get<pid_t>());
-                }
-            }
+            pids = readyPids(service);
             return pids.size() == n;
         })) << fdsupd_.status(service).dump();
         return pids;
@@ -143,9 +162,21 @@ TEST_F(Examples, ApiWithAdminServesBothSocketsAndKeepsKeepAliveConnectionsAcross
     const std::set<pid_t> before = waitReady("api", 4);
     const passwd *www = getpwnam("www-data");
     ASSERT_NE(www, nullptr);
+    // Each worker as the example says: user, umask, no new privileges, limits.
     for (const pid_t pid : before) {
-        EXPECT_EQ(uidOf(pid), www->pw_uid) << "pid " << pid;
+        SCOPED_TRACE("pid " + std::to_string(pid));
+        EXPECT_EQ(uidOf(pid), www->pw_uid);
+        EXPECT_EQ(procField(pid, "status", "Umask:"), "0077");
+        EXPECT_EQ(procField(pid, "status", "NoNewPrivs:"), "1");
+        std::string hard;
+        EXPECT_EQ(procField(pid, "limits", "Max open files", &hard), "16384");
+        EXPECT_EQ(hard, "16384");
+        EXPECT_EQ(procField(pid, "limits", "Max core file size"), "0");
     }
+    // Both sockets, as LISTEN_FDS, are served.
+    EXPECT_TRUE(waitUntil([&] {
+        return fdsupd_.log().find("ready: serving 2 listeners") != std::string::npos;
+    })) << fdsupd_.log();
     ASSERT_TRUE(answersOk(port));
     const fs::path admin = exampleDir() / "run" / "api-admin.sock";
     EXPECT_NE(httpOverUnix(admin).find("HTTP/1.1 200"), std::string::npos);
@@ -161,6 +192,8 @@ TEST_F(Examples, ApiWithAdminServesBothSocketsAndKeepsKeepAliveConnectionsAcross
     EXPECT_TRUE(load.waitForRequests(0, kRequests, kEventDeadline));
     const ProcessResult restart = fdsupd_.fdsupctl({"restart", "api", "--wait"});
     EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    std::cout << "[ restart  ] " << restart.out;
+    EXPECT_NE(restart.out.find("4 instances, batch 2"), std::string::npos) << "rollout_batch = 2";
     EXPECT_TRUE(load.waitForRequests(load.requests(), kRequests, kEventDeadline));
     const HttpLoadReport report = load.stop();
     std::cout << "[ figures  ] api-with-admin, keep-alive across a restart: " << report.summary() << "\n";
@@ -354,6 +387,50 @@ TEST_F(QueueWorker, StopWithSigintFinishesTheMessageInProgress)
     EXPECT_LT(done.size(), names.size()) << "the stop came after the queue was empty: proves nothing";
     EXPECT_TRUE(waitForLog("SIGINT: exit 0 after sending " + std::to_string(done.size()))) << fdsupd_.log();
     EXPECT_EQ(fdsupd_.status("mailer").at("state"), "stopped") << fdsupd_.status("mailer").dump();
+}
+
+// restart = "always" with restart_delay: a mailer killed in the middle of
+// a message is replaced, and the replacement, once it holds the lease,
+// puts the message back in new/ and sends it.
+TEST_F(QueueWorker, AKilledMailerIsReplacedAndItsMessageInProgressIsSentByTheNext)
+{
+    const pid_t first = startMailer();
+    ASSERT_GT(first, 0);
+    // Ten messages of 0.1 s each: one is in sending/ most of the time. Catch
+    // the mailer with one there (stopped with SIGSTOP, so sending/ holds
+    // still while it is looked at; let go again when it was between two),
+    // then kill it.
+    std::vector<std::string> names;
+    names.reserve(10);
+    for (int i = 0; i < 10; ++i) {
+        names.push_back("k" + std::to_string(10 + i));
+    }
+    drop(names);
+    std::string inProgress;
+    ASSERT_TRUE(waitUntil([&] {
+        if (fs::is_empty(queue() / "sending") || kill(first, SIGSTOP) != 0) {
+            return false;
+        }
+        for (const auto &entry : fs::directory_iterator(queue() / "sending")) {
+            inProgress = entry.path().filename().string();
+        }
+        return !inProgress.empty() || kill(first, SIGCONT) != 0;
+    })) << "never caught the mailer sending";
+    ASSERT_FALSE(inProgress.empty());
+    ASSERT_EQ(kill(first, SIGKILL), 0);
+    pid_t second = -1;
+    ASSERT_TRUE(waitUntil([&] {
+        const std::set<pid_t> now = readyPids("mailer");
+        second = now.size() == 1 ? *now.begin() : -1;
+        return second > 0 && second != first;
+    })) << "no replacement: "
+        << fdsupd_.status("mailer").dump();
+    ASSERT_TRUE(waitSent(names.size())) << fdsupd_.log();
+    EXPECT_TRUE(fs::is_empty(queue() / "sending"));
+    EXPECT_TRUE(fs::is_empty(queue() / "new"));
+    EXPECT_EQ(sent().at(inProgress), second) << inProgress;
+    EXPECT_TRUE(waitForLog(inProgress + ": back to new")) << fdsupd_.log();
+    EXPECT_EQ(leaseHolder(), second);
 }
 
 } // namespace
