@@ -151,19 +151,34 @@ protected:
     }
 };
 
-TEST_F(Examples, ApiWithAdminServesBothSocketsAndKeepsKeepAliveConnectionsAcrossARestart)
+class ApiWithAdmin : public Examples {
+protected:
+    // The example under fdsupd, its four workers ready; the TCP port.
+    int startApi()
+    {
+        const int port = freePort();
+        start(prepareExample(
+            exampleDir(), "api-with-admin", port,
+            {{"/usr/libexec/fdsup/examples/http-keepalive", requireEnv("FDSUP_TEST_HTTP_KEEPALIVE")}}));
+        if (!HasFatalFailure()) {
+            pids_ = waitReady("api", 4);
+        }
+        return port;
+    }
+
+    fs::path admin() const { return exampleDir() / "run" / "api-admin.sock"; }
+
+    std::set<pid_t> pids_;
+};
+
+TEST_F(ApiWithAdmin, WorkersRunAsConfiguredAndAnswerOnBothSockets)
 {
-    const int port = freePort();
-    const std::string config = prepareExample(
-        exampleDir(), "api-with-admin", port,
-        {{"/usr/libexec/fdsup/examples/http-keepalive", requireEnv("FDSUP_TEST_HTTP_KEEPALIVE")}});
-    start(config);
+    const int port = startApi();
     ASSERT_FALSE(HasFatalFailure());
-    const std::set<pid_t> before = waitReady("api", 4);
+    ASSERT_EQ(pids_.size(), 4U);
     const passwd *www = getpwnam("www-data");
     ASSERT_NE(www, nullptr);
-    // Each worker as the example says: user, umask, no new privileges, limits.
-    for (const pid_t pid : before) {
+    for (const pid_t pid : pids_) {
         SCOPED_TRACE("pid " + std::to_string(pid));
         EXPECT_EQ(uidOf(pid), www->pw_uid);
         EXPECT_EQ(procField(pid, "status", "Umask:"), "0077");
@@ -173,20 +188,26 @@ TEST_F(Examples, ApiWithAdminServesBothSocketsAndKeepsKeepAliveConnectionsAcross
         EXPECT_EQ(hard, "16384");
         EXPECT_EQ(procField(pid, "limits", "Max core file size"), "0");
     }
-    // Both sockets, as LISTEN_FDS, are served.
+    // Both sockets came as LISTEN_FDS, and each answers.
     EXPECT_TRUE(waitUntil([&] {
         return fdsupd_.log().find("ready: serving 2 listeners") != std::string::npos;
     })) << fdsupd_.log();
-    ASSERT_TRUE(answersOk(port));
-    const fs::path admin = exampleDir() / "run" / "api-admin.sock";
-    EXPECT_NE(httpOverUnix(admin).find("HTTP/1.1 200"), std::string::npos);
+    EXPECT_TRUE(answersOk(port));
+    EXPECT_NE(httpOverUnix(admin()).find("HTTP/1.1 200"), std::string::npos);
     struct stat st {};
-    ASSERT_EQ(stat(admin.c_str(), &st), 0);
+    ASSERT_EQ(stat(admin().c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0660U);
     const group *adm = getgrnam("adm");
     ASSERT_NE(adm, nullptr);
     EXPECT_EQ(st.st_gid, adm->gr_gid);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
 
+TEST_F(ApiWithAdmin, RestartUnderKeepAliveLoadHandsEveryConnectionOver)
+{
+    const int port = startApi();
+    ASSERT_FALSE(HasFatalFailure());
+    const std::set<pid_t> before = pids_;
     HttpLoad load(port, kKeepAliveClients, HttpLoad::Mode::KeepAlive, std::chrono::seconds(10));
     load.start();
     EXPECT_TRUE(load.waitForRequests(0, kRequests, kEventDeadline));
@@ -198,8 +219,7 @@ TEST_F(Examples, ApiWithAdminServesBothSocketsAndKeepsKeepAliveConnectionsAcross
     const HttpLoadReport report = load.stop();
     std::cout << "[ figures  ] api-with-admin, keep-alive across a restart: " << report.summary() << "\n";
 
-    const std::set<pid_t> after = waitReady("api", 4);
-    for (const pid_t pid : after) {
+    for (const pid_t pid : waitReady("api", 4)) {
         EXPECT_EQ(before.count(pid), 0U) << "pid " << pid << " was not replaced";
     }
     EXPECT_EQ(report.refused, 0U) << report.summary();
@@ -210,7 +230,7 @@ TEST_F(Examples, ApiWithAdminServesBothSocketsAndKeepsKeepAliveConnectionsAcross
     EXPECT_EQ(api.at("handed"), kKeepAliveClients) << api.dump();
     EXPECT_EQ(api.at("adopted"), api.at("handed")) << api.dump();
     EXPECT_EQ(api.at("refused"), 0) << api.dump();
-    EXPECT_NE(httpOverUnix(admin).find("HTTP/1.1 200"), std::string::npos)
+    EXPECT_NE(httpOverUnix(admin()).find("HTTP/1.1 200"), std::string::npos)
         << "admin socket after the restart";
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
