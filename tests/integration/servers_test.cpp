@@ -8,14 +8,11 @@
 #include <string>
 #include <string_view>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "daemon_harness.hpp"
+#include "examples.hpp"
 #include "http_load.hpp"
 #include "test_support.hpp"
 
@@ -25,66 +22,12 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// What the example files say, and the test rewrites: where the examples are
-// installed, where their runtime files go, and their port.
-constexpr std::string_view kInstalledDir = "/usr/share/doc/fdsup/examples";
-constexpr std::string_view kRunDir = "/run/fdsup-examples";
-constexpr std::string_view kExamplePort = "8080";
-
 constexpr int kRestarts = 3;
 constexpr std::size_t kRequestsPerRestart = 150;
 constexpr int kFreshClients = 3;
 constexpr int kKeepAliveClients = 2;
 // Generous: a request that takes this long on loopback is a failure anyway.
 constexpr std::chrono::seconds kRequestTimeout{10};
-
-// A TCP port on 127.0.0.1 where nothing listens: bound once, then closed.
-int freePort()
-{
-    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (!fd || bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
-        getsockname(fd.get(), reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
-        throw std::runtime_error("cannot find a free port");
-    }
-    return ntohs(addr.sin_port);
-}
-
-void replaceAll(std::string &text, std::string_view from, std::string_view to)
-{
-    for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-        text.replace(at, from.size(), to);
-    }
-}
-
-// Copies units/examples/NAME.toml and the directory NAME/ beside it into
-// dir, with the installed paths, the runtime directory and the port
-// rewritten in every file; returns the unit file's text.
-std::string prepareExample(const fs::path &dir, const std::string &name, int port)
-{
-    const fs::path examples = fs::path(requireEnv("FDSUP_UNITS_DIR")) / "examples";
-    fs::create_directories(dir / "run");
-    if (fs::exists(examples / name)) {
-        fs::copy(examples / name, dir / name, fs::copy_options::recursive);
-    }
-    fs::copy_file(examples / (name + ".toml"), dir / (name + ".toml"));
-    const auto rewrite = [&](const fs::path &file) {
-        std::string text = readFile(file);
-        replaceAll(text, kInstalledDir, dir.string());
-        replaceAll(text, kRunDir, (dir / "run").string());
-        replaceAll(text, kExamplePort, std::to_string(port));
-        writeFile(file, text);
-    };
-    for (const auto &entry : fs::recursive_directory_iterator(dir)) {
-        if (entry.is_regular_file()) {
-            rewrite(entry.path());
-        }
-    }
-    return readFile(dir / (name + ".toml"));
-}
 
 // What the clients saw across the restarts.
 struct Figures {
