@@ -100,7 +100,10 @@ Answer readAnswer(BorrowedFd fd)
     }
     const std::string head = lower(data.substr(0, *headEnd));
     Answer answer;
-    answer.serverCloses = head.find("\r\nconnection: close") != std::string::npos;
+    // HTTP/1.0 closes after the answer unless it says keep-alive (python's http.server).
+    answer.serverCloses =
+        head.find("\r\nconnection: close") != std::string::npos ||
+        (head.starts_with("http/1.0") && head.find("\r\nconnection: keep-alive") == std::string::npos);
     const bool ok2xx = head.starts_with("http/1.1 2") || head.starts_with("http/1.0 2");
     answer.outcome = ok2xx ? Outcome::Ok : Outcome::Non2xx;
     if (!ok2xx) {
