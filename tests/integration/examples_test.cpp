@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/fd.hpp"
 #include "daemon_harness.hpp"
 #include "examples.hpp"
 #include "http_load.hpp"
@@ -245,8 +247,13 @@ int mailersUnder(const fs::path &script)
         if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) {
             continue;
         }
-        std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-        const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // read(2), not a stream: the process may be gone already (then nothing is read).
+        std::string cmdline;
+        const UniqueFd fd(open((entry.path() / "cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+        char buffer[4096];
+        for (ssize_t n = 0; fd && (n = read(fd.get(), buffer, sizeof buffer)) > 0;) {
+            cmdline.append(buffer, static_cast<std::size_t>(n));
+        }
         count += cmdline.find(script.string()) != std::string::npos ? 1 : 0;
     }
     return count;
