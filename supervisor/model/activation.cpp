@@ -12,13 +12,7 @@
 #include <spdlog/spdlog.h>
 
 namespace fdsup {
-namespace {
-
-// What a refused worker sent is read (and its fds closed) before closing,
-// so that it sees its REJECT rather than ECONNRESET first.
-constexpr int kRejectedReads = 4;
-
-} // namespace
+namespace {} // namespace
 
 ExternalWorker::ExternalWorker(ActivationHost &host, std::uint64_t id, const Peer &credentials,
                                Duration since)
@@ -95,56 +89,6 @@ Result<std::unique_ptr<ActivationSocket>> ActivationSocket::open(EventLoop &loop
     return socket;
 }
 
-void ActivationSocket::reject(UniqueFd fd, int code, const std::string &why)
-{
-    // REJECT before HELLO was read: the worker's library reports it as an
-    // ERROR event whatever it sent (docs/worker-channel.md).
-    ChannelMessage reject;
-    reject.type = ChannelType::Reject;
-    reject.seq = 1;
-    reject.code = static_cast<std::uint32_t>(code);
-    reject.text = why.substr(0, kChannelMaxText);
-    if (sendChannelMessage(fd.borrow(), reject) < 0) {
-        return;
-    }
-    // The worker sends HELLO right after connecting; if the socket were
-    // closed before that, its send would fail with EPIPE and it would never
-    // read why. So it is kept, write side shut, until HELLO (or anything,
-    // or a hang-up) arrives. A worker that never sends is closed once
-    // kMaxRejected newer ones are waiting: no timer, no unbounded list.
-    (void)shutdown(fd.get(), SHUT_WR);
-    if (rejected_.size() >= kMaxRejected) {
-        rejected_.erase(rejected_.begin());
-    }
-    auto entry = std::make_unique<Rejected>();
-    const void *key = entry.get();
-    auto io =
-        loop_.addIo(fd.borrow(), EPOLLIN | EPOLLRDHUP, [this, key](std::uint32_t) { dropRejected(key); });
-    if (!io) {
-        return;
-    }
-    entry->fd = std::move(fd);
-    entry->io = std::move(*io);
-    rejected_.push_back(std::move(entry));
-}
-
-void ActivationSocket::dropRejected(const void *key)
-{
-    const auto it = std::find_if(rejected_.begin(), rejected_.end(),
-                                 [key](const auto &entry) { return entry.get() == key; });
-    if (it == rejected_.end()) {
-        return;
-    }
-    for (int i = 0; i < kRejectedReads; ++i) {
-        ChannelMessage discarded;
-        const int r = recvChannelMessage((*it)->fd.borrow(), discarded);
-        if (r == -EAGAIN || r == -ECONNRESET) {
-            break;
-        }
-    }
-    rejected_.erase(it); // destroys the source that called us: allowed
-}
-
 void ActivationSocket::admit(UniqueFd fd)
 {
     Peer peer;
@@ -170,7 +114,7 @@ void ActivationSocket::admit(UniqueFd fd)
     }
     if (code != 0) {
         spdlog::warn("{}: refused external worker {}: {}", service(), describePeer(peer), why);
-        reject(std::move(fd), code, why);
+        rejected_.reject(std::move(fd), code, why);
         return;
     }
     auto worker = std::make_unique<ExternalWorker>(host_, host_.nextWorkerId(), peer, loop_.now());

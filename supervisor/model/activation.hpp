@@ -13,6 +13,7 @@
 
 #include "common/result.hpp"
 #include "core/fd.hpp"
+#include "io/channel_rejections.hpp"
 #include "io/clock.hpp"
 #include "io/event_loop.hpp"
 #include "io/peer.hpp"
@@ -92,13 +93,12 @@ private:
 // fdsupd's own user, activation_users and activation_groups are admitted.
 // A refusal is REJECT with EACCES (credentials), ESHUTDOWN (service
 // stopped) or EUSERS (kMaxWorkers connected), and the socket is kept, write
-// side shut, until the worker's HELLO or hang-up (the kMaxRejected most
+// side shut, until the worker's HELLO or hang-up (the ChannelRejections::kMax most
 // recent), so it reads why. Accepting is a UnixListener's (its limits, and
 // its socket file removed with it).
 class ActivationSocket {
 public:
     static constexpr std::size_t kMaxWorkers = 64;
-    static constexpr std::size_t kMaxRejected = 64;
 
     static Result<std::unique_ptr<ActivationSocket>> open(EventLoop &loop, const std::string &path,
                                                           ActivationHost &host);
@@ -113,22 +113,15 @@ public:
     void reapLater();
 
 private:
-    ActivationSocket(EventLoop &loop, ActivationHost &host) : loop_(loop), host_(host) {}
+    ActivationSocket(EventLoop &loop, ActivationHost &host) : loop_(loop), host_(host), rejected_(loop) {}
     void admit(UniqueFd fd);
-    void reject(UniqueFd fd, int code, const std::string &why);
-    void dropRejected(const void *key);
     void reap();
     [[nodiscard]] const std::string &service() const { return host_.activeProfile().config.name; }
-
-    struct Rejected {
-        UniqueFd fd;
-        EventSource io;
-    };
 
     EventLoop &loop_;
     ActivationHost &host_;
     std::vector<std::unique_ptr<ExternalWorker>> workers_;
-    std::vector<std::unique_ptr<Rejected>> rejected_;
+    ChannelRejections rejected_;
     EventSource reaper_;
     std::unique_ptr<UnixListener> listener_; // last: it goes first, nothing is admitted into a dying socket
 };

@@ -17,9 +17,6 @@
 namespace fdsup {
 namespace {
 
-// What a refused shim sent is read before closing, so it sees its REJECT.
-constexpr int kRejectedReads = 4;
-
 const PreloadOwner *ownerWithPid(pid_t pid, const std::vector<PreloadOwner> &owners)
 {
     for (const auto &owner : owners) {
@@ -276,7 +273,7 @@ void PreloadSocket::admit(UniqueFd fd)
     }
     if (code != 0) {
         spdlog::warn("{}: refused a preload shim, {}: {}", service, describePeer(peer), why);
-        reject(std::move(fd), code, why);
+        rejected_.reject(std::move(fd), code, why);
         return;
     }
     auto connection = std::make_unique<PreloadConnection>(*this, *owner, peer);
@@ -296,52 +293,6 @@ void PreloadSocket::admit(UniqueFd fd)
     ++adoption.connections;
     ++adoption.open;
     spdlog::info("{} connected", raw->describe());
-}
-
-void PreloadSocket::reject(UniqueFd fd, int code, const std::string &why)
-{
-    ChannelMessage reject;
-    reject.type = ChannelType::Reject;
-    reject.seq = 1;
-    reject.code = static_cast<std::uint32_t>(code);
-    reject.text = why.substr(0, kChannelMaxText);
-    if (sendChannelMessage(fd.borrow(), reject) < 0) {
-        return;
-    }
-    // Kept, write side shut, until the shim's HELLO or hang-up, so that its
-    // send does not fail with EPIPE before it read why (as the activation
-    // socket does); at most kMaxRejected of them.
-    (void)shutdown(fd.get(), SHUT_WR);
-    if (rejected_.size() >= kMaxRejected) {
-        rejected_.erase(rejected_.begin());
-    }
-    auto entry = std::make_unique<Rejected>();
-    const void *key = entry.get();
-    auto io =
-        loop_.addIo(fd.borrow(), EPOLLIN | EPOLLRDHUP, [this, key](std::uint32_t) { dropRejected(key); });
-    if (!io) {
-        return;
-    }
-    entry->fd = std::move(fd);
-    entry->io = std::move(*io);
-    rejected_.push_back(std::move(entry));
-}
-
-void PreloadSocket::dropRejected(const void *key)
-{
-    const auto it = std::find_if(rejected_.begin(), rejected_.end(),
-                                 [key](const auto &entry) { return entry.get() == key; });
-    if (it == rejected_.end()) {
-        return;
-    }
-    for (int i = 0; i < kRejectedReads; ++i) {
-        ChannelMessage discarded;
-        const int r = recvChannelMessage((*it)->fd.borrow(), discarded);
-        if (r == -EAGAIN || r == -ECONNRESET) {
-            break;
-        }
-    }
-    rejected_.erase(it);
 }
 
 void PreloadSocket::reapLater()

@@ -14,6 +14,7 @@
 
 #include "common/result.hpp"
 #include "core/fd.hpp"
+#include "io/channel_rejections.hpp"
 #include "io/clock.hpp"
 #include "io/event_loop.hpp"
 #include "io/peer.hpp"
@@ -125,7 +126,6 @@ std::vector<ListenerReport> adoptionReport(const std::vector<std::string> &liste
 class PreloadSocket {
 public:
     static constexpr std::size_t kMaxPerInstance = 16;
-    static constexpr std::size_t kMaxRejected = 64;
 
     static Result<std::unique_ptr<PreloadSocket>> open(EventLoop &loop, Clock &clock,
                                                        const std::string &address, PreloadHost &host);
@@ -148,11 +148,9 @@ public:
 
 private:
     PreloadSocket(EventLoop &loop, Clock &clock, PreloadHost &host, std::string address)
-        : loop_(loop), clock_(clock), host_(host), address_(std::move(address))
+        : loop_(loop), clock_(clock), host_(host), address_(std::move(address)), rejected_(loop)
     {}
     void admit(UniqueFd fd);
-    void reject(UniqueFd fd, int code, const std::string &why);
-    void dropRejected(const void *key);
     void reapLater();
     void reap();
     void deadlinePassed(std::uint64_t instance);
@@ -163,10 +161,6 @@ private:
         Adoption adoption;
         Timer deadline;
     };
-    struct Rejected {
-        UniqueFd fd;
-        EventSource io;
-    };
 
     EventLoop &loop_;
     Clock &clock_;
@@ -174,7 +168,7 @@ private:
     std::string address_;
     std::map<std::uint64_t, Record> records_;
     std::vector<std::unique_ptr<PreloadConnection>> connections_;
-    std::vector<std::unique_ptr<Rejected>> rejected_;
+    ChannelRejections rejected_;
     EventSource reaper_;
     std::unique_ptr<UnixListener> listener_; // last: it goes first
 };

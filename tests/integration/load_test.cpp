@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_harness.hpp"
+#include "examples.hpp"
 #include "load_clients.hpp"
 #include "test_support.hpp"
 
@@ -29,21 +30,6 @@ using ::testing::HasSubstr;
 using ::testing::IsSubsetOf;
 
 constexpr int kInstances = 4;
-
-// A TCP port on 127.0.0.1 where nothing listens: bound once, then closed.
-int freePort()
-{
-    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (!fd || bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
-        getsockname(fd.get(), reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
-        throw std::runtime_error("cannot find a free port");
-    }
-    return ntohs(addr.sin_port);
-}
 
 class Load : public DaemonTest<> {
 protected:

@@ -14,6 +14,7 @@
 #include "daemon_harness.hpp"
 #include "examples.hpp"
 #include "http_load.hpp"
+#include "restart_load.hpp"
 #include "test_support.hpp"
 
 namespace fdsup::test {
@@ -24,17 +25,6 @@ using namespace std::chrono_literals;
 
 constexpr int kRestarts = 3;
 constexpr std::size_t kRequestsPerRestart = 150;
-constexpr int kFreshClients = 3;
-constexpr int kKeepAliveClients = 2;
-// Generous: a request that takes this long on loopback is a failure anyway.
-constexpr std::chrono::seconds kRequestTimeout{10};
-
-// What the clients saw across the restarts.
-struct Figures {
-    HttpLoadReport fresh;
-    HttpLoadReport keepAlive;
-    int replaced = 0; // restarts after which no pid of before was left
-};
 
 class Servers : public DaemonTest<> {
 protected:
@@ -46,44 +36,11 @@ protected:
         ASSERT_TRUE(waitUntil([&] { return answersOk(port); })) << "nothing answers on port " << port;
     }
 
-    // Three `fdsupctl restart SERVICE --wait` under fresh-connection and
-    // keep-alive load, each once the clients made kRequestsPerRestart more
-    // requests; a restart that fails ends the test.
-    Figures restartUnderLoad(const std::string &service, int port)
+    RestartFigures restartUnderLoad(const std::string &service, int port)
     {
-        Figures figures;
-        HttpLoad fresh(port, kFreshClients, HttpLoad::Mode::Fresh, kRequestTimeout);
-        HttpLoad keepAlive(port, kKeepAliveClients, HttpLoad::Mode::KeepAlive, kRequestTimeout);
-        fresh.start();
-        keepAlive.start();
-        for (int i = 0; i < kRestarts; ++i) {
-            EXPECT_TRUE(fresh.waitForRequests(fresh.requests(), kRequestsPerRestart, kEventDeadline));
-            EXPECT_TRUE(keepAlive.waitForRequests(keepAlive.requests(), kRequestsPerRestart, kEventDeadline));
-            const std::set<pid_t> before = instancePids(fdsupd_.status(service));
-            const ProcessResult restart = fdsupd_.fdsupctl({"restart", service, "--wait"});
-            std::cout << "[ restart  ] " << service << " " << (i + 1) << ": " << restart.out;
-            EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
-            const std::set<pid_t> after = instancePids(fdsupd_.status(service));
-            const bool replaced = !after.empty() && std::none_of(after.begin(), after.end(), [&](pid_t pid) {
-                return before.contains(pid);
-            });
-            figures.replaced += replaced ? 1 : 0;
-        }
-        EXPECT_TRUE(fresh.waitForRequests(fresh.requests(), kRequestsPerRestart, kEventDeadline));
-        EXPECT_TRUE(keepAlive.waitForRequests(keepAlive.requests(), kRequestsPerRestart, kEventDeadline));
-        figures.fresh = fresh.stop();
-        figures.keepAlive = keepAlive.stop();
-        return figures;
-    }
-
-    static void print(const std::string &what, const Figures &figures)
-    {
-        std::cout << "[ figures  ] " << what << ", " << kRestarts << " restarts (" << figures.replaced
-                  << " replaced every instance)\n"
-                  << "[ figures  ]   new connection per request (" << kFreshClients
-                  << " clients): " << figures.fresh.summary() << "\n"
-                  << "[ figures  ]   keep-alive (" << kKeepAliveClients
-                  << " clients): " << figures.keepAlive.summary() << "\n";
+        RestartLoad load;
+        load.requestsPerRestart = kRequestsPerRestart;
+        return test::restartUnderLoad(fdsupd_, service, LoadTarget{port, {}}, load);
     }
 
     // One example end to end: zero refused, zero failed, every instance
@@ -100,8 +57,7 @@ protected:
         if (HasFatalFailure()) {
             return;
         }
-        const Figures figures = restartUnderLoad(service, port);
-        print(name + " under fdsupd", figures);
+        const RestartFigures figures = restartUnderLoad(service, port);
         EXPECT_EQ(figures.replaced, kRestarts);
         EXPECT_EQ(figures.fresh.refused, 0U) << figures.fresh.summary();
         const std::size_t dropped = dropsAccepted ? figures.fresh.resetFresh : 0;
@@ -177,8 +133,7 @@ TEST_F(Servers, NaiveRestartOfAServerBindingItsOwnPortFails)
     if (HasFatalFailure()) {
         return;
     }
-    const Figures figures = restartUnderLoad("naive", port);
-    print("gunicorn binding its own port, stop then start", figures);
+    const RestartFigures figures = restartUnderLoad("naive", port);
     EXPECT_EQ(figures.replaced, kRestarts);
     EXPECT_GT(figures.fresh.refused + figures.fresh.failed(), 0U) << figures.fresh.summary();
     EXPECT_GT(figures.keepAlive.refused + figures.keepAlive.failed(), 0U) << figures.keepAlive.summary();

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_harness.hpp"
+#include "examples.hpp"
 #include "load_clients.hpp"
 #include "test_support.hpp"
 
@@ -21,22 +22,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-
-// A TCP port on 127.0.0.1 where nothing listens: the port the server is
-// told to bind, which the shim answers with fdsupd's listener instead.
-int freePort()
-{
-    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (!fd || bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
-        getsockname(fd.get(), reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
-        throw std::runtime_error("cannot find a free port");
-    }
-    return ntohs(addr.sin_port);
-}
 
 class WrapEndToEnd : public DaemonTest<> {};
 

@@ -18,6 +18,7 @@
 #include "daemon_harness.hpp"
 #include "examples.hpp"
 #include "http_load.hpp"
+#include "restart_load.hpp"
 #include "test_support.hpp"
 
 namespace fdsup::test {
@@ -29,15 +30,6 @@ using Json = nlohmann::json;
 
 constexpr int kRestarts = 3;
 constexpr std::size_t kRequestsPerRestart = 100;
-constexpr int kFreshClients = 3;
-constexpr int kKeepAliveClients = 2;
-constexpr std::chrono::seconds kRequestTimeout{10};
-
-struct Figures {
-    HttpLoadReport fresh;
-    HttpLoadReport keepAlive;
-    int replaced = 0; // restarts after which no pid of before was left
-};
 
 class Wrapped : public DaemonTest<> {
 protected:
@@ -91,47 +83,20 @@ protected:
         });
     }
 
-    // kRestarts `fdsupctl restart SERVICE --wait` under both loads, each
-    // once the clients made kRequestsPerRestart more requests.
-    Figures restartUnderLoad(const std::string &service, const LoadTarget &target,
-                             const std::optional<RawExchange> &raw = std::nullopt)
+    RestartFigures restartUnderLoad(const std::string &service, const LoadTarget &target,
+                                    std::optional<RawExchange> raw = std::nullopt)
     {
-        Figures figures;
-        HttpLoad fresh(target, kFreshClients, HttpLoad::Mode::Fresh, kRequestTimeout, raw);
-        HttpLoad keepAlive(target, kKeepAliveClients, HttpLoad::Mode::KeepAlive, kRequestTimeout, raw);
-        fresh.start();
-        keepAlive.start();
-        for (int i = 0; i < kRestarts; ++i) {
-            EXPECT_TRUE(fresh.waitForRequests(fresh.requests(), kRequestsPerRestart, kEventDeadline));
-            EXPECT_TRUE(keepAlive.waitForRequests(keepAlive.requests(), kRequestsPerRestart, kEventDeadline));
-            const std::set<pid_t> before = instancePids(fdsupd_.status(service));
-            const ProcessResult restart = fdsupd_.fdsupctl({"restart", service, "--wait"});
-            std::cout << "[ restart  ] " << service << " " << (i + 1) << ": " << restart.out;
-            EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err << fdsupd_.log();
-            const std::set<pid_t> after = instancePids(fdsupd_.status(service));
-            const bool replaced = !after.empty() && std::none_of(after.begin(), after.end(), [&](pid_t pid) {
-                return before.contains(pid);
-            });
-            figures.replaced += replaced ? 1 : 0;
-        }
-        EXPECT_TRUE(fresh.waitForRequests(fresh.requests(), kRequestsPerRestart, kEventDeadline));
-        EXPECT_TRUE(keepAlive.waitForRequests(keepAlive.requests(), kRequestsPerRestart, kEventDeadline));
-        figures.fresh = fresh.stop();
-        figures.keepAlive = keepAlive.stop();
-        std::cout << "[ figures  ] " << service << ", " << kRestarts << " restarts (" << figures.replaced
-                  << " replaced every instance)\n"
-                  << "[ figures  ]   new connection per request (" << kFreshClients
-                  << " clients): " << figures.fresh.summary() << "\n"
-                  << "[ figures  ]   keep-alive (" << kKeepAliveClients
-                  << " clients): " << figures.keepAlive.summary() << "\n";
-        return figures;
+        RestartLoad load;
+        load.requestsPerRestart = kRequestsPerRestart;
+        load.raw = std::move(raw);
+        return test::restartUnderLoad(fdsupd_, service, target, load);
     }
 
     // What the issue asks of a wrapped server: with a new connection per
     // request no refusal and no failure; with keep-alive no refusal and no
     // failure but the race a retrying client replays safely (counted,
     // printed, not asserted); every instance replaced by every restart.
-    static void expectZeroDowntime(const Figures &figures)
+    static void expectZeroDowntime(const RestartFigures &figures)
     {
         EXPECT_EQ(figures.replaced, kRestarts);
         EXPECT_EQ(figures.fresh.refused, 0U) << figures.fresh.summary();
@@ -236,7 +201,7 @@ TEST_F(Wrapped, ThePythonServerRestartedNaivelyRefusesConnections)
           Json(fdsupd_.dir().path().string()).dump() + ", \"" + std::to_string(port) +
           "\"]\nready = \"started\"\nrollout_order = \"stop-first\"\n");
     ASSERT_TRUE(waitUntil([&] { return answersOk(port); })) << fdsupd_.log();
-    const Figures figures = restartUnderLoad("naive", LoadTarget{port, {}});
+    const RestartFigures figures = restartUnderLoad("naive", LoadTarget{port, {}});
     EXPECT_EQ(figures.replaced, kRestarts);
     EXPECT_GT(figures.fresh.refused + figures.fresh.failed(), 0U) << figures.fresh.summary();
 }

@@ -16,7 +16,8 @@ inline constexpr std::string_view kInstalledDir = "/usr/share/doc/fdsup/examples
 inline constexpr std::string_view kRunDir = "/run/fdsup-examples";
 inline constexpr std::string_view kExamplePort = "8080";
 
-// A TCP port on 127.0.0.1 where nothing listens: bound once, then closed.
+// A TCP port on 127.0.0.1 where nothing listens: bound once, then closed
+// (another process may take it before the test binds it: rare on loopback).
 int freePort();
 
 // Replaces every occurrence of from in text with to.
