@@ -191,12 +191,14 @@ void *helperMain(void *arg)
     while (read(readFd, &byte, 1) < 0 && errno == EINTR) {
     }
     debug("drain signal caught: draining");
+    // No accept between its readiness check and accept4(), nor between an
+    // accept and its tracking, meanwhile (lock order: accepts, then the state).
+    lockAccepts();
     {
         std::lock_guard guard(s->mutex);
-        lockAccepts(); // no accept between its readiness check and accept4() meanwhile
         stopAccepting(*s);
-        unlockAccepts();
     }
+    unlockAccepts();
     waitForConnections(*s);
     runAppDisposition(gSignal.load(), nullptr, nullptr, false);
     return nullptr;

@@ -12,12 +12,13 @@ namespace fdsup::preload {
 
 namespace {
 
+// Lock order: accepts, then the state (as accept() and the drain take them).
 void beforeFork()
 {
+    lockAccepts();
     if (State *s = state(); s != nullptr) {
         s->mutex.lock();
     }
-    lockAccepts();
 }
 
 void afterForkInParent()

@@ -78,9 +78,9 @@ int bindLocked(State &s, int fd, const sockaddr *addr, socklen_t len)
 // poll(0) then accept under both locks: no other process of the shim can
 // take the pending connection between the two, so accept4() never blocks on
 // the shared (blocking) listener. Returns the fd, or -1 with errno.
+// The caller holds gAcceptMutex.
 int acceptReady(int fd, sockaddr *addr, socklen_t *len, int flags)
 {
-    std::lock_guard guard(gAcceptMutex);
     struct flock lock {};
     lock.l_type = F_WRLCK;
     lock.l_whence = SEEK_SET;
@@ -119,11 +119,23 @@ int acceptClaimed(State &s, int fd, bool nonblock, bool drained, sockaddr *addr,
             }
             continue; // the swapped-in fd never becomes ready: block as accept() would
         }
-        int conn = acceptReady(fd, addr, len, flags);
+        int conn = -1;
+        {
+            // Accepted and tracked under the accept lock, which the drain
+            // takes to stop accepting: a connection is either tracked before
+            // the drain looks at what is open, or never accepted by this
+            // process (lock order: accepts, then the state).
+            std::lock_guard acceptGuard(gAcceptMutex);
+            conn = acceptReady(fd, addr, len, flags);
+            if (conn >= 0) {
+                const int saved = errno;
+                std::lock_guard guard(s.mutex);
+                trackAccepted(s, conn);
+                ensureDrain(s);
+                errno = saved;
+            }
+        }
         if (conn >= 0) {
-            std::lock_guard guard(s.mutex);
-            trackAccepted(s, conn);
-            ensureDrain(s);
             return conn;
         }
         if (errno != EAGAIN || nonblock) {
