@@ -196,8 +196,14 @@ TEST_F(Wrap, ADaemonisingServerIsFollowedThroughItsPidFileRestartedAndStopped)
     start("[" + client_ + ", \"--daemonize\", " + quote(pidFile) + "]",
           "ready = \"bound\"\npid_file = " + quote(pidFile) + "\ndrain_timeout = \"5s\"\n");
     ASSERT_TRUE(readyAndBound()) << fdsupd_.status("web").dump(2);
+    // The daemon may bind (and the instance be ready) before its parent
+    // exits and fdsupd follows it: wait for the follow.
+    ASSERT_TRUE(waitUntil([&] {
+        const Json i = instance();
+        return i.is_object() && i["pid"].is_number() && i["pid"].get<pid_t>() == readPid(pidFile);
+    })) << "the instance's main process is the daemon: "
+        << fdsupd_.status("web").dump(2);
     const pid_t daemon = instance()["pid"].get<pid_t>();
-    EXPECT_EQ(daemon, readPid(pidFile)) << "the instance's main process is the daemon";
     EXPECT_EQ(instance()["listeners"][0]["adopted_by"].get<pid_t>(), daemon);
     EXPECT_EQ(servedBy(), daemon);
     EXPECT_THAT(fdsupd_.log(), HasSubstr("following daemon pid " + std::to_string(daemon)));
