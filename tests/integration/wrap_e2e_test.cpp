@@ -30,23 +30,18 @@ TEST_F(WrapEndToEnd, PythonHttpServerIsRestartedThreeTimesUnderLoadWithoutARefus
     // The load clients count an answer as ok when its body is JSON with a pid.
     writeFile(fdsupd_.dir() / "index.html", R"({"pid": 1, "generation": 1})");
     const int appPort = freePort();
-    const std::string config =
-        "[supervisor]\ncontrol = " + Json(fdsupd_.controlPath()).dump() +
-        "\nlog_level = \"debug\"\npreload_library = " + Json(requireEnv("FDSUP_TEST_PRELOAD")).dump() + R"(
-
-[socket.web]
+    const std::string config = fdsupd_.supervisorTable(requireEnv("FDSUP_TEST_PRELOAD")) + R"([socket.web]
 listen = "tcp://127.0.0.1:0"
 
 [service.web]
 command = ["/usr/bin/python3", "-m", "http.server", ")" +
-        std::to_string(appPort) + R"(", "--bind", "127.0.0.1"]
-working_directory = )" +
-        Json(fdsupd_.dir().path().string()).dump() +
-        R"(
+                               std::to_string(appPort) + R"(", "--bind", "127.0.0.1"]
+working_directory = )" + Json(fdsupd_.dir().path().string()).dump() +
+                               R"(
 sockets = ["web"]
 wrap = "preload"
 preload_map = { web = "tcp://127.0.0.1:)" +
-        std::to_string(appPort) + R"(" }
+                               std::to_string(appPort) + R"(" }
 ready = "bound"
 drain_timeout = "10s"
 )";

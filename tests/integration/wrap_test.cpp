@@ -34,10 +34,7 @@ protected:
     [[nodiscard]] std::string config(const std::string &command, const std::string &extra) const
     {
         const std::string library = requireEnv("FDSUP_TEST_HARMLESS_PRELOAD");
-        return "[supervisor]\ncontrol = " + quote(fdsupd_.controlPath()) +
-               "\nlog_level = \"debug\"\npreload_library = " + quote(library) + R"(
-
-[socket.web]
+        return fdsupd_.supervisorTable(library) + R"([socket.web]
 listen = "tcp://127.0.0.1:0"
 
 [service.web]

@@ -45,8 +45,7 @@ protected:
     // fdsupd's [supervisor] with the preload shim of this build.
     [[nodiscard]] std::string supervisor() const
     {
-        return fdsupd_.supervisorTable().substr(0, fdsupd_.supervisorTable().size() - 1) +
-               "preload_library = " + Json(requireEnv("FDSUP_TEST_PRELOAD")).dump() + "\n\n";
+        return fdsupd_.supervisorTable(requireEnv("FDSUP_TEST_PRELOAD"));
     }
 
     // Copies units/examples/NAME.toml (and NAME/) with the port and the drain

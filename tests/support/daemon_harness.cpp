@@ -101,6 +101,12 @@ std::string DaemonHarness::supervisorTable() const
     return "[supervisor]\ncontrol = " + quoted(controlPath()) + "\nlog_level = \"debug\"\n\n";
 }
 
+std::string DaemonHarness::supervisorTable(const std::string &preloadLibrary) const
+{
+    return "[supervisor]\ncontrol = " + quoted(controlPath()) +
+           "\nlog_level = \"debug\"\npreload_library = " + quoted(preloadLibrary) + "\n\n";
+}
+
 std::string DaemonHarness::workerCommand(const std::string &mode, const std::vector<std::string> &extra) const
 {
     std::string cmd = "[" + quoted(requireEnv("FDSUP_TEST_SD_WORKER")) + ", \"--mode\", " + quoted(mode) +

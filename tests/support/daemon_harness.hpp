@@ -51,6 +51,8 @@ public:
     [[nodiscard]] std::string reportPath() const { return reports_.path().string(); }
     // The [supervisor] table every test config starts with (control socket in the temp dir).
     [[nodiscard]] std::string supervisorTable() const;
+    // The same with `preload_library = library` (wrapped services).
+    [[nodiscard]] std::string supervisorTable(const std::string &preloadLibrary) const;
     // The test worker's command line as a TOML array: sd-worker --mode MODE --report PATH extra...
     [[nodiscard]] std::string workerCommand(const std::string &mode,
                                             const std::vector<std::string> &extra = {}) const;
