@@ -52,7 +52,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
                      needed);
     }
 
-    auto sockets = SocketSet::open(cfg, std::move(inherited));
+    // An address in use may be a dead predecessor's listener, still held
+    // by its workers: taken over rather than refused (docs/fdsupd.md).
+    Takeover takeover(cfg);
+    auto sockets = SocketSet::open(cfg, std::move(inherited), &takeover);
     if (!sockets) {
         return sockets.error();
     }
@@ -66,6 +69,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     handoff.heldLimit = cfg.supervisor.limits.heldConnections;
     handoff.heldLimitPerService = cfg.supervisor.limits.heldConnectionsPerService;
     handoff.stateLimit = cfg.supervisor.limits.stateSize;
+    daemon->context_->supervisorId = cfg.supervisor.control;
     for (const auto &serviceConfig : cfg.services) {
         auto service = daemon->makeService(serviceConfig);
         if (!service) {
@@ -73,6 +77,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
         }
         daemon->services_.push_back(std::move(*service));
     }
+    daemon->adoptOrphans(takeover.orphans());
     return daemon;
 }
 
@@ -128,6 +133,8 @@ int Daemon::run()
     for (auto &service : services_) {
         if (service->config().instances > 0) {
             service->start();
+        } else {
+            retireOrphans(*service); // nothing is to serve it
         }
     }
     // Sockets are bound and every worker is on its way: connections queue in
@@ -157,6 +164,7 @@ void Daemon::beginShutdown(const char *why)
     }
     for (auto &service : services_) {
         service->stop();
+        retireOrphans(*service);
     }
     checkShutdown();
 }
@@ -167,7 +175,8 @@ void Daemon::checkShutdown()
         return;
     }
     const bool done = std::all_of(services_.begin(), services_.end(),
-                                  [](const auto &s) { return s->liveInstances() == 0; });
+                                  [](const auto &s) { return s->liveInstances() == 0; }) &&
+                      orphaned_.empty();
     if (!done) {
         return;
     }
@@ -218,6 +227,7 @@ void Daemon::serviceChanged(Service &service)
             reaper_ = std::move(*defer);
         }
     }
+    retireOrphans(service);
     closeUnusedSockets();
     checkReload();
     updateStatus();

@@ -9,10 +9,12 @@
 
 #include "config/config.hpp"
 #include "daemon/reload.hpp"
+#include "daemon/takeover.hpp"
 #include "io/event_loop.hpp"
 #include "io/manager_notify.hpp"
 #include "io/orphan_reaper.hpp"
 #include "io/sockets.hpp"
+#include "model/orphans.hpp"
 #include "model/service.hpp"
 
 namespace fdsup {
@@ -62,6 +64,9 @@ public:
     [[nodiscard]] const SocketSet &sockets() const { return sockets_; }
     [[nodiscard]] const std::vector<std::unique_ptr<Service>> &services() const { return services_; }
     [[nodiscard]] Service *findService(std::string_view name) const;
+    // A service's orphaned workers (a dead predecessor's, taken over at
+    // start: docs/fdsupd.md), null when it has none.
+    [[nodiscard]] const OrphanedWorkers *orphansOf(std::string_view service) const;
 
 private:
     Daemon(EventLoop &loop, config::Config config);
@@ -85,6 +90,10 @@ private:
     void closeUnusedSockets();
 
     void checkShutdown();
+    // daemon_orphans.cpp: Takeover's orphans become the services' orphaned workers; each
+    // service's are stopped once it runs (or is stopped).
+    void adoptOrphans(const std::map<std::string, std::vector<FoundOrphan>> &found);
+    void retireOrphans(const Service &service);
     void updateStatus();
     [[nodiscard]] Result<std::unique_ptr<Service>> makeService(const config::ServiceConfig &config);
 
@@ -97,6 +106,9 @@ private:
     std::vector<EventSource> signals_;
     std::unique_ptr<OrphanReaper> orphans_;
     std::unique_ptr<ReloadOperation> reload_;
+    // Present only from a start that took over, until every orphan is gone.
+    std::map<std::string, std::unique_ptr<OrphanedWorkers>, std::less<>> orphaned_;
+    EventSource orphanSweep_;
     std::vector<std::string> removing_;        // services a reload removed, stopping
     std::vector<std::string> retiringSockets_; // closed once no instance uses them
     EventSource reaper_;

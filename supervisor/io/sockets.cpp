@@ -71,6 +71,22 @@ Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedF
     return localAddress(fd);
 }
 
+// A predecessor's listeners, checked as inherited ones are.
+Result<std::vector<UniqueFd>> takeOver(ListenerRecovery &recovery, const config::SocketConfig &socket,
+                                       const Address &address, const Error &bindError)
+{
+    auto fds = recovery.recover(socket, address, bindError);
+    if (!fds) {
+        return fds;
+    }
+    for (const auto &fd : *fds) {
+        if (auto checked = checkInherited(socket, fd.borrow()); !checked) {
+            return Error{checked.error().code, formatAddress(address) + ": " + checked.error().message};
+        }
+    }
+    return fds;
+}
+
 } // namespace
 
 Result<InheritedFds> InheritedFds::fromEnvironment()
@@ -127,7 +143,8 @@ private:
 
 } // namespace
 
-Result<SocketSet> SocketSet::open(const config::Config &config, InheritedFds inherited)
+Result<SocketSet> SocketSet::open(const config::Config &config, InheritedFds inherited,
+                                  ListenerRecovery *recovery)
 {
     SocketSet set;
     CreatedFiles created;
@@ -149,19 +166,28 @@ Result<SocketSet> SocketSet::open(const config::Config &config, InheritedFds inh
             spdlog::info("Adopted socket '{}' ({} descriptor{}: {})", socket.name, held.fds.size(),
                          held.fds.size() == 1 ? "" : "s", held.addresses.front());
         } else {
+            bool tookOver = false;
             for (const auto &address : socket.listen) {
                 auto fds = bindAll(address, socket.options);
+                const bool recovered = !fds && fds.error().code == EADDRINUSE && recovery != nullptr;
+                if (recovered) {
+                    fds = takeOver(*recovery, socket, address, fds.error());
+                }
                 if (!fds) {
                     return Error{fds.error().code,
                                  "Failed to bind socket '" + socket.name + "': " + fds.error().message};
                 }
-                created.add(address);
+                if (!recovered) {
+                    created.add(address); // a file taken over is not ours to remove if start-up fails
+                }
+                tookOver = tookOver || recovered;
                 for (auto &fd : *fds) {
                     held.addresses.push_back(localAddress(fd.borrow()));
                     held.fds.push_back(std::move(fd));
                 }
             }
-            spdlog::info("Bound socket '{}' on {}", socket.name, fmt::join(held.addresses, ", "));
+            spdlog::info("{} socket '{}' on {}", tookOver ? "Took over" : "Bound", socket.name,
+                         fmt::join(held.addresses, ", "));
         }
         set.sockets_.push_back(std::move(held));
     }

@@ -28,14 +28,33 @@ struct HeldSocket {
     bool adopted = false;               // from InheritedFds rather than bound here
 };
 
+// Asked when an address of a socket cannot be bound because it is in use
+// (EADDRINUSE): the listeners already bound there that fdsupd may take over
+// (a dead predecessor's, still held by its workers), each checked by
+// SocketSet as an inherited one; or an error saying why not, which then
+// stops start-up. `bindError` is what bind() said. The daemon implements it
+// (daemon/takeover.hpp); a socket taken over counts as bound here, so its
+// unix socket file is removed when it is closed.
+class ListenerRecovery {
+public:
+    virtual Result<std::vector<UniqueFd>> recover(const config::SocketConfig &socket, const Address &address,
+                                                  const Error &bindError) = 0;
+
+protected:
+    ~ListenerRecovery() = default;
+};
+
 class SocketSet {
 public:
     // Adopts every configured socket whose name was inherited (checking that
     // each inherited fd is a listening socket of the configured type) and
     // binds the rest. All or nothing: on error nothing stays bound and the
     // error names the socket. Inherited fds that match no configured socket
-    // are closed with a warning.
-    static Result<SocketSet> open(const config::Config &config, InheritedFds inherited);
+    // are closed with a warning. With `recovery`, an address in use is
+    // taken over instead when it can be (docs/fdsupd.md, "Taking over after
+    // a crash").
+    static Result<SocketSet> open(const config::Config &config, InheritedFds inherited,
+                                  ListenerRecovery *recovery = nullptr);
 
     [[nodiscard]] const HeldSocket *find(std::string_view name) const;
     [[nodiscard]] HeldSocket *find(std::string_view name);

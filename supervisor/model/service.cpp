@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "model/inherit.hpp"
+#include "model/orphans.hpp"
 
 namespace fdsup {
 
@@ -267,6 +268,9 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
     }
     SpawnRequest request = spawnRequest(*profile, slot, notify_->socketPath(), fds, context_.originalNofile,
                                         wrapped ? preloadAddress() : std::string());
+    if (!context_.supervisorId.empty()) {
+        request.environment.push_back(std::string(kSupervisorVariable) + "=" + context_.supervisorId);
+    }
     request.listenFds = (config.activation == config::Activation::ListenFds && !wrapped) || !fdStore_.empty();
     const auto announced = announceListeners(config, listeners, request);
     const auto failed = [&](const Error &error) -> Result<InstanceView> {

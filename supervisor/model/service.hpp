@@ -49,6 +49,9 @@ struct ServiceContext {
     HandoffLimits handoff;
     // [supervisor] preload_library, for wrapped services.
     std::string preloadLibrary;
+    // FDSUP_SUPERVISOR in every worker's environment (the control socket):
+    // how a successor tells our orphans from another fdsupd's (orphans.hpp).
+    std::string supervisorId{};
 };
 
 class Service;
