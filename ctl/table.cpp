@@ -135,7 +135,7 @@ Colour stateColour(std::string_view state)
     if (state == "running" || state == "ready") {
         return Colour::Green;
     }
-    if (state == "starting" || state == "stopping" || state == "draining") {
+    if (state == "starting" || state == "stopping" || state == "draining" || state == "orphaned") {
         return Colour::Yellow;
     }
     if (state == "failed") {
@@ -202,6 +202,14 @@ std::string rolloutProgress(const Json &rollout, bool colour)
     return "  rollout " + text(rollout, "id") + ": " + painted(state, rolloutColour(state), colour) +
            ", generation " + generations(rollout) + " (" + std::to_string(done) + "/" +
            std::to_string(steps.size()) + " done)\n";
+}
+
+// A worker of a dead fdsupd that this one took over, until it is replaced.
+std::vector<Cell> orphanRow(const Json &orphan)
+{
+    const std::string state = text(orphan, "state");
+    return {{"orphan"}, {text(orphan, "pid")},   {state, stateColour(state)}, {"-"},
+            {"-"},      {text(orphan, "status")}};
 }
 
 // An instance that is not running has no uptime and no pid worth showing;
@@ -442,6 +450,9 @@ std::string formatStatus(const Json &reply, bool colour)
         }
         for (const Json &external : arrayOf(service, "external")) {
             instances.addRow(externalRow(external));
+        }
+        for (const Json &orphan : arrayOf(service, "orphaned")) {
+            instances.addRow(orphanRow(orphan));
         }
     }
     firstInstance.push_back(instances.rows());

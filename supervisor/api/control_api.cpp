@@ -230,7 +230,7 @@ void ControlApi::callStatus(const CallPtr &call, const CallParams & /*params*/, 
     Json list = Json::array();
     for (const auto &s : daemon_.services()) {
         if (service == nullptr || s.get() == service) {
-            list.push_back(render::service(*s));
+            list.push_back(render::service(*s, daemon_.orphansOf(s->name())));
         }
     }
     call->reply({{"services", list}});

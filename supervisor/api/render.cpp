@@ -84,9 +84,35 @@ Json externalWorkers(const Service &service)
     return list;
 }
 
+// A dead predecessor's workers: what they do now, and what they wait for.
+Json orphaned(const Service &service, const OrphanedWorkers *orphans)
+{
+    Json list = Json::array();
+    if (orphans == nullptr) {
+        return list;
+    }
+    std::string status;
+    if (orphans->retiring()) {
+        status = "stopping: " + config::signalName(orphans->stopSignal()) + " sent " +
+                 formatDuration(service.now() - orphans->retiredAt()) + " ago";
+    } else if (service.state() == ServiceState::Failed) {
+        status = "kept serving: the service's own instances failed";
+    } else {
+        status = "serving until the service's own instances are ready";
+    }
+    for (const auto &orphan : orphans->orphans()) {
+        list.push_back({{"pid", orphan.pid},
+                        {"command", orphan.command},
+                        {"state", "orphaned"},
+                        {"stopping", orphans->retiring()},
+                        {"status", status}});
+    }
+    return list;
+}
+
 } // namespace
 
-Json service(const Service &service)
+Json service(const Service &service, const OrphanedWorkers *orphans)
 {
     const Duration now = service.now();
     Json instances = Json::array();
@@ -135,6 +161,7 @@ Json service(const Service &service)
         {"instances", instances},
         {"activation_socket", activation ? Json(*activation) : Json()},
         {"external", externalWorkers(service)},
+        {"orphaned", orphaned(service, orphans)},
         {"wrap", config::names::nameOf(config::names::kWrap, service.config().wrap)},
         {"preload_socket",
          service.preloadSocket() != nullptr ? Json(service.preloadSocket()->address()) : Json()},

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/sockets.hpp"
+#include "model/orphans.hpp"
 #include "model/output.hpp"
 #include "model/rollout.hpp"
 #include "model/service.hpp"
@@ -12,8 +13,9 @@ namespace fdsup::render {
 
 // A Service (Status): its state, instances (and slots without a live
 // process, so an operator sees why one is missing), descriptor store,
-// external workers and the rollout in progress.
-nlohmann::json service(const Service &service);
+// external workers, the rollout in progress, and the orphaned workers of a
+// dead predecessor still serving it (`orphans`, null when none).
+nlohmann::json service(const Service &service, const OrphanedWorkers *orphans = nullptr);
 // A ServiceConnections (Connections): what the broker holds and has done,
 // and every peer that joined the channel.
 nlohmann::json connections(const Service &service);

@@ -58,6 +58,18 @@ type ExternalWorker (
   adopted: int
 )
 
+# A worker a dead fdsupd started, still serving on a listener this fdsupd
+# took over at start; stopped (its service's stop_signal, SIGKILL at
+# stop_timeout) once the service's own instances are all ready.
+type OrphanedWorker (
+  pid: int,
+  command: string,
+  state: (orphaned),
+  # The stop signal was sent.
+  stopping: bool,
+  status: string
+)
+
 type Service (
   name: string,
   state: ServiceState,
@@ -73,6 +85,8 @@ type Service (
   # Where workers fdsupd did not spawn connect, if anywhere.
   activation_socket: ?string,
   external: []ExternalWorker,
+  # A dead predecessor's workers, until they are replaced.
+  orphaned: []OrphanedWorker,
   wrap: (none, preload),
   # Where the preload shim of a wrapped service connects.
   preload_socket: ?string,
