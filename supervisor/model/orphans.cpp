@@ -117,10 +117,13 @@ void OrphanedWorkers::signalAll(int sig, bool groups)
         // Each group once; never our own (fdsupd started in a worker's group
         // by hand would signal itself).
         if (groups && orphan.pgid > 1 && orphan.pgid != getpgrp()) {
-            if (signalled.insert(orphan.pgid).second) {
-                (void)kill(-orphan.pgid, sig);
+            if (signalled.count(orphan.pgid) != 0) {
+                continue;
             }
-            continue;
+            if (kill(-orphan.pgid, sig) == 0) {
+                signalled.insert(orphan.pgid);
+                continue;
+            }
         }
         if (pidfdSignal(orphan.pidfd.borrow(), sig) < 0 && errno != ESRCH) {
             spdlog::warn("Failed to send {} to orphaned worker {} pid {}: {}", config::signalName(sig),
