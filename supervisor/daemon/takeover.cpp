@@ -79,19 +79,22 @@ Result<void> Takeover::predecessorGone()
 }
 
 Result<std::vector<UniqueFd>> Takeover::recover(const config::SocketConfig & /*socket*/,
-                                                const Address &address, const Error &bindError)
+                                                const Address &address, const Error &bindError, bool probe)
 {
-    const auto refuse = [&](int code, const std::string &why) {
+    // A probe (reuse_port) that cannot take over binds beside the listener
+    // as fdsupd always did: only a start that cannot bind is refused.
+    const auto refuse = [&](int code, const std::string &why) -> Result<std::vector<UniqueFd>> {
+        if (probe) {
+            spdlog::warn("{}; binding beside it (reuse_port)", why);
+            return std::vector<UniqueFd>();
+        }
         return Error{code, bindError.message + "; " + why};
     };
-    if (auto gone = predecessorGone(); !gone) {
-        return refuse(gone.error().code, gone.error().message);
-    }
     auto resolved = resolveAddress(address);
     if (!resolved) {
         return refuse(resolved.error().code, resolved.error().message);
     }
-    std::vector<UniqueFd> fds;
+    std::vector<std::pair<std::string, ino_t>> found;
     for (const auto &one : *resolved) {
         const std::string where =
             formatSocketAddress(reinterpret_cast<const sockaddr *>(&one.storage), one.length);
@@ -99,17 +102,28 @@ Result<std::vector<UniqueFd>> Takeover::recover(const config::SocketConfig & /*s
         if (!inodes) {
             return refuse(inodes.error().code, inodes.error().message);
         }
-        if (inodes->empty()) {
-            return refuse(EADDRINUSE, "no socket serving " + where +
-                                          " was found in /proc/net (another network namespace?), "
-                                          "nothing to take over");
-        }
         if (inodes->size() > 1) {
             return refuse(EADDRINUSE, fmt::format("{} sockets serve {} (SO_REUSEPORT), not one fdsupd "
                                                   "socket: nothing taken over",
                                                   inodes->size(), where));
         }
-        auto fd = takeInode(inodes->front(), where);
+        if (!inodes->empty()) {
+            found.emplace_back(where, inodes->front());
+        } else if (!probe) {
+            return refuse(EADDRINUSE, "no socket serving " + where +
+                                          " was found in /proc/net (another network namespace?), "
+                                          "nothing to take over");
+        }
+    }
+    if (probe && found.empty()) {
+        return std::vector<UniqueFd>(); // nothing listens there: bind
+    }
+    if (auto gone = predecessorGone(); !gone) {
+        return refuse(gone.error().code, gone.error().message);
+    }
+    std::vector<UniqueFd> fds;
+    for (const auto &[where, inode] : found) {
+        auto fd = takeInode(inode, where);
         if (!fd) {
             return refuse(fd.error().code, fd.error().message);
         }

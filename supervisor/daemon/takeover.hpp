@@ -36,7 +36,7 @@ public:
     explicit Takeover(const config::Config &config);
 
     Result<std::vector<UniqueFd>> recover(const config::SocketConfig &socket, const Address &address,
-                                          const Error &bindError) override;
+                                          const Error &bindError, bool probe) override;
 
     // The orphans found so far, by service.
     [[nodiscard]] const std::map<std::string, std::vector<FoundOrphan>> &orphans() const { return orphans_; }

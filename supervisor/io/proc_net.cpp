@@ -1,7 +1,9 @@
 // What the kernel says about sockets: /proc/net listeners by address, and the processes holding one.
 #include "io/proc_net.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -28,12 +30,42 @@ constexpr unsigned kUdpUnconnected = 0x07; // TCP_CLOSE: bound, not connected
 constexpr unsigned long kUnixAcceptCon = 0x10000;
 constexpr std::size_t kCommandMax = 200;
 
-std::optional<unsigned long> hexNumber(const std::string &text)
+// The first `count` space-separated fields (a busy host's /proc/net/tcp has
+// tens of thousands of lines: no stream per line).
+std::vector<std::string_view> splitFields(std::string_view line, std::size_t count)
 {
-    if (text.empty() || text.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    std::vector<std::string_view> fields;
+    std::size_t at = 0;
+    while (fields.size() < count) {
+        const auto start = line.find_first_not_of(' ', at);
+        if (start == std::string_view::npos) {
+            break;
+        }
+        const auto end = std::min(line.find(' ', start), line.size());
+        fields.push_back(line.substr(start, end - start));
+        at = end;
+    }
+    return fields;
+}
+
+std::optional<unsigned long long> number(std::string_view text, int base)
+{
+    unsigned long long value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
         return std::nullopt;
     }
-    return std::stoul(text, nullptr, 16);
+    return value;
+}
+
+std::optional<unsigned long long> hexNumber(std::string_view text)
+{
+    return number(text, 16);
+}
+
+std::optional<unsigned long long> decimalNumber(std::string_view text)
+{
+    return number(text, 10);
 }
 
 // The numeric entries of /proc, in no particular order.
@@ -70,62 +102,39 @@ std::string readWhole(const std::string &path, int &error)
 
 std::optional<ProcNetSocket> parseInetLine(std::string_view line)
 {
-    std::istringstream in{std::string(line)};
-    std::string slot;
-    std::string local;
-    std::string remote;
-    std::string state;
-    std::string queues;
-    std::string timer;
-    std::string retransmits;
-    std::string uid;
-    std::string timeout;
-    std::string inode;
-    if (!(in >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
-          inode) ||
-        !slot.ends_with(':') || local.find(':') == std::string::npos) {
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+    const auto fields = splitFields(line, 10);
+    if (fields.size() < 10 || !fields[0].ends_with(':') || fields[1].find(':') == std::string_view::npos) {
         return std::nullopt;
     }
-    const auto st = hexNumber(state);
-    char *end = nullptr;
-    const unsigned long long ino = std::strtoull(inode.c_str(), &end, 10);
-    if (!st || end == inode.c_str() || *end != '\0') {
+    const auto st = hexNumber(fields[3]);
+    const auto ino = decimalNumber(fields[9]);
+    if (!st || !ino) {
         return std::nullopt;
     }
-    return ProcNetSocket{local, static_cast<unsigned>(*st), 0, false, static_cast<ino_t>(ino)};
+    return ProcNetSocket{std::string(fields[1]), static_cast<unsigned>(*st), 0, false,
+                         static_cast<ino_t>(*ino)};
 }
 
 std::optional<ProcNetSocket> parseUnixLine(std::string_view line)
 {
     // Num RefCount Protocol Flags Type St Inode [Path]; the path may hold spaces.
-    std::istringstream in{std::string(line)};
-    std::string num;
-    std::string refs;
-    std::string protocol;
-    std::string flags;
-    std::string type;
-    std::string state;
-    std::string inode;
-    if (!(in >> num >> refs >> protocol >> flags >> type >> state >> inode) || !num.ends_with(':')) {
+    const auto fields = splitFields(line, 7);
+    if (fields.size() < 7 || !fields[0].ends_with(':')) {
         return std::nullopt;
     }
-    const auto f = hexNumber(flags);
-    const auto t = hexNumber(type);
-    const auto st = hexNumber(state);
-    char *end = nullptr;
-    const unsigned long long ino = std::strtoull(inode.c_str(), &end, 10);
-    if (!f || !t || !st || end == inode.c_str() || *end != '\0') {
+    const auto f = hexNumber(fields[3]);
+    const auto t = hexNumber(fields[4]);
+    const auto st = hexNumber(fields[5]);
+    const auto ino = decimalNumber(fields[6]);
+    if (!f || !t || !st || !ino) {
         return std::nullopt;
     }
-    std::string path;
-    std::getline(in, path);
-    if (const auto start = path.find_first_not_of(' '); start != std::string::npos) {
-        path = path.substr(start);
-    } else {
-        path.clear();
-    }
-    return ProcNetSocket{path, static_cast<unsigned>(*st), static_cast<unsigned>(*t),
-                         (*f & kUnixAcceptCon) != 0, static_cast<ino_t>(ino)};
+    std::string_view path = line.substr(static_cast<std::size_t>(fields[6].end() - line.begin()));
+    const auto start = path.find_first_not_of(' ');
+    path = start == std::string_view::npos ? std::string_view() : path.substr(start);
+    return ProcNetSocket{std::string(path), static_cast<unsigned>(*st), static_cast<unsigned>(*t),
+                         (*f & kUnixAcceptCon) != 0, static_cast<ino_t>(*ino)};
 }
 
 std::string procNetLocal(const SocketAddress &address)

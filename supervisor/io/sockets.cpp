@@ -73,9 +73,9 @@ Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedF
 
 // A predecessor's listeners, checked as inherited ones are.
 Result<std::vector<UniqueFd>> takeOver(ListenerRecovery &recovery, const config::SocketConfig &socket,
-                                       const Address &address, const Error &bindError)
+                                       const Address &address, const Error &bindError, bool probe)
 {
-    auto fds = recovery.recover(socket, address, bindError);
+    auto fds = recovery.recover(socket, address, bindError, probe);
     if (!fds) {
         return fds;
     }
@@ -85,6 +85,29 @@ Result<std::vector<UniqueFd>> takeOver(ListenerRecovery &recovery, const config:
         }
     }
     return fds;
+}
+
+// Binds one address; an address in use (with SO_REUSEPORT, which binds
+// beside a live listener, one that has a listener already: looked for
+// before binding) is asked of `recovery`. `tookOver` says which it was.
+Result<std::vector<UniqueFd>> bindOrTakeOver(ListenerRecovery *recovery, const config::SocketConfig &socket,
+                                             const Address &address, bool &tookOver)
+{
+    tookOver = false;
+    if (recovery != nullptr && address.isInet() && socket.options.reusePort.value_or(false)) {
+        auto found = takeOver(*recovery, socket, address,
+                              Error{EADDRINUSE, formatAddress(address) + " has a listener already"}, true);
+        if (!found || !found->empty()) {
+            tookOver = true;
+            return found;
+        }
+    }
+    auto fds = bindAll(address, socket.options);
+    if (fds || fds.error().code != EADDRINUSE || recovery == nullptr) {
+        return fds;
+    }
+    tookOver = true;
+    return takeOver(*recovery, socket, address, fds.error(), false);
 }
 
 } // namespace
@@ -168,11 +191,8 @@ Result<SocketSet> SocketSet::open(const config::Config &config, InheritedFds inh
         } else {
             bool tookOver = false;
             for (const auto &address : socket.listen) {
-                auto fds = bindAll(address, socket.options);
-                const bool recovered = !fds && fds.error().code == EADDRINUSE && recovery != nullptr;
-                if (recovered) {
-                    fds = takeOver(*recovery, socket, address, fds.error());
-                }
+                bool recovered = false;
+                auto fds = bindOrTakeOver(recovery, socket, address, recovered);
                 if (!fds) {
                     return Error{fds.error().code,
                                  "Failed to bind socket '" + socket.name + "': " + fds.error().message};

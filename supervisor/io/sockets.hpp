@@ -34,11 +34,14 @@ struct HeldSocket {
 // SocketSet as an inherited one; or an error saying why not, which then
 // stops start-up. `bindError` is what bind() said. The daemon implements it
 // (daemon/takeover.hpp); a socket taken over counts as bound here, so its
-// unix socket file is removed when it is closed.
+// unix socket file is removed when it is closed. With `probe` (a socket
+// with reuse_port, whose bind would succeed beside a live listener, asked
+// before binding) an address where nothing listens gives no fds, not an
+// error.
 class ListenerRecovery {
 public:
     virtual Result<std::vector<UniqueFd>> recover(const config::SocketConfig &socket, const Address &address,
-                                                  const Error &bindError) = 0;
+                                                  const Error &bindError, bool probe) = 0;
 
 protected:
     ~ListenerRecovery() = default;

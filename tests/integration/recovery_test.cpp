@@ -100,8 +100,8 @@ protected:
     {
         writeFile(fdsupd_.dir() / "mode", mode + "\n");
         return fdsupd_.supervisorTable() +
-               "[socket.web]\nlisten = \"tcp://127.0.0.1:" + std::to_string(port_) +
-               "\"\n\n[service.web]\ncommand = " +
+               "[socket.web]\nlisten = \"tcp://127.0.0.1:" + std::to_string(port_) + "\"\n" +
+               (reusePort_ ? "reuse_port = true\n" : "") + "\n[service.web]\ncommand = " +
                fdsupd_.workerCommand("serve", {"--mode-file", (fdsupd_.dir() / "mode").string()}) +
                "\nsockets = [\"web\"]\nready = \"notify\"\ninstances = " + std::to_string(kInstances) +
                "\nready_timeout = \"2s\"\nstop_timeout = \"10s\"\n";
@@ -130,10 +130,26 @@ protected:
         ASSERT_EQ(fdsupd_.stop(), -SIGKILL);
     }
 
+    void killNineUnderLoadThenTakeOver();
+
     int port_ = freePort();
+    bool reusePort_ = false;
 };
 
 TEST_F(Recovery, KillNineUnderLoadThenANewFdsupdTakesOverWithoutARefusal)
+{
+    killNineUnderLoadThenTakeOver();
+}
+
+// SO_REUSEPORT would let the new fdsupd bind beside its orphans: it looks
+// for them first, and takes the same socket over all the same.
+TEST_F(Recovery, WithReusePortTheListenerIsTakenOverNotBoundBeside)
+{
+    reusePort_ = true;
+    killNineUnderLoadThenTakeOver();
+}
+
+void Recovery::killNineUnderLoadThenTakeOver()
 {
     const auto old = startServing();
     ASSERT_EQ(old.size(), static_cast<std::size_t>(kInstances));

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_clock.hpp"
+#include "io/proc_net.hpp"
 #include "loop_driver.hpp"
 #include "model/orphans.hpp"
 #include "test_support.hpp"
@@ -115,6 +116,9 @@ TEST_F(OrphanedWorkersTest, TheStopSignalGoesToTheWholeGroupAndExitsAreSeenByPid
     EXPECT_EQ(changes_, 1);
     EXPECT_EQ(worker->wait(test::kEventDeadline), -SIGTERM);
     EXPECT_EQ(clock_.armed(), 0U) << "no SIGKILL pending once every orphan is gone";
+    const pid_t group = worker->pid();
+    EXPECT_TRUE(test::waitUntil([group] { return processGroupMembers(group).empty(); }))
+        << "the worker's child got the signal too";
 }
 
 TEST_F(OrphanedWorkersTest, SigkillAtStopTimeoutForOneThatIgnoresTheStopSignal)

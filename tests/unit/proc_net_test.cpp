@@ -163,11 +163,12 @@ TEST(ProcNet, FindsTheProcessesHoldingASocket)
     test::BackgroundProcess child({"/bin/sleep", "1000"}, dir / "child.log");
     ASSERT_EQ(fcntl(fd.get(), F_SETFD, FD_CLOEXEC), 0);
 
+    // Once it runs sleep, not the test's copy before exec.
+    ASSERT_TRUE(test::waitUntil([&] { return commandOf(child.pid()) == "/bin/sleep 1000"; }));
     const auto holders = socketHolders(inodeOf(fd));
     ASSERT_EQ(holders.size(), 1U);
     EXPECT_EQ(holders.front().pid, child.pid());
     EXPECT_EQ(holders.front().fd, fd.get());
-    EXPECT_EQ(commandOf(child.pid()), "/bin/sleep 1000");
     EXPECT_EQ(ownerOf(child.pid()), getuid());
     auto environment = environmentOf(child.pid());
     ASSERT_TRUE(environment.ok()) << environment.error().message;
