@@ -1,8 +1,12 @@
 // Crash recovery without systemd: kill -9 of fdsupd under load, a new fdsupd takes the listeners over.
+#include <algorithm>
 #include <csignal>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -85,19 +89,14 @@ private:
     std::map<pid_t, UniqueFd> fds_;
 };
 
-// "socket:[INODE]" of a process's descriptor, "" when it has none there.
-std::string linkOf(pid_t pid, int fd)
-{
-    const auto fds = openFds(pid);
-    const auto it = fds.find(fd);
-    return it == fds.end() ? "" : it->second;
-}
-
 class Recovery : public DaemonTest<> {
 protected:
     // A fixed port: the second fdsupd must find the first one's address in use.
     std::string config(const std::string &mode = "serve")
     {
+        if (wrapped_) {
+            return wrappedConfig();
+        }
         writeFile(fdsupd_.dir() / "mode", mode + "\n");
         return fdsupd_.supervisorTable() +
                "[socket.web]\nlisten = \"tcp://127.0.0.1:" + std::to_string(port_) + "\"\n" +
@@ -105,6 +104,25 @@ protected:
                fdsupd_.workerCommand("serve", {"--mode-file", (fdsupd_.dir() / "mode").string()}) +
                "\nsockets = [\"web\"]\nready = \"notify\"\ninstances = " + std::to_string(kInstances) +
                "\nready_timeout = \"2s\"\nstop_timeout = \"10s\"\n";
+    }
+
+    // An unmodified python3 http.server under the real preload shim: it holds
+    // the shim's dup() of the listener, at a number of its own. It logs
+    // every request: to fdsupd's own stderr (output = "inherit"), which
+    // outlives fdsupd, where a pipe to the dead fdsupd (output = "log")
+    // would fail every request with EPIPE (docs/fdsupd.md).
+    std::string wrappedConfig()
+    {
+        writeFile(fdsupd_.dir() / "index.html", R"({"pid": 1})");
+        return fdsupd_.supervisorTable(requireEnv("FDSUP_TEST_PRELOAD")) +
+               "[socket.web]\nlisten = \"tcp://127.0.0.1:" + std::to_string(port_) +
+               "\"\n\n[service.web]\ncommand = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"" +
+               std::to_string(appPort_) + "\", \"--bind\", \"127.0.0.1\"]\nworking_directory = " +
+               Json(fdsupd_.dir().path().string()).dump() +
+               "\nsockets = [\"web\"]\nwrap = \"preload\"\npreload_map = { web = \"tcp://127.0.0.1:" +
+               std::to_string(appPort_) +
+               "\" }\nready = \"bound\"\ninstances = " + std::to_string(kInstances) +
+               "\nstop_timeout = \"10s\"\noutput = \"inherit\"\n";
     }
 
     // fdsupd with kInstances ready workers; their pids.
@@ -133,8 +151,34 @@ protected:
     void killNineUnderLoadThenTakeOver();
 
     int port_ = freePort();
+    int appPort_ = freePort();
     bool reusePort_ = false;
+    bool wrapped_ = false;
 };
+
+// "socket:[INODE]" of the listening TCP socket on 127.0.0.1:port, from the
+// kernel's table, "" when there is none.
+std::string listenerOn(int port)
+{
+    std::ifstream tcp("/proc/net/tcp");
+    char local[32];
+    (void)std::snprintf(local, sizeof local, "0100007F:%04X", port);
+    for (std::string line; std::getline(tcp, line);) {
+        std::istringstream in(line);
+        std::string slot, address, remote, state, queues, timer, retransmits, uid, timeout, inode;
+        in >> slot >> address >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+        if (address == local && state == "0A") {
+            return "socket:[" + inode + "]";
+        }
+    }
+    return "";
+}
+
+bool holds(pid_t pid, const std::string &socket)
+{
+    const auto fds = openFds(pid);
+    return std::any_of(fds.begin(), fds.end(), [&](const auto &fd) { return fd.second == socket; });
+}
 
 TEST_F(Recovery, KillNineUnderLoadThenANewFdsupdTakesOverWithoutARefusal)
 {
@@ -149,14 +193,25 @@ TEST_F(Recovery, WithReusePortTheListenerIsTakenOverNotBoundBeside)
     killNineUnderLoadThenTakeOver();
 }
 
+// A wrapped server never inherited the socket: it holds the shim's dup(),
+// which the /proc scan finds the same way.
+TEST_F(Recovery, AWrappedServerHoldingTheShimsDupIsTakenOverToo)
+{
+    wrapped_ = true;
+    killNineUnderLoadThenTakeOver();
+}
+
 void Recovery::killNineUnderLoadThenTakeOver()
 {
     const auto old = startServing();
     ASSERT_EQ(old.size(), static_cast<std::size_t>(kInstances));
     const Watched orphans(old);
-    // The listener, as the workers hold it at fd 3 (LISTEN_FDS).
-    const std::string listener = linkOf(*old.begin(), 3);
+    // The listener, as the kernel lists it and every worker holds it.
+    const std::string listener = listenerOn(port_);
     ASSERT_THAT(listener, ::testing::StartsWith("socket:["));
+    for (const pid_t pid : old) {
+        ASSERT_TRUE(holds(pid, listener)) << pid;
+    }
 
     HttpLoad load(port_, 4, HttpLoad::Mode::Fresh);
     load.start();
@@ -186,13 +241,10 @@ void Recovery::killNineUnderLoadThenTakeOver()
     EXPECT_EQ(now.size(), static_cast<std::size_t>(kInstances));
     for (const pid_t pid : now) {
         EXPECT_THAT(old, Not(Contains(pid)));
-        EXPECT_EQ(linkOf(pid, 3), listener) << "the new workers serve the very same socket";
+        EXPECT_TRUE(holds(pid, listener)) << "the new workers serve the very same socket";
     }
-    std::vector<std::string> held;
-    for (const auto &[fd, target] : openFds(fdsupd_.pid())) {
-        held.push_back(target);
-    }
-    EXPECT_THAT(held, Contains(listener)) << "fdsupd holds the predecessor's listener (same inode)";
+    EXPECT_TRUE(holds(fdsupd_.pid(), listener)) << "fdsupd holds the predecessor's listener (same inode)";
+    EXPECT_EQ(listenerOn(port_), listener) << "one listener, never closed";
     EXPECT_THAT(fdsupd_.log(), HasSubstr("Took over socket 'web'"));
     EXPECT_THAT(fdsupd_.log(), HasSubstr("Stopping 2 orphaned workers of web"));
     EXPECT_EQ(fdsupd_.stop(), 0);
