@@ -180,16 +180,26 @@ bool closeRangeExcept(unsigned first, unsigned last, int keep, int keep2 = -1)
 
     // Lay out fds 0..fdCount-1. A source may sit anywhere, also inside the
     // target range (even swapped with another one), so first move every
-    // source and the status pipe above the range, then dup3() each into
-    // place (without O_CLOEXEC: these are the only inheritable fds), then
-    // close everything above the range but the status pipe, which is
-    // CLOEXEC and goes away at exec.
+    // source, the status pipe and the pinned binary above the range, then
+    // dup3() each into place (without O_CLOEXEC: these are the only
+    // inheritable fds), then close everything above the range but the
+    // status pipe and the binary, which are CLOEXEC and go away at exec.
+    // (The binary moved after the dup3()s was a listener or the channel
+    // when its number fell in the range: found by a start that took its
+    // listeners over, exec failing with EACCES.)
     const int count = plan.fdCount;
     const int movedStatus = static_cast<int>(syscall(SYS_fcntl, status, F_DUPFD_CLOEXEC, count));
     if (movedStatus < 0) {
         childFail(status, SpawnStage::Descriptors, errno);
     }
     status = movedStatus;
+    int executableFd = -1;
+    if (plan.executableFd >= 0) {
+        executableFd = static_cast<int>(syscall(SYS_fcntl, plan.executableFd, F_DUPFD_CLOEXEC, count));
+        if (executableFd < 0) {
+            childFail(status, SpawnStage::Descriptors, errno);
+        }
+    }
     for (int i = 0; i < count; ++i) {
         plan.scratch[i] = static_cast<int>(syscall(SYS_fcntl, plan.sources[i], F_DUPFD_CLOEXEC, count));
         if (plan.scratch[i] < 0) {
@@ -198,15 +208,6 @@ bool closeRangeExcept(unsigned first, unsigned last, int keep, int keep2 = -1)
     }
     for (int i = 0; i < count; ++i) {
         if (syscall(SYS_dup3, plan.scratch[i], i, 0) < 0) {
-            childFail(status, SpawnStage::Descriptors, errno);
-        }
-    }
-    // The pinned binary, if any, is kept (CLOEXEC) beside the status pipe;
-    // everything else above the range is closed.
-    int executableFd = -1;
-    if (plan.executableFd >= 0) {
-        executableFd = static_cast<int>(syscall(SYS_fcntl, plan.executableFd, F_DUPFD_CLOEXEC, count));
-        if (executableFd < 0) {
             childFail(status, SpawnStage::Descriptors, errno);
         }
     }

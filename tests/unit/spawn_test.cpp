@@ -491,6 +491,35 @@ TEST_F(SpawnTest, SourcesInsideTheTargetRangeAreLaidOutCorrectly)
     EXPECT_EQ(fcntl(a.get(), F_GETFD), FD_CLOEXEC);
 }
 
+// The pinned binary's descriptor may sit where a listener goes (a start
+// that took its listeners over opened it at 4, the channel's place): exec
+// must run the binary, not the socket laid out over it.
+TEST_F(SpawnTest, APinnedBinaryInsideTheTargetRangeIsStillExecuted)
+{
+    // Opened first, the binary gets the lowest free number: 3 or 4, the
+    // listeners' places, when the test process holds nothing else there.
+    UniqueFd binary(open(fdReport().c_str(), O_PATH | O_CLOEXEC));
+    UniqueFd a = listener("tcp://127.0.0.1:0");
+    UniqueFd b = listener("tcp://127.0.0.1:0");
+    ASSERT_TRUE(a && b && binary);
+    if (binary.get() > 4) {
+        GTEST_SKIP() << "fds 3 and 4 are taken in this test process";
+    }
+    const std::string aTarget = fdTarget(a.borrow());
+    const std::string bTarget = fdTarget(b.borrow());
+
+    SpawnRequest request = reportRequest();
+    request.executableFd = binary.borrow();
+    request.fds = {a.borrow(), b.borrow()};
+    request.fdNames = {"a", "b"};
+    const Outcome outcome = spawnAndFinish(request);
+    ASSERT_EQ(outcome.statusRc, 0) << describeSpawnFailure(request, outcome.failure);
+    const Report report = parseReport(outcome.out);
+    EXPECT_EQ(report["fds"], "0,1,2,3,4");
+    EXPECT_EQ(report["fd.3"], aTarget);
+    EXPECT_EQ(report["fd.4"], bTarget);
+}
+
 TEST_F(SpawnTest, ListenVariablesOnlyWithListeners)
 {
     const UniqueFd web = listener("tcp://127.0.0.1:0");
