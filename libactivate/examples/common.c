@@ -782,6 +782,18 @@ static void channel_event(void)
                 channel_lost(2);
                 return;
             }
+            if (r == -ECONNRESET && !S.connect && S.mode == MODE_SERVING && S.nlisteners > 0) {
+                /* fdsupd stops the workers it spawned by signal, never by closing
+                 * their channel: closed without an ERROR, it means fdsupd died.
+                 * Serve on without a channel (the listeners are ours too) until a
+                 * new fdsupd takes them over and signals us. */
+                ex_log("channel: closed by fdsupd (gone?), serving on without a channel until signalled");
+                epoll_ctl(S.ep, EPOLL_CTL_DEL, S.chan.fd, NULL);
+                activate_channel_close(S.ch);
+                S.ch = NULL;
+                S.want_listeners = S.want_ready = 0;
+                return;
+            }
             /* fdsupd closing the channel means: exit. */
             ex_log("channel: %s", r == -ECONNRESET ? "closed by fdsupd" : strerror(-r));
             channel_lost(r == -ECONNRESET ? 0 : 1);
