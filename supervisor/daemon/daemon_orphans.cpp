@@ -7,7 +7,9 @@ namespace fdsup {
 
 void Daemon::adoptOrphans(const std::map<std::string, std::vector<FoundOrphan>> &found)
 {
-    for (const auto &[name, list] : found) {
+    for (const auto &group : found) {
+        const std::string &name = group.first;
+        const std::vector<FoundOrphan> &list = group.second;
         auto orphans = std::make_unique<OrphanedWorkers>(loop_, loop_, name, [this, name] {
             // Not from inside its own callback: a defer sweeps the empty ones.
             if (!orphanSweep_) {
