@@ -36,6 +36,11 @@ protected:
 
 class Daemon final : private ServiceObserver {
 public:
+    // run()'s result when SIGTERM/SIGINT stopped every service, but at least
+    // one instance had to be killed: its drain_timeout or stop_timeout passed
+    // (fdsupd(8), EXIT STATUS).
+    static constexpr int kExitStopKilled = 5;
+
     // Binds (or adopts) every socket, then prepares every service; nothing
     // is started yet. On error nothing is left bound or running, and the
     // error names what failed.
@@ -85,6 +90,7 @@ private:
     void closeUnusedSockets();
 
     void checkShutdown();
+    [[nodiscard]] unsigned killedLeavingTotal() const;
     void updateStatus();
     [[nodiscard]] Result<std::unique_ptr<Service>> makeService(const config::ServiceConfig &config);
 
@@ -104,6 +110,7 @@ private:
     ManagerNotifier manager_;
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
+    unsigned killedBeforeShutdown_ = 0; // killedLeavingTotal() of every service at beginShutdown()
     bool notifiedReady_ = false;
 };
 

@@ -433,6 +433,7 @@ void Service::onInstanceEnded(Instance &instance, const ExitStatus &exit)
     if (cause == EndCause::ReadyTimeout) {
         detail += unadopted(instance); // ready = "bound": which listener it never took, and why
     }
+    killedLeavingTotal_ += instance.killedLeaving() ? 1 : 0;
     const InstanceRole role = slot < slots_.size() ? instance.role() : InstanceRole::Retiring;
     switch (role) {
     case InstanceRole::Candidate: {

@@ -98,6 +98,8 @@ public:
     [[nodiscard]] ServiceState state() const;
     [[nodiscard]] const std::string &failedReason() const { return failedReason_; }
     [[nodiscard]] unsigned restartsTotal() const { return restartsTotal_; }
+    // Instances that had to be killed because their drain_timeout or stop_timeout passed.
+    [[nodiscard]] unsigned killedLeavingTotal() const { return killedLeavingTotal_; }
     [[nodiscard]] const std::vector<SlotHistory> &slots() const { return slots_; }
     [[nodiscard]] const std::vector<std::unique_ptr<Instance>> &instances() const { return instances_; }
     [[nodiscard]] std::size_t liveInstances() const { return instances_.size(); }
@@ -227,6 +229,7 @@ private:
     bool failed_ = false; // gave up restarting
     std::string failedReason_;
     unsigned restartsTotal_ = 0;
+    unsigned killedLeavingTotal_ = 0;
     unsigned nextGeneration_ = 2; // generations are never reused, even after a failed rollout
 };
 
