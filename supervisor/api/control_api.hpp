@@ -102,6 +102,10 @@ private:
     void callScale(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callReload(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callLogs(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    // Transfer (transfer_api.cpp, docs/transfer.md).
+    void callExport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callImport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callRelease(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
 
     // DaemonObserver
     void serviceChanged(Service &service) override;

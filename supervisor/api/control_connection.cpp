@@ -151,7 +151,8 @@ void ControlConnection::readSome()
     if (n == 0) {
         readClosed_ = true;
     } else {
-        reader_.append(std::string_view(reinterpret_cast<const char *>(buffer.data()), static_cast<std::size_t>(n)));
+        reader_.append(
+            std::string_view(reinterpret_cast<const char *>(buffer.data()), static_cast<std::size_t>(n)));
     }
     process();
 }
@@ -326,7 +327,8 @@ void ControlConnection::flush()
             }
             errno = n < 0 ? static_cast<int>(-n) : 0;
         } else {
-            n = ::send(fd_.get(), out_.data() + outStart_, out_.size() - outStart_, MSG_NOSIGNAL | MSG_DONTWAIT);
+            n = ::send(fd_.get(), out_.data() + outStart_, out_.size() - outStart_,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         if (n >= 0) {
             outStart_ += static_cast<std::size_t>(n);

@@ -116,8 +116,9 @@ Result<Reply> Client::call(const Call &call, std::span<const BorrowedFd> fds)
     while (sent < message.size()) {
         // The fds go with the first byte; the rest of the message without.
         const auto rest = std::as_bytes(std::span(message)).subspan(sent);
-        const ssize_t n = sent == 0 ? sendStreamWithFds(fd_.borrow(), rest, fds, MSG_DONTWAIT)
-                                    : ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        const ssize_t n = sent == 0
+                              ? sendStreamWithFds(fd_.borrow(), rest, fds, MSG_DONTWAIT)
+                              : ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && sent == 0) {
             errno = static_cast<int>(-n);
         }
@@ -181,8 +182,8 @@ Result<Reply> Client::next()
                                       ", or control data that was cut"};
         }
         if (n > 0) {
-            reader_.append(std::string_view(reinterpret_cast<const char *>(buffer.data()),
-                                            static_cast<std::size_t>(n)));
+            reader_.append(
+                std::string_view(reinterpret_cast<const char *>(buffer.data()), static_cast<std::size_t>(n)));
             continue;
         }
         if (n == 0) {

@@ -67,6 +67,8 @@ type Service (
   ready: int,
   restarts: int,
   failed_reason: ?string,
+  # The receive = true socket it waits for before it starts, if any.
+  waiting_for: ?string,
   notify_dropped: int,
   fdstore: []FdStoreEntry,
   instances: []Instance,
@@ -250,6 +252,23 @@ method Reload() -> (file: string, changes: []Change)
 # With follow and more, new lines are sent as they come.
 method Logs(service: string, lines: ?int, follow: ?bool) -> (lines: []LogLine)
 
+# A socket moving between fdsupds (docs/transfer.md); fds: how many of the
+# message's descriptors are its, in order.
+type TransferredSocket (name: string, addresses: []string, fds: int)
+
+# Every socket this fdsupd holds, its descriptors riding on the reply
+# (SCM_RIGHTS); it keeps its own copies and keeps serving.
+method Export() -> (sockets: []TransferredSocket)
+
+# Takes the sockets whose descriptors ride on the call, each declared with
+# receive = true and not held yet, all or nothing, and starts the services
+# that waited for them.
+method Import(sockets: []TransferredSocket) -> (sockets: []string, started: []string)
+
+# Another fdsupd holds these sockets now: stops the services that use them
+# and closes this fdsupd's copies.
+method Release(sockets: []string) -> (sockets: []string, stopped: []string)
+
 error NoSuchService (service: string)
 
 error ServiceFailed (service: string, reason: string)
@@ -274,6 +293,9 @@ error ReloadRefused (file: string, reasons: []string)
 
 # Reload: some changes failed (each says why); the others were applied.
 error ReloadFailed (file: string, changes: []Change)
+
+# Export, Import or Release refused; nothing was changed.
+error TransferRefused (reason: string)
 
 # The message is not a valid Varlink call.
 error InvalidRequest (reason: string)

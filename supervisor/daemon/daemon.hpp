@@ -34,6 +34,18 @@ protected:
     ~DaemonObserver() = default;
 };
 
+// Transfer (transfer.cpp, docs/transfer.md): a socket as Export gives it
+// (borrowed: the daemon keeps its copies) and as Import takes it.
+struct ExportedSocket {
+    std::string name;
+    std::vector<std::string> addresses;
+    std::vector<BorrowedFd> fds;
+};
+struct ImportedSocket {
+    std::string name;
+    std::vector<UniqueFd> fds;
+};
+
 class Daemon final : private ServiceObserver {
 public:
     // run()'s result when SIGTERM/SIGINT stopped every service, but at least
@@ -61,6 +73,17 @@ public:
     void reload(ReloadCallback done);
     // Stops every service and exits once they are down.
     void beginShutdown(const char *why);
+
+    // Every socket it holds descriptors of, in configuration order.
+    [[nodiscard]] std::vector<ExportedSocket> exportSockets() const;
+    // Takes the sockets, all or nothing (the error names the socket and why;
+    // nothing changed then), and starts the services that waited for them.
+    // Returns the services started.
+    Result<std::vector<std::string>> importSockets(std::vector<ImportedSocket> sockets);
+    // Stops every service that uses one of the sockets (their ordinary stop)
+    // and closes fdsupd's copies. Refused, with nothing changed, when a name
+    // is unknown. Returns the services stopped.
+    Result<std::vector<std::string>> releaseSockets(const std::vector<std::string> &names);
 
     [[nodiscard]] bool shuttingDown() const { return shuttingDown_; }
     [[nodiscard]] const config::Config &config() const { return config_; }

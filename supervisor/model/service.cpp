@@ -110,6 +110,18 @@ ServiceState Service::state() const
 
 void Service::start()
 {
+    // A `receive = true` socket that has not arrived (or was released to
+    // another fdsupd): started once it is here (docs/transfer.md).
+    waitingFor_.clear();
+    for (const auto &name : config().sockets) {
+        const HeldSocket *socket = context_.sockets.find(name);
+        if (socket != nullptr && socket->fds.empty()) {
+            waitingFor_ = name;
+            spdlog::info("Service '{}' waits for socket '{}' before it starts", this->name(), name);
+            changed();
+            return;
+        }
+    }
     if (rollouts_.active()) {
         // A rollout brings the service up as its new generation already.
         changed();
@@ -135,6 +147,7 @@ void Service::stop()
     // Everything is going down: nothing to roll back to.
     rollouts_.abort("the service was stopped");
     active_ = false;
+    waitingFor_.clear();
     // An operator's stop ends a failed state too: the service is now stopped.
     failed_ = false;
     failedReason_.clear();

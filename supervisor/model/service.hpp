@@ -97,6 +97,8 @@ public:
     [[nodiscard]] unsigned wanted() const { return static_cast<unsigned>(slots_.size()); }
     [[nodiscard]] ServiceState state() const;
     [[nodiscard]] const std::string &failedReason() const { return failedReason_; }
+    // The socket start() found missing (not received yet); empty once started or stopped.
+    [[nodiscard]] const std::string &waitingFor() const { return waitingFor_; }
     [[nodiscard]] unsigned restartsTotal() const { return restartsTotal_; }
     // Instances that had to be killed because their drain_timeout or stop_timeout passed.
     [[nodiscard]] unsigned killedLeavingTotal() const { return killedLeavingTotal_; }
@@ -230,6 +232,7 @@ private:
     std::string failedReason_;
     unsigned restartsTotal_ = 0;
     unsigned killedLeavingTotal_ = 0;
+    std::string waitingFor_;
     unsigned nextGeneration_ = 2; // generations are never reused, even after a failed rollout
 };
 
