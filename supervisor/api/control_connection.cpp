@@ -140,8 +140,10 @@ void ControlConnection::readSome()
     }
     // Descriptors are for Import only, and bounded: more, or cut control
     // data, and the stream cannot be trusted.
-    if (info.controlTruncated || info.unexpectedControl || inFds_.size() > varlink::kMaxCallFds ||
-        (!inFds_.empty() && !authorised_)) {
+    if (!authorised_) {
+        inFds_.clear(); // its call is refused with PermissionDenied, and what came with it closed
+    }
+    if (info.controlTruncated || info.unexpectedControl || inFds_.size() > varlink::kMaxCallFds) {
         spdlog::warn("Control client {} sent {} descriptors (at most {}, with Import only), closing the "
                      "connection",
                      describePeer(peer_), inFds_.size(), varlink::kMaxCallFds);
