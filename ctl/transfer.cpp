@@ -136,6 +136,11 @@ int transfer(const ClientOptions &options, const std::string &target, const std:
     if (!into) {
         return fail(to, "cannot connect: " + errnoText(into.error().code) + "; the source is unchanged");
     }
+    // Import is answered once the target's services are ready: as long as
+    // their ready_timeout, which fdsupd enforces, unless --timeout says otherwise.
+    if (!options.timeoutGiven) {
+        into->setTimeout(std::chrono::milliseconds::max());
+    }
     std::vector<BorrowedFd> borrowed;
     for (const auto &fd : fds) {
         borrowed.push_back(fd.borrow());

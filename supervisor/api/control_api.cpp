@@ -420,6 +420,7 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
 
 void ControlApi::serviceChanged(Service &service)
 {
+    checkImports();
     const ServiceState state = service.state();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->call->done()) {

@@ -106,6 +106,8 @@ private:
     void callExport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callImport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callRelease(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    // Answers the Imports whose started services are all running (or one failed).
+    void checkImports();
 
     // DaemonObserver
     void serviceChanged(Service &service) override;
@@ -149,8 +151,17 @@ private:
         std::string service;
     };
 
+    // An Import answered once the services it started are running, so the
+    // source lets go only when the target serves (transfer_api.cpp).
+    struct ImportWaiter {
+        std::shared_ptr<PendingCall> call;
+        std::vector<std::string> sockets;
+        std::vector<std::string> services;
+    };
+
     Daemon &daemon_;
     std::unique_ptr<ControlServer> server_;
+    std::vector<ImportWaiter> importWaiters_;
     std::vector<Waiter> waiters_;
     std::vector<RolloutWaiter> rolloutWaiters_;
     std::vector<QueuedWaiter> queuedWaiters_;

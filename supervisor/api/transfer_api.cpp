@@ -100,11 +100,42 @@ void ControlApi::callImport(const CallPtr &call, const CallParams & /*params*/, 
         refuse(call, started.error().message);
         return;
     }
-    Json names = Json::array();
+    ImportWaiter waiter{call, {}, *started};
     for (const auto &[name, count] : wanted) {
-        names.push_back(name);
+        waiter.sockets.push_back(name);
     }
-    call->reply({{"sockets", names}, {"started", *started}});
+    importWaiters_.push_back(std::move(waiter));
+    checkImports();
+}
+
+void ControlApi::checkImports()
+{
+    for (auto it = importWaiters_.begin(); it != importWaiters_.end();) {
+        std::string failed;
+        bool running = true;
+        for (const auto &name : it->services) {
+            const Service *service = daemon_.findService(name);
+            if (service == nullptr || service->state() == ServiceState::Failed ||
+                (!service->active() && service->state() == ServiceState::Stopped)) {
+                failed = "service '" + name + "' " +
+                         (service == nullptr                         ? std::string("was removed")
+                          : service->state() == ServiceState::Failed ? "failed: " + service->failedReason()
+                                                                     : std::string("was stopped")) +
+                         " before it served; the sockets are held here too";
+                break;
+            }
+            running = running && service->state() == ServiceState::Running;
+        }
+        if (!it->call->done() && !failed.empty()) {
+            refuse(it->call, failed);
+        } else if (!it->call->done() && running) {
+            it->call->reply({{"sockets", it->sockets}, {"started", it->services}});
+        } else if (!it->call->done()) {
+            ++it;
+            continue;
+        }
+        it = importWaiters_.erase(it);
+    }
 }
 
 void ControlApi::callRelease(const CallPtr &call, const CallParams & /*params*/, Service * /*service*/)

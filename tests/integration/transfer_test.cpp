@@ -119,6 +119,9 @@ TEST_F(TransferTest, MovesTheListenerUnderLoadRefusingNothing)
     const auto moved = transferAs("");
     ASSERT_EQ(moved.exitCode, 0) << moved.out << moved.err;
     EXPECT_THAT(moved.out, HasSubstr("moved socket 'web' (1 descriptor)"));
+    // Import was answered once the target's service was running: only then
+    // did the source let go.
+    EXPECT_EQ(target_.status("web").at("state"), "running");
     ASSERT_TRUE(waitUntil([&] { return target_.status("web").at("ready") == 2; }));
     ASSERT_TRUE(waitUntil([&] { return instancePids(source_.status("web")).empty(); }));
     const auto report = stopLoad();
