@@ -193,5 +193,24 @@ TEST_F(TransferTest, ACallerTheSourceDoesNotAllowGetsExitThree)
     EXPECT_EQ(target_.status("web").at("waiting_for"), "web");
 }
 
+TEST_F(TransferTest, ATargetWhoseServiceFailsRefusesWithExitFourAndTheSourceKeepsServing)
+{
+    startSource();
+    // The target's worker exits at once, never ready: Import is refused.
+    std::string target = config(target_, "receive = true\n");
+    const std::string serve = target_.workerCommand("serve");
+    target.replace(target.find(serve), serve.size(), target_.workerCommand("crash", {"--exit-code", "3"}));
+    startTarget(target + "restart = \"never\"\n");
+    const std::set<pid_t> pids = instancePids(source_.status("web"));
+    startLoad();
+    const auto refused = transferAs("");
+    EXPECT_EQ(refused.exitCode, 4) << refused.out << refused.err;
+    EXPECT_THAT(refused.err, HasSubstr("Import refused: service 'web' failed"));
+    const auto report = stopLoad();
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(report.failed(), 0U) << report.summary();
+    expectSourceUnchanged(pids);
+}
+
 } // namespace
 } // namespace fdsup::test
