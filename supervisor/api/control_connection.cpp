@@ -22,6 +22,9 @@ namespace {
 // small enough that one busy client cannot starve the others.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 
+// The one call that takes descriptors (docs/transfer.md).
+constexpr std::string_view kImportMethod = "io.fdsup.Manager.Import";
+
 } // namespace
 
 PendingCall::PendingCall(std::weak_ptr<ControlConnection> connection, varlink::Call call, Peer peer)
@@ -229,8 +232,12 @@ void ControlConnection::dispatch(const std::string &message)
     }
     const bool oneway = call.oneway;
     auto pending = std::make_shared<PendingCall>(weak_from_this(), std::move(call), peer_);
-    // The call takes what arrived with it; a method other than Import drops them.
-    pending->setFds(std::exchange(inFds_, {}));
+    // Import takes what arrived with its call; for any other method it is
+    // closed here, not kept for as long as the call lasts.
+    std::vector<UniqueFd> fds = std::exchange(inFds_, {});
+    if (pending->call().method == kImportMethod) {
+        pending->setFds(std::move(fds));
+    }
     // Set before the handler runs: a synchronous reply clears it again.
     busy_ = !oneway;
     try {
