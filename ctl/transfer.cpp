@@ -142,6 +142,7 @@ int transfer(const ClientOptions &options, const std::string &target, const std:
         into->setTimeout(std::chrono::milliseconds::max());
     }
     std::vector<BorrowedFd> borrowed;
+    borrowed.reserve(fds.size());
     for (const auto &fd : fds) {
         borrowed.push_back(fd.borrow());
     }
