@@ -79,6 +79,13 @@ std::string statusField(const std::filesystem::path &proc, const std::string &fi
 
 class ContainerTest : public DaemonTest<> {
 protected:
+    void SetUp() override
+    {
+        if (geteuid() != 0) {
+            GTEST_SKIP() << "a PID namespace with its own /proc needs root";
+        }
+    }
+
     // Starts fdsupd as PID 1 of a new PID namespace with one service `web`
     // running the worker in `mode`; sets init_ (fdsupd's pid on the host).
     void startPid1(const std::string &mode, const std::string &stopTimeout)
