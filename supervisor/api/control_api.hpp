@@ -157,6 +157,8 @@ private:
         std::shared_ptr<PendingCall> call;
         std::vector<std::string> sockets;
         std::vector<std::string> services;
+        std::size_t connections = 0;
+        std::vector<std::string> refusedConnections;
     };
 
     Daemon &daemon_;

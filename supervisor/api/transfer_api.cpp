@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/control_api.hpp"
+#include "core/channel.hpp"
 #include "io/peer.hpp"
 
 namespace fdsup {
@@ -42,6 +43,90 @@ bool parseImport(const Json &parameters, std::vector<std::pair<std::string, std:
     return true;
 }
 
+std::string hex(const std::vector<std::byte> &bytes)
+{
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (const std::byte b : bytes) {
+        out += kDigits[std::to_integer<unsigned>(b) >> 4U];
+        out += kDigits[std::to_integer<unsigned>(b) & 0xfU];
+    }
+    return out;
+}
+
+bool unhex(const std::string &text, std::vector<std::byte> &out)
+{
+    if (text.size() % 2 != 0) {
+        return false;
+    }
+    for (std::size_t i = 0; i < text.size(); i += 2) {
+        unsigned value = 0;
+        for (const char c : text.substr(i, 2)) {
+            const auto digit = std::string_view("0123456789abcdef").find(c);
+            if (digit == std::string_view::npos) {
+                return false;
+            }
+            value = value * 16 + static_cast<unsigned>(digit);
+        }
+        out.push_back(static_cast<std::byte>(value));
+    }
+    return true;
+}
+
+// A held connection as Export lists it; its fds (the connection, then the
+// state's memfd when it has one) follow the sockets' in the message.
+Json describeConnection(const TransferredConnection &c)
+{
+    const HeldConnection &h = *c.held;
+    return {{"service", c.service},
+            {"id", h.id},
+            {"state_flags", h.stateFlags},
+            {"state_size", h.stateSize},
+            {"state", hex(h.state)},
+            {"remaining_usec", std::chrono::duration_cast<std::chrono::microseconds>(c.remaining).count()},
+            {"fds", h.stateMemfd ? 2 : 1}};
+}
+
+// Import's `connections` (optional), taking their fds from `next` on.
+bool parseConnections(const Json &parameters, std::vector<UniqueFd> &fds, std::size_t &next,
+                      std::vector<TransferredConnection> &out)
+{
+    const auto it = parameters.find("connections");
+    if (it == parameters.end()) {
+        return true;
+    }
+    if (!it->is_array()) {
+        return false;
+    }
+    for (const Json &c : *it) {
+        TransferredConnection connection;
+        auto held = std::make_unique<HeldConnection>();
+        try {
+            connection.service = c.at("service").get<std::string>();
+            held->id = c.at("id").get<std::uint64_t>();
+            held->stateFlags = c.at("state_flags").get<std::uint32_t>();
+            held->stateSize = c.at("state_size").get<std::uint64_t>();
+            connection.remaining = std::chrono::microseconds(c.at("remaining_usec").get<std::int64_t>());
+            const auto count = c.at("fds").get<std::size_t>();
+            const bool memfd = (held->stateFlags & kChannelStateMemfd) != 0;
+            if (!unhex(c.at("state").get<std::string>(), held->state) || count != (memfd ? 2U : 1U) ||
+                next + count > fds.size()) {
+                return false;
+            }
+        } catch (const nlohmann::json::exception &) {
+            return false;
+        }
+        held->fd = std::move(fds[next++]);
+        if ((held->stateFlags & kChannelStateMemfd) != 0) {
+            held->stateMemfd = std::move(fds[next++]);
+        }
+        connection.held = std::move(held);
+        out.push_back(std::move(connection));
+    }
+    return true;
+}
+
 } // namespace
 
 void ControlApi::callExport(const CallPtr &call, const CallParams & /*params*/, Service * /*service*/)
@@ -61,14 +146,31 @@ void ControlApi::callExport(const CallPtr &call, const CallParams & /*params*/, 
             fds.push_back(std::move(copy));
         }
     }
-    if (fds.size() > varlink::kMaxCallFds) {
-        refuse(call, "the sockets hold " + std::to_string(fds.size()) + " descriptors, more than " +
+    std::size_t connectionFds = 0;
+    for (const auto &service : daemon_.services()) {
+        for (const auto &held : service->broker().held()) {
+            connectionFds += held->stateMemfd ? 2 : 1;
+        }
+    }
+    if (fds.size() + connectionFds > varlink::kMaxCallFds) {
+        refuse(call, "the sockets and held connections come to " +
+                         std::to_string(fds.size() + connectionFds) + " descriptors, more than " +
                          std::to_string(varlink::kMaxCallFds) + " a transfer carries");
         return;
     }
-    spdlog::info("Exporting {} socket{} ({} descriptor{}) to {}", list.size(), list.size() == 1 ? "" : "s",
+    // Held connections move: from here on the caller has them.
+    Json connections = Json::array();
+    for (auto &connection : daemon_.exportConnections()) {
+        connections.push_back(describeConnection(connection));
+        fds.push_back(std::move(connection.held->fd));
+        if (connection.held->stateMemfd) {
+            fds.push_back(std::move(connection.held->stateMemfd));
+        }
+    }
+    spdlog::info("Exporting {} socket{} and {} held connection{} ({} descriptor{}) to {}", list.size(),
+                 list.size() == 1 ? "" : "s", connections.size(), connections.size() == 1 ? "" : "s",
                  fds.size(), fds.size() == 1 ? "" : "s", describePeer(call->peer()));
-    call->replyWithFds({{"sockets", list}}, std::move(fds));
+    call->replyWithFds({{"sockets", list}, {"connections", connections}}, std::move(fds));
 }
 
 void ControlApi::callImport(const CallPtr &call, const CallParams & /*params*/, Service * /*service*/)
@@ -79,28 +181,34 @@ void ControlApi::callImport(const CallPtr &call, const CallParams & /*params*/, 
         call->fail(varlink::kErrorInvalidParameter, {{"parameter", "sockets"}});
         return;
     }
-    const std::size_t total = std::accumulate(wanted.begin(), wanted.end(), std::size_t{0},
-                                              [](std::size_t n, const auto &w) { return n + w.second; });
-    if (total != fds.size()) {
-        refuse(call, "the call lists " + std::to_string(total) + " descriptors but carries " +
-                         std::to_string(fds.size()));
-        return;
-    }
     std::vector<ImportedSocket> sockets;
-    auto next = fds.begin();
+    std::size_t next = 0;
     for (const auto &[name, count] : wanted) {
+        if (next + count > fds.size()) {
+            break;
+        }
         ImportedSocket socket{name, {}};
-        for (std::size_t i = 0; i < count; ++i, ++next) {
-            socket.fds.push_back(std::move(*next));
+        for (std::size_t i = 0; i < count; ++i) {
+            socket.fds.push_back(std::move(fds[next++]));
         }
         sockets.push_back(std::move(socket));
     }
-    auto started = daemon_.importSockets(std::move(sockets));
-    if (!started) {
-        refuse(call, started.error().message);
+    std::vector<TransferredConnection> connections;
+    if (!parseConnections(call->call().parameters, fds, next, connections)) {
+        call->fail(varlink::kErrorInvalidParameter, {{"parameter", "connections"}});
         return;
     }
-    ImportWaiter waiter{call, {}, *started};
+    if (sockets.size() != wanted.size() || next != fds.size()) {
+        refuse(call, "the call lists " + std::to_string(next) + " descriptors (or more) but carries " +
+                         std::to_string(fds.size()));
+        return;
+    }
+    auto outcome = daemon_.importSockets(std::move(sockets), std::move(connections));
+    if (!outcome) {
+        refuse(call, outcome.error().message);
+        return;
+    }
+    ImportWaiter waiter{call, {}, outcome->started, outcome->connections, outcome->refusedConnections};
     for (const auto &[name, count] : wanted) {
         waiter.sockets.push_back(name);
     }
@@ -129,7 +237,10 @@ void ControlApi::checkImports()
         if (!it->call->done() && !failed.empty()) {
             refuse(it->call, failed);
         } else if (!it->call->done() && running) {
-            it->call->reply({{"sockets", it->sockets}, {"started", it->services}});
+            it->call->reply({{"sockets", it->sockets},
+                             {"started", it->services},
+                             {"connections", it->connections},
+                             {"refused_connections", it->refusedConnections}});
         } else if (!it->call->done()) {
             ++it;
             continue;

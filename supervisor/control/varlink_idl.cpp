@@ -256,14 +256,32 @@ method Logs(service: string, lines: ?int, follow: ?bool) -> (lines: []LogLine)
 # message's descriptors are its, in order.
 type TransferredSocket (name: string, addresses: []string, fds: int)
 
+# A connection a broker held, moving with what is left of its hold; its fds
+# (the connection, then the state's memfd when it has one) follow the
+# sockets'. state: the inline state, in hexadecimal.
+type TransferredConnection (
+  service: string,
+  id: int,
+  state_flags: int,
+  state_size: int,
+  state: string,
+  remaining_usec: int,
+  fds: int
+)
+
 # Every socket this fdsupd holds, its descriptors riding on the reply
-# (SCM_RIGHTS); it keeps its own copies and keeps serving.
-method Export() -> (sockets: []TransferredSocket)
+# (SCM_RIGHTS); it keeps its own copies and keeps serving. The connections
+# its brokers hold move: they are the caller's from here on.
+method Export() -> (sockets: []TransferredSocket, connections: []TransferredConnection)
 
 # Takes the sockets whose descriptors ride on the call, each declared with
-# receive = true and not held yet, all or nothing, and starts the services
-# that waited for them.
-method Import(sockets: []TransferredSocket) -> (sockets: []string, started: []string)
+# receive = true and not held yet, all or nothing, starts the services that
+# waited for them, and gives the connections to the brokers of the services
+# of the same names; replies once those services are running.
+method Import(
+  sockets: []TransferredSocket,
+  connections: ?[]TransferredConnection
+) -> (sockets: []string, started: []string, connections: int, refused_connections: []string)
 
 # Another fdsupd holds these sockets now: stops the services that use them
 # and closes this fdsupd's copies.

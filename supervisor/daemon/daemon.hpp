@@ -45,6 +45,17 @@ struct ImportedSocket {
     std::string name;
     std::vector<UniqueFd> fds;
 };
+// A held connection on its way, with what is left of its hold.
+struct TransferredConnection {
+    std::string service;
+    std::unique_ptr<HeldConnection> held;
+    Duration remaining{};
+};
+struct ImportOutcome {
+    std::vector<std::string> started;            // services that waited for the sockets
+    std::size_t connections = 0;                 // held here now
+    std::vector<std::string> refusedConnections; // "connection 7 of 'web': why" (closed)
+};
 
 class Daemon final : private ServiceObserver {
 public:
@@ -79,7 +90,14 @@ public:
     // Takes the sockets, all or nothing (the error names the socket and why;
     // nothing changed then), and starts the services that waited for them.
     // Returns the services started.
-    Result<std::vector<std::string>> importSockets(std::vector<ImportedSocket> sockets);
+    // The connections go to the brokers of the services of the same names
+    // once the sockets are in: refused as a whole, before anything is taken,
+    // when such a service is missing or has no handoff; one a broker refuses
+    // (its checks, its limits) is closed and reported.
+    Result<ImportOutcome> importSockets(std::vector<ImportedSocket> sockets,
+                                        std::vector<TransferredConnection> connections = {});
+    // Every connection the services' brokers hold, taken out of them.
+    [[nodiscard]] std::vector<TransferredConnection> exportConnections();
     // Stops every service that uses one of the sockets (their ordinary stop)
     // and closes fdsupd's copies. Refused, with nothing changed, when a name
     // is unknown. Returns the services stopped.

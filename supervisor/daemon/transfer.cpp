@@ -24,8 +24,30 @@ std::vector<ExportedSocket> Daemon::exportSockets() const
     return exported;
 }
 
-Result<std::vector<std::string>> Daemon::importSockets(std::vector<ImportedSocket> sockets)
+std::vector<TransferredConnection> Daemon::exportConnections()
 {
+    std::vector<TransferredConnection> exported;
+    for (auto &service : services_) {
+        const Duration timeout = service->broker().holdTimeout();
+        for (auto &held : service->takeHeldConnections()) {
+            const Duration remaining = std::max(Duration::zero(), timeout - (loop_.now() - held->since));
+            exported.push_back({service->name(), std::move(held), remaining});
+        }
+    }
+    return exported;
+}
+
+Result<ImportOutcome> Daemon::importSockets(std::vector<ImportedSocket> sockets,
+                                            std::vector<TransferredConnection> connections)
+{
+    for (const auto &connection : connections) {
+        const Service *service = findService(connection.service);
+        if (service == nullptr || !service->config().handoff) {
+            return Error{ENOENT,
+                         fmt::format("no service '{}' with handoff = true here for its held connections",
+                                     connection.service)};
+        }
+    }
     std::vector<std::string> received;
     for (auto &socket : sockets) {
         if (std::count_if(sockets.begin(), sockets.end(),
@@ -44,19 +66,34 @@ Result<std::vector<std::string>> Daemon::importSockets(std::vector<ImportedSocke
         }
         received.push_back(socket.name);
     }
-    std::vector<std::string> started;
+    ImportOutcome outcome;
     for (auto &service : services_) {
         if (!service->waitingFor().empty() && service->config().instances > 0) {
             service->start();
             if (service->waitingFor().empty()) {
-                started.push_back(service->name());
+                outcome.started.push_back(service->name());
             }
         }
     }
-    spdlog::info("Imported socket{} {}; started {}", received.size() == 1 ? "" : "s",
-                 fmt::join(received, ", "),
-                 started.empty() ? std::string("no service") : fmt::format("{}", fmt::join(started, ", ")));
-    return started;
+    for (auto &connection : connections) {
+        const std::uint64_t id = connection.held->id;
+        auto held = findService(connection.service)
+                        ->holdTransferred(std::move(connection.held), connection.remaining);
+        if (!held) {
+            outcome.refusedConnections.push_back(
+                fmt::format("connection {} of '{}': {}", id, connection.service, held.error().message));
+            spdlog::warn("Refused held connection {} of '{}': {}, closing it", id, connection.service,
+                         held.error().message);
+            continue;
+        }
+        ++outcome.connections;
+    }
+    spdlog::info("Imported {} socket{} ({}) and {} held connection{}; started {}", received.size(),
+                 received.size() == 1 ? "" : "s", fmt::join(received, ", "), outcome.connections,
+                 outcome.connections == 1 ? "" : "s",
+                 outcome.started.empty() ? std::string("no service")
+                                         : fmt::format("{}", fmt::join(outcome.started, ", ")));
+    return outcome;
 }
 
 Result<std::vector<std::string>> Daemon::releaseSockets(const std::vector<std::string> &names)

@@ -109,6 +109,11 @@ public:
     [[nodiscard]] const FdStore &fdStore() const { return fdStore_; }
     [[nodiscard]] const OutputLog &output() const { return output_; }
     [[nodiscard]] const HandoffBroker &broker() const { return broker_; }
+    // Transfer (service_transfer.cpp, docs/transfer.md): the connections its
+    // broker holds, taken out; one another fdsupd held, held here for its
+    // remaining time (refused, and closed, with the reason).
+    std::vector<std::unique_ptr<HeldConnection>> takeHeldConnections();
+    Result<void> holdTransferred(std::unique_ptr<HeldConnection> held, Duration remaining);
     [[nodiscard]] const Rollouts &rollouts() const { return rollouts_; }
     // The workers connected to the activation socket (none without one).
     [[nodiscard]] const std::vector<std::unique_ptr<ExternalWorker>> &externalWorkers() const;
