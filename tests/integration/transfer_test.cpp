@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -216,6 +217,99 @@ TEST_F(TransferTest, ATargetWhoseServiceFailsRefusesWithExitFourAndTheSourceKeep
     EXPECT_EQ(report.refused, 0U) << report.summary();
     EXPECT_EQ(report.failed(), 0U) << report.summary();
     expectSourceUnchanged(pids);
+}
+
+// One GET on a kept-alive connection: the pid in the answer, or 0.
+pid_t askPid(BorrowedFd fd)
+{
+    const std::string request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+        return 0;
+    }
+    std::string data;
+    char buffer[4096];
+    for (;;) {
+        const auto head = data.find("\r\n\r\n");
+        const auto length = data.find("Content-Length: ");
+        if (head != std::string::npos && length != std::string::npos &&
+            data.size() >= head + 4 + std::stoul(data.substr(length + 16))) {
+            const auto body = nlohmann::json::parse(data.substr(head + 4));
+            return body.at("pid").get<pid_t>();
+        }
+        const ssize_t n = recv(fd.get(), buffer, sizeof buffer, 0);
+        if (n <= 0) {
+            return 0;
+        }
+        data.append(buffer, static_cast<std::size_t>(n));
+    }
+}
+
+nlohmann::json connectionsOf(DaemonHarness &d)
+{
+    return d.call("io.fdsup.Manager.Connections", {{"service", "web"}}).parameters.at("services").at(0);
+}
+
+TEST_F(TransferTest, AConnectionTheSourceHoldsGoesToTheTargetsBrokerAndIsServedThere)
+{
+    const std::string service =
+        channelWebService(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE"), 1) + "handoff_timeout = \"60s\"\n";
+    std::string why;
+    ASSERT_TRUE(source_.start(source_.supervisorTable() + service, why)) << why;
+    std::string targetService = service;
+    targetService.replace(targetService.find("backlog = 1024\n"), 15, "receive = true\n");
+    ASSERT_TRUE(target_.start(target_.supervisorTable() + targetService, why)) << why;
+    ASSERT_TRUE(waitUntil([&] { return source_.status("web").at("ready") == 1; }));
+    port_ = source_.port("web");
+
+    // A kept-alive client of the source's worker, which then drains
+    // (scaled to 0) and hands it over: with no adopter, the broker holds it.
+    const UniqueFd client = connectLoopback(port_);
+    const std::set<pid_t> sourcePids = instancePids(source_.status("web"));
+    EXPECT_EQ(sourcePids, std::set<pid_t>{askPid(client.borrow())});
+    const auto scaled = source_.fdsupctl({"scale", "web", "0"});
+    ASSERT_EQ(scaled.exitCode, 0) << scaled.out << scaled.err;
+    ASSERT_TRUE(waitUntil([&] { return connectionsOf(source_).at("held").size() == 1; }));
+
+    const auto moved = transferAs("");
+    ASSERT_EQ(moved.exitCode, 0) << moved.out << moved.err;
+    EXPECT_THAT(moved.out, HasSubstr("moved 1 held connection"));
+    EXPECT_TRUE(connectionsOf(source_).at("held").empty());
+    // The target's broker gave it to the target's worker: the same client
+    // connection is answered there.
+    ASSERT_TRUE(waitUntil([&] { return connectionsOf(target_).at("adopted") == 1; }))
+        << connectionsOf(target_).dump();
+    const std::set<pid_t> targetPids = instancePids(target_.status("web"));
+    ASSERT_EQ(targetPids.size(), 1U);
+    EXPECT_EQ(askPid(client.borrow()), *targetPids.begin());
+}
+
+TEST_F(TransferTest, HeldConnectionsTheTargetCannotTakeGoBackToTheSource)
+{
+    const std::string service =
+        channelWebService(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE"), 1) + "handoff_timeout = \"60s\"\n";
+    std::string why;
+    ASSERT_TRUE(source_.start(source_.supervisorTable() + service, why)) << why;
+    // The target takes the socket but has no service 'web' for the connection.
+    ASSERT_TRUE(target_.start(
+        target_.supervisorTable() + "[socket.web]\nlisten = \"tcp://127.0.0.1:0\"\nreceive = true\n", why))
+        << why;
+    ASSERT_TRUE(waitUntil([&] { return source_.status("web").at("ready") == 1; }));
+    const UniqueFd client = connectLoopback(source_.port("web"));
+    ASSERT_NE(askPid(client.borrow()), 0);
+    ASSERT_EQ(source_.fdsupctl({"scale", "web", "0"}).exitCode, 0);
+    ASSERT_TRUE(waitUntil([&] { return connectionsOf(source_).at("held").size() == 1; }));
+
+    const auto refused = transferAs("");
+    EXPECT_EQ(refused.exitCode, 4) << refused.out << refused.err;
+    EXPECT_THAT(refused.err, HasSubstr("Import refused: no service 'web' with handoff = true here"));
+    EXPECT_THAT(refused.err, HasSubstr("1 held connection(s) given back to the source"));
+    EXPECT_EQ(connectionsOf(source_).at("held").size(), 1U);
+    // Back in the source's broker: its next worker adopts and serves it.
+    ASSERT_EQ(source_.fdsupctl({"scale", "web", "1"}).exitCode, 0);
+    const std::set<pid_t> pids = instancePids(source_.status("web"));
+    ASSERT_EQ(pids.size(), 1U);
+    EXPECT_EQ(askPid(client.borrow()), *pids.begin());
 }
 
 } // namespace
