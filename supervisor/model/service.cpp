@@ -110,17 +110,8 @@ ServiceState Service::state() const
 
 void Service::start()
 {
-    // A `receive = true` socket that has not arrived (or was released to
-    // another fdsupd): started once it is here (docs/transfer.md).
-    waitingFor_.clear();
-    for (const auto &name : config().sockets) {
-        const HeldSocket *socket = context_.sockets.find(name);
-        if (socket != nullptr && socket->fds.empty()) {
-            waitingFor_ = name;
-            spdlog::info("Service '{}' waits for socket '{}' before it starts", this->name(), name);
-            changed();
-            return;
-        }
+    if (waitsForSocket()) {
+        return;
     }
     if (rollouts_.active()) {
         // A rollout brings the service up as its new generation already.

@@ -161,6 +161,8 @@ private:
     void remove(const Instance &instance);
     void changed();
     [[nodiscard]] Instance *findInstance(std::uint64_t id) const;
+    // start(): a socket it uses has no descriptors yet; sets waitingFor_.
+    bool waitsForSocket();
     [[nodiscard]] Instance *primaryInstance(unsigned slot) const;
     [[nodiscard]] std::vector<BorrowedFd> listenersOf(const config::ServiceConfig &config) const;
     // service_preload.cpp: a wrapped service's part of a spawn.
