@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/units.hpp"
 
@@ -16,6 +17,10 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitCannotConnect = 3;
 inline constexpr int kExitRefused = 4;
 inline constexpr int kExitNotFound = 5;
+// transfer: which side refused or failed (a connection, an access check, a
+// refusal, a failure).
+inline constexpr int kExitTransferSource = 3;
+inline constexpr int kExitTransferTarget = 4;
 
 struct ClientOptions {
     std::string socket;
@@ -52,5 +57,8 @@ int reload(const ClientOptions &options);
 // With follow, prints new lines as fdsupd sends them until it ends the
 // stream (or SIGINT, or stdout is closed: all exit 0).
 int logs(const ClientOptions &options, const std::string &service, int lines, bool follow);
+// Export from options.socket, Import into target, then Release on the
+// source (docs/transfer.md); only: the sockets to move (default: all).
+int transfer(const ClientOptions &options, const std::string &target, const std::vector<std::string> &only);
 
 } // namespace fdsup::ctl

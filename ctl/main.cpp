@@ -206,6 +206,16 @@ int run(int argc, char **argv)
     logs->add_flag("-f,--follow", logsFollow, "Go on printing new lines as they come, until Ctrl-C");
     logs->add_flag("--json", logsJson, "Print the reply as JSON (with --follow: one reply a line)");
 
+    auto *transfer = app.add_subcommand(
+        "transfer",
+        "Move the sockets this fdsupd holds to another running fdsupd, then stop their services here");
+    std::string transferTarget;
+    std::vector<std::string> transferSockets;
+    bool transferJson = false;
+    transfer->add_option("--to", transferTarget, "Control socket of the fdsupd that takes them")->required();
+    transfer->add_option("--socket", transferSockets, "Only this socket (repeatable; default: every one)");
+    transfer->add_flag("--json", transferJson, "Print the result as JSON");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -270,6 +280,10 @@ int run(int argc, char **argv)
     if (reload->parsed()) {
         client.json = reloadJson;
         return fdsup::ctl::reload(client);
+    }
+    if (transfer->parsed()) {
+        client.json = transferJson;
+        return fdsup::ctl::transfer(client, transferTarget, transferSockets);
     }
     if (logs->parsed()) {
         client.json = logsJson;

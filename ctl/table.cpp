@@ -413,14 +413,20 @@ std::string wrapLines(const Json &service)
     return out;
 }
 
+// Why a service is not running: its failure, or the socket it waits for.
+std::string reasonOf(const Json &service)
+{
+    const std::string waiting = optionalText(service, "waiting_for");
+    return waiting.empty() ? optionalText(service, "failed_reason") : "waiting for socket '" + waiting + "'";
+}
+
 } // namespace
 
 std::string formatStatus(const Json &reply, bool colour)
 {
     const Json &services = arrayOf(reply, "services");
-    const bool anyReason = std::any_of(services.begin(), services.end(), [](const Json &s) {
-        return !optionalText(s, "failed_reason").empty();
-    });
+    const bool anyReason =
+        std::any_of(services.begin(), services.end(), [](const Json &s) { return !reasonOf(s).empty(); });
     std::vector<std::string> header = {"SERVICE", "STATE", "GEN", "READY/WANTED", "RESTARTS"};
     if (anyReason) {
         header.emplace_back("REASON");
@@ -439,7 +445,7 @@ std::string formatStatus(const Json &reply, bool colour)
                                  {text(service, "ready") + "/" + text(service, "wanted")},
                                  {text(service, "restarts")}};
         if (anyReason) {
-            row.push_back({optionalText(service, "failed_reason")});
+            row.push_back({reasonOf(service)});
         }
         table.addRow(std::move(row));
         rolloutLines.push_back(rolloutProgress(objectOf(service, "rollout"), colour));

@@ -23,6 +23,7 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitConfig = 3;
 constexpr int kExitStartup = 4;
+// 5: Daemon::kExitStopKilled, from run().
 
 int run(int argc, char **argv)
 {

@@ -186,9 +186,8 @@ int datagramPayloadLimit(BorrowedFd sock, std::size_t &limit)
     return 0;
 }
 
-// Sends one datagram made of iov; returns 0 or -errno. SOCK_SEQPACKET sends
-// are atomic: the whole datagram is queued or nothing is.
-int sendIov(BorrowedFd sock, std::span<iovec> iov, std::span<const BorrowedFd> fds, int extraFlags)
+// One sendmsg() of iov with fds attached: the bytes sent, or -errno.
+ssize_t sendmsgIov(BorrowedFd sock, std::span<iovec> iov, std::span<const BorrowedFd> fds, int extraFlags)
 {
     if (fds.size() > kMaxFdsPerDatagram) {
         return -EMSGSIZE;
@@ -216,8 +215,16 @@ int sendIov(BorrowedFd sock, std::span<iovec> iov, std::span<const BorrowedFd> f
     }
 
     const ssize_t n = ::sendmsg(sock.get(), &msg, MSG_NOSIGNAL | extraFlags);
+    return n < 0 ? -errno : n;
+}
+
+// Sends one datagram made of iov; returns 0 or -errno. SOCK_SEQPACKET sends
+// are atomic: the whole datagram is queued or nothing is.
+int sendIov(BorrowedFd sock, std::span<iovec> iov, std::span<const BorrowedFd> fds, int extraFlags)
+{
+    const ssize_t n = sendmsgIov(sock, iov, fds, extraFlags);
     if (n < 0) {
-        return -errno;
+        return static_cast<int>(n);
     }
     std::size_t total = 0;
     for (const iovec &part : iov) {
@@ -363,6 +370,13 @@ int sendDatagram(BorrowedFd sock, std::span<const std::byte> bytes, std::span<co
     // sendmsg() does not write through iov_base; the cast only satisfies its type.
     std::array<iovec, 1> iov{{{const_cast<std::byte *>(bytes.data()), bytes.size()}}};
     return sendIov(sock, iov, fds, flags);
+}
+
+ssize_t sendStreamWithFds(BorrowedFd sock, std::span<const std::byte> bytes, std::span<const BorrowedFd> fds,
+                          int flags)
+{
+    std::array<iovec, 1> iov{{{const_cast<std::byte *>(bytes.data()), bytes.size()}}};
+    return sendmsgIov(sock, iov, fds, flags);
 }
 
 int sendFds(BorrowedFd sock, std::span<const std::byte> payload, std::span<const BorrowedFd> fds)

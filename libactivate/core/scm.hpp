@@ -86,6 +86,15 @@ int recvFds(BorrowedFd sock, Message &out);
 int sendDatagram(BorrowedFd sock, std::span<const std::byte> bytes, std::span<const BorrowedFd> fds,
                  int flags);
 
+// The first piece of a message on a stream socket (the control socket's
+// Varlink), with fds attached to its first byte: one sendmsg() with
+// MSG_NOSIGNAL | flags (at most kMaxFdsPerDatagram fds, else -EMSGSIZE).
+// Returns the bytes sent (fewer than bytes.size() on a stream: the rest goes
+// without fds; the fds went with the first byte), or -errno with nothing
+// sent. The fds stay owned by the caller.
+ssize_t sendStreamWithFds(BorrowedFd sock, std::span<const std::byte> bytes, std::span<const BorrowedFd> fds,
+                          int flags);
+
 // Receives one datagram into buffer with MSG_CMSG_CLOEXEC | flags, appending
 // every fd it carried to fds whatever the outcome (so that the caller's
 // vector closes them on error). Returns the datagram's size, and the number of

@@ -138,6 +138,9 @@ const std::vector<MethodSpec> &ControlApi::methods()
          true,
          &ControlApi::callScale},
         {"Reload", {}, Access::Admin, false, &ControlApi::callReload},
+        {"Export", {}, Access::Admin, true, &ControlApi::callExport},
+        {"Import", {}, Access::Admin, true, &ControlApi::callImport},
+        {"Release", {}, Access::Admin, true, &ControlApi::callRelease},
         {"Logs",
          {service, {"lines", &CallParams::lines, false, 0}, {"follow", &CallParams::follow}},
          Access::Read,
@@ -417,6 +420,7 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
 
 void ControlApi::serviceChanged(Service &service)
 {
+    checkImports();
     const ServiceState state = service.state();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->call->done()) {

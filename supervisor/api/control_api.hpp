@@ -102,6 +102,12 @@ private:
     void callScale(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callReload(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callLogs(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    // Transfer (transfer_api.cpp, docs/transfer.md).
+    void callExport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callImport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callRelease(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    // Answers the Imports whose started services are all running (or one failed).
+    void checkImports();
 
     // DaemonObserver
     void serviceChanged(Service &service) override;
@@ -145,8 +151,19 @@ private:
         std::string service;
     };
 
+    // An Import answered once the services it started are running, so the
+    // source lets go only when the target serves (transfer_api.cpp).
+    struct ImportWaiter {
+        std::shared_ptr<PendingCall> call;
+        std::vector<std::string> sockets;
+        std::vector<std::string> services;
+        std::size_t connections = 0;
+        std::vector<std::string> refusedConnections;
+    };
+
     Daemon &daemon_;
     std::unique_ptr<ControlServer> server_;
+    std::vector<ImportWaiter> importWaiters_;
     std::vector<Waiter> waiters_;
     std::vector<RolloutWaiter> rolloutWaiters_;
     std::vector<QueuedWaiter> queuedWaiters_;

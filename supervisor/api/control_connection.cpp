@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/scm.hpp"
+
 namespace fdsup {
 
 using Json = nlohmann::json;
@@ -19,6 +21,9 @@ namespace {
 // Bytes read from one client per wake-up: enough for any ordinary request,
 // small enough that one busy client cannot starve the others.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
+
+// The one call that takes descriptors (docs/transfer.md).
+constexpr std::string_view kImportMethod = "io.fdsup.Manager.Import";
 
 } // namespace
 
@@ -50,7 +55,12 @@ void PendingCall::fail(std::string_view error, nlohmann::json parameters)
     deliver(varlink::Reply{std::move(parameters), false, std::string(error)});
 }
 
-void PendingCall::deliver(const varlink::Reply &reply)
+void PendingCall::replyWithFds(nlohmann::json parameters, std::vector<UniqueFd> fds)
+{
+    deliver(varlink::Reply{std::move(parameters), false, {}}, std::move(fds));
+}
+
+void PendingCall::deliver(const varlink::Reply &reply, std::vector<UniqueFd> fds)
 {
     if (finished_) {
         return;
@@ -64,7 +74,7 @@ void PendingCall::deliver(const varlink::Reply &reply)
     if (!c || c->closed()) {
         return;
     }
-    c->send(reply);
+    c->send(reply, std::move(fds));
     if (finished_ && !c->closed()) {
         c->finished();
     }
@@ -120,20 +130,34 @@ void ControlConnection::onIo(std::uint32_t revents)
 
 void ControlConnection::readSome()
 {
-    std::string buffer(kReadChunk, '\0');
-    const ssize_t n = recv(fd_.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+    std::vector<std::byte> buffer(kReadChunk);
+    DatagramInfo info;
+    const ssize_t n = recvWithFds(fd_.borrow(), MSG_DONTWAIT, buffer, varlink::kMaxCallFds, inFds_, info);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) {
+        if (n == -EAGAIN || n == -EINTR) {
             return;
         }
-        spdlog::debug("Failed to read from control client {}: {}", describePeer(peer_), errnoText(errno));
+        spdlog::debug("Failed to read from control client {}: {}", describePeer(peer_), errnoText(-n));
+        close();
+        return;
+    }
+    // Descriptors are for Import only, and bounded: more, or cut control
+    // data, and the stream cannot be trusted.
+    if (!authorised_) {
+        inFds_.clear(); // its call is refused with PermissionDenied, and what came with it closed
+    }
+    if (info.controlTruncated || info.unexpectedControl || inFds_.size() > varlink::kMaxCallFds) {
+        spdlog::warn("Control client {} sent {} descriptors (at most {}, with Import only), closing the "
+                     "connection",
+                     describePeer(peer_), inFds_.size(), varlink::kMaxCallFds);
         close();
         return;
     }
     if (n == 0) {
         readClosed_ = true;
     } else {
-        reader_.append(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+        reader_.append(
+            std::string_view(reinterpret_cast<const char *>(buffer.data()), static_cast<std::size_t>(n)));
     }
     process();
 }
@@ -208,6 +232,12 @@ void ControlConnection::dispatch(const std::string &message)
     }
     const bool oneway = call.oneway;
     auto pending = std::make_shared<PendingCall>(weak_from_this(), std::move(call), peer_);
+    // Import takes what arrived with its call; for any other method it is
+    // closed here, not kept for as long as the call lasts.
+    std::vector<UniqueFd> fds = std::exchange(inFds_, {});
+    if (pending->call().method == kImportMethod) {
+        pending->setFds(std::move(fds));
+    }
     // Set before the handler runs: a synchronous reply clears it again.
     busy_ = !oneway;
     try {
@@ -265,10 +295,15 @@ void ControlConnection::sendError(std::string_view error, Json parameters)
     send(varlink::Reply{std::move(parameters), false, std::string(error)});
 }
 
-void ControlConnection::send(const varlink::Reply &reply)
+void ControlConnection::send(const varlink::Reply &reply, std::vector<UniqueFd> fds)
 {
     if (closed_) {
         return;
+    }
+    if (!fds.empty()) {
+        // One reply with fds at a time: a connection serves one call at a time.
+        outFdsAt_ = out_.size();
+        outFds_ = std::move(fds);
     }
     out_ += varlink::encodeReply(reply);
     flush();
@@ -284,8 +319,26 @@ void ControlConnection::send(const varlink::Reply &reply)
 void ControlConnection::flush()
 {
     while (outStart_ < out_.size()) {
-        const ssize_t n =
-            ::send(fd_.get(), out_.data() + outStart_, out_.size() - outStart_, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = 0;
+        if (!outFds_.empty() && outStart_ <= outFdsAt_) {
+            // Up to the reply that carries fds, then its first byte with them.
+            const std::size_t upTo = outStart_ < outFdsAt_ ? outFdsAt_ : out_.size();
+            const auto bytes = std::as_bytes(std::span(out_)).subspan(outStart_, upTo - outStart_);
+            std::vector<BorrowedFd> fds;
+            if (outStart_ == outFdsAt_) {
+                for (const auto &fd : outFds_) {
+                    fds.push_back(fd.borrow());
+                }
+            }
+            n = sendStreamWithFds(fd_.borrow(), bytes, fds, MSG_DONTWAIT);
+            if (n > 0 && outStart_ == outFdsAt_) {
+                outFds_.clear(); // in the peer's queue now
+            }
+            errno = n < 0 ? static_cast<int>(-n) : 0;
+        } else {
+            n = ::send(fd_.get(), out_.data() + outStart_, out_.size() - outStart_,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
         if (n >= 0) {
             outStart_ += static_cast<std::size_t>(n);
             continue;
@@ -307,7 +360,7 @@ void ControlConnection::flush()
             close();
             return;
         }
-    } else if (outStart_ > out_.size() / 2) {
+    } else if (outStart_ > out_.size() / 2 && outFds_.empty()) {
         out_.erase(0, outStart_);
         outStart_ = 0;
     }

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -50,7 +51,7 @@ public:
     int start();
     void onIo(std::uint32_t revents);
     // A reply of the call in progress (or of a oneway call, which is dropped).
-    void send(const varlink::Reply &reply);
+    void send(const varlink::Reply &reply, std::vector<UniqueFd> fds = {});
     // The call in progress got its final reply: serve the next one, from the
     // event loop so a handler is never re-entered from inside a reply().
     void finished();
@@ -82,6 +83,9 @@ private:
     EventSource resume_;
     std::string out_;
     std::size_t outStart_ = 0;
+    std::vector<UniqueFd> inFds_;  // arrived since the last call was dispatched
+    std::vector<UniqueFd> outFds_; // go with the byte at out_[outFdsAt_]
+    std::size_t outFdsAt_ = 0;
     bool busy_ = false;       // a call is waiting for its final reply
     bool processing_ = false; // inside process(): guards re-entry
     bool readClosed_ = false; // the client shut down its sending side

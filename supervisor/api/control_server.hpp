@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/types.h>
@@ -35,17 +36,24 @@ public:
     [[nodiscard]] const varlink::Call &call() const { return call_; }
     [[nodiscard]] const Peer &peer() const { return peer_; }
     void reply(nlohmann::json parameters, bool continues = false);
+    // The final reply with fds attached (Export), at most varlink::kMaxCallFds.
+    void replyWithFds(nlohmann::json parameters, std::vector<UniqueFd> fds);
+    // The fds that arrived with the call (Import; closed with the call when
+    // nobody takes them).
+    std::vector<UniqueFd> takeFds() { return std::exchange(fds_, {}); }
+    void setFds(std::vector<UniqueFd> fds) { fds_ = std::move(fds); }
     void fail(std::string_view error, nlohmann::json parameters = nlohmann::json::object());
     // True once the final reply was sent or the client went away.
     [[nodiscard]] bool done() const;
 
 private:
     // Sends a reply or an error unless the call is finished or its client gone.
-    void deliver(const varlink::Reply &reply);
+    void deliver(const varlink::Reply &reply, std::vector<UniqueFd> fds = {});
 
     std::weak_ptr<ControlConnection> connection_;
     varlink::Call call_;
     Peer peer_;
+    std::vector<UniqueFd> fds_;
     bool finished_ = false;
 };
 

@@ -155,6 +155,7 @@ Json service(const Service &service, const OrphanedWorkers *orphans)
         {"ready", ready},
         {"restarts", service.restartsTotal()},
         {"failed_reason", textOrNull(service.failedReason())},
+        {"waiting_for", textOrNull(service.waitingFor())},
         {"notify_socket", service.notify().socketPath()},
         {"notify_dropped", service.notify().dropped()},
         {"fdstore", store},

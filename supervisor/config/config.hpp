@@ -78,6 +78,9 @@ struct SocketConfig {
     // directory of the file it is written in.
     std::vector<Address> listen;
     SocketOptions options;
+    // receive = true: fdsupd does not bind it; it comes from its own
+    // LISTEN_FDS or from another fdsupd (Import, docs/transfer.md).
+    bool receive = false;
     Location where;
 
     friend bool operator==(const SocketConfig &, const SocketConfig &) = default;

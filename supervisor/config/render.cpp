@@ -137,6 +137,9 @@ void renderSocket(Writer &w, const SocketConfig &socket)
         listen.push_back(formatAddress(address));
     }
     w.line("listen", array(listen));
+    if (socket.receive) {
+        w.line("receive", boolean(true));
+    }
     const auto &o = socket.options;
     // Set or not: a datagram socket must not get a backlog when read back.
     if (o.backlog) {

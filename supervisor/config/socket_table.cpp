@@ -91,6 +91,12 @@ void Loader::loadSocket(const std::string &name, const toml::table &table, const
 std::vector<KeyHandler> Loader::listenKeys(SocketDefinition &def, const FileContext &file)
 {
     return {
+        {"receive",
+         [&](const Entry &e) {
+             if (auto v = getBool(e)) {
+                 def.config.receive = *v;
+             }
+         }},
         {"listen",
          [&](const Entry &e) {
              if (const auto *s = e.value->as_string()) {

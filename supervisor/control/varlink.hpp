@@ -3,8 +3,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -33,6 +36,13 @@ inline constexpr std::string_view kErrorExpectedMore = "org.varlink.service.Expe
 // Not in the varlink standard: the request itself could not be read.
 inline constexpr std::string_view kErrorInvalidRequest = "io.fdsup.Manager.InvalidRequest";
 inline constexpr std::string_view kErrorRequestTooLarge = "io.fdsup.Manager.RequestTooLarge";
+// Transfer (docs/transfer.md).
+inline constexpr std::string_view kErrorTransferRefused = "io.fdsup.Manager.TransferRefused";
+
+// Descriptors ride on the control socket only with Export's reply and
+// Import's call (SCM_RIGHTS on the message's first byte): at most this many
+// per message, and per call (the kernel's SCM_MAX_FD).
+inline constexpr std::size_t kMaxCallFds = 253;
 
 struct Call {
     std::string method; // "io.fdsup.Manager.Status"
@@ -98,7 +108,14 @@ public:
     // !continues). A varlink error reply is a successful Result whose
     // Reply::error is set.
     Result<Reply> call(const Call &call);
+    // The same with fds attached to the call's first byte (Import), at most
+    // kMaxCallFds; they stay the caller's.
+    Result<Reply> call(const Call &call, std::span<const BorrowedFd> fds);
     Result<Reply> next();
+    // The fds that arrived with the replies read so far (Export), in order;
+    // more than kMaxCallFds, or control data that was cut, fails the read
+    // with EBADMSG.
+    std::vector<UniqueFd> takeFds() { return std::exchange(fds_, {}); }
     void setTimeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
 private:
@@ -106,6 +123,7 @@ private:
     UniqueFd fd_;
     std::chrono::milliseconds timeout_;
     FrameReader reader_{64U << 20};
+    std::vector<UniqueFd> fds_;
 };
 
 } // namespace fdsup::varlink

@@ -1,5 +1,6 @@
 // The control API's blocking client, for fdsupctl and tests: every wait has a deadline.
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "control/varlink.hpp"
+#include "core/scm.hpp"
 
 namespace fdsup::varlink {
 namespace {
@@ -99,12 +101,27 @@ Result<Client> Client::connect(const std::string &path, std::chrono::millisecond
 
 Result<Reply> Client::call(const Call &call)
 {
+    return this->call(call, {});
+}
+
+Result<Reply> Client::call(const Call &call, std::span<const BorrowedFd> fds)
+{
+    if (fds.size() > kMaxCallFds) {
+        return Error{EMSGSIZE, call.method + " carries " + std::to_string(fds.size()) +
+                                   " descriptors, more than " + std::to_string(kMaxCallFds)};
+    }
     const Clock::time_point deadline = deadlineAfter(timeout_);
     const std::string message = encodeCall(call);
     std::size_t sent = 0;
     while (sent < message.size()) {
-        const ssize_t n =
-            ::send(fd_.get(), message.data() + sent, message.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        // The fds go with the first byte; the rest of the message without.
+        const auto rest = std::as_bytes(std::span(message)).subspan(sent);
+        const ssize_t n = sent == 0
+                              ? sendStreamWithFds(fd_.borrow(), rest, fds, MSG_DONTWAIT)
+                              : ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && sent == 0) {
+            errno = static_cast<int>(-n);
+        }
         if (n >= 0) {
             sent += static_cast<std::size_t>(n);
             continue;
@@ -156,20 +173,27 @@ Result<Reply> Client::next()
             }
             return reply;
         }
-        char buffer[65536];
-        const ssize_t n = ::recv(fd_.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+        std::array<std::byte, 65536> buffer{};
+        DatagramInfo info;
+        const ssize_t n = recvWithFds(fd_.borrow(), MSG_DONTWAIT, buffer, kMaxCallFds, fds_, info);
+        if (n >= 0 && (info.controlTruncated || info.unexpectedControl || fds_.size() > kMaxCallFds)) {
+            fds_.clear();
+            return Error{EBADMSG, "fdsupd sent more descriptors than " + std::to_string(kMaxCallFds) +
+                                      ", or control data that was cut"};
+        }
         if (n > 0) {
-            reader_.append(std::string_view(buffer, static_cast<std::size_t>(n)));
+            reader_.append(
+                std::string_view(reinterpret_cast<const char *>(buffer.data()), static_cast<std::size_t>(n)));
             continue;
         }
         if (n == 0) {
             return Error{ECONNRESET, "fdsupd closed the connection"};
         }
-        if (errno == EINTR) {
+        if (n == -EINTR) {
             continue;
         }
-        if (errno != EAGAIN) {
-            return errnoError(errno, "Failed to read from fdsupd");
+        if (n != -EAGAIN) {
+            return errnoError(static_cast<int>(-n), "Failed to read from fdsupd");
         }
         const int w = waitFor(fd_.get(), POLLIN, deadline);
         if (w < 0) {

@@ -79,6 +79,8 @@ type Service (
   ready: int,
   restarts: int,
   failed_reason: ?string,
+  # The receive = true socket it waits for before it starts, if any.
+  waiting_for: ?string,
   notify_dropped: int,
   fdstore: []FdStoreEntry,
   instances: []Instance,
@@ -264,6 +266,41 @@ method Reload() -> (file: string, changes: []Change)
 # With follow and more, new lines are sent as they come.
 method Logs(service: string, lines: ?int, follow: ?bool) -> (lines: []LogLine)
 
+# A socket moving between fdsupds (docs/transfer.md); fds: how many of the
+# message's descriptors are its, in order.
+type TransferredSocket (name: string, addresses: []string, fds: int)
+
+# A connection a broker held, moving with what is left of its hold; its fds
+# (the connection, then the state's memfd when it has one) follow the
+# sockets'. state: the inline state, in hexadecimal.
+type TransferredConnection (
+  service: string,
+  id: int,
+  state_flags: int,
+  state_size: int,
+  state: string,
+  remaining_usec: int,
+  fds: int
+)
+
+# Every socket this fdsupd holds, its descriptors riding on the reply
+# (SCM_RIGHTS); it keeps its own copies and keeps serving. The connections
+# its brokers hold move: they are the caller's from here on.
+method Export() -> (sockets: []TransferredSocket, connections: []TransferredConnection)
+
+# Takes the sockets whose descriptors ride on the call, each declared with
+# receive = true and not held yet, all or nothing, starts the services that
+# waited for them, and gives the connections to the brokers of the services
+# of the same names; replies once those services are running.
+method Import(
+  sockets: []TransferredSocket,
+  connections: ?[]TransferredConnection
+) -> (sockets: []string, started: []string, connections: int, refused_connections: []string)
+
+# Another fdsupd holds these sockets now: stops the services that use them
+# and closes this fdsupd's copies.
+method Release(sockets: []string) -> (sockets: []string, stopped: []string)
+
 error NoSuchService (service: string)
 
 error ServiceFailed (service: string, reason: string)
@@ -288,6 +325,9 @@ error ReloadRefused (file: string, reasons: []string)
 
 # Reload: some changes failed (each says why); the others were applied.
 error ReloadFailed (file: string, changes: []Change)
+
+# Export, Import or Release refused; nothing was changed.
+error TransferRefused (reason: string)
 
 # The message is not a valid Varlink call.
 error InvalidRequest (reason: string)

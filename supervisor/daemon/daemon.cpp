@@ -157,6 +157,7 @@ void Daemon::beginShutdown(const char *why)
         return;
     }
     shuttingDown_ = true;
+    killedBeforeShutdown_ = killedLeavingTotal();
     spdlog::info("{}: stopping every service", why);
     manager_.send("STOPPING=1\nSTATUS=stopping");
     if (observer_ != nullptr) {
@@ -180,7 +181,16 @@ void Daemon::checkShutdown()
     if (!done) {
         return;
     }
-    spdlog::info("Every service stopped, exiting");
+    // A service a reload removed may be gone by now, with its count.
+    const unsigned total = killedLeavingTotal();
+    const unsigned killed = total > killedBeforeShutdown_ ? total - killedBeforeShutdown_ : 0;
+    if (killed > 0) {
+        spdlog::warn("Every service stopped, {} instance{} killed after its stop deadline, exiting with "
+                     "status {}",
+                     killed, killed == 1 ? "" : "s", kExitStopKilled);
+    } else {
+        spdlog::info("Every service stopped, exiting");
+    }
     if (observer_ != nullptr) {
         observer_->shutdownDone();
     }
@@ -190,7 +200,16 @@ void Daemon::checkShutdown()
             op->callback()(ReloadOutcome{ReloadOutcome::Kind::ShuttingDown, op->file(), {}, {}, {}});
         }
     }
-    loop_.exit(0);
+    loop_.exit(killed > 0 ? kExitStopKilled : 0);
+}
+
+unsigned Daemon::killedLeavingTotal() const
+{
+    unsigned total = 0;
+    for (const auto &service : services_) {
+        total += service->killedLeavingTotal();
+    }
+    return total;
 }
 
 void Daemon::updateStatus()

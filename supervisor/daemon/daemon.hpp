@@ -36,8 +36,36 @@ protected:
     ~DaemonObserver() = default;
 };
 
+// Transfer (transfer.cpp, docs/transfer.md): a socket as Export gives it
+// (borrowed: the daemon keeps its copies) and as Import takes it.
+struct ExportedSocket {
+    std::string name;
+    std::vector<std::string> addresses;
+    std::vector<BorrowedFd> fds;
+};
+struct ImportedSocket {
+    std::string name;
+    std::vector<UniqueFd> fds;
+};
+// A held connection on its way, with what is left of its hold.
+struct TransferredConnection {
+    std::string service;
+    std::unique_ptr<HeldConnection> held;
+    Duration remaining{};
+};
+struct ImportOutcome {
+    std::vector<std::string> started;            // services that waited for the sockets
+    std::size_t connections = 0;                 // held here now
+    std::vector<std::string> refusedConnections; // "connection 7 of 'web': why" (closed)
+};
+
 class Daemon final : private ServiceObserver {
 public:
+    // run()'s result when SIGTERM/SIGINT stopped every service, but at least
+    // one instance had to be killed: its drain_timeout or stop_timeout passed
+    // (fdsupd(8), EXIT STATUS).
+    static constexpr int kExitStopKilled = 5;
+
     // Binds (or adopts) every socket, then prepares every service; nothing
     // is started yet. On error nothing is left bound or running, and the
     // error names what failed.
@@ -58,6 +86,24 @@ public:
     void reload(ReloadCallback done);
     // Stops every service and exits once they are down.
     void beginShutdown(const char *why);
+
+    // Every socket it holds descriptors of, in configuration order.
+    [[nodiscard]] std::vector<ExportedSocket> exportSockets() const;
+    // Takes the sockets, all or nothing (the error names the socket and why;
+    // nothing changed then), and starts the services that waited for them.
+    // Returns the services started.
+    // The connections go to the brokers of the services of the same names
+    // once the sockets are in: refused as a whole, before anything is taken,
+    // when such a service is missing or has no handoff; one a broker refuses
+    // (its checks, its limits) is closed and reported.
+    Result<ImportOutcome> importSockets(std::vector<ImportedSocket> sockets,
+                                        std::vector<TransferredConnection> connections = {});
+    // Every connection the services' brokers hold, taken out of them.
+    [[nodiscard]] std::vector<TransferredConnection> exportConnections();
+    // Stops every service that uses one of the sockets (their ordinary stop)
+    // and closes fdsupd's copies. Refused, with nothing changed, when a name
+    // is unknown. Returns the services stopped.
+    Result<std::vector<std::string>> releaseSockets(const std::vector<std::string> &names);
 
     [[nodiscard]] bool shuttingDown() const { return shuttingDown_; }
     [[nodiscard]] const config::Config &config() const { return config_; }
@@ -94,6 +140,7 @@ private:
     // service's are stopped once it runs (or is stopped).
     void adoptOrphans(const std::map<std::string, std::vector<FoundOrphan>> &found);
     void retireOrphans(const Service &service);
+    [[nodiscard]] unsigned killedLeavingTotal() const;
     void updateStatus();
     [[nodiscard]] Result<std::unique_ptr<Service>> makeService(const config::ServiceConfig &config);
 
@@ -116,6 +163,7 @@ private:
     ManagerNotifier manager_;
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
+    unsigned killedBeforeShutdown_ = 0; // killedLeavingTotal() of every service at beginShutdown()
     bool notifiedReady_ = false;
 };
 

@@ -39,37 +39,43 @@ std::string localAddress(BorrowedFd fd)
     return formatSocketAddress(reinterpret_cast<const sockaddr *>(&local), len);
 }
 
+} // namespace
+
 // An inherited descriptor must be what the configuration says it is, or the
 // workers would be handed something they cannot serve.
-Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedFd fd)
+Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedFd fd, std::string_view how)
 {
     int type = 0;
     int domain = 0;
     int listening = 0;
     socklen_t len = sizeof(int);
     if (getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
-        return errnoError(errno, "inherited descriptor for socket '" + socket.name + "' is not a socket");
+        return errnoError(errno,
+                          std::string(how) + " descriptor for socket '" + socket.name + "' is not a socket");
     }
     len = sizeof(int);
     getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len);
     const Address &want = socket.listen.front();
     if (type != want.socketType()) {
-        return Error{EPROTOTYPE, "inherited descriptor for socket '" + socket.name +
+        return Error{EPROTOTYPE, std::string(how) + " descriptor for socket '" + socket.name +
                                      "' has the wrong type for " + formatAddress(want)};
     }
     const int family = familyOf(want);
     if (family != AF_UNSPEC && family != domain) {
-        return Error{EAFNOSUPPORT, "inherited descriptor for socket '" + socket.name +
+        return Error{EAFNOSUPPORT, std::string(how) + " descriptor for socket '" + socket.name +
                                        "' has the wrong address family for " + formatAddress(want)};
     }
     if (type != SOCK_DGRAM) {
         len = sizeof(int);
         if (getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || listening == 0) {
-            return Error{EINVAL, "inherited descriptor for socket '" + socket.name + "' is not listening"};
+            return Error{EINVAL,
+                         std::string(how) + " descriptor for socket '" + socket.name + "' is not listening"};
         }
     }
     return localAddress(fd);
 }
+
+namespace {
 
 // A predecessor's listeners, checked as inherited ones are.
 Result<std::vector<UniqueFd>> takeOver(ListenerRecovery &recovery, const config::SocketConfig &socket,
@@ -80,7 +86,7 @@ Result<std::vector<UniqueFd>> takeOver(ListenerRecovery &recovery, const config:
         return fds;
     }
     for (const auto &fd : *fds) {
-        if (auto checked = checkInherited(socket, fd.borrow()); !checked) {
+        if (auto checked = checkInherited(socket, fd.borrow(), "taken over"); !checked) {
             return Error{checked.error().code, formatAddress(address) + ": " + checked.error().message};
         }
     }
@@ -178,7 +184,7 @@ Result<SocketSet> SocketSet::open(const config::Config &config, InheritedFds inh
         if (first != last) {
             held.adopted = true;
             for (auto it = first; it != last; ++it) {
-                auto address = checkInherited(socket, it->second.borrow());
+                auto address = checkInherited(socket, it->second.borrow(), "inherited");
                 if (!address) {
                     return address.error();
                 }
@@ -188,6 +194,9 @@ Result<SocketSet> SocketSet::open(const config::Config &config, InheritedFds inh
             inherited.byName.erase(first, last);
             spdlog::info("Adopted socket '{}' ({} descriptor{}: {})", socket.name, held.fds.size(),
                          held.fds.size() == 1 ? "" : "s", held.addresses.front());
+        } else if (socket.receive) {
+            // Services that use it wait for it (Service::start()).
+            spdlog::info("Socket '{}' waits to be received (receive = true)", socket.name);
         } else {
             bool tookOver = false;
             for (const auto &address : socket.listen) {

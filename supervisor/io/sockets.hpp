@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -23,9 +24,9 @@ struct InheritedFds {
 
 struct HeldSocket {
     config::SocketConfig config;
-    std::vector<UniqueFd> fds;          // one per bound address
+    std::vector<UniqueFd> fds;          // one per bound address; none: not received yet, or released
     std::vector<std::string> addresses; // the local address of each fd, printed
-    bool adopted = false;               // from InheritedFds rather than bound here
+    bool adopted = false;               // inherited, received or released: its unix socket file is not ours
 };
 
 // Asked when an address of a socket cannot be bound because it is in use
@@ -46,6 +47,10 @@ public:
 protected:
     ~ListenerRecovery() = default;
 };
+// An fd for `socket` that fdsupd did not bind (`how`: "inherited",
+// "received") must be what the configuration says: a socket of its type and
+// family, listening unless datagram. Returns its local address, printed.
+Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedFd fd, std::string_view how);
 
 class SocketSet {
 public:
@@ -66,6 +71,14 @@ public:
     // unix socket file, if fdsupd bound it, is removed).
     void merge(SocketSet &&other);
     void close(std::string_view name);
+    // Transfer (socket_transfer.cpp, docs/transfer.md). receive(): a
+    // `receive = true` socket with no fds yet takes fds, each checked like an
+    // inherited one and against its `listen` addresses; all or nothing, the
+    // error names the socket and the reason. release(): closes fdsupd's
+    // copies of a socket another fdsupd now holds; it stays defined, with no
+    // fds, so a service that uses it waits for it. Returns the fds closed.
+    Result<void> receive(std::string_view name, std::vector<UniqueFd> fds);
+    std::size_t release(std::string_view name);
     [[nodiscard]] const std::vector<HeldSocket> &sockets() const { return sockets_; }
     // Total number of descriptors held.
     [[nodiscard]] std::size_t fdCount() const;

@@ -82,14 +82,7 @@ void HandoffBroker::accept(ChannelPeer &peer, ChannelMessage &message,
     held->fromGeneration = peer.peerGeneration();
     held->fromExternal = peer.isExternal();
     held->since = clock_.now();
-    const HeldConnection *raw = held.get();
-    // EPOLLRDHUP: the client closed while nobody was serving it.
-    if (auto watch = loop_.addIo(held->fd.borrow(), EPOLLRDHUP, [this, raw](std::uint32_t) {
-            ++counters_.hungUp;
-            drop(raw);
-        })) {
-        held->hangup = std::move(*watch);
-    }
+    watchHangup(*held);
     held_.push_back(std::move(held));
     ++limits_.heldTotal;
     peer.handedOver();
@@ -187,6 +180,61 @@ void HandoffBroker::expire()
     if (auto t = clock_.startTimer(held_.front()->since + holdTimeout_ - now, [this] { expire(); })) {
         holdTimer_ = std::move(*t);
     }
+}
+
+void HandoffBroker::watchHangup(HeldConnection &held)
+{
+    const HeldConnection *raw = &held;
+    // EPOLLRDHUP: the client closed while nobody was serving it.
+    if (auto watch = loop_.addIo(held.fd.borrow(), EPOLLRDHUP, [this, raw](std::uint32_t) {
+            ++counters_.hungUp;
+            drop(raw);
+        })) {
+        held.hangup = std::move(*watch);
+    }
+}
+
+std::vector<std::unique_ptr<HeldConnection>> HandoffBroker::takeAll()
+{
+    std::vector<std::unique_ptr<HeldConnection>> taken;
+    taken.reserve(held_.size());
+    for (auto &held : held_) {
+        held->hangup.reset();
+        taken.push_back(std::move(held));
+    }
+    held_.clear();
+    release(taken.size());
+    holdTimer_.reset();
+    retryTimer_.reset();
+    return taken;
+}
+
+Result<void> HandoffBroker::hold(std::unique_ptr<HeldConnection> held, Duration remaining,
+                                 std::span<const ListenerAddress> listeners)
+{
+    if (held->stateSize > limits_.stateLimit) {
+        return Error{EMSGSIZE, "state of " + std::to_string(held->stateSize) +
+                                   " bytes is over the limit of " + std::to_string(limits_.stateLimit) +
+                                   " ([supervisor.limits] state_size)"};
+    }
+    if (held_.size() >= limits_.heldLimitPerService || limits_.heldTotal >= limits_.heldLimit) {
+        return Error{ENOBUFS, "over the held connections limit ([supervisor.limits] held_connections, "
+                              "held_connections_per_service)"};
+    }
+    if (auto checked = checkHandedConnection(held->fd.borrow(), listeners); !checked) {
+        return checked.error();
+    }
+    // Its remaining hold, counted from now: `since` as if held here all along.
+    held->since = clock_.now() - (holdTimeout_ - std::clamp(remaining, Duration::zero(), holdTimeout_));
+    watchHangup(*held);
+    const auto at =
+        std::find_if(held_.begin(), held_.end(), [&](const auto &h) { return h->since > held->since; });
+    held_.insert(at, std::move(held));
+    ++limits_.heldTotal;
+    ++counters_.handed;
+    expire(); // re-arms the timer for the oldest
+    deliver();
+    return {};
 }
 
 void HandoffBroker::drop(const HeldConnection *held)

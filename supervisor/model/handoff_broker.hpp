@@ -90,12 +90,23 @@ public:
     void deliver();
 
     [[nodiscard]] const std::deque<std::unique_ptr<HeldConnection>> &held() const { return held_; }
+
+    // Transfer (docs/transfer.md). takeAll(): every held connection, in the
+    // order handed over, out of this broker (counts given back, timers and
+    // hang-up watches dropped). hold(): one another broker held, with
+    // `remaining` of its hold (at most this broker's hold timeout), on the
+    // checks of a worker's HANDOFF but handoff being enabled (the caller's);
+    // refused, and closed, with the reason.
+    std::vector<std::unique_ptr<HeldConnection>> takeAll();
+    Result<void> hold(std::unique_ptr<HeldConnection> held, Duration remaining,
+                      std::span<const ListenerAddress> listeners);
     [[nodiscard]] const HandoffCounters &counters() const { return counters_; }
 
 private:
     void refuse(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why);
     void expire();
     void drop(const HeldConnection *held);
+    void watchHangup(HeldConnection &held);
     void release(std::size_t count);
 
     EventLoop &loop_;

@@ -253,6 +253,10 @@ void Instance::deliver(const LifecycleEvent &event)
     if (lifecycle_.state != before) {
         since_ = clock_.now();
     }
+    if (event.kind == LifecycleEvent::Kind::Deadline &&
+        (before == InstanceState::Draining || before == InstanceState::Stopping)) {
+        killedLeaving_ = true;
+    }
     log(event, before, t);
     carryOut(event, before, t);
 }

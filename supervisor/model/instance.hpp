@@ -91,6 +91,8 @@ public:
     [[nodiscard]] std::optional<Duration> readyAt() const { return readyAt_; }
     [[nodiscard]] const std::optional<std::string> &status() const { return status_; } // STATUS=
     [[nodiscard]] std::optional<int> errnoValue() const { return errno_; }             // ERRNO=
+    // Its drain_timeout or stop_timeout passed: it was sent kill_signal.
+    [[nodiscard]] bool killedLeaving() const { return killedLeaving_; }
 
     // The channel peer: what the broker and the channel session ask.
     [[nodiscard]] const config::ServiceConfig &peerConfig() const override { return config(); }
@@ -138,6 +140,7 @@ private:
 
     pid_t spawnPid_ = 0;
     bool followed_ = false; // pid() is the daemon named by pid_file
+    bool killedLeaving_ = false;
     std::unique_ptr<PidFileWatch> pidFileWatch_;
     UniqueFd spawnPidfd_; // the started process's, kept while its source may still use it
     UniqueFd pidfd_;

@@ -111,6 +111,9 @@ ServiceState Service::state() const
 
 void Service::start()
 {
+    if (waitsForSocket()) {
+        return;
+    }
     if (rollouts_.active()) {
         // A rollout brings the service up as its new generation already.
         changed();
@@ -136,6 +139,7 @@ void Service::stop()
     // Everything is going down: nothing to roll back to.
     rollouts_.abort("the service was stopped");
     active_ = false;
+    waitingFor_.clear();
     // An operator's stop ends a failed state too: the service is now stopped.
     failed_ = false;
     failedReason_.clear();
@@ -437,6 +441,7 @@ void Service::onInstanceEnded(Instance &instance, const ExitStatus &exit)
     if (cause == EndCause::ReadyTimeout) {
         detail += unadopted(instance); // ready = "bound": which listener it never took, and why
     }
+    killedLeavingTotal_ += instance.killedLeaving() ? 1 : 0;
     const InstanceRole role = slot < slots_.size() ? instance.role() : InstanceRole::Retiring;
     switch (role) {
     case InstanceRole::Candidate: {

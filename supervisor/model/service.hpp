@@ -100,7 +100,11 @@ public:
     [[nodiscard]] unsigned wanted() const { return static_cast<unsigned>(slots_.size()); }
     [[nodiscard]] ServiceState state() const;
     [[nodiscard]] const std::string &failedReason() const { return failedReason_; }
+    // The socket start() found missing (not received yet); empty once started or stopped.
+    [[nodiscard]] const std::string &waitingFor() const { return waitingFor_; }
     [[nodiscard]] unsigned restartsTotal() const { return restartsTotal_; }
+    // Instances that had to be killed because their drain_timeout or stop_timeout passed.
+    [[nodiscard]] unsigned killedLeavingTotal() const { return killedLeavingTotal_; }
     [[nodiscard]] const std::vector<SlotHistory> &slots() const { return slots_; }
     [[nodiscard]] const std::vector<std::unique_ptr<Instance>> &instances() const { return instances_; }
     [[nodiscard]] std::size_t liveInstances() const { return instances_.size(); }
@@ -108,6 +112,11 @@ public:
     [[nodiscard]] const FdStore &fdStore() const { return fdStore_; }
     [[nodiscard]] const OutputLog &output() const { return output_; }
     [[nodiscard]] const HandoffBroker &broker() const { return broker_; }
+    // Transfer (service_transfer.cpp, docs/transfer.md): the connections its
+    // broker holds, taken out; one another fdsupd held, held here for its
+    // remaining time (refused, and closed, with the reason).
+    std::vector<std::unique_ptr<HeldConnection>> takeHeldConnections();
+    Result<void> holdTransferred(std::unique_ptr<HeldConnection> held, Duration remaining);
     [[nodiscard]] const Rollouts &rollouts() const { return rollouts_; }
     // The workers connected to the activation socket (none without one).
     [[nodiscard]] const std::vector<std::unique_ptr<ExternalWorker>> &externalWorkers() const;
@@ -155,6 +164,8 @@ private:
     void remove(const Instance &instance);
     void changed();
     [[nodiscard]] Instance *findInstance(std::uint64_t id) const;
+    // start(): a socket it uses has no descriptors yet; sets waitingFor_.
+    bool waitsForSocket();
     [[nodiscard]] Instance *primaryInstance(unsigned slot) const;
     [[nodiscard]] std::vector<BorrowedFd> listenersOf(const config::ServiceConfig &config) const;
     // service_preload.cpp: a wrapped service's part of a spawn.
@@ -230,6 +241,8 @@ private:
     bool failed_ = false; // gave up restarting
     std::string failedReason_;
     unsigned restartsTotal_ = 0;
+    unsigned killedLeavingTotal_ = 0;
+    std::string waitingFor_;
     unsigned nextGeneration_ = 2; // generations are never reused, even after a failed rollout
 };
 

@@ -1,4 +1,5 @@
 // The control server on real unix sockets: framing, ordering, limits, access control, clean-up.
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -25,6 +27,7 @@
 
 #include "api/control_server.hpp"
 #include "control/varlink.hpp"
+#include "core/scm.hpp"
 #include "io/event_loop.hpp"
 #include "loop_driver.hpp"
 #include "test_support.hpp"
@@ -678,6 +681,83 @@ TEST_F(ControlServerTest, DestroyingTheServerEndsEveryConnection)
     pending->reply({});
     char byte = 0;
     EXPECT_EQ(recv(fd.get(), &byte, 1, MSG_DONTWAIT), 0);
+}
+
+// Export's reply and Import's call carry descriptors; a call that does not
+// take what came with it closes it; the same file arrives (st_ino).
+TEST_F(ControlServerTest, DescriptorsRideOnACallAndOnItsReply)
+{
+    int pipeFds[2];
+    ASSERT_EQ(pipe2(pipeFds, O_CLOEXEC), 0);
+    UniqueFd readEnd(pipeFds[0]);
+    UniqueFd writeEnd(pipeFds[1]);
+    const test::FileId sent = test::fileId(readEnd.borrow());
+    std::vector<test::FileId> arrived;
+    startServer([&](const std::shared_ptr<PendingCall> &c) {
+        if (c->call().method == "io.fdsup.Manager.Import") {
+            for (const auto &fd : c->takeFds()) {
+                arrived.push_back(test::fileId(fd.borrow()));
+            }
+            c->reply({{"taken", arrived.size()}});
+        } else if (c->call().method == "io.fdsup.Manager.Export") {
+            std::vector<UniqueFd> copies;
+            copies.emplace_back(fcntl(readEnd.get(), F_DUPFD_CLOEXEC, 3));
+            copies.emplace_back(fcntl(writeEnd.get(), F_DUPFD_CLOEXEC, 3));
+            c->replyWithFds({{"fds", 2}}, std::move(copies));
+        } else {
+            c->reply({}); // takes nothing: what came with it is closed
+        }
+    });
+    const int before = test::countOpenFds();
+    const auto got = serve([&]() -> std::vector<test::FileId> {
+        auto client = Client::connect(path_, kClientTimeout);
+        if (!client) {
+            return {};
+        }
+        const std::array<BorrowedFd, 1> one{readEnd.borrow()};
+        auto imported = client->call(call("io.fdsup.Manager.Import"), one);
+        EXPECT_TRUE(imported && imported->parameters.value("taken", 0) == 1);
+        auto ignored = client->call(call("io.fdsup.Manager.Status"), one);
+        EXPECT_TRUE(ignored && ignored->error.empty());
+        auto exported = client->call(call("io.fdsup.Manager.Export"));
+        EXPECT_TRUE(exported && exported->parameters.value("fds", 0) == 2);
+        std::vector<test::FileId> ids;
+        for (const auto &fd : client->takeFds()) {
+            ids.push_back(test::fileId(fd.borrow()));
+        }
+        return ids;
+    });
+    EXPECT_EQ(arrived, std::vector<test::FileId>{sent});
+    EXPECT_EQ(got, (std::vector<test::FileId>{sent, test::fileId(writeEnd.borrow())}));
+    EXPECT_EQ(test::countOpenFds(), before);
+}
+
+// More than kMaxCallFds descriptors before a call is complete: the
+// connection is closed without a reply, and nothing is kept.
+TEST_F(ControlServerTest, TooManyDescriptorsCloseTheConnection)
+{
+    startServer();
+    const int before = test::countOpenFds();
+    const std::string stream = serve([&]() -> std::string {
+        // The client refuses more than kMaxCallFds itself.
+        auto client = Client::connect(path_, kClientTimeout);
+        const UniqueFd devNull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        EXPECT_FALSE(client &&
+                     client->call(call("io.fdsup.Manager.Import"),
+                                  std::vector<BorrowedFd>(varlink::kMaxCallFds + 1, devNull.borrow())));
+        // A raw client sends 253 with the first byte and 253 with the rest.
+        const UniqueFd raw = rawConnect(path_);
+        const std::vector<BorrowedFd> fds(varlink::kMaxCallFds, devNull.borrow());
+        const std::string message = varlink::encodeCall(call("io.fdsup.Manager.Import"));
+        const auto bytes = std::as_bytes(std::span(message));
+        EXPECT_EQ(sendStreamWithFds(raw.borrow(), bytes.first(1), fds, 0), 1);
+        EXPECT_GT(sendStreamWithFds(raw.borrow(), bytes.subspan(1), fds, 0), 0);
+        return readToEof(raw.borrow());
+    });
+    EXPECT_EQ(stream, "");
+    EXPECT_TRUE(runUntil([&] { return server_->clients() == 0; }));
+    EXPECT_THAT(calls_, testing::IsEmpty());
+    EXPECT_EQ(test::countOpenFds(), before);
 }
 
 } // namespace

@@ -349,5 +349,57 @@ TEST_F(HandoffBrokerTest, ABrokerThatGoesGivesBackWhatItHeld)
     EXPECT_EQ(limits_.heldTotal, 0U);
 }
 
+// Transfer: takeAll() empties a broker and gives back its counts; hold()
+// keeps a connection for its remaining time, in order, on the checks of a
+// handoff, and gives it to an adopter.
+TEST_F(HandoffBrokerTest, ATransferTakesEveryHeldConnectionAndAnotherBrokerHoldsItForItsRemainingTime)
+{
+    TestPeer &old = peer("old", 1, false);
+    auto first = handOver(old, 1);
+    clock_.advance(300ms);
+    auto second = handOver(old, 2, "GET /b");
+    auto taken = broker().takeAll();
+    ASSERT_EQ(taken.size(), 2U);
+    EXPECT_TRUE(broker().held().empty());
+    EXPECT_EQ(limits_.heldTotal, 0U);
+    EXPECT_EQ(clock_.armed(), 0U);
+
+    // Held again with 700 ms and 1 s left: the second (held longer here) is
+    // kept after the first, and each expires at its own time.
+    ASSERT_TRUE(broker().hold(std::move(taken[1]), 1s, addresses_));
+    ASSERT_TRUE(broker().hold(std::move(taken[0]), 700ms, addresses_));
+    EXPECT_EQ(limits_.heldTotal, 2U);
+    ASSERT_EQ(broker().held().size(), 2U);
+    EXPECT_EQ(broker().held().front()->id, 1U);
+    clock_.advance(700ms);
+    ASSERT_EQ(broker().held().size(), 1U);
+    EXPECT_EQ(broker().held().front()->id, 2U);
+
+    // An adopter gets it with its state, the very socket handed over.
+    TestPeer &replacement = peer("new", 2, true);
+    broker().deliver();
+    auto adopt = replacement.received();
+    ASSERT_TRUE(adopt);
+    EXPECT_EQ(adopt->id, 2U);
+    EXPECT_EQ(std::string(reinterpret_cast<const char *>(adopt->state.data()), adopt->state.size()),
+              "GET /b");
+    ASSERT_EQ(adopt->fds.size(), 1U);
+    EXPECT_EQ(test::fileId(adopt->fds[0].borrow()), served_.at(1));
+    EXPECT_EQ(limits_.heldTotal, 0U);
+}
+
+TEST_F(HandoffBrokerTest, ATransferredConnectionNotFromTheServicesListenersIsRefused)
+{
+    UniqueFd other = tcpListener();
+    Connection c = connectTo(other.borrow());
+    auto held = std::make_unique<HeldConnection>();
+    held->fd = std::move(c.server);
+    const auto r = broker().hold(std::move(held), 1s, addresses_);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EPERM);
+    EXPECT_TRUE(broker().held().empty());
+    EXPECT_EQ(limits_.heldTotal, 0U);
+}
+
 } // namespace
 } // namespace fdsup
