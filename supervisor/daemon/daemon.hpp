@@ -56,6 +56,10 @@ public:
     void reload(ReloadCallback done);
     // Stops every service and exits once they are down.
     void beginShutdown(const char *why);
+    // READY=1 with MAINPID= and STATUS= to our own manager: once every
+    // service's first start is over, after each reload, and after a
+    // re-exec restored the daemon (docs/systemd.md).
+    void notifyReady();
 
     [[nodiscard]] bool shuttingDown() const { return shuttingDown_; }
     [[nodiscard]] const config::Config &config() const { return config_; }
@@ -85,6 +89,7 @@ private:
     void closeUnusedSockets();
 
     void checkShutdown();
+    void checkReady();
     void updateStatus();
     [[nodiscard]] Result<std::unique_ptr<Service>> makeService(const config::ServiceConfig &config);
 
@@ -104,6 +109,7 @@ private:
     ManagerNotifier manager_;
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
+    bool started_ = false; // run() started the services; READY=1 once they settle
     bool notifiedReady_ = false;
 };
 
