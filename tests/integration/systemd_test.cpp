@@ -1,0 +1,313 @@
+// The systemd suite: fdsupd as a Type=notify unit of a real systemd user manager, in a private mount
+// namespace.
+#include <csignal>
+#include <future>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "control/varlink.hpp"
+#include "http_load.hpp"
+#include "test_support.hpp"
+#include "user_manager.hpp"
+
+namespace fdsup::test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+const char *const kUnit = "fdsupd.service";
+
+std::string quoted(const std::string &s)
+{
+    return nlohmann::json(s).dump();
+}
+
+std::string replaced(std::string text, const std::string &from, const std::string &to)
+{
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+    }
+    return text;
+}
+
+// The packaged unit (packaging/systemd/fdsupd.service.in) with the paths of
+// this build and test: the unit under test is the one we ship.
+std::string packagedUnit(const std::string &config, const std::string &control)
+{
+    std::string unit = readFile(requireEnv("FDSUP_SERVICE_UNIT"));
+    unit = replaced(unit, "@sbindir@/fdsupd", requireEnv("FDSUPD"));
+    unit = replaced(unit, "@bindir@/fdsupctl reload", requireEnv("FDSUPCTL") + " -s " + control + " reload");
+    return replaced(unit, "/etc/fdsupd/fdsupd.toml", config);
+}
+
+class SystemdTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite()
+    {
+        skip_ = UserManager::isolate();
+        if (skip_.empty()) {
+            manager_ = new UserManager(); // NOLINT(cppcoreguidelines-owning-memory): the suite's
+        }
+    }
+    static void TearDownTestSuite()
+    {
+        delete manager_; // NOLINT(cppcoreguidelines-owning-memory)
+        manager_ = nullptr;
+    }
+    void SetUp() override
+    {
+        if (!skip_.empty()) {
+            GTEST_SKIP() << "no private systemd user manager: " << skip_;
+        }
+    }
+    void TearDown() override
+    {
+        if (manager_ != nullptr) {
+            (void)manager_->systemctl({"stop", kUnit});
+            (void)manager_->systemctl({"reset-failed", kUnit});
+        }
+    }
+
+    [[nodiscard]] std::string control() const { return (dir_ / "control.sock").string(); }
+    [[nodiscard]] std::string readyFile(const std::string &name) const { return (dir_ / name).string(); }
+
+    // A web socket on an ephemeral port and a 2-instance sd-worker service
+    // that says READY=1 once readyFile(ready) exists.
+    void writeConfig(const std::string &ready, const std::string &extraSupervisor = "",
+                     const std::string &extraService = "")
+    {
+        writeFile(
+            dir_ / "fdsupd.toml",
+            "[supervisor]\ncontrol = " + quoted(control()) + "\nlog_level = \"debug\"\n" + extraSupervisor +
+                "\n[socket.web]\nlisten = \"tcp://127.0.0.1:0\"\nbacklog = 1024\n\n"
+                "[service.web]\ncommand = [" +
+                quoted(requireEnv("FDSUP_TEST_SD_WORKER")) + ", \"--ready-file\", " +
+                quoted(readyFile(ready)) +
+                "]\nsockets = [\"web\"]\ninstances = 2\nready = \"notify\"\nready_timeout = \"5min\"\n" +
+                extraService);
+    }
+    void installUnit()
+    {
+        manager_->installUnit(kUnit, packagedUnit((dir_ / "fdsupd.toml").string(), control()));
+    }
+    // Installs and starts the unit with its workers ready; the unit is active.
+    void startReady()
+    {
+        writeFile(readyFile("ready"), "");
+        writeConfig("ready");
+        installUnit();
+        const auto started = manager_->systemctl({"start", kUnit});
+        ASSERT_EQ(started.exitCode, 0) << started.err << journal();
+        ASSERT_EQ(manager_->property(kUnit, "ActiveState"), "active");
+    }
+
+    [[nodiscard]] varlink::Reply call(const std::string &method, const nlohmann::json &parameters = {}) const
+    {
+        auto client = varlink::Client::connect(control(), seconds(10));
+        if (!client) {
+            throw std::runtime_error("connect: " + client.error().message);
+        }
+        varlink::Call c;
+        c.method = method;
+        c.parameters = parameters.is_null() ? nlohmann::json::object() : parameters;
+        auto reply = client->call(c);
+        if (!reply) {
+            throw std::runtime_error(method + ": " + reply.error().message);
+        }
+        return *reply;
+    }
+    [[nodiscard]] nlohmann::json status() const
+    {
+        return call("io.fdsup.Manager.Status", {{"service", "web"}}).parameters.at("services").at(0);
+    }
+    [[nodiscard]] int port() const
+    {
+        const std::string address =
+            call("io.fdsup.Manager.Sockets").parameters.at("sockets").at(0).at("bound").at(0).at("address");
+        return std::stoi(address.substr(address.rfind(':') + 1));
+    }
+    [[nodiscard]] pid_t mainPid() const { return std::stoi(manager_->property(kUnit, "MainPID")); }
+    [[nodiscard]] std::string journal() const
+    {
+        return "\n--- journal:\n" +
+               runProcess(
+                   {"/usr/bin/journalctl", "-D", manager_->journalDir().string(), "--no-pager", "-n", "80"})
+                   .out +
+               manager_->log();
+    }
+
+    static std::string skip_;
+    static UserManager *manager_;
+    TempDir dir_;
+};
+
+std::string SystemdTest::skip_;
+UserManager *SystemdTest::manager_ = nullptr;
+
+// The JSON a worker answers GET / with.
+nlohmann::json workerAnswer(int port)
+{
+    const auto r = runProcess(
+        {"/usr/bin/curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/"});
+    return nlohmann::json::parse(r.out);
+}
+
+TEST_F(SystemdTest, ActiveOnlyOnceEveryServiceIsReady)
+{
+    writeConfig("ready");
+    installUnit();
+    ASSERT_EQ(manager_->systemctl({"start", "--no-block", kUnit}).exitCode, 0);
+    // Both workers started and wait for the file: fdsupd is up, the unit is not.
+    ASSERT_TRUE(waitUntil([&] {
+        try {
+            return status().at("instances").size() == 2;
+        } catch (const std::exception &) {
+            return false;
+        }
+    })) << journal();
+    EXPECT_EQ(manager_->property(kUnit, "ActiveState"), "activating");
+    EXPECT_EQ(manager_->property(kUnit, "SubState"), "start");
+    EXPECT_EQ(manager_->property(kUnit, "StatusText"), "0/1 services running");
+
+    writeFile(readyFile("ready"), "");
+    EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "active")) << journal();
+    EXPECT_EQ(manager_->property(kUnit, "StatusText"), "1/1 services running");
+    // MAINPID= went with READY=1: the manager follows fdsupd itself.
+    EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(mainPid()) + "/exe"),
+              std::filesystem::path(requireEnv("FDSUPD")));
+}
+
+TEST_F(SystemdTest, ReloadIsSynchronousAndTheManagerSeesReloading)
+{
+    startReady();
+    const pid_t before = mainPid();
+    writeConfig("ready2"); // a new command line: the reload is a rollout to workers waiting for ready2
+    auto reload = std::async(std::launch::async, [&] { return manager_->systemctl({"reload", kUnit}); });
+    EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "reloading")) << journal();
+    EXPECT_EQ(reload.wait_for(seconds(0)), std::future_status::timeout); // not before the workers are ready
+    writeFile(readyFile("ready2"), "");
+    const ProcessResult done = reload.get();
+    ASSERT_EQ(done.exitCode, 0) << done.out << done.err << journal();
+    // When `systemctl reload` returns, the new configuration is in force.
+    const nlohmann::json web = status();
+    ASSERT_EQ(web.at("instances").size(), 2U) << web.dump();
+    for (const auto &instance : web.at("instances")) {
+        EXPECT_EQ(instance.at("generation"), 2) << web.dump();
+        EXPECT_EQ(instance.at("state"), "ready") << web.dump();
+    }
+    EXPECT_EQ(manager_->property(kUnit, "ActiveState"), "active");
+    EXPECT_EQ(mainPid(), before);
+}
+
+TEST_F(SystemdTest, SighupReloadIsReportedToTheManager)
+{
+    startReady();
+    writeConfig("ready2");
+    // SIGHUP, as Type=notify-reload sends it: RELOADING=1 makes the manager
+    // show the unit reloading until READY=1.
+    ASSERT_EQ(manager_->systemctl({"kill", "-s", "HUP", "--kill-who=main", kUnit}).exitCode, 0);
+    EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "reloading")) << journal();
+    EXPECT_EQ(manager_->property(kUnit, "StatusText"), "reloading");
+    writeFile(readyFile("ready2"), "");
+    EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "active")) << journal();
+    EXPECT_EQ(manager_->property(kUnit, "StatusText"), "1/1 services running");
+    const nlohmann::json web = status();
+    for (const auto &instance : web.at("instances")) {
+        EXPECT_EQ(instance.at("generation"), 2) << web.dump();
+    }
+}
+
+// Load on the web socket across `disrupt`, until the new fdsupd's workers
+// answered; returns what the clients saw.
+HttpLoadReport underLoad(int port, const std::function<void()> &disrupt)
+{
+    HttpLoad load(port, 4, HttpLoad::Mode::Fresh, seconds(30));
+    load.start();
+    EXPECT_TRUE(load.waitForRequests(0, 200, kEventDeadline));
+    disrupt();
+    EXPECT_TRUE(load.waitForRequests(load.requests(), 200, kEventDeadline));
+    return load.stop();
+}
+
+TEST_F(SystemdTest, RestartUnderLoadRefusesNothing)
+{
+    startReady();
+    const int webPort = port();
+    const pid_t before = mainPid();
+    const auto inode = workerAnswer(webPort).at("inodes").at(0).get<std::uint64_t>();
+    const HttpLoadReport report = underLoad(webPort, [&] {
+        const auto restarted = manager_->systemctl({"restart", kUnit});
+        EXPECT_EQ(restarted.exitCode, 0) << restarted.err;
+    });
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(report.failed(), 0U) << report.summary();
+    EXPECT_GT(report.ok, 400U) << report.summary();
+    EXPECT_NE(mainPid(), before);
+    // The same socket, back from the descriptor store.
+    EXPECT_EQ(port(), webPort);
+    EXPECT_EQ(workerAnswer(webPort).at("inodes").at(0).get<std::uint64_t>(), inode);
+    std::cout << "restart under load: " << report.summary() << '\n';
+}
+
+TEST_F(SystemdTest, KillNineUnderLoadRefusesNothing)
+{
+    startReady();
+    const int webPort = port();
+    const pid_t before = mainPid();
+    const auto inode = workerAnswer(webPort).at("inodes").at(0).get<std::uint64_t>();
+    const HttpLoadReport report = underLoad(webPort, [&] {
+        ASSERT_EQ(kill(before, SIGKILL), 0);
+        // Restart=on-failure: a new fdsupd, active once its workers are ready.
+        EXPECT_TRUE(waitUntil([&] {
+            return mainPid() != before && mainPid() != 0 &&
+                   manager_->property(kUnit, "ActiveState") == "active";
+        })) << journal();
+    });
+    // systemd kills the dead fdsupd's workers: a connection one of them had
+    // accepted is reset (counted apart); none is refused.
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(report.timeout + report.non2xx + report.otherError, 0U) << report.summary();
+    EXPECT_GT(report.ok, 400U) << report.summary();
+    EXPECT_EQ(workerAnswer(webPort).at("inodes").at(0).get<std::uint64_t>(), inode);
+    std::cout << "kill -9 under load: " << report.summary() << " (resets of connections in flight on a "
+              << "killed worker: " << report.resetFresh + report.midResponse << ")\n";
+}
+
+TEST_F(SystemdTest, StopSendsStoppingAndStatusText)
+{
+    writeFile(readyFile("ready"), "");
+    // A worker that ignores SIGTERM keeps fdsupd stopping until the test kills it.
+    writeConfig("ready", "", "stop_timeout = \"5min\"\n");
+    writeFile(dir_ / "fdsupd.toml", replaced(readFile(dir_ / "fdsupd.toml"), "\"--ready-file\"",
+                                             "\"--mode\", \"ignore-term\", \"--ready-file\""));
+    installUnit();
+    ASSERT_EQ(manager_->systemctl({"start", kUnit}).exitCode, 0) << journal();
+    EXPECT_EQ(manager_->property(kUnit, "StatusText"), "1/1 services running");
+    std::vector<pid_t> workers;
+    const nlohmann::json web = status();
+    for (const auto &instance : web.at("instances")) {
+        workers.push_back(instance.at("pid").get<pid_t>());
+    }
+    // SIGTERM to fdsupd alone: only its STOPPING=1 tells the manager it is stopping.
+    ASSERT_EQ(manager_->systemctl({"kill", "-s", "TERM", "--kill-who=main", kUnit}).exitCode, 0);
+    EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "deactivating")) << journal();
+    EXPECT_EQ(manager_->property(kUnit, "StatusText"), "stopping");
+    for (const pid_t worker : workers) {
+        (void)kill(worker, SIGKILL);
+    }
+    EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "inactive")) << journal();
+    EXPECT_EQ(manager_->property(kUnit, "Result"), "success");
+}
+
+} // namespace
+} // namespace fdsup::test
