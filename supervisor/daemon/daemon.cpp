@@ -137,6 +137,7 @@ int Daemon::run()
     // service's first start is over (checkReady).
     started_ = true;
     checkReady();
+    updateStatus(); // "0/2 services running" while the manager says "activating"
     spdlog::info("fdsupd {} running: {} socket{}, {} service{}, control at {}", FDSUP_VERSION,
                  sockets_.sockets().size(), sockets_.sockets().size() == 1 ? "" : "s", services_.size(),
                  services_.size() == 1 ? "" : "s", config_.supervisor.control);
@@ -197,7 +198,8 @@ void Daemon::checkReady()
     if (!started_ || notifiedReady_ || shuttingDown_) {
         return;
     }
-    if (std::all_of(services_.begin(), services_.end(), [](const auto &s) { return firstStartSettled(*s); })) {
+    if (std::all_of(services_.begin(), services_.end(),
+                    [](const auto &s) { return firstStartSettled(*s); })) {
         notifyReady();
     }
 }

@@ -143,11 +143,17 @@ void Daemon::reload(ReloadCallback done)
         return;
     }
     // The manager sees the reload from here to its answer: RELOADING=1
-    // now, READY=1 before the answer (docs/systemd.md).
-    manager_.reloading();
+    // now, READY=1 before the answer (docs/systemd.md). Before the first
+    // READY=1 (a control call while the services start) the first start
+    // still decides when fdsupd is ready.
+    if (notifiedReady_) {
+        manager_.reloading();
+    }
     done = [this, answer = std::move(done)](const ReloadOutcome &outcome) {
-        if (!shuttingDown_) {
+        if (!shuttingDown_ && notifiedReady_) {
             notifyReady();
+        } else {
+            checkReady();
         }
         if (answer) {
             answer(outcome);

@@ -1,8 +1,11 @@
 // The systemd suite: fdsupd as a Type=notify unit of a real systemd user manager, in a private mount
 // namespace.
+#include <algorithm>
 #include <csignal>
 #include <future>
-#include <regex>
+#include <map>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,9 +24,7 @@
 namespace fdsup::test {
 namespace {
 
-using std::chrono::milliseconds;
 using std::chrono::seconds;
-using ::testing::HasSubstr;
 
 const char *const kUnit = "fdsupd.service";
 
@@ -56,13 +57,12 @@ protected:
     {
         skip_ = UserManager::isolate();
         if (skip_.empty()) {
-            manager_ = new UserManager(); // NOLINT(cppcoreguidelines-owning-memory): the suite's
+            manager_ = std::make_unique<UserManager>();
         }
     }
     static void TearDownTestSuite()
     {
-        delete manager_; // NOLINT(cppcoreguidelines-owning-memory)
-        manager_ = nullptr;
+        manager_.reset();
     }
     void SetUp() override
     {
@@ -101,10 +101,10 @@ protected:
         manager_->installUnit(kUnit, packagedUnit((dir_ / "fdsupd.toml").string(), control()));
     }
     // Installs and starts the unit with its workers ready; the unit is active.
-    void startReady()
+    void startReady(const std::string &extraSupervisor = "")
     {
         writeFile(readyFile("ready"), "");
-        writeConfig("ready");
+        writeConfig("ready", extraSupervisor);
         installUnit();
         const auto started = manager_->systemctl({"start", kUnit});
         ASSERT_EQ(started.exitCode, 0) << started.err << journal();
@@ -147,12 +147,12 @@ protected:
     }
 
     static std::string skip_;
-    static UserManager *manager_;
+    static std::unique_ptr<UserManager> manager_;
     TempDir dir_;
 };
 
 std::string SystemdTest::skip_;
-UserManager *SystemdTest::manager_ = nullptr;
+std::unique_ptr<UserManager> SystemdTest::manager_;
 
 // The JSON a worker answers GET / with.
 nlohmann::json workerAnswer(int port)
@@ -307,6 +307,57 @@ TEST_F(SystemdTest, StopSendsStoppingAndStatusText)
     }
     EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "inactive")) << journal();
     EXPECT_EQ(manager_->property(kUnit, "Result"), "success");
+}
+
+// Every journal entry fdsupd wrote about service web, as JSON objects.
+std::vector<nlohmann::json> journalAbout(const std::filesystem::path &journalDir, const std::string &service)
+{
+    const ProcessResult r = runProcess({"/usr/bin/journalctl", "-D", journalDir.string(), "--no-pager", "-o",
+                                        "json", "FDSUP_SERVICE=" + service});
+    std::vector<nlohmann::json> entries;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+        if (!line.empty() && line.front() == '{') {
+            entries.push_back(nlohmann::json::parse(line));
+        }
+    }
+    return entries;
+}
+
+TEST_F(SystemdTest, JournalLinesCarryServiceInstancePidAndGeneration)
+{
+    startReady("log_target = \"journal\"\n");
+    const nlohmann::json web = status();
+    std::map<int, pid_t> pids; // slot -> pid
+    for (const auto &instance : web.at("instances")) {
+        pids[instance.at("index").get<int>()] = instance.at("pid").get<pid_t>();
+    }
+    ASSERT_EQ(pids.size(), 2U) << web.dump();
+    const std::string fdsupd = std::to_string(mainPid());
+    // For each instance its "is ready" line, and a line of its own output.
+    for (const auto &[slot, pid] : pids) {
+        const std::string tag = "web[" + std::to_string(slot) + "]";
+        std::vector<nlohmann::json> entries;
+        const auto found = [&](const std::string &text) {
+            return std::find_if(entries.begin(), entries.end(), [&](const nlohmann::json &e) {
+                return e.value("MESSAGE", "").find(text) != std::string::npos;
+            });
+        };
+        ASSERT_TRUE(waitUntil([&] {
+            entries = journalAbout(manager_->journalDir(), "web");
+            return found(tag + " (pid " + std::to_string(pid) + ") is ready") != entries.end() &&
+                   found(tag + ": sd-worker") != entries.end();
+        })) << journal();
+        for (const auto &text : {tag + " (pid " + std::to_string(pid) + ") is ready", tag + ": sd-worker"}) {
+            const nlohmann::json &entry = *found(text);
+            EXPECT_EQ(entry.value("FDSUP_SERVICE", ""), "web") << entry.dump();
+            EXPECT_EQ(entry.value("FDSUP_INSTANCE", ""), std::to_string(slot)) << entry.dump();
+            EXPECT_EQ(entry.value("FDSUP_PID", ""), std::to_string(pid)) << entry.dump();
+            EXPECT_EQ(entry.value("FDSUP_GENERATION", ""), "1") << entry.dump();
+            EXPECT_EQ(entry.value("_PID", ""), fdsupd) << entry.dump(); // the journal's own, untouched
+            EXPECT_EQ(entry.value("SYSLOG_IDENTIFIER", ""), "fdsupd") << entry.dump();
+        }
+    }
 }
 
 } // namespace
