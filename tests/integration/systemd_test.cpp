@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,10 +62,7 @@ protected:
             manager_ = std::make_unique<UserManager>();
         }
     }
-    static void TearDownTestSuite()
-    {
-        manager_.reset();
-    }
+    static void TearDownTestSuite() { manager_.reset(); }
     void SetUp() override
     {
         if (!skip_.empty()) {
@@ -307,6 +306,53 @@ TEST_F(SystemdTest, StopSendsStoppingAndStatusText)
     }
     EXPECT_TRUE(manager_->waitProperty(kUnit, "ActiveState", "inactive")) << journal();
     EXPECT_EQ(manager_->property(kUnit, "Result"), "success");
+}
+
+// The port of a socket, by name.
+int portOf(const nlohmann::json &sockets, const std::string &name)
+{
+    for (const auto &socket : sockets) {
+        if (socket.at("name") == name) {
+            const std::string address = socket.at("bound").at(0).at("address");
+            return std::stoi(address.substr(address.rfind(':') + 1));
+        }
+    }
+    return 0;
+}
+
+// Whether 127.0.0.1:port can be bound: nobody holds it any more.
+bool portIsFree(int port)
+{
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+}
+
+TEST_F(SystemdTest, ASocketAddedByAReloadIsStoredAndOneRemovedIsDropped)
+{
+    startReady();
+    const std::string base = readFile(dir_ / "fdsupd.toml");
+    writeFile(dir_ / "fdsupd.toml", base + "\n[socket.extra]\nlisten = \"tcp://127.0.0.1:0\"\n");
+    const auto added = manager_->systemctl({"reload", kUnit});
+    ASSERT_EQ(added.exitCode, 0) << added.err << journal();
+    const int extra = portOf(call("io.fdsup.Manager.Sockets").parameters.at("sockets"), "extra");
+    ASSERT_GT(extra, 0);
+
+    // Stored when the reload bound it: a restart gets the same socket back.
+    ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
+    EXPECT_EQ(portOf(call("io.fdsup.Manager.Sockets").parameters.at("sockets"), "extra"), extra);
+
+    // Removed by a reload: fdsupd closes it and systemd drops it (FDSTOREREMOVE=1).
+    writeFile(dir_ / "fdsupd.toml", base);
+    const auto removed = manager_->systemctl({"reload", kUnit});
+    ASSERT_EQ(removed.exitCode, 0) << removed.err << journal();
+    EXPECT_TRUE(waitUntil([&] { return portIsFree(extra); })) << "systemd still holds the removed socket";
+    ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
+    EXPECT_EQ(portOf(call("io.fdsup.Manager.Sockets").parameters.at("sockets"), "extra"), 0);
+    EXPECT_TRUE(portIsFree(extra));
 }
 
 // Every journal entry fdsupd wrote about service web, as JSON objects.
