@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include "daemon/manager.hpp"
 #include "fdsup_build_config.h"
 
 namespace fdsup {
@@ -52,6 +53,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
                      needed);
     }
 
+    forgetUnmatched(daemon->manager_, cfg, inherited);
     // An address in use may be a dead predecessor's listener, still held
     // by its workers: taken over rather than refused (docs/fdsupd.md).
     Takeover takeover(cfg);
@@ -60,6 +62,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
         return sockets.error();
     }
     daemon->sockets_ = std::move(*sockets);
+    storeListeners(daemon->manager_, daemon->sockets_);
 
     daemon->context_ = std::make_unique<ServiceContext>(
         ServiceContext{loop, loop, daemon->sockets_, "fdsupd/" + std::to_string(getpid()) + "-" + randomTag(),
@@ -137,11 +140,11 @@ int Daemon::run()
             retireOrphans(*service); // nothing is to serve it
         }
     }
-    // Sockets are bound and every worker is on its way: connections queue in
-    // the kernel from here on, which is what READY means for a socket holder.
-    notifiedReady_ = true;
-    manager_.send("READY=1");
-    updateStatus();
+    // Connections queue in the kernel from here on; READY=1 once every
+    // service's first start is over (checkReady).
+    started_ = true;
+    checkReady();
+    updateStatus(); // "0/2 services running" while the manager says "activating"
     spdlog::info("fdsupd {} running: {} socket{}, {} service{}, control at {}", FDSUP_VERSION,
                  sockets_.sockets().size(), sockets_.sockets().size() == 1 ? "" : "s", services_.size(),
                  services_.size() == 1 ? "" : "s", config_.supervisor.control);
@@ -159,7 +162,7 @@ void Daemon::beginShutdown(const char *why)
     shuttingDown_ = true;
     killedBeforeShutdown_ = killedLeavingTotal();
     spdlog::info("{}: stopping every service", why);
-    manager_.send("STOPPING=1\nSTATUS=stopping");
+    manager_.stopping("stopping");
     if (observer_ != nullptr) {
         observer_->shutdownBegun();
     }
@@ -212,19 +215,29 @@ unsigned Daemon::killedLeavingTotal() const
     return total;
 }
 
-void Daemon::updateStatus()
+void Daemon::notifyReady()
 {
-    if (!notifiedReady_ || shuttingDown_) {
+    notifiedReady_ = true;
+    manager_.ready(statusLine(services_));
+}
+
+void Daemon::checkReady()
+{
+    if (!started_ || notifiedReady_ || shuttingDown_) {
         return;
     }
-    std::size_t running = 0;
-    std::size_t failed = 0;
-    for (const auto &service : services_) {
-        running += service->state() == ServiceState::Running ? 1 : 0;
-        failed += service->state() == ServiceState::Failed ? 1 : 0;
+    if (std::all_of(services_.begin(), services_.end(),
+                    [](const auto &s) { return firstStartSettled(*s); })) {
+        notifyReady();
     }
-    manager_.status(std::to_string(running) + "/" + std::to_string(services_.size()) + " services running" +
-                    (failed > 0 ? ", " + std::to_string(failed) + " failed" : ""));
+}
+
+void Daemon::updateStatus()
+{
+    if (!started_ || shuttingDown_ || reload_) {
+        return;
+    }
+    manager_.status(statusLine(services_));
 }
 
 Service *Daemon::findService(std::string_view name) const
@@ -249,6 +262,7 @@ void Daemon::serviceChanged(Service &service)
     retireOrphans(service);
     closeUnusedSockets();
     checkReload();
+    checkReady();
     updateStatus();
     checkShutdown();
 }

@@ -86,6 +86,10 @@ public:
     void reload(ReloadCallback done);
     // Stops every service and exits once they are down.
     void beginShutdown(const char *why);
+    // READY=1 with MAINPID= and STATUS= to our own manager: once every
+    // service's first start is over, after each reload, and after a
+    // re-exec restored the daemon (docs/systemd.md).
+    void notifyReady();
 
     // Every socket it holds descriptors of, in configuration order.
     [[nodiscard]] std::vector<ExportedSocket> exportSockets() const;
@@ -141,6 +145,7 @@ private:
     void adoptOrphans(const std::map<std::string, std::vector<FoundOrphan>> &found);
     void retireOrphans(const Service &service);
     [[nodiscard]] unsigned killedLeavingTotal() const;
+    void checkReady();
     void updateStatus();
     [[nodiscard]] Result<std::unique_ptr<Service>> makeService(const config::ServiceConfig &config);
 
@@ -164,6 +169,7 @@ private:
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
     unsigned killedBeforeShutdown_ = 0; // killedLeavingTotal() of every service at beginShutdown()
+    bool started_ = false; // run() started the services; READY=1 once they settle
     bool notifiedReady_ = false;
 };
 

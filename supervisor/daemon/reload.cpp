@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/daemon.hpp"
+#include "daemon/manager.hpp"
 
 namespace fdsup {
 namespace {
@@ -141,6 +142,23 @@ void Daemon::reload(ReloadCallback done)
         refuseReload(done, file, {"a reload is already in progress"});
         return;
     }
+    // The manager sees the reload from here to its answer: RELOADING=1
+    // now, READY=1 before the answer (docs/systemd.md). Before the first
+    // READY=1 (a control call while the services start) the first start
+    // still decides when fdsupd is ready.
+    if (notifiedReady_) {
+        manager_.reloading();
+    }
+    done = [this, answer = std::move(done)](const ReloadOutcome &outcome) {
+        if (!shuttingDown_ && notifiedReady_) {
+            notifyReady();
+        } else {
+            checkReady();
+        }
+        if (answer) {
+            answer(outcome);
+        }
+    };
     // Validate: an invalid file gets every diagnostic and changes nothing.
     spdlog::info("Reloading {}", file);
     config::LoadResult loaded = config::loadConfig(file);
@@ -254,6 +272,7 @@ void Daemon::applyReload(config::Config next, const ReloadPlan &plan, PreparedRe
         }
         op.record("supervisor", "allow_users/allow_groups", "changed", Status::Done, "");
     }
+    storeListeners(manager_, prepared.bound);
     sockets_.merge(std::move(prepared.bound));
     for (const auto &name : plan.socketsAdded) {
         op.record("socket", name, "added", Status::Done, "");
@@ -370,6 +389,7 @@ void Daemon::closeUnusedSockets()
             ++it;
             continue;
         }
+        (void)manager_.removeStored(*it);
         sockets_.close(*it);
         it = retiringSockets_.erase(it);
     }

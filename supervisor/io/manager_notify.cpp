@@ -4,13 +4,17 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <vector>
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include "common/result.hpp"
+#include "core/scm.hpp"
 
 namespace fdsup {
 
@@ -54,6 +58,61 @@ int ManagerNotifier::send(std::string_view message)
         return -err;
     }
     return 0;
+}
+
+int ManagerNotifier::send(std::string_view message, std::span<const BorrowedFd> fds)
+{
+    if (!fd_) {
+        return 0;
+    }
+    const int r = sendDatagram(fd_.borrow(), std::as_bytes(std::span(message.data(), message.size())), fds,
+                               MSG_DONTWAIT);
+    if (r < 0) {
+        spdlog::debug("Failed to notify the manager ({}): {}", message.substr(0, message.find('\n')),
+                      errnoText(-r));
+    }
+    return r;
+}
+
+int ManagerNotifier::ready(const std::string &status)
+{
+    const int r = send("READY=1\nMAINPID=" + std::to_string(getpid()) + "\nSTATUS=" + status);
+    if (r == 0) {
+        lastStatus_ = status;
+    }
+    return r;
+}
+
+int ManagerNotifier::reloading()
+{
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const auto usec =
+        static_cast<std::uint64_t>(now.tv_sec) * 1000000U + static_cast<std::uint64_t>(now.tv_nsec) / 1000U;
+    const int r = send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec) + "\nSTATUS=reloading");
+    if (r == 0) {
+        lastStatus_ = "reloading";
+    }
+    return r;
+}
+
+int ManagerNotifier::stopping(const std::string &status)
+{
+    const int r = send("STOPPING=1\nSTATUS=" + status);
+    if (r == 0) {
+        lastStatus_ = status;
+    }
+    return r;
+}
+
+int ManagerNotifier::store(std::string_view name, std::span<const BorrowedFd> fds)
+{
+    return send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + std::string(name), fds);
+}
+
+int ManagerNotifier::removeStored(std::string_view name)
+{
+    return send("FDSTOREREMOVE=1\nFDNAME=" + std::string(name));
 }
 
 void ManagerNotifier::status(const std::string &text)

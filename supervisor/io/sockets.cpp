@@ -3,12 +3,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
+#include <optional>
 
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -118,9 +122,66 @@ Result<std::vector<UniqueFd>> bindOrTakeOver(ListenerRecovery *recovery, const c
 
 } // namespace
 
+namespace {
+
+// pidfs's magic number (include/uapi/linux/magic.h, Linux 6.9+).
+constexpr long kPidfsMagic = 0x50494446;
+
+// The inode id of a pidfd of this process, or nullopt where pidfds are not
+// on pidfs.
+std::optional<std::uint64_t> ownPidfdId()
+{
+    const UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+    struct statfs fs {};
+    struct stat st {};
+    if (!pidfd || fstatfs(pidfd.get(), &fs) < 0 || fs.f_type != kPidfsMagic || fstat(pidfd.get(), &st) < 0) {
+        return std::nullopt;
+    }
+    return static_cast<std::uint64_t>(st.st_ino);
+}
+
+bool parseDecimal(std::string_view text, std::uint64_t &value)
+{
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
+} // namespace
+
+Result<bool> listenFdsAreOurs()
+{
+    const char *value = std::getenv("LISTEN_PIDFDID");
+    if (value == nullptr) {
+        return true;
+    }
+    const std::string text(value);
+    unsetenv("LISTEN_PIDFDID");
+    std::uint64_t wanted = 0;
+    if (!parseDecimal(text, wanted)) {
+        return Error{EINVAL, "Failed to read LISTEN_FDS: LISTEN_PIDFDID='" + text + "' is not a number"};
+    }
+    const std::optional<std::uint64_t> own = ownPidfdId();
+    if (!own || *own == wanted) {
+        return true;
+    }
+    spdlog::warn("LISTEN_FDS is meant for another process (LISTEN_PIDFDID={}, ours is {}), ignoring it", text,
+                 *own);
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+    return false;
+}
+
 Result<InheritedFds> InheritedFds::fromEnvironment()
 {
     InheritedFds inherited;
+    auto ours = listenFdsAreOurs();
+    if (!ours) {
+        return ours.error();
+    }
+    if (!*ours) {
+        return inherited;
+    }
     char **names = nullptr;
     const int n = sd_listen_fds_with_names(1, &names);
     if (n < 0) {

@@ -18,9 +18,21 @@ struct InheritedFds {
     std::multimap<std::string, UniqueFd> byName;
 
     // Takes LISTEN_FDS/LISTEN_FDNAMES (sd_listen_fds_with_names, which checks
-    // LISTEN_PID and unsets the environment so workers never see it).
+    // LISTEN_PID and unsets the environment so workers never see it), after
+    // checking LISTEN_PIDFDID when set (listenFdsAreOurs).
     static Result<InheritedFds> fromEnvironment();
 };
+
+// Whether LISTEN_FDS in this environment is meant for this process, judged
+// by LISTEN_PIDFDID (systemd 254+: the inode id of the receiver's pidfd), as
+// LISTEN_PID is judged by libsystemd: true when it is absent, names this
+// process, or cannot be compared (pidfds not on pidfs, before Linux 6.9,
+// where their inode numbers mean nothing); false when it names another
+// process (a mismatch, like a LISTEN_PID mismatch: the fds are not ours and
+// are left alone). A value that is not a decimal number is an error.
+// When it returns false it unsets LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES;
+// it always unsets LISTEN_PIDFDID, so workers never see it.
+Result<bool> listenFdsAreOurs();
 
 struct HeldSocket {
     config::SocketConfig config;

@@ -74,6 +74,7 @@ Result<void> Instance::spawn(const SpawnRequest &request)
     }
     output_.watch(std::move(spawned->stdoutPipe), std::move(spawned->stderrPipe));
     arm(deadline_, config().startTimeout, Kind::Deadline);
+    const LogScope scope(logSubject());
     spdlog::info("Started {}[{}] generation {} as pid {}", config().name, slot_, generation(), pid());
     return {};
 }
@@ -199,6 +200,7 @@ bool Instance::followsDaemon(const siginfo_t &info) const
 
 void Instance::awaitDaemon(const siginfo_t &info)
 {
+    const LogScope scope(logSubject());
     output_.drain();
     // The daemon may still be in the started process's group: no group kill here.
     spawnPidfd_ = std::move(pidfd_);
@@ -216,6 +218,7 @@ void Instance::awaitDaemon(const siginfo_t &info)
 
 void Instance::onDaemonPid(Result<pid_t> pid, const siginfo_t &info)
 {
+    const LogScope scope(logSubject());
     pidFileWatch_.reset();
     UniqueFd pidfd;
     if (pid) {
@@ -244,6 +247,8 @@ void Instance::onDaemonPid(Result<pid_t> pid, const siginfo_t &info)
 
 void Instance::deliver(const LifecycleEvent &event)
 {
+    // What it logs, and what its owner logs about the event (its exit, a restart).
+    const LogScope scope(logSubject());
     const InstanceState before = lifecycle_.state;
     const Transition t = transition(lifecycle_, event, LifecycleParams::of(config(), watchdogTimeout_));
     if (t.ignored) {
@@ -373,6 +378,7 @@ void Instance::arm(Timer &timer, Duration after, Kind fires)
 
 void Instance::signal(int sig)
 {
+    const LogScope scope(logSubject());
     if (config().killMode == config::KillMode::ProcessGroup) {
         // The worker leads its own process group (setpgid in the child); a
         // followed daemon leads its own (setsid) or stayed in the started one.

@@ -13,6 +13,7 @@
 #include "core/fd.hpp"
 #include "io/clock.hpp"
 #include "io/event_loop.hpp"
+#include "io/log_context.hpp"
 #include "io/notify.hpp"
 #include "io/pid_file.hpp"
 #include "io/spawn.hpp"
@@ -86,6 +87,11 @@ public:
     [[nodiscard]] pid_t spawnPid() const { return spawnPid_; }
     [[nodiscard]] const config::ServiceConfig &config() const { return profile_->config; }
     [[nodiscard]] unsigned generation() const { return profile_->generation; }
+    // What its log lines are about (the journal's FDSUP_* fields).
+    [[nodiscard]] LogSubject logSubject() const
+    {
+        return LogSubject{config().name, slot_, pid(), generation()};
+    }
     [[nodiscard]] Duration since() const { return since_; }         // when its state was entered
     [[nodiscard]] Duration startedAt() const { return startedAt_; } // when spawned
     [[nodiscard]] std::optional<Duration> readyAt() const { return readyAt_; }

@@ -162,6 +162,7 @@ void Service::stop()
 
 Result<void> Service::scale(unsigned instances)
 {
+    const LogScope scope(LogSubject{name(), std::nullopt, 0, generation()});
     if (rollouts_.active()) {
         return Error{EBUSY, "rollout " + std::to_string(rollouts_.currentId()) + " of service '" + name() +
                                 "' is in progress"};
@@ -337,6 +338,7 @@ void Service::onNotify(NotifyMessage &&message)
 
 void Service::scheduleRestart(unsigned slot, Duration readyFor, bool failure)
 {
+    const LogScope scope(LogSubject{name(), slot, 0, generation()});
     if (!active_ || failed_ || slot >= slots_.size()) {
         return;
     }
@@ -377,6 +379,7 @@ void Service::scheduleRestart(unsigned slot, Duration readyFor, bool failure)
 
 void Service::giveUp(std::string reason)
 {
+    const LogScope scope(LogSubject{name(), std::nullopt, 0, generation()});
     failed_ = true;
     failedReason_ = std::move(reason);
     for (auto &timer : restartTimers_) {
@@ -431,6 +434,7 @@ void Service::onInstanceReady(Instance & /*instance*/)
 
 void Service::onInstanceEnded(Instance &instance, const ExitStatus &exit)
 {
+    const LogScope scope(instance.logSubject());
     const std::string how = describeExit(exit);
     const unsigned slot = instance.slot();
     const pid_t pid = instance.pid();
@@ -494,6 +498,7 @@ void Service::onInstanceChanged(Instance & /*instance*/)
 
 void Service::onInstanceOutput(Instance &instance, bool isStderr, std::string_view line)
 {
+    const LogScope scope(instance.logSubject());
     spdlog::info("{}[{}]{} {}", name(), instance.slot(), isStderr ? " (stderr):" : ":", line);
     const LogEntry &entry = output_.add(LogEntry{realtimeUsec(), instance.slot(), instance.pid(),
                                                  instance.generation(), isStderr, std::string(line)});
@@ -502,6 +507,7 @@ void Service::onInstanceOutput(Instance &instance, bool isStderr, std::string_vi
 
 bool Service::sendDrain(Instance &instance)
 {
+    const LogScope scope(instance.logSubject());
     // Over the channel when the worker joined it for handoff: it then hands
     // its connections over instead of only finishing them.
     if (session_.sendDrain(instance, context_.clock.now() + instance.config().drainTimeout)) {

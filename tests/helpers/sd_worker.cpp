@@ -1,7 +1,7 @@
 // sd-worker: a test worker written against the real libsystemd (sd_listen_fds_with_names, sd_notify).
 //
 //   sd-worker [--mode MODE] [--mode-file PATH] [--report PATH] [--fdstore NAME] [--exit-code N]
-//             [--ready-delay MS]
+//             [--ready-delay MS] [--ready-file PATH]
 //
 // MODE (default serve):
 //   serve            READY=1, then answer every HTTP request on every listener
@@ -20,10 +20,13 @@
 // --ready-delay MS: warm up for MS milliseconds before READY=1, as a real
 //   server loading its data would; makes a rollout last long enough for the
 //   load of a test to overlap every step of it.
+// --ready-file PATH: READY=1 only once PATH exists (waited for with inotify on
+//   its directory), so a test decides when the worker becomes ready.
 // --fdstore NAME: store a memfd holding "from pid PID" with FDSTORE=1 FDNAME=NAME;
 //   a worker that receives a descriptor of that name reads it and reports it.
 //
-// The JSON answer: pid, listen_fds, names, fds (open at start), stored, nofile,
+// The JSON answer: pid, listen_fds, names, fds (open at start), inodes (of the
+// stream listeners, to prove a listener is the same socket), stored, nofile,
 // and generation, instance, service from FDSUP_GENERATION, FDSUP_INSTANCE and
 // FDSUP_SERVICE (an integer when the value is one, else a string; null when unset).
 //
@@ -52,9 +55,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -226,6 +231,26 @@ void serve(const std::vector<int> &listeners, const std::string &body)
     }
 }
 
+// Blocks until path exists; false when it cannot watch its directory.
+bool waitForFile(const std::string &path)
+{
+    const std::string dir = path.substr(0, path.rfind('/') + 1);
+    const int watch = inotify_init1(IN_CLOEXEC);
+    if (watch < 0 || inotify_add_watch(watch, dir.empty() ? "." : dir.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
+        return false;
+    }
+    struct stat st {};
+    while (stat(path.c_str(), &st) < 0) {
+        char events[4096];
+        if (read(watch, events, sizeof events) < 0 && errno != EINTR) {
+            (void)close(watch);
+            return false;
+        }
+    }
+    (void)close(watch);
+    return true;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -235,6 +260,7 @@ int main(int argc, char **argv)
     std::string fdstore;
     int exitCode = 1;
     long readyDelayMs = 0;
+    std::string readyFile;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string opt = argv[i];
         if (opt == "--mode") {
@@ -247,6 +273,8 @@ int main(int argc, char **argv)
             fdstore = argv[i + 1];
         } else if (opt == "--ready-delay") {
             readyDelayMs = std::atol(argv[i + 1]);
+        } else if (opt == "--ready-file") {
+            readyFile = argv[i + 1];
         } else if (opt == "--exit-code") {
             exitCode = std::atoi(argv[i + 1]);
         } else {
@@ -343,6 +371,11 @@ int main(int argc, char **argv)
         while (nanosleep(&delay, &delay) < 0 && errno == EINTR) {
         }
     }
+    if (!readyFile.empty() && !waitForFile(readyFile)) {
+        (void)std::fprintf(stderr, "sd-worker: cannot watch for %s: %s\n", readyFile.c_str(),
+                           std::strerror(errno));
+        return 6;
+    }
     sd_notify(0, "READY=1\nSTATUS=serving");
     report("ready " + std::to_string(getpid()));
     if (mode == "ready-then-exit") {
@@ -362,6 +395,12 @@ int main(int argc, char **argv)
     body += "],\"fds\":[";
     for (std::size_t i = 0; i < fdsAtStart.size(); ++i) {
         body += (i > 0 ? "," : "") + std::to_string(fdsAtStart[i]);
+    }
+    body += "],\"inodes\":[";
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+        struct stat st {};
+        (void)fstat(listeners[i], &st);
+        body += (i > 0 ? "," : "") + std::to_string(st.st_ino);
     }
     body += "],\"stored\":{";
     bool first = true;

@@ -214,6 +214,7 @@ stop_timeout = "300ms"
 
 TEST_F(Daemon, NotificationFromAForeignPidIsDroppedAndCounted)
 {
+    fdsupd_.awaitAtStart("STATUS="); // the worker never becomes ready: neither does fdsupd
     startDaemon(fdsupd_.supervisorTable() + R"(
 [service.waiting]
 command = )" + fdsupd_.workerCommand("hang") +

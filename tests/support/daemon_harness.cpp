@@ -167,14 +167,18 @@ bool DaemonHarness::start(const std::string &config, std::string &why,
     // Wait for READY=1 or for fdsupd to exit, whichever comes first.
     const auto until = std::chrono::steady_clock::now() + kEventDeadline;
     for (;;) {
-        if (notify_.waitFor([](const std::string &m) { return m.find("READY=1") != std::string::npos; },
-                            std::chrono::milliseconds(0))) {
+        if (notify_.waitFor(
+                [this](const std::string &m) {
+                    noteStatus(m);
+                    return m.find(awaited_) != std::string::npos;
+                },
+                std::chrono::milliseconds(0))) {
             return true;
         }
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
         if (left.count() <= 0) {
-            why = "fdsupd did not send READY=1 within " + std::to_string(kEventDeadline.count()) +
+            why = "fdsupd did not send " + awaited_ + " within " + std::to_string(kEventDeadline.count()) +
                   "s; its log:\n" + log();
             return false;
         }
@@ -187,7 +191,7 @@ bool DaemonHarness::start(const std::string &config, std::string &why,
             why = "fdsupd exited (" +
                   (WIFEXITED(status) ? "status " + std::to_string(WEXITSTATUS(status))
                                      : "signal " + std::to_string(WTERMSIG(status))) +
-                  ") before READY=1; its log:\n" + log();
+                  ") before " + awaited_ + "; its log:\n" + log();
             return false;
         }
     }
@@ -299,8 +303,26 @@ int DaemonHarness::port(const std::string &socket)
 
 bool DaemonHarness::waitStatus(const std::string &text, std::chrono::milliseconds deadline)
 {
-    return notify_.waitFor([&](const std::string &m) { return m.find(text) != std::string::npos; }, deadline)
+    if (status_.find(text) != std::string::npos) {
+        return true;
+    }
+    return notify_
+        .waitFor(
+            [&](const std::string &m) {
+                noteStatus(m);
+                return m.find(text) != std::string::npos;
+            },
+            deadline)
         .has_value();
+}
+
+void DaemonHarness::noteStatus(const std::string &message)
+{
+    const auto at = message.find("STATUS=");
+    if (at != std::string::npos && (at == 0 || message[at - 1] == '\n')) {
+        const auto end = message.find('\n', at);
+        status_ = message.substr(at + 7, end == std::string::npos ? std::string::npos : end - at - 7);
+    }
 }
 
 std::set<pid_t> instancePids(const nlohmann::json &status)

@@ -62,6 +62,10 @@ public:
     // (with the log in `why`) if it exits or does not get ready in time.
     bool start(const std::string &config, std::string &why, const std::vector<std::string> &wrapper = {},
                const std::vector<std::string> &extraEnv = {});
+    // start() waits for a message containing `text` instead of READY=1:
+    // "STATUS=" when a service never becomes ready (fdsupd says READY=1 only
+    // once every service's first start is over; its STATUS= comes at once).
+    void awaitAtStart(std::string text) { awaited_ = std::move(text); }
     // SIGTERM and wait; returns the exit status, or -SIGNAL if it died of one
     // (SIGKILL after the deadline).
     int stop(std::chrono::milliseconds deadline = std::chrono::seconds(30));
@@ -82,11 +86,17 @@ public:
     DatagramInbox &reports() { return reports_; }
     // fdsupd's own sd_notify messages (STATUS=...).
     DatagramInbox &notifications() { return notify_; }
-    // Waits until fdsupd's STATUS= contains text.
+    // Waits until fdsupd's STATUS= contains text: the last one read (start()
+    // reads up to READY=1, which carries one) or one still to come.
     bool waitStatus(const std::string &text, std::chrono::milliseconds deadline = kEventDeadline);
 
 private:
+    // Remembers the STATUS= of a message read from notify_.
+    void noteStatus(const std::string &message);
+
     TempDir dir_;
+    std::string status_;              // the last STATUS= read
+    std::string awaited_ = "READY=1"; // what start() waits for
     DatagramInbox notify_;
     DatagramInbox reports_;
     pid_t pid_ = -1;
