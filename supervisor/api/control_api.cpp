@@ -2,6 +2,7 @@
 #include "api/control_api.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 
 #include <spdlog/spdlog.h>
@@ -61,6 +62,14 @@ bool decodeParam(const ParamSpec &spec, const Json &params, CallParams &out)
             return true;
         },
         spec.field);
+}
+
+// What a pending re-exec refuses: the calls that would change what is being serialised.
+bool changesState(std::string_view method)
+{
+    static constexpr std::array<std::string_view, 7> kChanging{"Start",  "Stop",          "Restart", "Scale",
+                                                               "Reload", "RolloutCancel", "Reexec"};
+    return std::find(kChanging.begin(), kChanging.end(), method) != kChanging.end();
 }
 
 std::string who(const CallPtr &call)
@@ -143,6 +152,11 @@ const std::vector<MethodSpec> &ControlApi::methods()
          Access::Read,
          false,
          &ControlApi::callLogs},
+        {"Reexec",
+         {{"binary", &CallParams::binary}, {"timeout_usec", &CallParams::timeoutUsec, false, 1}},
+         Access::Admin,
+         true,
+         &ControlApi::callReexec},
     };
     return table;
 }
@@ -165,10 +179,8 @@ void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOpt
     }
 }
 
-Result<std::unique_ptr<ControlApi>> ControlApi::create(EventLoop &loop, Daemon &daemon)
+ControlOptions ControlApi::optionsFor(const config::SupervisorConfig &supervisor)
 {
-    const config::SupervisorConfig &supervisor = daemon.config().supervisor;
-    std::unique_ptr<ControlApi> api(new ControlApi(daemon));
     ControlOptions options;
     options.path = supervisor.control;
     options.mode = supervisor.controlMode;
@@ -176,6 +188,17 @@ Result<std::unique_ptr<ControlApi>> ControlApi::create(EventLoop &loop, Daemon &
     options.maxClients = supervisor.limits.controlClients;
     options.version = FDSUP_VERSION;
     resolveControlAccess(supervisor, options);
+    return options;
+}
+
+Result<std::unique_ptr<ControlApi>> ControlApi::create(EventLoop &loop, Daemon &daemon)
+{
+    std::unique_ptr<ControlApi> api(new ControlApi(daemon));
+    api->loop_ = &loop;
+    const ControlOptions options = optionsFor(daemon.config().supervisor);
+    if (auto watched = api->watchSigusr2(loop); !watched) {
+        return watched.error();
+    }
     ControlApi *self = api.get();
     auto server = ControlServer::create(loop, options, [self](const CallPtr &call) { self->dispatch(call); });
     if (!server) {
@@ -220,6 +243,10 @@ void ControlApi::dispatch(const CallPtr &call)
     }
     if (spec->refusedWhileStopping && daemon_.shuttingDown()) {
         call->fail(varlink::kErrorShuttingDown);
+        return;
+    }
+    if (reexec_ && changesState(spec->name)) {
+        call->fail(varlink::kErrorReexecuting);
         return;
     }
     (this->*(spec->handler))(call, params, service);
@@ -417,6 +444,7 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
 
 void ControlApi::serviceChanged(Service &service)
 {
+    reexecProgress();
     const ServiceState state = service.state();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->call->done()) {
@@ -488,6 +516,7 @@ void ControlApi::rolloutEvent(Service &service, const Rollout &rollout, const st
 
 void ControlApi::rolloutFinished(Service &service, const RolloutRecord &record)
 {
+    reexecProgress();
     const Json rollout = render::rollout(record);
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
         if (it->call->done()) {

@@ -48,6 +48,10 @@ public:
     {}
 
     int start();
+    // Re-exec: a call read by the previous image of fdsupd, answered by this
+    // one; the connection is busy with it (reads nothing more) until then.
+    std::shared_ptr<PendingCall> resume(varlink::Call call);
+    [[nodiscard]] BorrowedFd fd() const { return fd_.borrow(); }
     void onIo(std::uint32_t revents);
     // A reply of the call in progress (or of a oneway call, which is dropped).
     void send(const varlink::Reply &reply);

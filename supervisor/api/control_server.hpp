@@ -34,6 +34,8 @@ public:
     PendingCall &operator=(const PendingCall &) = delete;
     [[nodiscard]] const varlink::Call &call() const { return call_; }
     [[nodiscard]] const Peer &peer() const { return peer_; }
+    // The connection's socket while it is open (re-exec); -1 otherwise.
+    [[nodiscard]] int connectionFd() const;
     void reply(nlohmann::json parameters, bool continues = false);
     void fail(std::string_view error, nlohmann::json parameters = nlohmann::json::object());
     // True once the final reply was sent or the client went away.
@@ -85,6 +87,9 @@ public:
     // Who besides root may call (reload): applies to connections made from now on.
     void setAccess(std::vector<uid_t> uids, std::vector<gid_t> gids);
     [[nodiscard]] std::size_t clients() const;
+    // Re-exec: the connection a call came on, read by the previous image of
+    // fdsupd, served again; the returned call is answered by this one.
+    Result<std::shared_ptr<PendingCall>> resumeCall(UniqueFd fd, varlink::Call call);
 
 private:
     ControlServer() = default;

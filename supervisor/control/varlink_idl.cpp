@@ -250,6 +250,12 @@ method Reload() -> (file: string, changes: []Change)
 # With follow and more, new lines are sent as they come.
 method Logs(service: string, lines: ?int, follow: ?bool) -> (lines: []LogLine)
 
+# Re-executes fdsupd in place (docs/reexec.md): the binary (absolute path;
+# default: the one fdsupd was started from) is checked, fdsupd waits until
+# nothing is in transition (at most timeout_usec, default 60 s), then execs it
+# with its whole state. The reply comes from the new image.
+method Reexec(binary: ?string, timeout_usec: ?int) -> (version: string, pid: int, reexecs: int, binary: string)
+
 error NoSuchService (service: string)
 
 error ServiceFailed (service: string, reason: string)
@@ -274,6 +280,13 @@ error ReloadRefused (file: string, reasons: []string)
 
 # Reload: some changes failed (each says why); the others were applied.
 error ReloadFailed (file: string, changes: []Change)
+
+# A re-exec is pending: calls that change state wait until it is done.
+error Reexecuting ()
+
+# Reexec failed, nothing changed: why (the check's exit status and stderr, what
+# is still busy, the state the new binary rejected).
+error ReexecFailed (reason: string)
 
 # The message is not a valid Varlink call.
 error InvalidRequest (reason: string)

@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "fdsup_build_config.h"
+#include "io/reexec_preflight.hpp"
 
 namespace fdsup {
 namespace {
@@ -102,10 +103,11 @@ int Daemon::run()
     // A daemonising server's process stays fdsupd's child (pid_file), and
     // whatever a worker leaves behind is reaped.
     auto reaper = OrphanReaper::start(loop_, [this](pid_t pid) {
-        return std::any_of(services_.begin(), services_.end(), [pid](const auto &service) {
-            return std::any_of(service->instances().begin(), service->instances().end(),
-                               [pid](const auto &instance) { return instance->pid() == pid; });
-        });
+        return ReexecPreflight::isRunning(pid) ||
+               std::any_of(services_.begin(), services_.end(), [pid](const auto &service) {
+                   return std::any_of(service->instances().begin(), service->instances().end(),
+                                      [pid](const auto &instance) { return instance->pid() == pid; });
+               });
     });
     if (!reaper) {
         spdlog::warn("{}, ignoring: a daemonising server cannot be followed", reaper.error().message);
@@ -126,14 +128,15 @@ int Daemon::run()
     }
 
     for (auto &service : services_) {
-        if (service->config().instances > 0) {
+        if (service->config().instances > 0 && !restored_) {
             service->start();
         }
     }
     // Sockets are bound and every worker is on its way: connections queue in
     // the kernel from here on, which is what READY means for a socket holder.
     notifiedReady_ = true;
-    manager_.send("READY=1");
+    // After a re-exec our manager sees the same pid: MAINPID says so anyway.
+    manager_.send(restored_ ? "MAINPID=" + std::to_string(getpid()) + "\nREADY=1" : std::string("READY=1"));
     updateStatus();
     spdlog::info("fdsupd {} running: {} socket{}, {} service{}, control at {}", FDSUP_VERSION,
                  sockets_.sockets().size(), sockets_.sockets().size() == 1 ? "" : "s", services_.size(),

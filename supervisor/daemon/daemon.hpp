@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "daemon/reexec_state.hpp"
 #include "daemon/reload.hpp"
 #include "io/event_loop.hpp"
 #include "io/manager_notify.hpp"
@@ -57,6 +58,16 @@ public:
     // Stops every service and exits once they are down.
     void beginShutdown(const char *why);
 
+    // Re-exec (daemon_snapshot.cpp): what blocks a re-exec now ("" when
+    // nothing; `unsupported`: the state format cannot carry it, waiting will
+    // not help), the daemon's part of the state, and the daemon of the new
+    // image made from it (nothing bound, nothing spawned; on error every
+    // descriptor of the state's sockets and services is closed).
+    [[nodiscard]] std::string reexecBusy(bool &unsupported) const;
+    void snapshot(ReexecState &state) const;
+    static Result<std::unique_ptr<Daemon>> restore(EventLoop &loop, config::Config config,
+                                                   ReexecState &state);
+
     [[nodiscard]] bool shuttingDown() const { return shuttingDown_; }
     [[nodiscard]] const config::Config &config() const { return config_; }
     [[nodiscard]] const SocketSet &sockets() const { return sockets_; }
@@ -105,6 +116,7 @@ private:
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
     bool notifiedReady_ = false;
+    bool restored_ = false; // made by restore(): run() starts nothing
 };
 
 } // namespace fdsup

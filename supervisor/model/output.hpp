@@ -42,6 +42,9 @@ public:
     // Reads everything still in the pipes, with the last partial lines: a
     // worker that just exited often printed the most useful lines last.
     void drain();
+    // The pipes, for a re-exec snapshot (-1 when closed).
+    [[nodiscard]] BorrowedFd stdoutFd() const { return out_.fd.borrow(); }
+    [[nodiscard]] BorrowedFd stderrFd() const { return err_.fd.borrow(); }
 
 private:
     struct Stream {
