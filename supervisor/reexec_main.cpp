@@ -118,7 +118,7 @@ int runRestored(IncomingState incoming, const std::string &logLevel)
     }
     const unsigned reexecs = incoming.rejected ? state->reexecs - 1 : state->reexecs;
     ReexecImage::get().restored(state->startedFrom, reexecs);
-    auto api = ControlApi::restore(**loop, **daemon, *copy, incoming.rejected);
+    auto api = ControlApi::restore(**loop, **daemon, *copy);
     if (!api) {
         const std::string why = api.error().message;
         daemon->reset();
@@ -133,6 +133,7 @@ int runRestored(IncomingState incoming, const std::string &logLevel)
     }
     incoming.state.reset();
     incoming.fallback.reset();
+    (*api)->answerReexec(incoming.rejected);
     if (incoming.rejected) {
         spdlog::error("Re-exec failed: the new binary rejected the state ({}); fdsupd {} goes on as it was",
                       *incoming.rejected, FDSUP_VERSION);

@@ -87,11 +87,12 @@ public:
     static const std::vector<MethodSpec> &methods();
 
     // Re-exec (control_reexec.cpp). The API of the new image: serves the
-    // control socket the old one listened on and answers the Reexec call
-    // that was waiting (or, when the new binary rejected the state and this
-    // is the old one re-entered, fails it with `rejected`).
-    static Result<std::unique_ptr<ControlApi>> restore(EventLoop &loop, Daemon &daemon, ReexecState &state,
-                                                       const std::optional<std::string> &rejected);
+    // control socket the old one listened on and takes the Reexec call that
+    // was waiting; answerReexec() answers it once the restore is complete
+    // (or, when the new binary rejected the state and this is the old one
+    // re-entered, fails it with `rejected`).
+    static Result<std::unique_ptr<ControlApi>> restore(EventLoop &loop, Daemon &daemon, ReexecState &state);
+    void answerReexec(const std::optional<std::string> &rejected);
     // SIGUSR2 (and Reexec): re-execs the binary fdsupd was started from.
     void requestReexec(const std::shared_ptr<PendingCall> &call, std::optional<std::string> binary,
                        Duration timeout);
@@ -186,6 +187,7 @@ private:
     EventLoop *loop_ = nullptr;
     EventSource sigusr2_;
     std::unique_ptr<ReexecOperation> reexec_; // while one is pending
+    std::shared_ptr<PendingCall> resumed_;    // the new image's Reexec call, until answered
 };
 
 } // namespace fdsup

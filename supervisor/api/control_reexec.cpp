@@ -188,8 +188,25 @@ void ControlApi::reexecNow()
     reexecFail(failed.message);
 }
 
-Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon &daemon, ReexecState &state,
-                                                        const std::optional<std::string> &rejected)
+void ControlApi::answerReexec(const std::optional<std::string> &rejected)
+{
+    const std::shared_ptr<PendingCall> call = std::move(resumed_);
+    if (!call || call->done()) {
+        return;
+    }
+    if (rejected) {
+        call->fail(varlink::kErrorReexecFailed,
+                   {{"reason", "the new binary rejected the state: " + *rejected}});
+        return;
+    }
+    std::error_code ec;
+    call->reply({{"version", FDSUP_VERSION},
+                 {"pid", getpid()},
+                 {"reexecs", ReexecImage::get().reexecs()},
+                 {"binary", std::filesystem::read_symlink("/proc/self/exe", ec).string()}});
+}
+
+Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon &daemon, ReexecState &state)
 {
     UniqueFd listener(std::exchange(state.controlFd, -1));
     UniqueFd caller(state.caller ? std::exchange(state.caller->fd, -1) : -1);
@@ -212,15 +229,8 @@ Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon 
         auto call = api->server_->resumeCall(std::move(caller), reexecCall());
         if (!call) {
             spdlog::warn("{}, ignoring", call.error().message);
-        } else if (rejected) {
-            (*call)->fail(varlink::kErrorReexecFailed,
-                          {{"reason", "the new binary rejected the state: " + *rejected}});
         } else {
-            std::error_code ec;
-            (*call)->reply({{"version", FDSUP_VERSION},
-                            {"pid", getpid()},
-                            {"reexecs", ReexecImage::get().reexecs()},
-                            {"binary", std::filesystem::read_symlink("/proc/self/exe", ec).string()}});
+            api->resumed_ = std::move(*call);
         }
     }
     return api;

@@ -144,6 +144,45 @@ Json encodeInstance(const InstanceSnapshot &i)
                  : Json()}};
 }
 
+Json encodeRollout(const std::optional<RolloutRecord> &record)
+{
+    if (!record) {
+        return Json();
+    }
+    const RolloutRecord &r = *record;
+    Json steps = Json::array();
+    for (const auto &step : r.steps) {
+        steps.push_back({{"index", step.index},
+                         {"phase", rolloutPhaseName(step.phase)},
+                         {"old_id", step.oldId},
+                         {"old_pid", step.oldPid},
+                         {"new_id", step.newId},
+                         {"new_pid", step.newPid},
+                         {"reason", step.reason}});
+    }
+    Json failure;
+    if (r.failure) {
+        failure = {{"index", r.failure->index},
+                   {"pid", r.failure->pid},
+                   {"generation", r.failure->generation},
+                   {"reason", r.failure->reason},
+                   {"output", r.failure->output}};
+    }
+    return {{"id", r.id},
+            {"service", r.service},
+            {"from_generation", r.fromGeneration},
+            {"to_generation", r.toGeneration},
+            {"batch", r.options.batch},
+            {"order", rolloutOrderName(r.options.order)},
+            {"timeout_usec", r.options.timeout.count()},
+            {"state", rolloutStateName(r.state)},
+            {"reason", r.reason},
+            {"failure", failure},
+            {"started_realtime_usec", r.startedRealtimeUsec},
+            {"duration_usec", r.duration.count()},
+            {"steps", steps}};
+}
+
 Json encodeService(const ServiceSnapshot &s)
 {
     Json slots = Json::array();
@@ -169,7 +208,10 @@ Json encodeService(const ServiceSnapshot &s)
             {"restart_times_usec", s.restartTimesUsec},
             {"slots", slots},
             {"notify_fd", s.notifyFd},
-            {"instances", instances}};
+            {"instances", instances},
+            {"last_rollout", encodeRollout(s.lastRollout)},
+            {"rollout_serial", s.rolloutSerial},
+            {"rollout_tickets", s.rolloutTickets}};
 }
 
 InstanceSnapshot decodeInstance(const Reader &r)
@@ -211,6 +253,61 @@ InstanceSnapshot decodeInstance(const Reader &r)
     return i;
 }
 
+// An enumerator by the name its Name() function gives it.
+template <class Enum, class NameOf>
+Enum enumField(const Reader &r, std::string_view key, NameOf nameOf, int count)
+{
+    const std::string name = r.at(key).string();
+    for (int i = 0; i < count; ++i) {
+        if (name == nameOf(static_cast<Enum>(i))) {
+            return static_cast<Enum>(i);
+        }
+    }
+    throw FieldError{r.at(key).path(), "unknown value '" + name + "'"};
+}
+
+std::optional<RolloutRecord> decodeRollout(const Reader &parent)
+{
+    if (!parent.has("last_rollout")) {
+        return std::nullopt;
+    }
+    const Reader r = parent.at("last_rollout");
+    RolloutRecord record;
+    record.id = r.at("id").unsigned64();
+    record.service = r.at("service").string();
+    record.fromGeneration = uintField(r, "from_generation");
+    record.toGeneration = uintField(r, "to_generation");
+    record.options.batch = uintField(r, "batch");
+    record.options.order = enumField<config::RolloutOrder>(r, "order", rolloutOrderName, 2);
+    record.options.timeout = Duration(r.at("timeout_usec").integer<std::int64_t>(0, kMaxUsec));
+    record.state = enumField<RolloutState>(r, "state", rolloutStateName, 5);
+    record.reason = r.at("reason").string();
+    if (r.has("failure")) {
+        const Reader f = r.at("failure");
+        RolloutFailure failure{uintField(f, "index"),
+                               f.at("pid").integer<pid_t>(0, kMaxInt),
+                               uintField(f, "generation"),
+                               f.at("reason").string(),
+                               {}};
+        f.at("output").each([&](const Reader &line) { failure.output.push_back(line.string()); });
+        record.failure = std::move(failure);
+    }
+    record.startedRealtimeUsec = r.at("started_realtime_usec").integer<std::int64_t>(0, kMaxUsec);
+    record.duration = Duration(r.at("duration_usec").integer<std::int64_t>(0, kMaxUsec));
+    r.at("steps").each([&](const Reader &st) {
+        RolloutStep step;
+        step.index = uintField(st, "index");
+        step.phase = enumField<RolloutStep::Phase>(st, "phase", rolloutPhaseName, 8);
+        step.oldId = st.at("old_id").unsigned64();
+        step.oldPid = st.at("old_pid").integer<pid_t>(0, kMaxInt);
+        step.newId = st.at("new_id").unsigned64();
+        step.newPid = st.at("new_pid").integer<pid_t>(0, kMaxInt);
+        step.reason = st.at("reason").string();
+        record.steps.push_back(std::move(step));
+    });
+    return record;
+}
+
 ServiceSnapshot decodeService(const Reader &r)
 {
     ServiceSnapshot s;
@@ -241,6 +338,9 @@ ServiceSnapshot decodeService(const Reader &r)
             throw FieldError{i.path() + ".slot", "no such slot"};
         }
     });
+    s.lastRollout = decodeRollout(r);
+    s.rolloutSerial = r.at("rollout_serial").unsigned64();
+    s.rolloutTickets = r.at("rollout_tickets").unsigned64();
     return s;
 }
 

@@ -61,6 +61,9 @@ ServiceSnapshot Service::snapshot() const
     for (const auto &instance : instances_) {
         s.instances.push_back(instance->snapshot());
     }
+    s.lastRollout = rollouts_.last();
+    s.rolloutSerial = rollouts_.serial();
+    s.rolloutTickets = rollouts_.tickets();
     return s;
 }
 
@@ -103,6 +106,7 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     }
     service->resizeSlots(static_cast<unsigned>(snapshot.slots.size()));
     service->slots_ = snapshot.slots;
+    service->rollouts_.restoreHistory(snapshot.lastRollout, snapshot.rolloutSerial, snapshot.rolloutTickets);
     for (std::size_t k = 0; k < snapshot.instances.size(); ++k) {
         if (auto adopted = service->adoptInstance(snapshot.instances[k], &owned[k * 4]); !adopted) {
             return failed(adopted.error());

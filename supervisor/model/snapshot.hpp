@@ -10,6 +10,7 @@
 
 #include "io/clock.hpp"
 #include "model/restart_policy.hpp"
+#include "model/rollout.hpp"
 
 namespace fdsup {
 
@@ -50,6 +51,9 @@ struct ServiceSnapshot {
     std::vector<SlotHistory> slots;
     int notifyFd = -1;
     std::vector<InstanceSnapshot> instances;
+    std::optional<RolloutRecord> lastRollout; // what status and RolloutStatus show
+    std::uint64_t rolloutSerial = 0;
+    std::uint64_t rolloutTickets = 0;
 
     friend bool operator==(const ServiceSnapshot &, const ServiceSnapshot &) = default;
 };
