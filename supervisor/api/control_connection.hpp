@@ -52,6 +52,13 @@ public:
     // one; the connection is busy with it (reads nothing more) until then.
     std::shared_ptr<PendingCall> resume(varlink::Call call);
     [[nodiscard]] BorrowedFd fd() const { return fd_.borrow(); }
+    // Nothing in progress, nothing read and not answered, nothing to send:
+    // the connection can be handed to the next image as it is.
+    [[nodiscard]] bool idle() const
+    {
+        return !busy_ && !closing_ && !closed_ && !readClosed_ && outStart_ >= out_.size() &&
+               reader_.pending() == 0;
+    }
     void onIo(std::uint32_t revents);
     // A reply of the call in progress (or of a oneway call, which is dropped).
     void send(const varlink::Reply &reply);

@@ -176,6 +176,7 @@ void ControlApi::reexecNow()
         const Peer &peer = reexec_->call->peer();
         state.caller = CallerSnapshot{reexec_->call->connectionFd(), peer.pid, peer.uid, peer.gid};
     }
+    state.controlClients = server_->idleConnections();
     daemon_.snapshot(state);
     auto sealed = sealState(encodeState(state));
     if (!sealed) {
@@ -210,6 +211,10 @@ Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon 
 {
     UniqueFd listener(std::exchange(state.controlFd, -1));
     UniqueFd caller(state.caller ? std::exchange(state.caller->fd, -1) : -1);
+    std::vector<UniqueFd> clients;
+    for (const int fd : std::exchange(state.controlClients, {})) {
+        clients.emplace_back(fd);
+    }
     std::unique_ptr<ControlApi> api(new ControlApi(daemon));
     if (auto watched = api->watchSigusr2(loop); !watched) {
         return watched.error();
@@ -225,6 +230,9 @@ Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon 
     }
     api->server_ = std::move(*server);
     daemon.setObserver(api.get());
+    for (auto &client : clients) {
+        api->server_->resumeIdle(std::move(client));
+    }
     if (caller) {
         auto call = api->server_->resumeCall(std::move(caller), reexecCall());
         if (!call) {

@@ -162,6 +162,22 @@ Result<std::shared_ptr<PendingCall>> ControlServer::resumeCall(UniqueFd fd, varl
     return pending;
 }
 
+std::vector<int> ControlServer::idleConnections() const
+{
+    std::vector<int> fds;
+    for (const auto &[raw, connection] : state_->core.connections_) {
+        if (connection->idle()) {
+            fds.push_back(connection->fd().get());
+        }
+    }
+    return fds;
+}
+
+void ControlServer::resumeIdle(UniqueFd fd)
+{
+    state_->core.accept(std::move(fd));
+}
+
 std::size_t ControlServer::clients() const
 {
     return state_ ? state_->core.connections_.size() : 0;

@@ -90,6 +90,10 @@ public:
     // Re-exec: the connection a call came on, read by the previous image of
     // fdsupd, served again; the returned call is answered by this one.
     Result<std::shared_ptr<PendingCall>> resumeCall(UniqueFd fd, varlink::Call call);
+    // Re-exec: the connections with nothing in progress (carried to the next
+    // image), and in the new image serving one again.
+    [[nodiscard]] std::vector<int> idleConnections() const;
+    void resumeIdle(UniqueFd fd);
 
 private:
     ControlServer() = default;

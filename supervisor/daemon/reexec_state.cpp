@@ -375,6 +375,9 @@ void decodeBody(const Reader &r, ReexecState &state)
                                       c.at("uid").integer<uid_t>(0, 0xffffffffLL),
                                       c.at("gid").integer<gid_t>(0, 0xffffffffLL)};
     }
+    r.at("control_clients").each([&](const Reader &fd) {
+        state.controlClients.push_back(fd.integer<int>(3, kMaxInt));
+    });
     r.at("sockets").each([&](const Reader &s) {
         SocketSnapshot socket;
         socket.name = s.at("name").string();
@@ -397,6 +400,7 @@ std::vector<int> ReexecState::fds() const
     if (caller) {
         all.push_back(caller->fd);
     }
+    all.insert(all.end(), controlClients.begin(), controlClients.end());
     for (const auto &socket : sockets) {
         all.insert(all.end(), socket.fds.begin(), socket.fds.end());
     }
@@ -442,6 +446,7 @@ std::string encodeState(const ReexecState &state)
                    {"nofile_max", state.nofileMax},
                    {"control_fd", state.controlFd},
                    {"caller", caller},
+                   {"control_clients", state.controlClients},
                    {"sockets", sockets},
                    {"services", services}};
     return doc.dump();

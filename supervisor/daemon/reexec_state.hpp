@@ -52,6 +52,7 @@ struct ReexecState {
     std::uint64_t nofileMax = 0;
     int controlFd = -1;
     std::optional<CallerSnapshot> caller;
+    std::vector<int> controlClients; // idle control connections
     std::vector<SocketSnapshot> sockets;
     std::vector<ServiceSnapshot> services;
 
@@ -69,6 +70,9 @@ struct ReexecState {
         one(controlFd);
         if (caller) {
             one(caller->fd);
+        }
+        for (int &fd : controlClients) {
+            one(fd);
         }
         for (auto &socket : sockets) {
             for (int &fd : socket.fds) {

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/stat.h>
@@ -192,6 +193,51 @@ TEST_F(Reexec, ARestartRunningWhenReexecIsCalledCompletesFirst)
     ASSERT_NE(waited, std::string::npos) << log;
     EXPECT_LT(waited, log.find("Re-exec: executing"));
     EXPECT_TRUE(answersOk(fdsupd_.port("slow")));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, WhileItWaitsStateChangesAreRefusedAndAnIdleConnectionSurvives)
+{
+    startAll();
+    auto idle = varlink::Client::connect(fdsupd_.controlPath(), 10s);
+    ASSERT_TRUE(idle) << idle.error().message;
+    const auto status = [&] {
+        return idle->call(varlink::Call{"io.fdsup.Manager.Status", Json::object(), false, false});
+    };
+    ASSERT_TRUE(status());
+    // A rollout that needs 1.5 s: the re-exec waits for it.
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "slow"}).exitCode, 0);
+    ProcessResult reexecResult;
+    std::thread caller([&] { reexecResult = fdsupd_.fdsupctl({"reexec", "--json"}); });
+    EXPECT_TRUE(waitUntil(
+        [&] { return fdsupd_.log().find("Re-exec: waiting: service 'slow'") != std::string::npos; }));
+    const auto scale = fdsupd_.call("io.fdsup.Manager.Scale", {{"service", "web"}, {"instances", 3}});
+    EXPECT_EQ(scale.error, "io.fdsup.Manager.Reexecuting");
+    EXPECT_EQ(fdsupd_.call("io.fdsup.Manager.Status").error, "") << "reading is not refused";
+    caller.join();
+    ASSERT_EQ(reexecResult.exitCode, 0) << reexecResult.out << reexecResult.err;
+    EXPECT_EQ(Json::parse(reexecResult.out).value("reexecs", -1), 1);
+    EXPECT_EQ(instancePids(fdsupd_.status("web")).size(), 2U) << "the refused Scale changed nothing";
+    // The connection opened before the re-exec is served by the new image.
+    const auto after = status();
+    ASSERT_TRUE(after) << after.error().message;
+    EXPECT_EQ(after->error, "");
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, StillBusyAtTheTimeoutFailsAndChangesNothing)
+{
+    startAll();
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "slow"}).exitCode, 0);
+    const ProcessResult r = fdsupd_.fdsupctl({"--timeout", "300ms", "reexec"});
+    EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("still busy after the timeout: service 'slow': rollout 1 in progress"));
+    // The rollout goes on, and a re-exec once it is done works.
+    EXPECT_TRUE(waitUntil([&] {
+        const Json rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "slow"}}).parameters;
+        return rollout.at("rollout").at("state") == "succeeded";
+    }));
+    EXPECT_EQ(reexec().value("reexecs", -1), 1);
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
