@@ -183,6 +183,20 @@ Json encodeRollout(const std::optional<RolloutRecord> &record)
             {"steps", steps}};
 }
 
+Json encodeOutput(const std::vector<LogEntry> &lines)
+{
+    Json out = Json::array();
+    for (const auto &l : lines) {
+        out.push_back({{"realtime_usec", l.realtimeUsec},
+                       {"index", l.index},
+                       {"pid", l.pid},
+                       {"generation", l.generation},
+                       {"stderr", l.isStderr},
+                       {"text", l.text}});
+    }
+    return out;
+}
+
 Json encodeService(const ServiceSnapshot &s)
 {
     Json slots = Json::array();
@@ -211,7 +225,8 @@ Json encodeService(const ServiceSnapshot &s)
             {"instances", instances},
             {"last_rollout", encodeRollout(s.lastRollout)},
             {"rollout_serial", s.rolloutSerial},
-            {"rollout_tickets", s.rolloutTickets}};
+            {"rollout_tickets", s.rolloutTickets},
+            {"output", encodeOutput(s.output)}};
 }
 
 InstanceSnapshot decodeInstance(const Reader &r)
@@ -341,6 +356,12 @@ ServiceSnapshot decodeService(const Reader &r)
     s.lastRollout = decodeRollout(r);
     s.rolloutSerial = r.at("rollout_serial").unsigned64();
     s.rolloutTickets = r.at("rollout_tickets").unsigned64();
+    r.at("output").each([&](const Reader &l) {
+        s.output.push_back(LogEntry{l.at("realtime_usec").integer<std::int64_t>(0, kMaxUsec),
+                                    uintField(l, "index"), l.at("pid").integer<pid_t>(0, kMaxInt),
+                                    uintField(l, "generation"), l.at("stderr").boolean(),
+                                    l.at("text").string()});
+    });
     return s;
 }
 

@@ -25,6 +25,8 @@ struct LogEntry {
     unsigned generation = 0;
     bool isStderr = false;
     std::string text;
+
+    friend bool operator==(const LogEntry &, const LogEntry &) = default;
 };
 
 // Reads the read ends of a worker's output pipes and splits them into lines

@@ -64,6 +64,7 @@ ServiceSnapshot Service::snapshot() const
     s.lastRollout = rollouts_.last();
     s.rolloutSerial = rollouts_.serial();
     s.rolloutTickets = rollouts_.tickets();
+    s.output.assign(output_.lines().begin(), output_.lines().end());
     return s;
 }
 
@@ -106,6 +107,9 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     }
     service->resizeSlots(static_cast<unsigned>(snapshot.slots.size()));
     service->slots_ = snapshot.slots;
+    for (const auto &line : snapshot.output) {
+        service->output_.add(line);
+    }
     service->rollouts_.restoreHistory(snapshot.lastRollout, snapshot.rolloutSerial, snapshot.rolloutTickets);
     for (std::size_t k = 0; k < snapshot.instances.size(); ++k) {
         if (auto adopted = service->adoptInstance(snapshot.instances[k], &owned[k * 4]); !adopted) {

@@ -263,6 +263,10 @@ TEST_F(Reexec, ABinaryThatExitsAtOnceFailsTheCallAndChangesNothing)
     EXPECT_THAT(other.err, HasSubstr("printed nothing"));
     EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
     EXPECT_EQ(reexec().value("reexecs", -1), 1) << "a failed re-exec is not counted";
+    // What a candidate answers (docs/reexec.md).
+    const ProcessResult check = runProcess({requireEnv("FDSUPD"), "--reexec-check"});
+    ASSERT_EQ(check.exitCode, 0) << check.err;
+    EXPECT_EQ(Json::parse(check.out).at("state_versions"), Json::array({1}));
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

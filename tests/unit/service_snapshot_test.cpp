@@ -36,7 +36,7 @@ config::ServiceConfig sleepers()
 {
     config::ServiceConfig config;
     config.name = "web";
-    config.command = {"/bin/sleep", "1000"};
+    config.command = {"/bin/sh", "-c", "echo started; exec sleep 1000"};
     config.instances = 2;
     config.ready = config::Readiness::Started;
     config.restartDelay = 100ms;
@@ -113,10 +113,13 @@ TEST_F(ServiceSnapshotTest, ARunningServiceSurvivesSnapshotAndRestore)
     crashAndRecover();
     bool unsupported = true;
     EXPECT_EQ(service_->busyReason(unsupported), "");
-    const ServiceSnapshot before = service_->snapshot();
+    ServiceSnapshot before = service_->snapshot();
     ASSERT_EQ(before.instances.size(), 2U);
     EXPECT_EQ(before.restartsTotal, 1U);
     EXPECT_EQ(before.slots.at(0).lastExit, "killed by SIGKILL");
+    ASSERT_TRUE(until([&] { return service_->output().lines().size() == 3; })); // 2 + 1 after the crash
+    before = service_->snapshot();
+    EXPECT_EQ(before.output.at(0).text, "started");
 
     // The new image works on the descriptors exec kept: copies here, since
     // the old service closes its own when it goes.
