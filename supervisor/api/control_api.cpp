@@ -2,7 +2,6 @@
 #include "api/control_api.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 
 #include <spdlog/spdlog.h>
@@ -62,14 +61,6 @@ bool decodeParam(const ParamSpec &spec, const Json &params, CallParams &out)
             return true;
         },
         spec.field);
-}
-
-// What a pending re-exec refuses: the calls that would change what is being serialised.
-bool changesState(std::string_view method)
-{
-    static constexpr std::array<std::string_view, 7> kChanging{"Start",  "Stop",          "Restart", "Scale",
-                                                               "Reload", "RolloutCancel", "Reexec"};
-    return std::find(kChanging.begin(), kChanging.end(), method) != kChanging.end();
 }
 
 std::string who(const CallPtr &call)
@@ -245,7 +236,7 @@ void ControlApi::dispatch(const CallPtr &call)
         call->fail(varlink::kErrorShuttingDown);
         return;
     }
-    if (reexec_ && changesState(spec->name)) {
+    if (reexec_ && refusedWhileReexecuting(spec->name)) {
         call->fail(varlink::kErrorReexecuting);
         return;
     }

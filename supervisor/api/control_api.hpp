@@ -94,12 +94,13 @@ public:
     static Result<std::unique_ptr<ControlApi>> restore(EventLoop &loop, Daemon &daemon, ReexecState &state);
     void answerReexec(const std::optional<std::string> &rejected);
     // SIGUSR2 (and Reexec): re-execs the binary fdsupd was started from.
-    void requestReexec(const std::shared_ptr<PendingCall> &call, std::optional<std::string> binary,
+    void requestReexec(const std::shared_ptr<PendingCall> &call, const std::optional<std::string> &binary,
                        Duration timeout);
 
 private:
     explicit ControlApi(Daemon &daemon) : daemon_(daemon) {}
     static ControlOptions optionsFor(const config::SupervisorConfig &supervisor);
+    static bool refusedWhileReexecuting(std::string_view method);
     Result<void> watchSigusr2(EventLoop &loop);
     // A pending re-exec: checked, then waiting for quiet, then exec.
     struct ReexecOperation {

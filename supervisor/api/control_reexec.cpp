@@ -1,4 +1,6 @@
 // The Reexec call and SIGUSR2: check the binary, wait for quiet, serialise, exec; and the new image's answer.
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -34,6 +36,14 @@ varlink::Call reexecCall()
 
 } // namespace
 
+bool ControlApi::refusedWhileReexecuting(std::string_view method)
+{
+    // The calls that would change what is being serialised.
+    static constexpr std::array<std::string_view, 7> kChanging{"Start",  "Stop",          "Restart", "Scale",
+                                                               "Reload", "RolloutCancel", "Reexec"};
+    return std::find(kChanging.begin(), kChanging.end(), method) != kChanging.end();
+}
+
 Result<void> ControlApi::watchSigusr2(EventLoop &loop)
 {
     auto source = loop.addSignal(SIGUSR2, [this](const signalfd_siginfo & /*info*/) {
@@ -58,8 +68,8 @@ void ControlApi::callReexec(const std::shared_ptr<PendingCall> &call, const Call
     requestReexec(call, params.binary, params.timeoutUsec ? Duration(*params.timeoutUsec) : kDefaultTimeout);
 }
 
-void ControlApi::requestReexec(const std::shared_ptr<PendingCall> &call, std::optional<std::string> binary,
-                               Duration timeout)
+void ControlApi::requestReexec(const std::shared_ptr<PendingCall> &call,
+                               const std::optional<std::string> &binary, Duration timeout)
 {
     const auto refuse = [&](const std::string &reason) {
         spdlog::error("Re-exec refused: {}", reason);

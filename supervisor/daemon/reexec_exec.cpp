@@ -17,8 +17,6 @@
 
 #include "daemon/reexec_state.hpp"
 
-extern char **environ;
-
 namespace fdsup {
 namespace {
 
@@ -71,6 +69,7 @@ std::vector<std::string> environmentWith(const std::vector<std::string> &extra)
 std::vector<char *> pointers(std::vector<std::string> &strings)
 {
     std::vector<char *> p;
+    p.reserve(strings.size() + 1);
     for (auto &s : strings) {
         p.push_back(s.data());
     }

@@ -12,8 +12,6 @@
 
 #include <nlohmann/json.hpp>
 
-extern char **environ;
-
 namespace fdsup {
 namespace {
 
