@@ -226,7 +226,13 @@ Json encodeService(const ServiceSnapshot &s)
             {"last_rollout", encodeRollout(s.lastRollout)},
             {"rollout_serial", s.rolloutSerial},
             {"rollout_tickets", s.rolloutTickets},
-            {"output", encodeOutput(s.output)}};
+            {"output", encodeOutput(s.output)},
+            {"handoff",
+             {{"handed", s.handoff.handed},
+              {"adopted", s.handoff.adopted},
+              {"expired", s.handoff.expired},
+              {"hung_up", s.handoff.hungUp},
+              {"refused", s.handoff.refused}}}};
 }
 
 InstanceSnapshot decodeInstance(const Reader &r)
@@ -356,6 +362,10 @@ ServiceSnapshot decodeService(const Reader &r)
     s.lastRollout = decodeRollout(r);
     s.rolloutSerial = r.at("rollout_serial").unsigned64();
     s.rolloutTickets = r.at("rollout_tickets").unsigned64();
+    const Reader h = r.at("handoff");
+    s.handoff = HandoffCounters{h.at("handed").unsigned64(), h.at("adopted").unsigned64(),
+                                h.at("expired").unsigned64(), h.at("hung_up").unsigned64(),
+                                h.at("refused").unsigned64()};
     r.at("output").each([&](const Reader &l) {
         s.output.push_back(LogEntry{l.at("realtime_usec").integer<std::int64_t>(0, kMaxUsec),
                                     uintField(l, "index"), l.at("pid").integer<pid_t>(0, kMaxInt),

@@ -51,6 +51,8 @@ struct HandoffCounters {
     std::uint64_t expired = 0; // closed at handoff_timeout
     std::uint64_t hungUp = 0;  // the client closed while held
     std::uint64_t refused = 0; // refused (not ours, over a limit...)
+
+    friend bool operator==(const HandoffCounters &, const HandoffCounters &) = default;
 };
 
 // Contract (docs/handoff.md):
@@ -91,6 +93,8 @@ public:
 
     [[nodiscard]] const std::deque<std::unique_ptr<HeldConnection>> &held() const { return held_; }
     [[nodiscard]] const HandoffCounters &counters() const { return counters_; }
+    // Re-exec: the counters of the previous image (nothing is held then).
+    void restoreCounters(const HandoffCounters &counters) { counters_ = counters; }
 
 private:
     void refuse(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why);

@@ -65,6 +65,7 @@ ServiceSnapshot Service::snapshot() const
     s.rolloutSerial = rollouts_.serial();
     s.rolloutTickets = rollouts_.tickets();
     s.output.assign(output_.lines().begin(), output_.lines().end());
+    s.handoff = broker_.counters();
     return s;
 }
 
@@ -110,6 +111,7 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     for (const auto &line : snapshot.output) {
         service->output_.add(line);
     }
+    service->broker_.restoreCounters(snapshot.handoff);
     service->rollouts_.restoreHistory(snapshot.lastRollout, snapshot.rolloutSerial, snapshot.rolloutTickets);
     for (std::size_t k = 0; k < snapshot.instances.size(); ++k) {
         if (auto adopted = service->adoptInstance(snapshot.instances[k], &owned[k * 4]); !adopted) {

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "io/clock.hpp"
+#include "model/handoff_broker.hpp"
 #include "model/output.hpp"
 #include "model/restart_policy.hpp"
 #include "model/rollout.hpp"
@@ -56,6 +57,7 @@ struct ServiceSnapshot {
     std::uint64_t rolloutSerial = 0;
     std::uint64_t rolloutTickets = 0;
     std::vector<LogEntry> output; // the lines kept for `fdsupctl logs`, oldest first
+    HandoffCounters handoff;      // what `fdsupctl connections` counts
 
     friend bool operator==(const ServiceSnapshot &, const ServiceSnapshot &) = default;
 };

@@ -159,6 +159,12 @@ TEST_F(Reexec, ThreeReexecsUnderLoadLoseNothingAndChangeNoPid)
     EXPECT_EQ(restartWeb.exitCode, 0) << restartWeb.out << restartWeb.err;
     const std::uint64_t settled = streams.rounds();
     EXPECT_TRUE(waitUntil([&] { return streams.rounds() >= settled + 500 || !streams.errors().empty(); }));
+    // The broker's counters of that restart survive a fourth re-exec.
+    EXPECT_EQ(reexec().value("reexecs", -1), 4);
+    const Json seq =
+        fdsupd_.call("io.fdsup.Manager.Connections", {{"service", "seq"}}).parameters.at("services").at(0);
+    EXPECT_EQ(seq.at("handed"), 20) << seq.dump();
+    EXPECT_EQ(seq.at("adopted"), 20) << seq.dump();
     const HttpLoadReport freshReport = fresh.stop();
     const HttpLoadReport keepAliveReport = keepAlive.stop();
     streams.stop();

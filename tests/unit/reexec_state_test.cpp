@@ -96,6 +96,7 @@ ReexecState sample()
     web.lastRollout = record;
     web.rolloutSerial = 4;
     web.rolloutTickets = 1;
+    web.handoff = HandoffCounters{600, 598, 1, 1, 3};
     web.output = {LogEntry{1795254823010097, 0, 4000, 3, false, "listening"},
                   LogEntry{1795254823010098, 1, 4001, 3, true, "warning: \u00e9t\u00e9"}};
     state.services.push_back(web);
