@@ -197,6 +197,15 @@ Json encodeOutput(const std::vector<LogEntry> &lines)
     return out;
 }
 
+Json encodeStored(const std::vector<StoredFdSnapshot> &stored)
+{
+    Json out = Json::array();
+    for (const auto &s : stored) {
+        out.push_back({{"name", s.name}, {"fd", s.fd}, {"poll", s.poll}});
+    }
+    return out;
+}
+
 Json encodeService(const ServiceSnapshot &s)
 {
     Json slots = Json::array();
@@ -227,6 +236,7 @@ Json encodeService(const ServiceSnapshot &s)
             {"rollout_serial", s.rolloutSerial},
             {"rollout_tickets", s.rolloutTickets},
             {"output", encodeOutput(s.output)},
+            {"stored", encodeStored(s.stored)},
             {"handoff",
              {{"handed", s.handoff.handed},
               {"adopted", s.handoff.adopted},
@@ -362,6 +372,10 @@ ServiceSnapshot decodeService(const Reader &r)
     s.lastRollout = decodeRollout(r);
     s.rolloutSerial = r.at("rollout_serial").unsigned64();
     s.rolloutTickets = r.at("rollout_tickets").unsigned64();
+    r.at("stored").each([&](const Reader &st) {
+        s.stored.push_back(
+            StoredFdSnapshot{st.at("name").string(), fdField(st, "fd"), st.at("poll").boolean()});
+    });
     const Reader h = r.at("handoff");
     s.handoff = HandoffCounters{h.at("handed").unsigned64(), h.at("adopted").unsigned64(),
                                 h.at("expired").unsigned64(), h.at("hung_up").unsigned64(),
@@ -437,6 +451,9 @@ std::vector<int> ReexecState::fds() const
     }
     for (const auto &service : services) {
         all.push_back(service.notifyFd);
+        for (const auto &stored : service.stored) {
+            all.push_back(stored.fd);
+        }
         for (const auto &i : service.instances) {
             for (const int fd : {i.pidfd, i.stdoutFd, i.stderrFd, i.channelFd}) {
                 if (fd >= 0) {

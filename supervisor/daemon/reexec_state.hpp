@@ -81,6 +81,9 @@ struct ReexecState {
         }
         for (auto &service : services) {
             one(service.notifyFd);
+            for (auto &stored : service.stored) {
+                one(stored.fd);
+            }
             for (auto &i : service.instances) {
                 for (int *fd : {&i.pidfd, &i.stdoutFd, &i.stderrFd, &i.channelFd}) {
                     one(*fd);

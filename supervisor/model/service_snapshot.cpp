@@ -11,9 +11,6 @@ std::string Service::busyReason(bool &unsupported) const
 {
     const std::string self = "service '" + name() + "': ";
     unsupported = true;
-    if (!fdStore_.empty()) {
-        return self + std::to_string(fdStore_.fds().size()) + " stored fd(s) (FDSTORE=1) are not carried yet";
-    }
     if (activation_) {
         return self + "an activation socket is not carried yet";
     }
@@ -66,6 +63,9 @@ ServiceSnapshot Service::snapshot() const
     s.rolloutTickets = rollouts_.tickets();
     s.output.assign(output_.lines().begin(), output_.lines().end());
     s.handoff = broker_.counters();
+    for (const auto &stored : fdStore_.fds()) {
+        s.stored.push_back(StoredFdSnapshot{stored.name, stored.fd.get(), static_cast<bool>(stored.poll)});
+    }
     return s;
 }
 
@@ -76,6 +76,16 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     // Every descriptor of the snapshot is owned here first, so an error
     // below leaves none open.
     UniqueFd notifyFd(snapshot.notifyFd);
+    std::vector<NotifyMessage> stored;
+    for (const auto &s : snapshot.stored) {
+        // Stored again the way a worker stores them, so they are checked and watched the same way.
+        NotifyMessage message;
+        message.fdStore = true;
+        message.fdName = s.name;
+        message.fdPoll = s.poll;
+        message.fds.emplace_back(s.fd);
+        stored.push_back(std::move(message));
+    }
     std::vector<UniqueFd> owned;
     for (const auto &i : snapshot.instances) {
         for (const int fd : {i.pidfd, i.stdoutFd, i.stderrFd, i.channelFd}) {
@@ -112,6 +122,9 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
         service->output_.add(line);
     }
     service->broker_.restoreCounters(snapshot.handoff);
+    for (auto &message : stored) {
+        service->fdStore_.apply(message);
+    }
     service->rollouts_.restoreHistory(snapshot.lastRollout, snapshot.rolloutSerial, snapshot.rolloutTickets);
     for (std::size_t k = 0; k < snapshot.instances.size(); ++k) {
         if (auto adopted = service->adoptInstance(snapshot.instances[k], &owned[k * 4]); !adopted) {

@@ -41,6 +41,15 @@ struct InstanceSnapshot {
     friend bool operator==(const InstanceSnapshot &, const InstanceSnapshot &) = default;
 };
 
+// One descriptor of the service's store (FDSTORE=1).
+struct StoredFdSnapshot {
+    std::string name;
+    int fd = -1;
+    bool poll = false; // dropped when it hangs up (FDPOLL)
+
+    friend bool operator==(const StoredFdSnapshot &, const StoredFdSnapshot &) = default;
+};
+
 struct ServiceSnapshot {
     std::string name;
     unsigned generation = 1;
@@ -58,6 +67,7 @@ struct ServiceSnapshot {
     std::uint64_t rolloutTickets = 0;
     std::vector<LogEntry> output; // the lines kept for `fdsupctl logs`, oldest first
     HandoffCounters handoff;      // what `fdsupctl connections` counts
+    std::vector<StoredFdSnapshot> stored;
 
     friend bool operator==(const ServiceSnapshot &, const ServiceSnapshot &) = default;
 };

@@ -52,7 +52,7 @@ drain_timeout = "10s"
 listen = "tcp://127.0.0.1:0"
 
 [service.slow]
-command = )" + fdsupd_.workerCommand("serve", {"--ready-delay", "1500"}) +
+command = )" + fdsupd_.workerCommand("serve", {"--ready-delay", "1500", "--fdstore", "cache"}) +
                                    R"(
 sockets = ["slow"]
 ready = "notify"
@@ -199,6 +199,16 @@ TEST_F(Reexec, ARestartRunningWhenReexecIsCalledCompletesFirst)
     ASSERT_NE(waited, std::string::npos) << log;
     EXPECT_LT(waited, log.find("Re-exec: executing"));
     EXPECT_TRUE(answersOk(fdsupd_.port("slow")));
+    // The descriptor store (each generation stored a memfd "from pid P") was
+    // carried: the next generation gets what the first one stored.
+    EXPECT_EQ(fdsupd_.status("slow").at("fdstore"), Json::parse(R"([{"name": "cache", "fds": 2}])"));
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "--wait", "slow"}).exitCode, 0);
+    const ProcessResult answer =
+        runProcess({"/usr/bin/curl", "-sS", "--max-time", "10",
+                    "http://127.0.0.1:" + std::to_string(fdsupd_.port("slow")) + "/"});
+    ASSERT_EQ(answer.exitCode, 0) << answer.err;
+    const std::string stored = Json::parse(answer.out).at("stored").value("cache", "");
+    EXPECT_THAT(stored, HasSubstr("from pid ")) << answer.out;
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

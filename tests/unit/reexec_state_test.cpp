@@ -97,6 +97,7 @@ ReexecState sample()
     web.rolloutSerial = 4;
     web.rolloutTickets = 1;
     web.handoff = HandoffCounters{600, 598, 1, 1, 3};
+    web.stored = {StoredFdSnapshot{"cache", 15, true}, StoredFdSnapshot{"cache", 16, false}};
     web.output = {LogEntry{1795254823010097, 0, 4000, 3, false, "listening"},
                   LogEntry{1795254823010098, 1, 4001, 3, true, "warning: \u00e9t\u00e9"}};
     state.services.push_back(web);
@@ -117,7 +118,7 @@ TEST(ReexecState, EverythingSurvivesEncodeAndDecode)
     const auto decoded = decodeState(encodeState(state));
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_EQ(*decoded, state);
-    EXPECT_EQ(decoded->fds(), (std::vector<int>{3, 4, 13, 14, 5, 6, 7, 8, 9, 10, 11, 12}));
+    EXPECT_EQ(decoded->fds(), (std::vector<int>{3, 4, 13, 14, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
 }
 
 TEST(ReexecState, TheDocumentIsVersionedAndNamed)

@@ -49,6 +49,9 @@ template <class Map>
 void remap(ServiceSnapshot &s, Map &&map)
 {
     s.notifyFd = map(s.notifyFd);
+    for (auto &stored : s.stored) {
+        stored.fd = map(stored.fd);
+    }
     for (auto &i : s.instances) {
         for (int *fd : {&i.pidfd, &i.stdoutFd, &i.stderrFd, &i.channelFd}) {
             if (*fd >= 0) {
