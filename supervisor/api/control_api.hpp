@@ -93,6 +93,8 @@ public:
     // re-entered, fails it with `rejected`).
     static Result<std::unique_ptr<ControlApi>> restore(EventLoop &loop, Daemon &daemon, ReexecState &state);
     void answerReexec(const std::optional<std::string> &rejected);
+    // A `Logs --follow` of the previous image, followed on.
+    void resumeFollower(UniqueFd fd, const std::string &service);
     // SIGUSR2 (and Reexec): re-execs the binary fdsupd was started from.
     void requestReexec(const std::shared_ptr<PendingCall> &call, const std::optional<std::string> &binary,
                        Duration timeout);

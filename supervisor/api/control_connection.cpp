@@ -76,6 +76,12 @@ int PendingCall::connectionFd() const
     return c && !c->closed() ? c->fd().get() : -1;
 }
 
+int PendingCall::carriableFd() const
+{
+    const auto c = connection_.lock();
+    return c && c->carriable() ? c->fd().get() : -1;
+}
+
 bool PendingCall::done() const
 {
     if (finished_) {

@@ -187,6 +187,11 @@ void ControlApi::reexecNow()
         state.caller = CallerSnapshot{reexec_->call->connectionFd(), peer.pid, peer.uid, peer.gid};
     }
     state.controlClients = server_->idleConnections();
+    for (const auto &follower : followers_) {
+        if (const int fd = follower.call->carriableFd(); fd >= 0) {
+            state.followers.push_back(FollowerSnapshot{fd, follower.service});
+        }
+    }
     daemon_.snapshot(state);
     auto sealed = sealState(encodeState(state));
     if (!sealed) {
@@ -197,6 +202,24 @@ void ControlApi::reexecNow()
                  reexec_->version, state.fds().size());
     const Error failed = execInPlace(reexec_->binary.borrow(), state.fds(), sealed->borrow());
     reexecFail(failed.message);
+}
+
+void ControlApi::resumeFollower(UniqueFd fd, const std::string &service)
+{
+    varlink::Call call;
+    call.method = std::string(varlink::kInterface) + ".Logs";
+    call.parameters = {{"service", service}, {"follow", true}};
+    call.more = true;
+    auto resumed = server_->resumeCall(std::move(fd), std::move(call));
+    if (!resumed) {
+        spdlog::warn("{}, ignoring", resumed.error().message);
+        return;
+    }
+    if (daemon_.findService(service) == nullptr) {
+        (*resumed)->reply({{"lines", Json::array()}}); // the stream's end, as when a service is removed
+        return;
+    }
+    followers_.push_back(Follower{*resumed, service});
 }
 
 void ControlApi::answerReexec(const std::optional<std::string> &rejected)
@@ -225,6 +248,10 @@ Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon 
     for (const int fd : std::exchange(state.controlClients, {})) {
         clients.emplace_back(fd);
     }
+    std::vector<std::pair<UniqueFd, std::string>> followers;
+    for (auto &follower : std::exchange(state.followers, {})) {
+        followers.emplace_back(UniqueFd(follower.fd), follower.service);
+    }
     std::unique_ptr<ControlApi> api(new ControlApi(daemon));
     if (auto watched = api->watchSigusr2(loop); !watched) {
         return watched.error();
@@ -242,6 +269,9 @@ Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon 
     daemon.setObserver(api.get());
     for (auto &client : clients) {
         api->server_->resumeIdle(std::move(client));
+    }
+    for (auto &[fd, service] : followers) {
+        api->resumeFollower(std::move(fd), service);
     }
     if (caller) {
         auto call = api->server_->resumeCall(std::move(caller), reexecCall());

@@ -36,6 +36,9 @@ public:
     [[nodiscard]] const Peer &peer() const { return peer_; }
     // The connection's socket while it is open (re-exec); -1 otherwise.
     [[nodiscard]] int connectionFd() const;
+    // The same when everything was sent and nothing more was read (it can be
+    // carried across a re-exec with this call in progress); -1 otherwise.
+    [[nodiscard]] int carriableFd() const;
     void reply(nlohmann::json parameters, bool continues = false);
     void fail(std::string_view error, nlohmann::json parameters = nlohmann::json::object());
     // True once the final reply was sent or the client went away.

@@ -423,6 +423,9 @@ void decodeBody(const Reader &r, ReexecState &state)
     r.at("control_clients").each([&](const Reader &fd) {
         state.controlClients.push_back(fd.integer<int>(3, kMaxInt));
     });
+    r.at("log_followers").each([&](const Reader &f) {
+        state.followers.push_back(FollowerSnapshot{fdField(f, "fd"), f.at("service").string()});
+    });
     r.at("sockets").each([&](const Reader &s) {
         SocketSnapshot socket;
         socket.name = s.at("name").string();
@@ -446,6 +449,9 @@ std::vector<int> ReexecState::fds() const
         all.push_back(caller->fd);
     }
     all.insert(all.end(), controlClients.begin(), controlClients.end());
+    for (const auto &follower : followers) {
+        all.push_back(follower.fd);
+    }
     for (const auto &socket : sockets) {
         all.insert(all.end(), socket.fds.begin(), socket.fds.end());
     }
@@ -472,6 +478,10 @@ std::string encodeState(const ReexecState &state)
         sockets.push_back(
             {{"name", s.name}, {"fds", s.fds}, {"addresses", s.addresses}, {"adopted", s.adopted}});
     }
+    Json followers = Json::array();
+    for (const auto &f : state.followers) {
+        followers.push_back({{"fd", f.fd}, {"service", f.service}});
+    }
     Json services = Json::array();
     for (const auto &s : state.services) {
         services.push_back(encodeService(s));
@@ -495,6 +505,7 @@ std::string encodeState(const ReexecState &state)
                    {"control_fd", state.controlFd},
                    {"caller", caller},
                    {"control_clients", state.controlClients},
+                   {"log_followers", followers},
                    {"sockets", sockets},
                    {"services", services}};
     return doc.dump();

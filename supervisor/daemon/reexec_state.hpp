@@ -39,6 +39,14 @@ struct CallerSnapshot {
     friend bool operator==(const CallerSnapshot &, const CallerSnapshot &) = default;
 };
 
+// A `Logs --follow` call in progress: its connection and service.
+struct FollowerSnapshot {
+    int fd = -1;
+    std::string service;
+
+    friend bool operator==(const FollowerSnapshot &, const FollowerSnapshot &) = default;
+};
+
 struct ReexecState {
     unsigned version = kReexecStateVersion;
     std::string fdsupdVersion; // of the image that wrote it
@@ -53,6 +61,7 @@ struct ReexecState {
     int controlFd = -1;
     std::optional<CallerSnapshot> caller;
     std::vector<int> controlClients; // idle control connections
+    std::vector<FollowerSnapshot> followers;
     std::vector<SocketSnapshot> sockets;
     std::vector<ServiceSnapshot> services;
 
@@ -73,6 +82,9 @@ struct ReexecState {
         }
         for (int &fd : controlClients) {
             one(fd);
+        }
+        for (auto &follower : followers) {
+            one(follower.fd);
         }
         for (auto &socket : sockets) {
             for (int &fd : socket.fds) {

@@ -241,6 +241,33 @@ TEST_F(Reexec, WhileItWaitsStateChangesAreRefusedAndAnIdleConnectionSurvives)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+TEST_F(Reexec, ALogsFollowerKeepsGettingLines)
+{
+    startAll();
+    auto follower = varlink::Client::connect(fdsupd_.controlPath(), 30s);
+    ASSERT_TRUE(follower) << follower.error().message;
+    const auto first = follower->call(varlink::Call{
+        "io.fdsup.Manager.Logs", {{"service", "slow"}, {"lines", 0}, {"follow", true}}, true, false});
+    ASSERT_TRUE(first) << first.error().message;
+    ASSERT_TRUE(first->continues);
+    EXPECT_EQ(reexec().value("reexecs", -1), 1);
+    // A new worker's first line reaches the follower through the new image.
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "--wait", "slow"}).exitCode, 0);
+    const std::set<pid_t> now = instancePids(fdsupd_.status("slow"));
+    ASSERT_EQ(now.size(), 1U);
+    const std::string expected = "starting as pid " + std::to_string(*now.begin());
+    bool seen = false;
+    while (!seen) {
+        const auto next = follower->next();
+        ASSERT_TRUE(next) << next.error().message;
+        ASSERT_TRUE(next->continues) << next->parameters.dump();
+        for (const auto &line : next->parameters.at("lines")) {
+            seen = seen || line.at("text").get<std::string>().find(expected) != std::string::npos;
+        }
+    }
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 TEST_F(Reexec, StillBusyAtTheTimeoutFailsAndChangesNothing)
 {
     startAll();

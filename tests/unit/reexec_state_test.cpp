@@ -36,6 +36,7 @@ ReexecState sample()
     state.controlFd = 3;
     state.caller = CallerSnapshot{4, 4242, 1000, 100};
     state.controlClients = {13, 14};
+    state.followers = {FollowerSnapshot{17, "web"}};
     state.sockets.push_back(SocketSnapshot{"web", {5, 6}, {"127.0.0.1:8080", "[::1]:8080"}, true});
     ServiceSnapshot web;
     web.name = "web";
@@ -118,7 +119,7 @@ TEST(ReexecState, EverythingSurvivesEncodeAndDecode)
     const auto decoded = decodeState(encodeState(state));
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_EQ(*decoded, state);
-    EXPECT_EQ(decoded->fds(), (std::vector<int>{3, 4, 13, 14, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
+    EXPECT_EQ(decoded->fds(), (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
 }
 
 TEST(ReexecState, TheDocumentIsVersionedAndNamed)
