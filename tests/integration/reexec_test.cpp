@@ -361,6 +361,11 @@ TEST_F(Reexec, Sigusr2ReexecsAndTheLogSaysSo)
     EXPECT_TRUE(waitUntil([&] { return fdsupd_.log().find("Re-executed in place") != std::string::npos; }))
         << fdsupd_.log();
     EXPECT_THAT(fdsupd_.log(), HasSubstr("SIGUSR2: re-executing"));
+    // Our own manager is told the main pid (the same) and that we are ready again.
+    const std::string mainPid = "MAINPID=" + std::to_string(fdsupd_.pid()) + "\nREADY=1";
+    EXPECT_TRUE(fdsupd_.notifications().waitFor(
+        [&](const std::string &message) { return message.find(mainPid) != std::string::npos; },
+        kEventDeadline));
     EXPECT_EQ(workerPids(), pids);
     EXPECT_TRUE(answersOk(fdsupd_.port("web")));
     EXPECT_EQ(fdsupd_.stop(), 0);
