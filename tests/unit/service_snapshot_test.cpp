@@ -113,6 +113,8 @@ TEST_F(ServiceSnapshotTest, ARunningServiceSurvivesSnapshotAndRestore)
 {
     service_->start();
     ASSERT_TRUE(running());
+    // Each worker said it started before one is killed: the output is then exact.
+    ASSERT_TRUE(until([&] { return service_->output().lines().size() == 2; }));
     crashAndRecover();
     bool unsupported = true;
     EXPECT_EQ(service_->busyReason(unsupported), "");
