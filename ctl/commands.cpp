@@ -140,6 +140,15 @@ int reportError(const std::string &method, const varlink::Reply &reply, bool jso
         std::cerr << "fdsupctl: reload of " << fileOf(p) << " partly failed\n";
         return kExitFailed;
     }
+    if (error == varlink::kErrorReexecFailed) {
+        std::cerr << "fdsupctl: re-exec failed, fdsupd goes on as it was: "
+                  << printable(stringOf(p, "reason")) << '\n';
+        return kExitFailed;
+    }
+    if (error == varlink::kErrorReexecuting) {
+        std::cerr << "fdsupctl: fdsupd is re-executing; try again when it is done\n";
+        return kExitFailed;
+    }
     if (error == varlink::kErrorShuttingDown) {
         std::cerr << "fdsupctl: fdsupd is shutting down\n";
         return kExitFailed;
@@ -328,6 +337,27 @@ int reload(const ClientOptions &options)
     return callAndPrint(options, "Reload", Json::object(), Wait{longReplyTimeout(options)},
                         [](const Json &reply) {
                             return formatChanges(reply, useColour()) + "reloaded " + fileOf(reply) + "\n";
+                        });
+}
+
+int reexec(const ClientOptions &options, const std::optional<std::string> &binary)
+{
+    Json parameters = Json::object();
+    if (binary) {
+        parameters["binary"] = *binary;
+    }
+    if (options.timeoutGiven && options.timeout != Duration::max()) {
+        parameters["timeout_usec"] = options.timeout.count();
+    }
+    return callAndPrint(options, "Reexec", std::move(parameters), Wait{longReplyTimeout(options)},
+                        [](const Json &reply) {
+                            const auto number = [&](const char *key) {
+                                const auto it = reply.find(key);
+                                return it != reply.end() && it->is_number() ? it->dump() : std::string("?");
+                            };
+                            return "fdsupd re-executed in place: version " + stringOf(reply, "version") +
+                                   ", pid " + number("pid") + ", re-exec " + number("reexecs") +
+                                   " of this process, binary " + stringOf(reply, "binary") + "\n";
                         });
 }
 

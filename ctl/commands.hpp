@@ -54,6 +54,9 @@ int rolloutStatus(const ClientOptions &options, const std::string &service);
 int rolloutCancel(const ClientOptions &options, const std::string &service);
 int scaleService(const ClientOptions &options, const std::string &service, int instances);
 int reload(const ClientOptions &options);
+// Re-executes fdsupd in place (binary: absolute path; default: the one it
+// was started from); --timeout bounds the wait for quiet.
+int reexec(const ClientOptions &options, const std::optional<std::string> &binary);
 // With follow, prints new lines as fdsupd sends them until it ends the
 // stream (or SIGINT, or stdout is closed: all exit 0).
 int logs(const ClientOptions &options, const std::string &service, int lines, bool follow);

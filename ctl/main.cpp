@@ -194,6 +194,20 @@ int run(int argc, char **argv)
     bool reloadJson = false;
     reload->add_flag("--json", reloadJson, "Print the reply as JSON");
 
+    auto *reexec = app.add_subcommand(
+        "reexec", "Make fdsupd re-execute its binary in place, keeping every socket, worker and connection");
+    std::string reexecBinary;
+    bool reexecJson = false;
+    reexec
+        ->add_option("--binary", reexecBinary,
+                     "The fdsupd binary to run (absolute path; default: the one "
+                     "fdsupd was started from)")
+        ->check([](const std::string &path) {
+            return !path.empty() && path.front() == '/' ? std::string()
+                                                        : std::string("must be an absolute path");
+        });
+    reexec->add_flag("--json", reexecJson, "Print the reply as JSON");
+
     auto *logs = app.add_subcommand("logs", "Show a service's most recent output lines");
     std::string logsService;
     int logsLines = 50;
@@ -284,6 +298,11 @@ int run(int argc, char **argv)
     if (transfer->parsed()) {
         client.json = transferJson;
         return fdsup::ctl::transfer(client, transferTarget, transferSockets);
+    }
+    if (reexec->parsed()) {
+        client.json = reexecJson;
+        return fdsup::ctl::reexec(client, reexecBinary.empty() ? std::nullopt
+                                                               : std::optional<std::string>(reexecBinary));
     }
     if (logs->parsed()) {
         client.json = logsJson;

@@ -14,6 +14,7 @@
 #include "io/event_loop.hpp"
 #include "io/log.hpp"
 #include "io/manager_notify.hpp"
+#include "reexec_main.hpp"
 
 namespace {
 
@@ -40,12 +41,27 @@ int run(int argc, char **argv)
                  "Print the effective configuration (defaults filled in) and exit");
     app.add_option("--log-level", logLevel, "Override [supervisor] log_level")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    bool reexecCheck = false;
+    app.add_flag("--reexec-check", reexecCheck,
+                 "Print the version and the re-exec state versions this binary reads (JSON) and exit");
     app.set_version_flag("-V,--version", "fdsupd " FDSUP_VERSION);
+    // Started by our own re-exec: the state is taken before anything else.
+    fdsup::ReexecImage::init(argc, argv);
+    auto incoming = fdsup::takeIncomingState();
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
         const int rc = app.exit(e);
         return rc == 0 ? kExitOk : kExitUsage;
+    }
+
+    if (reexecCheck) {
+        std::cout << R"({"version":")" FDSUP_VERSION R"(","state_versions":[)" << fdsup::kReexecStateVersion
+                  << "]}" << std::endl;
+        return kExitOk;
+    }
+    if (incoming) {
+        return fdsup::runRestored(std::move(*incoming), logLevel);
     }
 
     // Log to the console until the configuration says otherwise.

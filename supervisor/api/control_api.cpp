@@ -146,6 +146,11 @@ const std::vector<MethodSpec> &ControlApi::methods()
          Access::Read,
          false,
          &ControlApi::callLogs},
+        {"Reexec",
+         {{"binary", &CallParams::binary}, {"timeout_usec", &CallParams::timeoutUsec, false, 1}},
+         Access::Admin,
+         true,
+         &ControlApi::callReexec},
     };
     return table;
 }
@@ -168,10 +173,8 @@ void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOpt
     }
 }
 
-Result<std::unique_ptr<ControlApi>> ControlApi::create(EventLoop &loop, Daemon &daemon)
+ControlOptions ControlApi::optionsFor(const config::SupervisorConfig &supervisor)
 {
-    const config::SupervisorConfig &supervisor = daemon.config().supervisor;
-    std::unique_ptr<ControlApi> api(new ControlApi(daemon));
     ControlOptions options;
     options.path = supervisor.control;
     options.mode = supervisor.controlMode;
@@ -179,6 +182,17 @@ Result<std::unique_ptr<ControlApi>> ControlApi::create(EventLoop &loop, Daemon &
     options.maxClients = supervisor.limits.controlClients;
     options.version = FDSUP_VERSION;
     resolveControlAccess(supervisor, options);
+    return options;
+}
+
+Result<std::unique_ptr<ControlApi>> ControlApi::create(EventLoop &loop, Daemon &daemon)
+{
+    std::unique_ptr<ControlApi> api(new ControlApi(daemon));
+    api->loop_ = &loop;
+    const ControlOptions options = optionsFor(daemon.config().supervisor);
+    if (auto watched = api->watchSigusr2(loop); !watched) {
+        return watched.error();
+    }
     ControlApi *self = api.get();
     auto server = ControlServer::create(loop, options, [self](const CallPtr &call) { self->dispatch(call); });
     if (!server) {
@@ -223,6 +237,10 @@ void ControlApi::dispatch(const CallPtr &call)
     }
     if (spec->refusedWhileStopping && daemon_.shuttingDown()) {
         call->fail(varlink::kErrorShuttingDown);
+        return;
+    }
+    if (reexec_ && refusedWhileReexecuting(spec->name)) {
+        call->fail(varlink::kErrorReexecuting);
         return;
     }
     (this->*(spec->handler))(call, params, service);
@@ -421,6 +439,7 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
 void ControlApi::serviceChanged(Service &service)
 {
     checkImports();
+    reexecProgress();
     const ServiceState state = service.state();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->call->done()) {
@@ -492,6 +511,7 @@ void ControlApi::rolloutEvent(Service &service, const Rollout &rollout, const st
 
 void ControlApi::rolloutFinished(Service &service, const RolloutRecord &record)
 {
+    reexecProgress();
     const Json rollout = render::rollout(record);
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
         if (it->call->done()) {

@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "daemon/daemon.hpp"
 #include "io/event_loop.hpp"
+#include "io/reexec_preflight.hpp"
 
 namespace fdsup {
 
@@ -38,6 +39,7 @@ struct CallParams {
     std::optional<std::int64_t> instances;
     std::optional<std::int64_t> lines;
     std::optional<bool> follow;
+    std::optional<std::string> binary;
 };
 
 struct ParamSpec {
@@ -84,8 +86,41 @@ public:
     // published interface description.
     static const std::vector<MethodSpec> &methods();
 
+    // Re-exec (control_reexec.cpp). The API of the new image: serves the
+    // control socket the old one listened on and takes the Reexec call that
+    // was waiting; answerReexec() answers it once the restore is complete
+    // (or, when the new binary rejected the state and this is the old one
+    // re-entered, fails it with `rejected`).
+    static Result<std::unique_ptr<ControlApi>> restore(EventLoop &loop, Daemon &daemon, ReexecState &state);
+    void answerReexec(const std::optional<std::string> &rejected);
+    // A `Logs --follow` of the previous image, followed on.
+    void resumeFollower(UniqueFd fd, const std::string &service);
+    // SIGUSR2 (and Reexec): re-execs the binary fdsupd was started from.
+    void requestReexec(const std::shared_ptr<PendingCall> &call, const std::optional<std::string> &binary,
+                       Duration timeout);
+
 private:
     explicit ControlApi(Daemon &daemon) : daemon_(daemon) {}
+    static ControlOptions optionsFor(const config::SupervisorConfig &supervisor);
+    static bool refusedWhileReexecuting(std::string_view method);
+    Result<void> watchSigusr2(EventLoop &loop);
+    // A pending re-exec: checked, then waiting for quiet, then exec.
+    struct ReexecOperation {
+        std::shared_ptr<PendingCall> call; // null: SIGUSR2
+        std::string binaryPath;
+        UniqueFd binary; // what is checked is what is exec'd
+        std::unique_ptr<ReexecPreflight> preflight;
+        std::string version; // the new binary's, from the check
+        bool checked = false;
+        Timer deadline;
+        Timer recheck;
+        EventSource defer;
+        std::string busy; // what it waits for (logged when it changes)
+    };
+    void reexecChecked(Result<PreflightAnswer> answer);
+    void reexecProgress();
+    void reexecFail(const std::string &reason);
+    void reexecNow();
     void dispatch(const std::shared_ptr<PendingCall> &call);
 
     void callStatus(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
@@ -108,6 +143,7 @@ private:
     void callRelease(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     // Answers the Imports whose started services are all running (or one failed).
     void checkImports();
+    void callReexec(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
 
     // DaemonObserver
     void serviceChanged(Service &service) override;
@@ -168,6 +204,10 @@ private:
     std::vector<RolloutWaiter> rolloutWaiters_;
     std::vector<QueuedWaiter> queuedWaiters_;
     std::vector<Follower> followers_;
+    EventLoop *loop_ = nullptr;
+    EventSource sigusr2_;
+    std::unique_ptr<ReexecOperation> reexec_; // while one is pending
+    std::shared_ptr<PendingCall> resumed_;    // the new image's Reexec call, until answered
 };
 
 } // namespace fdsup

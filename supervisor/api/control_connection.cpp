@@ -80,6 +80,18 @@ void PendingCall::deliver(const varlink::Reply &reply, std::vector<UniqueFd> fds
     }
 }
 
+int PendingCall::connectionFd() const
+{
+    const auto c = connection_.lock();
+    return c && !c->closed() ? c->fd().get() : -1;
+}
+
+int PendingCall::carriableFd() const
+{
+    const auto c = connection_.lock();
+    return c && c->carriable() ? c->fd().get() : -1;
+}
+
 bool PendingCall::done() const
 {
     if (finished_) {
@@ -87,6 +99,13 @@ bool PendingCall::done() const
     }
     const auto c = connection_.lock();
     return !c || c->closed();
+}
+
+std::shared_ptr<PendingCall> ControlConnection::resume(varlink::Call call)
+{
+    busy_ = true;
+    updateEvents();
+    return std::make_shared<PendingCall>(weak_from_this(), std::move(call), peer_);
 }
 
 int ControlConnection::start()

@@ -49,6 +49,19 @@ public:
     {}
 
     int start();
+    // Re-exec: a call read by the previous image of fdsupd, answered by this
+    // one; the connection is busy with it (reads nothing more) until then.
+    std::shared_ptr<PendingCall> resume(varlink::Call call);
+    [[nodiscard]] BorrowedFd fd() const { return fd_.borrow(); }
+    // Nothing in progress, nothing read and not answered, nothing to send:
+    // the connection can be handed to the next image as it is.
+    [[nodiscard]] bool idle() const { return !busy_ && carriable(); }
+    // Everything sent, nothing read and not yet handled: the socket can go
+    // to the next image with the call in progress (a Logs follower).
+    [[nodiscard]] bool carriable() const
+    {
+        return !closing_ && !closed_ && !readClosed_ && outStart_ >= out_.size() && reader_.pending() == 0;
+    }
     void onIo(std::uint32_t revents);
     // A reply of the call in progress (or of a oneway call, which is dropped).
     void send(const varlink::Reply &reply, std::vector<UniqueFd> fds = {});

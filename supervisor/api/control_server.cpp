@@ -145,6 +145,39 @@ ControlServer::~ControlServer()
     state_.reset();
 }
 
+Result<std::shared_ptr<PendingCall>> ControlServer::resumeCall(UniqueFd fd, varlink::Call call)
+{
+    ControlCore &core = state_->core;
+    Peer peer;
+    if (const int r = peerOf(fd.borrow(), peer); r < 0) {
+        return errnoError(-r, "Failed to get the credentials of the re-exec caller");
+    }
+    const bool authorised = isAuthorised(core.options_, peer);
+    auto connection = std::make_shared<ControlConnection>(core, std::move(fd), std::move(peer), authorised);
+    if (const int r = connection->start(); r < 0) {
+        return errnoError(-r, "Failed to watch the re-exec caller's connection");
+    }
+    auto pending = connection->resume(std::move(call));
+    core.connections_.emplace(connection.get(), std::move(connection));
+    return pending;
+}
+
+std::vector<int> ControlServer::idleConnections() const
+{
+    std::vector<int> fds;
+    for (const auto &[raw, connection] : state_->core.connections_) {
+        if (connection->idle()) {
+            fds.push_back(connection->fd().get());
+        }
+    }
+    return fds;
+}
+
+void ControlServer::resumeIdle(UniqueFd fd)
+{
+    state_->core.accept(std::move(fd));
+}
+
 std::size_t ControlServer::clients() const
 {
     return state_ ? state_->core.connections_.size() : 0;

@@ -35,6 +35,11 @@ public:
     PendingCall &operator=(const PendingCall &) = delete;
     [[nodiscard]] const varlink::Call &call() const { return call_; }
     [[nodiscard]] const Peer &peer() const { return peer_; }
+    // The connection's socket while it is open (re-exec); -1 otherwise.
+    [[nodiscard]] int connectionFd() const;
+    // The same when everything was sent and nothing more was read (it can be
+    // carried across a re-exec with this call in progress); -1 otherwise.
+    [[nodiscard]] int carriableFd() const;
     void reply(nlohmann::json parameters, bool continues = false);
     // The final reply with fds attached (Export), at most varlink::kMaxCallFds.
     void replyWithFds(nlohmann::json parameters, std::vector<UniqueFd> fds);
@@ -93,6 +98,13 @@ public:
     // Who besides root may call (reload): applies to connections made from now on.
     void setAccess(std::vector<uid_t> uids, std::vector<gid_t> gids);
     [[nodiscard]] std::size_t clients() const;
+    // Re-exec: the connection a call came on, read by the previous image of
+    // fdsupd, served again; the returned call is answered by this one.
+    Result<std::shared_ptr<PendingCall>> resumeCall(UniqueFd fd, varlink::Call call);
+    // Re-exec: the connections with nothing in progress (carried to the next
+    // image), and in the new image serving one again.
+    [[nodiscard]] std::vector<int> idleConnections() const;
+    void resumeIdle(UniqueFd fd);
 
 private:
     ControlServer() = default;

@@ -300,6 +300,11 @@ method Import(
 # Another fdsupd holds these sockets now: stops the services that use them
 # and closes this fdsupd's copies.
 method Release(sockets: []string) -> (sockets: []string, stopped: []string)
+# Re-executes fdsupd in place (docs/reexec.md): the binary (absolute path;
+# default: the one fdsupd was started from) is checked, fdsupd waits until
+# nothing is in transition (at most timeout_usec, default 60 s), then execs it
+# with its whole state. The reply comes from the new image.
+method Reexec(binary: ?string, timeout_usec: ?int) -> (version: string, pid: int, reexecs: int, binary: string)
 
 error NoSuchService (service: string)
 
@@ -328,6 +333,12 @@ error ReloadFailed (file: string, changes: []Change)
 
 # Export, Import or Release refused; nothing was changed.
 error TransferRefused (reason: string)
+# A re-exec is pending: calls that change state wait until it is done.
+error Reexecuting ()
+
+# Reexec failed, nothing changed: why (the check's exit status and stderr, what
+# is still busy, the state the new binary rejected).
+error ReexecFailed (reason: string)
 
 # The message is not a valid Varlink call.
 error InvalidRequest (reason: string)

@@ -13,6 +13,7 @@
 
 #include "daemon/manager.hpp"
 #include "fdsup_build_config.h"
+#include "io/reexec_preflight.hpp"
 
 namespace fdsup {
 namespace {
@@ -110,10 +111,11 @@ int Daemon::run()
     // A daemonising server's process stays fdsupd's child (pid_file), and
     // whatever a worker leaves behind is reaped.
     auto reaper = OrphanReaper::start(loop_, [this](pid_t pid) {
-        return std::any_of(services_.begin(), services_.end(), [pid](const auto &service) {
-            return std::any_of(service->instances().begin(), service->instances().end(),
-                               [pid](const auto &instance) { return instance->pid() == pid; });
-        });
+        return ReexecPreflight::isRunning(pid) ||
+               std::any_of(services_.begin(), services_.end(), [pid](const auto &service) {
+                   return std::any_of(service->instances().begin(), service->instances().end(),
+                                      [pid](const auto &instance) { return instance->pid() == pid; });
+               });
     });
     if (!reaper) {
         spdlog::warn("{}, ignoring: a daemonising server cannot be followed", reaper.error().message);
@@ -134,6 +136,9 @@ int Daemon::run()
     }
 
     for (auto &service : services_) {
+        if (restored_) {
+            continue; // a re-exec's services run already
+        }
         if (service->config().instances > 0) {
             service->start();
         } else {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "daemon/reexec_state.hpp"
 #include "daemon/reload.hpp"
 #include "daemon/takeover.hpp"
 #include "io/event_loop.hpp"
@@ -109,6 +110,16 @@ public:
     // is unknown. Returns the services stopped.
     Result<std::vector<std::string>> releaseSockets(const std::vector<std::string> &names);
 
+    // Re-exec (daemon_snapshot.cpp): what blocks a re-exec now ("" when
+    // nothing; `unsupported`: the state format cannot carry it, waiting will
+    // not help), the daemon's part of the state, and the daemon of the new
+    // image made from it (nothing bound, nothing spawned; on error every
+    // descriptor of the state's sockets and services is closed).
+    [[nodiscard]] std::string reexecBusy(bool &unsupported) const;
+    void snapshot(ReexecState &state) const;
+    static Result<std::unique_ptr<Daemon>> restore(EventLoop &loop, config::Config config,
+                                                   ReexecState &state);
+
     [[nodiscard]] bool shuttingDown() const { return shuttingDown_; }
     [[nodiscard]] const config::Config &config() const { return config_; }
     [[nodiscard]] const SocketSet &sockets() const { return sockets_; }
@@ -171,6 +182,7 @@ private:
     unsigned killedBeforeShutdown_ = 0; // killedLeavingTotal() of every service at beginShutdown()
     bool started_ = false; // run() started the services; READY=1 once they settle
     bool notifiedReady_ = false;
+    bool restored_ = false; // made by restore(): run() starts nothing
 };
 
 } // namespace fdsup

@@ -254,6 +254,12 @@ Result<std::unique_ptr<NotifyServer>> NotifyServer::create(EventLoop &loop, cons
     if (::bind(server->fd_.get(), reinterpret_cast<const sockaddr *>(&address), length) < 0) {
         return errnoError(errno, "Failed to bind notify socket " + server->path_);
     }
+    return serve(loop, std::move(server), std::move(handler));
+}
+
+Result<std::unique_ptr<NotifyServer>>
+NotifyServer::serve(EventLoop &loop, std::unique_ptr<NotifyServer> server, Handler handler)
+{
     server->handler_ = std::make_shared<Handler>(std::move(handler));
     NotifyServer *self = server.get();
     auto source = loop.addIo(server->fd_.borrow(), EPOLLIN, [self](std::uint32_t) { self->onReadable(); });
@@ -262,6 +268,28 @@ Result<std::unique_ptr<NotifyServer>> NotifyServer::create(EventLoop &loop, cons
     }
     server->source_ = std::move(source).value();
     return server;
+}
+
+Result<std::unique_ptr<NotifyServer>> NotifyServer::adopt(EventLoop &loop, UniqueFd fd, Handler handler)
+{
+    assert(handler);
+    sockaddr_un address{};
+    socklen_t length = sizeof(address);
+    int type = 0;
+    socklen_t typeLength = sizeof(type);
+    if (::getsockname(fd.get(), reinterpret_cast<sockaddr *>(&address), &length) < 0 ||
+        ::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &typeLength) < 0) {
+        return errnoError(errno, "Failed to inspect the notify socket fd " + std::to_string(fd.get()));
+    }
+    const auto offset = offsetof(sockaddr_un, sun_path);
+    if (address.sun_family != AF_UNIX || type != SOCK_DGRAM || length <= offset + 1 ||
+        address.sun_path[0] != '\0') {
+        return Error{EINVAL, "fd " + std::to_string(fd.get()) + " is not an abstract datagram notify socket"};
+    }
+    std::unique_ptr<NotifyServer> server(new NotifyServer());
+    server->path_ = "@" + std::string(address.sun_path + 1, length - offset - 1);
+    server->fd_ = std::move(fd);
+    return serve(loop, std::move(server), std::move(handler));
 }
 
 void NotifyServer::drop(pid_t pid, const std::string &why)

@@ -98,6 +98,10 @@ public:
     // EADDRINUSE when the name is taken, EINVAL for a bad name.
     static Result<std::unique_ptr<NotifyServer>> create(EventLoop &loop, const std::string &name,
                                                         Handler handler);
+    // Serves a notify socket bound by an earlier image of fdsupd (re-exec):
+    // an abstract SOCK_DGRAM socket with SO_PASSCRED set, CLOEXEC, non-blocking.
+    static Result<std::unique_ptr<NotifyServer>> adopt(EventLoop &loop, UniqueFd fd, Handler handler);
+    [[nodiscard]] BorrowedFd fd() const { return fd_.borrow(); }
 
     // The value for the worker's NOTIFY_SOCKET: "@name".
     [[nodiscard]] const std::string &socketPath() const { return path_; }
@@ -118,6 +122,8 @@ private:
     void onReadable();
     // Reads one datagram: >0 one was read (dispatched or dropped), 0 none
     // pending, <0 -errno.
+    static Result<std::unique_ptr<NotifyServer>> serve(EventLoop &loop, std::unique_ptr<NotifyServer> server,
+                                                       Handler handler);
     int receiveOne(const std::weak_ptr<int> &alive);
     void drop(pid_t pid, const std::string &why);
 

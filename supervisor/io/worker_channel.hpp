@@ -41,6 +41,8 @@ public:
     WorkerChannel &operator=(const WorkerChannel &) = delete;
 
     [[nodiscard]] bool isOpen() const { return static_cast<bool>(fd_); }
+    // The socket, for a re-exec snapshot.
+    [[nodiscard]] BorrowedFd fd() const { return fd_.borrow(); }
     // Sends a message (seq is filled in). 0, or -errno: -EAGAIN when the
     // worker's queue is full (nothing sent), -EPIPE when it is gone...
     int send(ChannelMessage &message);

@@ -51,6 +51,8 @@ struct HandoffCounters {
     std::uint64_t expired = 0; // closed at handoff_timeout
     std::uint64_t hungUp = 0;  // the client closed while held
     std::uint64_t refused = 0; // refused (not ours, over a limit...)
+
+    friend bool operator==(const HandoffCounters &, const HandoffCounters &) = default;
 };
 
 // Contract (docs/handoff.md):
@@ -101,6 +103,8 @@ public:
     Result<void> hold(std::unique_ptr<HeldConnection> held, Duration remaining,
                       std::span<const ListenerAddress> listeners);
     [[nodiscard]] const HandoffCounters &counters() const { return counters_; }
+    // Re-exec: the counters of the previous image (nothing is held then).
+    void restoreCounters(const HandoffCounters &counters) { counters_ = counters; }
 
 private:
     void refuse(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why);

@@ -21,6 +21,7 @@
 #include "model/lifecycle.hpp"
 #include "model/output.hpp"
 #include "model/profile.hpp"
+#include "model/snapshot.hpp"
 
 namespace fdsup {
 
@@ -68,6 +69,14 @@ public:
     // start_timeout armed. The request's LISTEN_* and the channel are the
     // caller's. On failure no process is left behind.
     Result<void> spawn(const SpawnRequest &request);
+
+    // Re-exec (instance_snapshot.cpp): what a settled (ready, primary)
+    // instance carries; and, in the new image, taking it back (the
+    // snapshot's descriptors are owned from here, even on failure).
+    [[nodiscard]] InstanceSnapshot snapshot() const;
+    Result<void> restore(const InstanceSnapshot &snapshot);
+    // Why this instance cannot be carried as it is now ("" when it can).
+    [[nodiscard]] std::string busyReason() const;
 
     // fdsupd's own decisions.
     void stop();

@@ -25,6 +25,8 @@ struct LogEntry {
     unsigned generation = 0;
     bool isStderr = false;
     std::string text;
+
+    friend bool operator==(const LogEntry &, const LogEntry &) = default;
 };
 
 // Reads the read ends of a worker's output pipes and splits them into lines
@@ -42,6 +44,9 @@ public:
     // Reads everything still in the pipes, with the last partial lines: a
     // worker that just exited often printed the most useful lines last.
     void drain();
+    // The pipes, for a re-exec snapshot (-1 when closed).
+    [[nodiscard]] BorrowedFd stdoutFd() const { return out_.fd.borrow(); }
+    [[nodiscard]] BorrowedFd stderrFd() const { return err_.fd.borrow(); }
 
 private:
     struct Stream {

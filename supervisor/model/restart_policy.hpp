@@ -18,6 +18,8 @@ struct SlotHistory {
     bool lastFailed = false; // the last exit counted as a failure
     std::string lastExit;    // "exited with status 1"
     std::string lastError;   // why it failed, when fdsupd knows better than the exit status
+
+    friend bool operator==(const SlotHistory &, const SlotHistory &) = default;
 };
 
 struct RestartDecision {

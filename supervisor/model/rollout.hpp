@@ -24,6 +24,8 @@ struct RolloutOptions {
     unsigned batch = 1;
     config::RolloutOrder order = config::RolloutOrder::StartFirst;
     Duration timeout = Duration::max(); // roll back when not done by then
+
+    friend bool operator==(const RolloutOptions &, const RolloutOptions &) = default;
 };
 
 enum class RolloutState : std::uint8_t { Running, RollingBack, Succeeded, Failed, Cancelled };
@@ -50,6 +52,8 @@ struct RolloutStep {
     std::uint64_t newId = 0;
     pid_t newPid = 0;
     std::string reason;
+
+    friend bool operator==(const RolloutStep &, const RolloutStep &) = default;
 };
 const char *rolloutPhaseName(RolloutStep::Phase phase);
 
@@ -60,6 +64,8 @@ struct RolloutFailure {
     unsigned generation = 0;
     std::string reason;
     std::vector<std::string> output; // its last lines
+
+    friend bool operator==(const RolloutFailure &, const RolloutFailure &) = default;
 };
 
 // What a rollout is or was: what status shows and a waiting caller gets.
@@ -75,6 +81,8 @@ struct RolloutRecord {
     std::int64_t startedRealtimeUsec = 0;
     Duration duration{}; // so far, or in all once finished
     std::vector<RolloutStep> steps;
+
+    friend bool operator==(const RolloutRecord &, const RolloutRecord &) = default;
 };
 
 // An instance as a rollout sees it.
@@ -254,6 +262,16 @@ public:
     [[nodiscard]] std::size_t queued() const { return queue_.size(); }
     // The id the rollout in progress has (0 when none).
     [[nodiscard]] std::uint64_t currentId() const { return current_ ? current_->id() : 0; }
+    // Re-exec: the ids given so far (rollouts, queued restarts) and, in the
+    // new image, taking them and the last record back (none in progress).
+    [[nodiscard]] std::uint64_t serial() const { return serial_; }
+    [[nodiscard]] std::uint64_t tickets() const { return tickets_; }
+    void restoreHistory(std::optional<RolloutRecord> last, std::uint64_t serial, std::uint64_t tickets)
+    {
+        last_ = std::move(last);
+        serial_ = serial;
+        tickets_ = tickets;
+    }
 
 private:
     struct Queued {

@@ -89,7 +89,19 @@ class Service final : private InstanceOwner,
 public:
     static Result<std::unique_ptr<Service>>
     create(ServiceContext &context, const config::ServiceConfig &config, ServiceObserver &observer);
+    // Re-exec (service_snapshot.cpp): the service in the new image, from the
+    // snapshot the old one took (whose descriptors it owns from here, even
+    // on failure); nothing is spawned, every instance is adopted.
+    static Result<std::unique_ptr<Service>> restore(ServiceContext &context,
+                                                    const config::ServiceConfig &config,
+                                                    const ServiceSnapshot &snapshot,
+                                                    ServiceObserver &observer);
     ~Service();
+    [[nodiscard]] ServiceSnapshot snapshot() const;
+    // What stops the service being carried across a re-exec now: transitional
+    // ("rollout 7 in progress": wait), or not carried by the state format
+    // (`unsupported`: waiting will not help). "" when it can be carried.
+    [[nodiscard]] std::string busyReason(bool &unsupported) const;
 
     [[nodiscard]] const std::string &name() const { return profile_->config.name; }
     // The configuration of the current generation (what new instances run).
@@ -158,6 +170,9 @@ private:
     Result<InstanceView> spawn(unsigned slot, const std::shared_ptr<const Profile> &profile,
                                InstanceRole role);
     void onNotify(NotifyMessage &&message);
+    // service_snapshot.cpp: one instance of a snapshot; fds: its pidfd,
+    // stdout, stderr and channel, owned by the caller until taken.
+    Result<void> adoptInstance(const InstanceSnapshot &snapshot, UniqueFd *fds);
     void resizeSlots(unsigned count);
     void scheduleRestart(unsigned slot, Duration readyFor, bool failure);
     void giveUp(std::string reason);

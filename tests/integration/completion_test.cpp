@@ -61,7 +61,7 @@ _fdsupctl || exit 98
 
 TEST_F(Completion, Commands)
 {
-    EXPECT_THAT(complete({"re"}), ElementsAre("reload", "restart"));
+    EXPECT_THAT(complete({"re"}), ElementsAre("reexec", "reload", "restart"));
     EXPECT_THAT(complete({"s"}), ElementsAre("scale", "sockets", "start", "status", "stop"));
     EXPECT_THAT(complete({"rollout", ""}), ElementsAre("cancel", "status"));
     EXPECT_THAT(complete({"-s", "/x", "rollout", "c"}), ElementsAre("cancel"));
@@ -77,6 +77,14 @@ TEST_F(Completion, Options)
     EXPECT_THAT(complete({"check-config", "--p"}), ElementsAre("--print"));
     EXPECT_THAT(complete({"--t"}), ElementsAre("--timeout"));
     EXPECT_THAT(complete({"scale", "--batch", ""}), IsEmpty());
+    EXPECT_THAT(complete({"reexec", "--"}), IsSupersetOf({"--binary", "--json", "--timeout"}));
+}
+
+TEST_F(Completion, ReexecBinaryCompletesFiles)
+{
+    writeFile(dir_ / "fdsupd-next", "");
+    EXPECT_THAT(complete({"reexec", "--binary", (dir_ / "fdsupd-n").string()}),
+                ElementsAre((dir_ / "fdsupd-next").string()));
 }
 
 TEST_F(Completion, CheckConfigCompletesFiles)

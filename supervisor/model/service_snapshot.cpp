@@ -1,0 +1,167 @@
+// A service across fdsupd's re-exec: what blocks it, its snapshot, and its restore in the new image.
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "model/service.hpp"
+
+namespace fdsup {
+
+std::string Service::busyReason(bool &unsupported) const
+{
+    const std::string self = "service '" + name() + "': ";
+    unsupported = true;
+    if (activation_) {
+        return self + "an activation socket is not carried yet";
+    }
+    if (config().wrap == config::Wrap::Preload) {
+        return self + "a wrapped (preload) service is not carried yet";
+    }
+    unsupported = false;
+    if (rollouts_.active()) {
+        return self + "rollout " + std::to_string(rollouts_.currentId()) + " in progress";
+    }
+    if (rollouts_.queued() > 0) {
+        return self + std::to_string(rollouts_.queued()) + " restart(s) queued";
+    }
+    if (!broker_.held().empty()) {
+        return self + std::to_string(broker_.held().size()) + " handed-over connection(s) held";
+    }
+    for (unsigned i = 0; i < restartTimers_.size(); ++i) {
+        if (restartTimers_[i]) {
+            return self + "a restart of " + name() + "[" + std::to_string(i) + "] is pending";
+        }
+    }
+    for (const auto &instance : instances_) {
+        if (std::string why = instance->busyReason(); !why.empty()) {
+            return self + why;
+        }
+    }
+    return {};
+}
+
+ServiceSnapshot Service::snapshot() const
+{
+    ServiceSnapshot s;
+    s.name = name();
+    s.generation = generation();
+    s.nextGeneration = nextGeneration_;
+    s.active = active_;
+    s.failed = failed_;
+    s.failedReason = failedReason_;
+    s.restartsTotal = restartsTotal_;
+    for (const Duration t : restartTimes_) {
+        s.restartTimesUsec.push_back(static_cast<std::int64_t>(t.count()));
+    }
+    s.slots = slots_;
+    s.notifyFd = notify_->fd().get();
+    for (const auto &instance : instances_) {
+        s.instances.push_back(instance->snapshot());
+    }
+    s.lastRollout = rollouts_.last();
+    s.rolloutSerial = rollouts_.serial();
+    s.rolloutTickets = rollouts_.tickets();
+    s.output.assign(output_.lines().begin(), output_.lines().end());
+    s.handoff = broker_.counters();
+    for (const auto &stored : fdStore_.fds()) {
+        s.stored.push_back(StoredFdSnapshot{stored.name, stored.fd.get(), static_cast<bool>(stored.poll)});
+    }
+    return s;
+}
+
+Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
+                                                  const config::ServiceConfig &config,
+                                                  const ServiceSnapshot &snapshot, ServiceObserver &observer)
+{
+    // Every descriptor of the snapshot is owned here first, so an error
+    // below leaves none open.
+    UniqueFd notifyFd(snapshot.notifyFd);
+    std::vector<NotifyMessage> stored;
+    for (const auto &s : snapshot.stored) {
+        // Stored again the way a worker stores them, so they are checked and watched the same way.
+        NotifyMessage message;
+        message.fdStore = true;
+        message.fdName = s.name;
+        message.fdPoll = s.poll;
+        message.fds.emplace_back(s.fd);
+        stored.push_back(std::move(message));
+    }
+    std::vector<UniqueFd> owned;
+    for (const auto &i : snapshot.instances) {
+        for (const int fd : {i.pidfd, i.stdoutFd, i.stderrFd, i.channelFd}) {
+            owned.emplace_back(fd);
+        }
+    }
+    const auto failed = [&](const Error &error) {
+        return Error{error.code, "Service '" + config.name + "': " + error.message};
+    };
+    auto profile = makeProfile(config, snapshot.generation, context.preloadLibrary);
+    if (!profile) {
+        return failed(profile.error());
+    }
+    std::unique_ptr<Service> service(new Service(context, std::move(*profile), observer));
+    Service *self = service.get();
+    auto notify = NotifyServer::adopt(context.loop, std::move(notifyFd), [self](NotifyMessage &&message) {
+        self->onNotify(std::move(message));
+    });
+    if (!notify) {
+        return failed(notify.error());
+    }
+    service->notify_ = std::move(*notify);
+    service->nextGeneration_ = snapshot.nextGeneration;
+    service->active_ = snapshot.active;
+    service->failed_ = snapshot.failed;
+    service->failedReason_ = snapshot.failedReason;
+    service->restartsTotal_ = snapshot.restartsTotal;
+    for (const auto t : snapshot.restartTimesUsec) {
+        service->restartTimes_.emplace_back(t);
+    }
+    service->resizeSlots(static_cast<unsigned>(snapshot.slots.size()));
+    service->slots_ = snapshot.slots;
+    for (const auto &line : snapshot.output) {
+        service->output_.add(line);
+    }
+    service->broker_.restoreCounters(snapshot.handoff);
+    for (auto &message : stored) {
+        service->fdStore_.apply(message);
+    }
+    service->rollouts_.restoreHistory(snapshot.lastRollout, snapshot.rolloutSerial, snapshot.rolloutTickets);
+    for (std::size_t k = 0; k < snapshot.instances.size(); ++k) {
+        if (auto adopted = service->adoptInstance(snapshot.instances[k], &owned[k * 4]); !adopted) {
+            return failed(adopted.error());
+        }
+    }
+    return service;
+}
+
+Result<void> Service::adoptInstance(const InstanceSnapshot &snapshot, UniqueFd *fds)
+{
+    InstanceOwner &owner = *this;
+    auto instance = std::make_unique<Instance>(owner, context_.loop, context_.clock, snapshot.slot,
+                                               snapshot.id, InstanceRole::Primary, profile_);
+    if (fds[3]) {
+        Instance *peer = instance.get();
+        auto channel = WorkerChannel::adopt(
+            context_.loop, std::move(fds[3]),
+            [this, peer](ChannelMessage &&message) { session_.onMessage(*peer, std::move(message)); },
+            [this, peer](const std::string &why) { session_.onClosed(*peer, why); });
+        if (!channel) {
+            return channel.error();
+        }
+        (*channel)->welcomed = snapshot.welcomed;
+        (*channel)->capabilities = snapshot.capabilities;
+        instance->setChannel(std::move(*channel));
+    }
+    // The instance owns the other three from here.
+    for (int k = 0; k < 3; ++k) {
+        (void)fds[k].release();
+    }
+    if (auto restored = instance->restore(snapshot); !restored) {
+        return restored.error();
+    }
+    context_.nextInstanceId = std::max(context_.nextInstanceId, snapshot.id + 1);
+    instances_.push_back(std::move(instance));
+    return {};
+}
+
+} // namespace fdsup

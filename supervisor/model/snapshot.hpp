@@ -1,0 +1,75 @@
+// What a service and its instances carry across an in-place re-exec of fdsupd (docs/reexec.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "io/clock.hpp"
+#include "model/handoff_broker.hpp"
+#include "model/output.hpp"
+#include "model/restart_policy.hpp"
+#include "model/rollout.hpp"
+
+namespace fdsup {
+
+// Descriptors are numbers: while the snapshot is taken they are borrowed
+// from the live objects; after exec the restoring code owns them. -1: none.
+struct InstanceSnapshot {
+    std::uint64_t id = 0;
+    unsigned slot = 0;
+    unsigned generation = 0;
+    std::string role;  // "primary" (only settled instances are carried)
+    std::string state; // "ready" (idem)
+    std::int64_t sinceUsec = 0;
+    std::int64_t startedAtUsec = 0;
+    std::optional<std::int64_t> readyAtUsec;
+    std::optional<std::string> status;
+    std::optional<int> errnoValue;
+    std::int64_t watchdogUsec = 0;
+    pid_t pid = 0;
+    int pidfd = -1;
+    int stdoutFd = -1;
+    int stderrFd = -1;
+    int channelFd = -1;
+    bool welcomed = false;
+    std::uint32_t capabilities = 0;
+
+    friend bool operator==(const InstanceSnapshot &, const InstanceSnapshot &) = default;
+};
+
+// One descriptor of the service's store (FDSTORE=1).
+struct StoredFdSnapshot {
+    std::string name;
+    int fd = -1;
+    bool poll = false; // dropped when it hangs up (FDPOLL)
+
+    friend bool operator==(const StoredFdSnapshot &, const StoredFdSnapshot &) = default;
+};
+
+struct ServiceSnapshot {
+    std::string name;
+    unsigned generation = 1;
+    unsigned nextGeneration = 2;
+    bool active = false;
+    bool failed = false;
+    std::string failedReason;
+    unsigned restartsTotal = 0;
+    std::vector<std::int64_t> restartTimesUsec; // CLOCK_MONOTONIC: the same across exec
+    std::vector<SlotHistory> slots;
+    int notifyFd = -1;
+    std::vector<InstanceSnapshot> instances;
+    std::optional<RolloutRecord> lastRollout; // what status and RolloutStatus show
+    std::uint64_t rolloutSerial = 0;
+    std::uint64_t rolloutTickets = 0;
+    std::vector<LogEntry> output; // the lines kept for `fdsupctl logs`, oldest first
+    HandoffCounters handoff;      // what `fdsupctl connections` counts
+    std::vector<StoredFdSnapshot> stored;
+
+    friend bool operator==(const ServiceSnapshot &, const ServiceSnapshot &) = default;
+};
+
+} // namespace fdsup

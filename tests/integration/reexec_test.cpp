@@ -1,0 +1,375 @@
+// fdsupctl reexec: a real fdsupd re-executes itself in place under real load; failures go back to the old
+// binary.
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/stat.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "daemon_harness.hpp"
+#include "http_load.hpp"
+#include "seqnum_clients.hpp"
+#include "test_support.hpp"
+
+namespace fdsup::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+class Reexec : public DaemonTest<> {
+protected:
+    // web: the http-keepalive example (handoff), seq: seqnum-echo (handoff),
+    // slow: sd-worker that takes 1.5 s to get ready (a rollout that lasts).
+    void startAll()
+    {
+        const std::string config = fdsupd_.supervisorTable() +
+                                   channelWebService(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE"), 2) + R"(
+[socket.seq]
+listen = "tcp://127.0.0.1:0"
+
+[service.seq]
+command = [")" + requireEnv("FDSUP_TEST_SEQNUM_ECHO") +
+                                   R"("]
+sockets = ["seq"]
+instances = 2
+ready = "channel"
+handoff = true
+drain_timeout = "10s"
+
+[socket.slow]
+listen = "tcp://127.0.0.1:0"
+
+[service.slow]
+command = )" + fdsupd_.workerCommand("serve", {"--ready-delay", "1500", "--fdstore", "cache"}) +
+                                   R"(
+sockets = ["slow"]
+ready = "notify"
+)";
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+        for (const char *service : {"web", "seq", "slow"}) {
+            ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", service}}).error, "");
+        }
+    }
+
+    std::map<std::string, std::set<pid_t>> workerPids()
+    {
+        std::map<std::string, std::set<pid_t>> pids;
+        for (const char *service : {"web", "seq", "slow"}) {
+            pids[service] = instancePids(fdsupd_.status(service));
+        }
+        return pids;
+    }
+
+    // `fdsupctl reexec --json [args]`: its reply, or a test failure.
+    Json reexec(std::vector<std::string> args = {})
+    {
+        args.insert(args.begin(), {"reexec", "--json"});
+        const ProcessResult r = fdsupd_.fdsupctl(args);
+        EXPECT_EQ(r.exitCode, 0) << r.out << r.err;
+        return r.exitCode == 0 ? Json::parse(r.out) : Json();
+    }
+
+    // fdsupd's descriptors but its control connections (a connection a
+    // client closed is closed by fdsupd a moment later: /proc/net/unix shows
+    // an accepted socket with its listener's path) and sd-event's timerfds
+    // (one per clock, made at its first timer and kept: the first image had
+    // start deadlines, an image that adopted ready workers has had none yet).
+    int fdsButControl()
+    {
+        std::set<std::string> control;
+        std::ifstream unix("/proc/net/unix");
+        std::string line;
+        std::getline(unix, line);
+        while (std::getline(unix, line)) {
+            std::istringstream fields(line);
+            std::string num, refs, protocol, flags, type, state, inode, path;
+            fields >> num >> refs >> protocol >> flags >> type >> state >> inode >> path;
+            if (path == fdsupd_.controlPath() && state == "03") {
+                control.insert("socket:[" + inode + "]");
+            }
+        }
+        int count = 0;
+        for (const auto &entry :
+             std::filesystem::directory_iterator("/proc/" + std::to_string(fdsupd_.pid()) + "/fd")) {
+            std::error_code ec;
+            const auto target = std::filesystem::read_symlink(entry.path(), ec).string();
+            count += ec || (control.count(target) == 0 && target != "anon_inode:[timerfd]") ? 1 : 0;
+        }
+        return count;
+    }
+
+    bool fdsBackTo(int count)
+    {
+        return waitUntil([&] { return fdsButControl() == count; }, 10s);
+    }
+
+    // An executable script in the test's directory.
+    std::string script(const std::string &name, const std::string &text)
+    {
+        const auto path = fdsupd_.dir() / name;
+        std::ofstream(path) << text;
+        std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+        return path.string();
+    }
+};
+
+TEST_F(Reexec, ThreeReexecsUnderLoadLoseNothingAndChangeNoPid)
+{
+    startAll();
+    const int web = fdsupd_.port("web");
+    const auto pids = workerPids();
+    HttpLoad fresh(web, 3, HttpLoad::Mode::Fresh);
+    HttpLoad keepAlive(web, 3, HttpLoad::Mode::KeepAlive);
+    SeqnumClients streams(fdsupd_.port("seq"), 20);
+    fresh.start();
+    keepAlive.start();
+    for (int round = 1; round <= 3; ++round) {
+        const std::size_t freshBefore = fresh.requests();
+        const std::size_t keepAliveBefore = keepAlive.requests();
+        const std::uint64_t roundsBefore = streams.rounds();
+        const Json reply = reexec();
+        EXPECT_EQ(reply.value("reexecs", -1), round);
+        EXPECT_EQ(reply.value("pid", -1), fdsupd_.pid());
+        EXPECT_FALSE(reply.value("version", "").empty());
+        EXPECT_EQ(workerPids(), pids) << "round " << round;
+        // Every kind of client goes on being served by the re-executed fdsupd's workers.
+        EXPECT_TRUE(fresh.waitForRequests(freshBefore, 50, kEventDeadline));
+        EXPECT_TRUE(keepAlive.waitForRequests(keepAliveBefore, 50, kEventDeadline));
+        EXPECT_TRUE(
+            waitUntil([&] { return streams.rounds() >= roundsBefore + 500 || !streams.errors().empty(); }));
+    }
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("Re-executed in place"));
+    // A rollout after the re-execs: a restart with handoff, under the same load.
+    const ProcessResult restart = fdsupd_.fdsupctl({"restart", "--wait", "seq"});
+    EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    const ProcessResult restartWeb = fdsupd_.fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(restartWeb.exitCode, 0) << restartWeb.out << restartWeb.err;
+    const std::uint64_t settled = streams.rounds();
+    EXPECT_TRUE(waitUntil([&] { return streams.rounds() >= settled + 500 || !streams.errors().empty(); }));
+    // The broker's counters of that restart survive a fourth re-exec.
+    EXPECT_EQ(reexec().value("reexecs", -1), 4);
+    const Json seq =
+        fdsupd_.call("io.fdsup.Manager.Connections", {{"service", "seq"}}).parameters.at("services").at(0);
+    EXPECT_EQ(seq.at("handed"), 20) << seq.dump();
+    EXPECT_EQ(seq.at("adopted"), 20) << seq.dump();
+    const HttpLoadReport freshReport = fresh.stop();
+    const HttpLoadReport keepAliveReport = keepAlive.stop();
+    streams.stop();
+    EXPECT_EQ(freshReport.ok, freshReport.requests) << freshReport.summary();
+    EXPECT_EQ(keepAliveReport.failed(), 0U) << keepAliveReport.summary();
+    EXPECT_EQ(keepAliveReport.refused, 0U) << keepAliveReport.summary();
+    EXPECT_TRUE(streams.errors().empty()) << ::testing::PrintToString(streams.errors());
+    const auto after = workerPids();
+    for (const pid_t pid : after.at("seq")) {
+        EXPECT_EQ(pids.at("seq").count(pid), 0U) << "the restart after the re-execs replaced nothing";
+    }
+    streams.close();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, ARestartRunningWhenReexecIsCalledCompletesFirst)
+{
+    startAll();
+    const std::set<pid_t> before = instancePids(fdsupd_.status("slow"));
+    // Returns once the rollout began; its replacement needs 1.5 s to get ready.
+    const ProcessResult restart = fdsupd_.fdsupctl({"restart", "slow"});
+    ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    const Json reply = reexec();
+    EXPECT_EQ(reply.value("reexecs", -1), 1);
+    const Json rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "slow"}}).parameters;
+    EXPECT_EQ(rollout.at("rollout").at("state"), "succeeded") << rollout.dump();
+    const std::set<pid_t> after = instancePids(fdsupd_.status("slow"));
+    ASSERT_EQ(after.size(), 1U);
+    EXPECT_EQ(before.count(*after.begin()), 0U);
+    const std::string log = fdsupd_.log();
+    const auto waited = log.find("Re-exec: waiting: service 'slow': rollout");
+    ASSERT_NE(waited, std::string::npos) << log;
+    EXPECT_LT(waited, log.find("Re-exec: executing"));
+    EXPECT_TRUE(answersOk(fdsupd_.port("slow")));
+    // The descriptor store (each generation stored a memfd "from pid P") was
+    // carried: the next generation gets what the first one stored.
+    EXPECT_EQ(fdsupd_.status("slow").at("fdstore"), Json::parse(R"([{"name": "cache", "fds": 2}])"));
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "--wait", "slow"}).exitCode, 0);
+    const ProcessResult answer =
+        runProcess({"/usr/bin/curl", "-sS", "--max-time", "10",
+                    "http://127.0.0.1:" + std::to_string(fdsupd_.port("slow")) + "/"});
+    ASSERT_EQ(answer.exitCode, 0) << answer.err;
+    const std::string stored = Json::parse(answer.out).at("stored").value("cache", "");
+    EXPECT_THAT(stored, HasSubstr("from pid ")) << answer.out;
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, WhileItWaitsStateChangesAreRefusedAndAnIdleConnectionSurvives)
+{
+    startAll();
+    auto idle = varlink::Client::connect(fdsupd_.controlPath(), 10s);
+    ASSERT_TRUE(idle) << idle.error().message;
+    const auto status = [&] {
+        return idle->call(varlink::Call{"io.fdsup.Manager.Status", Json::object(), false, false});
+    };
+    ASSERT_TRUE(status());
+    // A rollout that needs 1.5 s: the re-exec waits for it.
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "slow"}).exitCode, 0);
+    ProcessResult reexecResult;
+    std::thread caller([&] { reexecResult = fdsupd_.fdsupctl({"reexec", "--json"}); });
+    EXPECT_TRUE(waitUntil(
+        [&] { return fdsupd_.log().find("Re-exec: waiting: service 'slow'") != std::string::npos; }));
+    const auto scale = fdsupd_.call("io.fdsup.Manager.Scale", {{"service", "web"}, {"instances", 3}});
+    EXPECT_EQ(scale.error, "io.fdsup.Manager.Reexecuting");
+    EXPECT_EQ(fdsupd_.call("io.fdsup.Manager.Status").error, "") << "reading is not refused";
+    caller.join();
+    ASSERT_EQ(reexecResult.exitCode, 0) << reexecResult.out << reexecResult.err;
+    EXPECT_EQ(Json::parse(reexecResult.out).value("reexecs", -1), 1);
+    EXPECT_EQ(instancePids(fdsupd_.status("web")).size(), 2U) << "the refused Scale changed nothing";
+    // The connection opened before the re-exec is served by the new image.
+    const auto after = status();
+    ASSERT_TRUE(after) << after.error().message;
+    EXPECT_EQ(after->error, "");
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, ALogsFollowerKeepsGettingLines)
+{
+    startAll();
+    auto follower = varlink::Client::connect(fdsupd_.controlPath(), 30s);
+    ASSERT_TRUE(follower) << follower.error().message;
+    const auto first = follower->call(varlink::Call{
+        "io.fdsup.Manager.Logs", {{"service", "slow"}, {"lines", 0}, {"follow", true}}, true, false});
+    ASSERT_TRUE(first) << first.error().message;
+    ASSERT_TRUE(first->continues);
+    EXPECT_EQ(reexec().value("reexecs", -1), 1);
+    // A new worker's first line reaches the follower through the new image.
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "--wait", "slow"}).exitCode, 0);
+    const std::set<pid_t> now = instancePids(fdsupd_.status("slow"));
+    ASSERT_EQ(now.size(), 1U);
+    const std::string expected = "starting as pid " + std::to_string(*now.begin());
+    bool seen = false;
+    while (!seen) {
+        const auto next = follower->next();
+        ASSERT_TRUE(next) << next.error().message;
+        ASSERT_TRUE(next->continues) << next->parameters.dump();
+        for (const auto &line : next->parameters.at("lines")) {
+            seen = seen || line.at("text").get<std::string>().find(expected) != std::string::npos;
+        }
+    }
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, StillBusyAtTheTimeoutFailsAndChangesNothing)
+{
+    startAll();
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "slow"}).exitCode, 0);
+    const ProcessResult r = fdsupd_.fdsupctl({"--timeout", "300ms", "reexec"});
+    EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("still busy after the timeout: service 'slow': rollout 1 in progress"));
+    // The rollout goes on, and a re-exec once it is done works.
+    EXPECT_TRUE(waitUntil([&] {
+        const Json rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "slow"}}).parameters;
+        return rollout.at("rollout").at("state") == "succeeded";
+    }));
+    EXPECT_EQ(reexec().value("reexecs", -1), 1);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, ABinaryThatExitsAtOnceFailsTheCallAndChangesNothing)
+{
+    startAll();
+    const auto pids = workerPids();
+    const std::string broken = script("broken", "#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n");
+    const int fds = fdsButControl();
+    const ProcessResult r = fdsupd_.fdsupctl({"reexec", "--binary", broken});
+    EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("exited with status 1: this build is broken"));
+    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    EXPECT_EQ(workerPids(), pids);
+    EXPECT_TRUE(answersOk(fdsupd_.port("web")));
+    // A binary that is not there, and one that is not fdsupd, the same.
+    const ProcessResult missing =
+        fdsupd_.fdsupctl({"reexec", "--binary", (fdsupd_.dir() / "nothing").string()});
+    EXPECT_EQ(missing.exitCode, 1);
+    EXPECT_THAT(missing.err, HasSubstr("No such file or directory"));
+    const ProcessResult other = fdsupd_.fdsupctl({"reexec", "--binary", "/bin/true"});
+    EXPECT_EQ(other.exitCode, 1);
+    EXPECT_THAT(other.err, HasSubstr("printed nothing"));
+    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    EXPECT_EQ(reexec().value("reexecs", -1), 1) << "a failed re-exec is not counted";
+    // What a candidate answers (docs/reexec.md).
+    const ProcessResult check = runProcess({requireEnv("FDSUPD"), "--reexec-check"});
+    ASSERT_EQ(check.exitCode, 0) << check.err;
+    EXPECT_EQ(Json::parse(check.out).at("state_versions"), Json::array({1}));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, AStateTheNewBinaryRejectsSendsItBackToTheOldOne)
+{
+    startAll();
+    const auto pids = workerPids();
+    // Passes the check (the real fdsupd answers it), then hands the real
+    // fdsupd a copy of the state with another version.
+    const std::string wrapper =
+        script("wrapper", "#!/bin/bash\n"
+                          "real=" +
+                              requireEnv("FDSUPD") +
+                              "\n"
+                              "if [ \"$1\" = --reexec-check ]; then exec \"$real\" --reexec-check; fi\n"
+                              "copy=" +
+                              (fdsupd_.dir() / "state.json").string() +
+                              "\n"
+                              "sed 's/\"version\":1\\([,}]\\)/\"version\":7\\1/' "
+                              "/proc/self/fd/$FDSUP_REEXEC_STATE > \"$copy\"\n"
+                              "exec 200<\"$copy\"\n"
+                              "export FDSUP_REEXEC_STATE=200\n"
+                              "exec \"$real\" \"$@\"\n");
+    HttpLoad fresh(fdsupd_.port("web"), 2, HttpLoad::Mode::Fresh);
+    fresh.start();
+    const int fds = fdsButControl();
+    const ProcessResult r = fdsupd_.fdsupctl({"reexec", "--binary", wrapper});
+    EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("the new binary rejected the state: state: version: state version 7 is not "
+                                 "readable by this fdsupd (it reads 1)"));
+    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    EXPECT_EQ(workerPids(), pids);
+    const std::size_t before = fresh.requests();
+    EXPECT_TRUE(fresh.waitForRequests(before, 50, kEventDeadline));
+    const HttpLoadReport report = fresh.stop();
+    EXPECT_EQ(report.ok, report.requests) << report.summary();
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("going back to the previous binary"));
+    // The old binary, re-entered, re-execs as before.
+    EXPECT_EQ(reexec().value("reexecs", -1), 1);
+    EXPECT_EQ(workerPids(), pids);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Reexec, Sigusr2ReexecsAndTheLogSaysSo)
+{
+    startAll();
+    const auto pids = workerPids();
+    ASSERT_EQ(::kill(fdsupd_.pid(), SIGUSR2), 0);
+    EXPECT_TRUE(waitUntil([&] { return fdsupd_.log().find("Re-executed in place") != std::string::npos; }))
+        << fdsupd_.log();
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("SIGUSR2: re-executing"));
+    // Our own manager is told the main pid (the same) and that we are ready again.
+    const std::string mainPid = "MAINPID=" + std::to_string(fdsupd_.pid()) + "\nREADY=1";
+    EXPECT_TRUE(fdsupd_.notifications().waitFor(
+        [&](const std::string &message) { return message.find(mainPid) != std::string::npos; },
+        kEventDeadline));
+    EXPECT_EQ(workerPids(), pids);
+    EXPECT_TRUE(answersOk(fdsupd_.port("web")));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+} // namespace
+} // namespace fdsup::test
