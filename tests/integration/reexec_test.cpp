@@ -362,9 +362,11 @@ TEST_F(Reexec, Sigusr2ReexecsAndTheLogSaysSo)
         << fdsupd_.log();
     EXPECT_THAT(fdsupd_.log(), HasSubstr("SIGUSR2: re-executing"));
     // Our own manager is told the main pid (the same) and that we are ready again.
-    const std::string mainPid = "MAINPID=" + std::to_string(fdsupd_.pid()) + "\nREADY=1";
+    const std::string mainPid = "MAINPID=" + std::to_string(fdsupd_.pid()) + "\n";
     EXPECT_TRUE(fdsupd_.notifications().waitFor(
-        [&](const std::string &message) { return message.find(mainPid) != std::string::npos; },
+        [&](const std::string &message) {
+            return message.find(mainPid) != std::string::npos && message.find("READY=1\n") != std::string::npos;
+        },
         kEventDeadline));
     EXPECT_EQ(workerPids(), pids);
     EXPECT_TRUE(answersOk(fdsupd_.port("web")));
