@@ -353,6 +353,24 @@ TEST_F(Reexec, AStateTheNewBinaryRejectsSendsItBackToTheOldOne)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+TEST_F(Reexec, WhatTheStateCannotCarryFailsAtOnceAndNamesIt)
+{
+    // An activation socket (external workers) is not carried by state version 1.
+    const std::string config = fdsupd_.supervisorTable() +
+                               channelWebService(requireEnv("FDSUP_TEST_SEQNUM_ECHO"), 1) +
+                               "activation_socket = \"" + (fdsupd_.dir() / "activate.sock").string() + "\"\n";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    const std::set<pid_t> pids = instancePids(fdsupd_.status("web"));
+    const ProcessResult r = fdsupd_.fdsupctl({"reexec"});
+    EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("service 'web': an activation socket is not carried yet"));
+    EXPECT_EQ(instancePids(fdsupd_.status("web")), pids);
+    EXPECT_THAT(fdsupd_.log(), ::testing::Not(HasSubstr("Re-exec: executing")));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 TEST_F(Reexec, Sigusr2ReexecsAndTheLogSaysSo)
 {
     startAll();
