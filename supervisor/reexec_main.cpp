@@ -48,6 +48,9 @@ Result<config::Config> validate(const ReexecState &state)
         return Error{EBADMSG, "state: config: " + loaded.diagnostics.front().str()};
     }
     loaded.config->files = {state.configPath}; // a reload reads the file again
+    if (auto checked = Daemon::checkState(*loaded.config, state); !checked) {
+        return checked.error();
+    }
     return std::move(*loaded.config);
 }
 

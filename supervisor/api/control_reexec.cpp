@@ -138,7 +138,8 @@ void ControlApi::reexecProgress()
     auto defer = loop_->addDefer([this] {
         reexec_->defer.reset();
         bool unsupported = false;
-        std::string busy = daemon_.reexecBusy(unsupported);
+        std::string busy = importWaiters_.empty() ? daemon_.reexecBusy(unsupported)
+                                                  : std::string("an Import waits for its services to run");
         if (busy.empty()) {
             reexecNow();
             return;
@@ -174,6 +175,25 @@ void ControlApi::reexecFail(const std::string &reason)
     }
 }
 
+namespace {
+
+Result<void> selfCheck(const std::string &text, const config::Config &running)
+{
+    auto decoded = decodeAndCheckState(text);
+    if (!decoded) {
+        return decoded.error();
+    }
+    const std::string dir = std::filesystem::path(decoded->configPath).parent_path().string();
+    config::LoadResult loaded =
+        config::loadConfigString(decoded->configText, decoded->configPath, dir.empty() ? "/" : dir);
+    if (!loaded.config) {
+        return Error{EBADMSG, "state: config: " + loaded.diagnostics.front().str()};
+    }
+    return Daemon::checkState(running, *decoded);
+}
+
+} // namespace
+
 void ControlApi::reexecNow()
 {
     ReexecImage &image = ReexecImage::get();
@@ -193,7 +213,15 @@ void ControlApi::reexecNow()
         }
     }
     daemon_.snapshot(state);
-    auto sealed = sealState(encodeState(state));
+    const std::string text = encodeState(state);
+    // Never hand over a state no image can take (this one included: it is
+    // the fallback): read it back and check it as the new image will.
+    if (auto readable = selfCheck(text, daemon_.config()); !readable) {
+        reexecFail("fdsupd cannot read its own state back (" + readable.error().message +
+                   "); not re-executing");
+        return;
+    }
+    auto sealed = sealState(text);
     if (!sealed) {
         reexecFail(sealed.error().message);
         return;

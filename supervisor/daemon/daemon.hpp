@@ -117,6 +117,11 @@ public:
     // descriptor of the state's sockets and services is closed).
     [[nodiscard]] std::string reexecBusy(bool &unsupported) const;
     void snapshot(ReexecState &state) const;
+    // What restore() requires of a state, checked without side effects: every
+    // configured socket (a receive = true one may have no descriptors yet)
+    // and service is in it. The old image checks its own state with it
+    // before it execs, so a state no image can take is never handed over.
+    static Result<void> checkState(const config::Config &config, const ReexecState &state);
     static Result<std::unique_ptr<Daemon>> restore(EventLoop &loop, config::Config config,
                                                    ReexecState &state);
 

@@ -22,6 +22,11 @@ std::string Daemon::reexecBusy(bool &unsupported) const
     if (!removing_.empty()) {
         return "service '" + removing_.front() + "' is being removed by a reload";
     }
+    for (const auto &[name, orphans] : orphaned_) {
+        if (orphans && !orphans->empty()) {
+            return "service '" + name + "': a dead predecessor's orphaned workers are being replaced";
+        }
+    }
     if (!retiringSockets_.empty()) {
         return "socket '" + retiringSockets_.front() + "' is being closed by a reload";
     }
@@ -60,6 +65,27 @@ void Daemon::snapshot(ReexecState &state) const
     }
 }
 
+Result<void> Daemon::checkState(const config::Config &config, const ReexecState &state)
+{
+    for (const auto &socket : config.sockets) {
+        const auto it = std::find_if(state.sockets.begin(), state.sockets.end(),
+                                     [&](const SocketSnapshot &s) { return s.name == socket.name; });
+        // A receive = true socket not received yet (or released) has none.
+        if (it == state.sockets.end() || (it->fds.empty() && !socket.receive)) {
+            return Error{EBADMSG,
+                         "state: socket '" + socket.name + "' of the configuration is not in the state"};
+        }
+    }
+    for (const auto &service : config.services) {
+        if (std::none_of(state.services.begin(), state.services.end(),
+                         [&](const ServiceSnapshot &s) { return s.name == service.name; })) {
+            return Error{EBADMSG,
+                         "state: service '" + service.name + "' of the configuration is not in the state"};
+        }
+    }
+    return {};
+}
+
 Result<std::unique_ptr<Daemon>> Daemon::restore(EventLoop &loop, config::Config config, ReexecState &state)
 {
     // The sockets are taken as inherited ones (checked as such); every
@@ -70,11 +96,8 @@ Result<std::unique_ptr<Daemon>> Daemon::restore(EventLoop &loop, config::Config 
             inherited.byName.emplace(socket.name, UniqueFd(fd));
         }
     }
-    for (const auto &socket : config.sockets) {
-        if (inherited.byName.count(socket.name) == 0) {
-            return Error{EBADMSG,
-                         "state: socket '" + socket.name + "' of the configuration is not in the state"};
-        }
+    if (auto checked = checkState(config, state); !checked) {
+        return checked.error();
     }
     std::unique_ptr<Daemon> daemon(new Daemon(loop, std::move(config)));
     daemon->restored_ = true;

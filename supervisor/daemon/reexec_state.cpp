@@ -237,6 +237,7 @@ Json encodeService(const ServiceSnapshot &s)
             {"rollout_tickets", s.rolloutTickets},
             {"output", encodeOutput(s.output)},
             {"stored", encodeStored(s.stored)},
+            {"waiting_for", s.waitingFor},
             {"handoff",
              {{"handed", s.handoff.handed},
               {"adopted", s.handoff.adopted},
@@ -376,6 +377,10 @@ ServiceSnapshot decodeService(const Reader &r)
         s.stored.push_back(
             StoredFdSnapshot{st.at("name").string(), fdField(st, "fd"), st.at("poll").boolean()});
     });
+    // Added within version 1: a state written without it waits for nothing.
+    if (r.has("waiting_for")) {
+        s.waitingFor = r.at("waiting_for").string();
+    }
     const Reader h = r.at("handoff");
     s.handoff = HandoffCounters{h.at("handed").unsigned64(), h.at("adopted").unsigned64(),
                                 h.at("expired").unsigned64(), h.at("hung_up").unsigned64(),

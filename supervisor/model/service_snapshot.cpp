@@ -63,6 +63,7 @@ ServiceSnapshot Service::snapshot() const
     s.rolloutTickets = rollouts_.tickets();
     s.output.assign(output_.lines().begin(), output_.lines().end());
     s.handoff = broker_.counters();
+    s.waitingFor = waitingFor_;
     for (const auto &stored : fdStore_.fds()) {
         s.stored.push_back(StoredFdSnapshot{stored.name, stored.fd.get(), static_cast<bool>(stored.poll)});
     }
@@ -110,6 +111,7 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     service->notify_ = std::move(*notify);
     service->nextGeneration_ = snapshot.nextGeneration;
     service->active_ = snapshot.active;
+    service->waitingFor_ = snapshot.waitingFor;
     service->failed_ = snapshot.failed;
     service->failedReason_ = snapshot.failedReason;
     service->restartsTotal_ = snapshot.restartsTotal;

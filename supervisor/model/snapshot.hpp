@@ -68,6 +68,8 @@ struct ServiceSnapshot {
     std::vector<LogEntry> output; // the lines kept for `fdsupctl logs`, oldest first
     HandoffCounters handoff;      // what `fdsupctl connections` counts
     std::vector<StoredFdSnapshot> stored;
+    // A receive = true socket it waits for before it starts (docs/transfer.md); empty: none.
+    std::string waitingFor;
 
     friend bool operator==(const ServiceSnapshot &, const ServiceSnapshot &) = default;
 };

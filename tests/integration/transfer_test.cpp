@@ -146,6 +146,27 @@ TEST_F(TransferTest, MovesTheListenerUnderLoadRefusingNothing)
     EXPECT_TRUE(answersOk(port_)); // the target serves on after the source is gone
 }
 
+TEST_F(TransferTest, ATargetReexecutedWhileItWaitsStillWaitsAndTakesTheTransfer)
+{
+    startSource();
+    startTarget(config(target_, "receive = true\n"));
+    ASSERT_EQ(target_.status("web").at("waiting_for"), "web");
+    // A re-exec carries the wait (docs/reexec.md): the service is still
+    // waiting afterwards, and Import still starts it.
+    const auto reexec = target_.fdsupctl({"reexec"});
+    ASSERT_EQ(reexec.exitCode, 0) << reexec.out << reexec.err;
+    EXPECT_EQ(target_.status("web").at("waiting_for"), "web");
+    EXPECT_TRUE(instancePids(target_.status("web")).empty());
+    startLoad();
+
+    const auto moved = transferAs("");
+    ASSERT_EQ(moved.exitCode, 0) << moved.out << moved.err;
+    ASSERT_TRUE(waitUntil([&] { return target_.status("web").at("ready") == 2; }));
+    const auto report = stopLoad();
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(report.failed(), 0U) << report.summary();
+}
+
 TEST_F(TransferTest, ATargetWithoutTheSocketRefusesWithExitFourAndTheSourceKeepsServing)
 {
     startSource();

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "config/config.hpp"
+#include "daemon/daemon.hpp"
 #include "daemon/reexec_state.hpp"
 #include "io/reexec_preflight.hpp"
 #include "loop_driver.hpp"
@@ -197,6 +199,33 @@ TEST(ReexecState, EveryDescriptorMustBeOpen)
     const auto r = decodeAndCheckState(text);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().message, "state: fd " + std::to_string(state.controlFd) + " is not open");
+}
+
+// What restore() needs of a state against the configuration it carries;
+// the old image asks the same of its own state before it execs.
+TEST(ReexecState, EveryConfiguredSocketAndServiceMustBeInTheState)
+{
+    const std::string text = "[socket.web]\nlisten = \"tcp://127.0.0.1:8080\"\n"
+                             "[socket.next]\nlisten = \"tcp://127.0.0.1:8081\"\nreceive = true\n"
+                             "[service.web]\ncommand = [\"/bin/true\"]\nsockets = [\"web\"]\n";
+    const config::LoadResult loaded = config::loadConfigString(text, "/etc/fdsupd/fdsupd.toml", "/etc/fdsupd");
+    ASSERT_TRUE(loaded.config);
+    ReexecState state = sample();
+    // A receive = true socket not received yet has no descriptors: fine.
+    state.sockets.push_back(SocketSnapshot{"next", {}, {}, true});
+    EXPECT_TRUE(Daemon::checkState(*loaded.config, state));
+
+    ReexecState noFds = state;
+    noFds.sockets.front().fds.clear(); // a bound socket always has some
+    auto refused = Daemon::checkState(*loaded.config, noFds);
+    ASSERT_FALSE(refused);
+    EXPECT_THAT(refused.error().message, HasSubstr("socket 'web' of the configuration is not in the state"));
+
+    ReexecState noService = state;
+    noService.services.clear();
+    refused = Daemon::checkState(*loaded.config, noService);
+    ASSERT_FALSE(refused);
+    EXPECT_THAT(refused.error().message, HasSubstr("service 'web' of the configuration is not in the state"));
 }
 
 TEST(ReexecPreflight, TheAnswerIsOneJsonLine)
