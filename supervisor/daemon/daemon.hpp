@@ -185,7 +185,7 @@ private:
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
     unsigned killedBeforeShutdown_ = 0; // killedLeavingTotal() of every service at beginShutdown()
-    bool started_ = false; // run() started the services; READY=1 once they settle
+    bool started_ = false;              // run() started the services; READY=1 once they settle
     bool notifiedReady_ = false;
     bool restored_ = false; // made by restore(): run() starts nothing
 };

@@ -80,12 +80,12 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     std::vector<NotifyMessage> stored;
     for (const auto &s : snapshot.stored) {
         // Stored again the way a worker stores them, so they are checked and watched the same way.
-        NotifyMessage message;
+        // Built in place: GCC's -O2 sees a moved local's optionals as maybe uninitialised.
+        NotifyMessage &message = stored.emplace_back();
         message.fdStore = true;
         message.fdName = s.name;
         message.fdPoll = s.poll;
         message.fds.emplace_back(s.fd);
-        stored.push_back(std::move(message));
     }
     std::vector<UniqueFd> owned;
     for (const auto &i : snapshot.instances) {

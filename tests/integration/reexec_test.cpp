@@ -383,7 +383,8 @@ TEST_F(Reexec, Sigusr2ReexecsAndTheLogSaysSo)
     const std::string mainPid = "MAINPID=" + std::to_string(fdsupd_.pid()) + "\n";
     EXPECT_TRUE(fdsupd_.notifications().waitFor(
         [&](const std::string &message) {
-            return message.find(mainPid) != std::string::npos && message.find("READY=1\n") != std::string::npos;
+            return message.find(mainPid) != std::string::npos &&
+                   message.find("READY=1\n") != std::string::npos;
         },
         kEventDeadline));
     EXPECT_EQ(workerPids(), pids);

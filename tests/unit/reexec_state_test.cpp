@@ -208,7 +208,8 @@ TEST(ReexecState, EveryConfiguredSocketAndServiceMustBeInTheState)
     const std::string text = "[socket.web]\nlisten = \"tcp://127.0.0.1:8080\"\n"
                              "[socket.next]\nlisten = \"tcp://127.0.0.1:8081\"\nreceive = true\n"
                              "[service.web]\ncommand = [\"/bin/true\"]\nsockets = [\"web\"]\n";
-    const config::LoadResult loaded = config::loadConfigString(text, "/etc/fdsupd/fdsupd.toml", "/etc/fdsupd");
+    const config::LoadResult loaded =
+        config::loadConfigString(text, "/etc/fdsupd/fdsupd.toml", "/etc/fdsupd");
     ASSERT_TRUE(loaded.config);
     ReexecState state = sample();
     // A receive = true socket not received yet has no descriptors: fine.
