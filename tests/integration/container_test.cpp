@@ -27,7 +27,10 @@ using ::testing::HasSubstr;
 // stopped it. The orphan records its pid and exits when the release fifo
 // is opened for writing and closed (or at SIGTERM: it is in the worker's
 // process group, which stop_signal reaches). `ignore` makes the worker ignore
-// SIGTERM, so only the kill signal ends it.
+// SIGTERM, so only the kill signal ends it. The worker sets its own SIGTERM
+// disposition after the fork: the orphan never has the worker's handler
+// (it would note a TERM of its own when the stop reaches the group before
+// it has run at all, as under load), it has SIGTERM's default action.
 constexpr const char *kWorker = R"(import os, signal, sys
 d, mode = sys.argv[1], sys.argv[2]
 def note(line):
@@ -36,11 +39,9 @@ def note(line):
 def term(sig, frame):
     note(f"{os.getpid()} TERM")
     sys.exit(0)
-signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore" else term)
 child = os.fork()
 if child == 0:
     if os.fork() == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         with open(os.path.join(d, "orphans"), "a") as f:
             f.write(f"{os.getpid()}\n")
         with open(os.path.join(d, "release.fifo")) as f:
@@ -48,6 +49,7 @@ if child == 0:
         os._exit(0)
     os._exit(0)
 os.waitpid(child, 0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore" else term)
 note(f"{os.getpid()} start")
 while True:
     signal.pause()

@@ -603,6 +603,22 @@ TEST_F(KeepAlive, KeepAliveClientNeverReconnects)
         }
         previous = now;
         EXPECT_GT(clients.total(), before) << "no answer during restart " << round;
+        // Each connection asks the new generation before the next restart:
+        // a connection handed to a worker that the next rollout drains first
+        // (a few milliseconds later) would otherwise skip that generation
+        // when one round of the 20 clients is slower than that, as under load.
+        // The answer after the one in flight at this mark was asked after the restart.
+        std::vector<std::size_t> seen;
+        for (const auto &a : clients.answers()) {
+            seen.push_back(a.size());
+        }
+        ASSERT_TRUE(clients.waitForEach(seen, 2, kEventDeadline))
+            << ::testing::PrintToString(clients.failures());
+        const auto answers = clients.answers();
+        for (std::size_t i = 0; i < answers.size(); ++i) {
+            EXPECT_EQ(answers[i].at(seen[i] + 1).generation, std::to_string(round + 1))
+                << "restart " << round << ", connection " << i;
+        }
     }
     // Every connection gets two more answers; the one after its answer in
     // flight at this mark was certainly asked after the last restart.

@@ -208,6 +208,15 @@ TEST_F(Wrap, ADaemonisingServerIsFollowedThroughItsPidFileRestartedAndStopped)
     const ProcessResult restart = fdsupd_.fdsupctl({"restart", "web", "--wait"});
     ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
     ASSERT_TRUE(readyAndBound());
+    // As at the start: the new daemon may be ready before its parent exits
+    // and fdsupd follows it (until then the instance's pid is the parent's,
+    // and the pid file may still name the old daemon): wait for the follow.
+    ASSERT_TRUE(waitUntil([&] {
+        const Json i = instance();
+        return i.is_object() && i["pid"].is_number() && i["pid"].get<pid_t>() != daemon &&
+               i["pid"].get<pid_t>() == readPid(pidFile);
+    })) << "the new instance's main process is the new daemon: "
+        << fdsupd_.status("web").dump(2);
     const pid_t second = instance()["pid"].get<pid_t>();
     EXPECT_NE(second, daemon);
     EXPECT_EQ(second, readPid(pidFile));
