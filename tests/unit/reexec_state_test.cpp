@@ -103,6 +103,13 @@ ReexecState sample()
     web.stored = {StoredFdSnapshot{"cache", 15, true}, StoredFdSnapshot{"cache", 16, false}};
     web.output = {LogEntry{1795254823010097, 0, 4000, 3, false, "listening"},
                   LogEntry{1795254823010098, 1, 4001, 3, true, "warning: \u00e9t\u00e9"}};
+    PreloadSnapshot preload;
+    preload.fd = 18;
+    preload.peers = {PreloadPeerSnapshot{19, 15, 4002, true, 24},
+                     PreloadPeerSnapshot{20, 16, 4001, false, 0}};
+    preload.claims = {PreloadClaimSnapshot{15, 2, false, {{"web", 4002}}},
+                      PreloadClaimSnapshot{16, 1, true, {}}};
+    web.preload = preload;
     state.services.push_back(web);
     return state;
 }
@@ -121,7 +128,8 @@ TEST(ReexecState, EverythingSurvivesEncodeAndDecode)
     const auto decoded = decodeState(encodeState(state));
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_EQ(*decoded, state);
-    EXPECT_EQ(decoded->fds(), (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
+    EXPECT_EQ(decoded->fds(),
+              (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 18, 19, 20, 8, 9, 10, 11, 12}));
 }
 
 TEST(ReexecState, TheDocumentIsVersionedAndNamed)
@@ -173,12 +181,32 @@ TEST(ReexecState, EachMalformedFieldIsNamed)
          "state: services[0].active: expected true or false"},
         {[](Json &d) { d["services"] = Json::object(); }, "state: services: expected an array"},
         {[](Json &d) { d.erase("config"); }, "state: config: missing"},
+        {[](Json &d) { d["services"][0]["preload"]["fd"] = "x"; },
+         "state: services[0].preload.fd: expected an integer"},
+        {[](Json &d) { d["services"][0]["preload"]["peers"][1]["pid"] = 0; },
+         "state: services[0].preload.peers[1].pid: 0 is out of range"},
+        {[](Json &d) { d["services"][0]["preload"]["peers"][0].erase("instance"); },
+         "state: services[0].preload.peers[0].instance: missing"},
+        {[](Json &d) { d["services"][0]["preload"]["claims"][0]["claimed"][0]["listener"] = 3; },
+         "state: services[0].preload.claims[0].claimed[0].listener: expected a string"},
+        {[](Json &d) { d["services"][0]["preload"]["claims"][1].erase("deadline_passed"); },
+         "state: services[0].preload.claims[1].deadline_passed: missing"},
+        {[](Json &d) { d["services"][0]["preload"]["peers"][0]["fd"] = 7; }, "state: fd 7 is named twice"},
     };
     for (const auto &c : cases) {
         const auto r = decodeEdited(c.edit);
         ASSERT_FALSE(r) << c.message;
         EXPECT_EQ(r.error().message, c.message);
     }
+}
+
+// "preload" was added within version 1: a state written before it still reads, as a service without one.
+TEST(ReexecState, AStateWithoutPreloadStillReads)
+{
+    const auto r = decodeEdited([](Json &doc) { doc["services"][0].erase("preload"); });
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_FALSE(r->services.at(0).preload);
+    EXPECT_EQ(r->fds(), (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
 }
 
 TEST(ReexecState, NotJsonIsRejected)
@@ -208,7 +236,8 @@ TEST(ReexecState, EveryConfiguredSocketAndServiceMustBeInTheState)
     const std::string text = "[socket.web]\nlisten = \"tcp://127.0.0.1:8080\"\n"
                              "[socket.next]\nlisten = \"tcp://127.0.0.1:8081\"\nreceive = true\n"
                              "[service.web]\ncommand = [\"/bin/true\"]\nsockets = [\"web\"]\n";
-    const config::LoadResult loaded = config::loadConfigString(text, "/etc/fdsupd/fdsupd.toml", "/etc/fdsupd");
+    const config::LoadResult loaded =
+        config::loadConfigString(text, "/etc/fdsupd/fdsupd.toml", "/etc/fdsupd");
     ASSERT_TRUE(loaded.config);
     ReexecState state = sample();
     // A receive = true socket not received yet has no descriptors: fine.
