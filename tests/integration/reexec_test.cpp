@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_harness.hpp"
+#include "examples.hpp"
 #include "http_load.hpp"
 #include "seqnum_clients.hpp"
 #include "test_support.hpp"
@@ -353,6 +354,72 @@ TEST_F(Reexec, AStateTheNewBinaryRejectsSendsItBackToTheOldOne)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+// Every listener of every instance of `status` claimed by a pid of `pids` (the shim's CLAIMED, as status
+// shows it).
+void expectClaimedBy(const Json &status, const std::set<pid_t> &pids)
+{
+    ASSERT_EQ(status.at("instances").size(), pids.size()) << status.dump(2);
+    for (const Json &instance : status.at("instances")) {
+        ASSERT_FALSE(instance.at("listeners").empty()) << status.dump(2);
+        for (const Json &listener : instance.at("listeners")) {
+            ASSERT_TRUE(listener.at("adopted_by").is_number()) << status.dump(2);
+            EXPECT_EQ(pids.count(listener.at("adopted_by").get<pid_t>()), 1U) << status.dump(2);
+        }
+    }
+}
+
+// A wrapped, unmodified python3 http.server (wrap = "preload": the shim in
+// it claimed fdsupd's listener) across two re-execs under load: the preload
+// socket, the shim's connections and their claims are carried; a restart
+// afterwards spawns servers whose shim connects to the adopted preload socket.
+TEST_F(Reexec, AWrappedServerKeepsServingAndRestartsAfterReexecs)
+{
+    const int port = freePort();
+    writeFile(fdsupd_.dir() / "index.html", "wrapped\n");
+    const std::string config =
+        fdsupd_.supervisorTable(requireEnv("FDSUP_TEST_PRELOAD")) +
+        "[socket.files]\nlisten = \"tcp://127.0.0.1:" + std::to_string(port) +
+        "\"\n\n[service.files]\ncommand = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"--bind\", "
+        "\"127.0.0.1\", \"--directory\", " +
+        Json(fdsupd_.dir().path().string()).dump() + ", \"" + std::to_string(port) +
+        "\"]\nsockets = [\"files\"]\nwrap = \"preload\"\nready = \"bound\"\ninstances = 2\n"
+        "drain_timeout = \"2s\"\n";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "files"}}).error, "");
+    ASSERT_TRUE(waitUntil([&] { return fdsupd_.status("files").value("state", "") == "running"; }))
+        << fdsupd_.status("files").dump(2) << fdsupd_.log();
+    const std::set<pid_t> pids = instancePids(fdsupd_.status("files"));
+    ASSERT_EQ(pids.size(), 2U);
+    expectClaimedBy(fdsupd_.status("files"), pids);
+    HttpLoad fresh(port, 3, HttpLoad::Mode::Fresh);
+    fresh.start();
+    for (int round = 1; round <= 2; ++round) {
+        const std::size_t before = fresh.requests();
+        EXPECT_EQ(reexec().value("reexecs", -1), round);
+        EXPECT_EQ(instancePids(fdsupd_.status("files")), pids) << "round " << round;
+        EXPECT_TRUE(fresh.waitForRequests(before, 50, kEventDeadline));
+    }
+    // The claims were carried: each listener is still adopted by its server.
+    expectClaimedBy(fdsupd_.status("files"), pids);
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("files: adopted the preload socket"));
+    // A restart: the new servers' shims connect to the adopted preload socket and claim the listener.
+    const ProcessResult restart = fdsupd_.fdsupctl({"restart", "--wait", "files"});
+    EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err << fdsupd_.log();
+    const std::set<pid_t> after = instancePids(fdsupd_.status("files"));
+    ASSERT_EQ(after.size(), 2U);
+    for (const pid_t pid : after) {
+        EXPECT_EQ(pids.count(pid), 0U) << "the restart replaced every server";
+    }
+    expectClaimedBy(fdsupd_.status("files"), after);
+    const std::size_t settled = fresh.requests();
+    EXPECT_TRUE(fresh.waitForRequests(settled, 50, kEventDeadline));
+    const HttpLoadReport report = fresh.stop();
+    EXPECT_EQ(report.ok, report.requests) << report.summary();
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 TEST_F(Reexec, WhatTheStateCannotCarryFailsAtOnceAndNamesIt)
 {
     // An activation socket (external workers) is not carried by state version 1.
@@ -383,7 +450,8 @@ TEST_F(Reexec, Sigusr2ReexecsAndTheLogSaysSo)
     const std::string mainPid = "MAINPID=" + std::to_string(fdsupd_.pid()) + "\n";
     EXPECT_TRUE(fdsupd_.notifications().waitFor(
         [&](const std::string &message) {
-            return message.find(mainPid) != std::string::npos && message.find("READY=1\n") != std::string::npos;
+            return message.find(mainPid) != std::string::npos &&
+                   message.find("READY=1\n") != std::string::npos;
         },
         kEventDeadline));
     EXPECT_EQ(workerPids(), pids);

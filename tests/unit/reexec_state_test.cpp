@@ -132,6 +132,18 @@ TEST(ReexecState, EverythingSurvivesEncodeAndDecode)
               (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 18, 19, 20, 8, 9, 10, 11, 12}));
 }
 
+// The new image restores from duplicates: remapFds() reaches every descriptor fds() names, in the same order.
+TEST(ReexecState, RemappingReachesEveryDescriptor)
+{
+    ReexecState state = sample();
+    std::vector<int> expected;
+    for (const int fd : state.fds()) {
+        expected.push_back(fd + 100);
+    }
+    state.remapFds([](int fd) { return fd + 100; });
+    EXPECT_EQ(state.fds(), expected);
+}
+
 TEST(ReexecState, TheDocumentIsVersionedAndNamed)
 {
     const Json doc = Json::parse(encodeState(sample()));
