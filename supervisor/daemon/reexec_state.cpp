@@ -136,6 +136,8 @@ Json encodeInstance(const InstanceSnapshot &i)
             {"watchdog_usec", i.watchdogUsec},
             {"pid", i.pid},
             {"pidfd", i.pidfd},
+            {"followed", i.followed},
+            {"spawn_pid", i.spawnPid},
             {"stdout_fd", fdJson(i.stdoutFd)},
             {"stderr_fd", fdJson(i.stderrFd)},
             {"channel",
@@ -302,6 +304,13 @@ InstanceSnapshot decodeInstance(const Reader &r)
     i.watchdogUsec = r.at("watchdog_usec").integer<std::int64_t>(0, kMaxUsec);
     i.pid = r.at("pid").integer<pid_t>(1, kMaxInt);
     i.pidfd = fdField(r, "pidfd");
+    // Added within version 1 (pid_file): an older state followed no daemon.
+    if (r.has("followed")) {
+        i.followed = r.at("followed").boolean();
+    }
+    if (r.has("spawn_pid")) {
+        i.spawnPid = r.at("spawn_pid").integer<pid_t>(0, kMaxInt);
+    }
     i.stdoutFd = fdField(r, "stdout_fd", true);
     i.stderrFd = fdField(r, "stderr_fd", true);
     if (r.has("channel")) {

@@ -38,6 +38,11 @@ struct InstanceSnapshot {
     int channelFd = -1;
     bool welcomed = false;
     std::uint32_t capabilities = 0;
+    // pid_file: pid is the daemon it names, found and followed; spawnPid the
+    // process fdsupd started (gone: its group is killed with the daemon's).
+    // Added within version 1: an older state followed none.
+    bool followed = false;
+    pid_t spawnPid = 0;
 
     friend bool operator==(const InstanceSnapshot &, const InstanceSnapshot &) = default;
 };

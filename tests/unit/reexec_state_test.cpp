@@ -69,6 +69,8 @@ ReexecState sample()
     a.welcomed = true;
     a.capabilities = 7;
     InstanceSnapshot b = a;
+    b.followed = true; // a pid_file daemon: another pid than the one started
+    b.spawnPid = 3990;
     b.id = 16;
     b.slot = 1;
     b.readyAtUsec.reset();
@@ -193,6 +195,10 @@ TEST(ReexecState, EachMalformedFieldIsNamed)
          "state: services[0].active: expected true or false"},
         {[](Json &d) { d["services"] = Json::object(); }, "state: services: expected an array"},
         {[](Json &d) { d.erase("config"); }, "state: config: missing"},
+        {[](Json &d) { d["services"][0]["instances"][1]["followed"] = "yes"; },
+         "state: services[0].instances[1].followed: expected true or false"},
+        {[](Json &d) { d["services"][0]["instances"][1]["spawn_pid"] = -1; },
+         "state: services[0].instances[1].spawn_pid: -1 is out of range"},
         {[](Json &d) { d["services"][0]["preload"]["fd"] = "x"; },
          "state: services[0].preload.fd: expected an integer"},
         {[](Json &d) { d["services"][0]["preload"]["peers"][1]["pid"] = 0; },
@@ -212,12 +218,19 @@ TEST(ReexecState, EachMalformedFieldIsNamed)
     }
 }
 
-// "preload" was added within version 1: a state written before it still reads, as a service without one.
-TEST(ReexecState, AStateWithoutPreloadStillReads)
+// "preload", "followed" and "spawn_pid" were added within version 1: a state written before them still
+// reads, as a service without a preload socket and instances following no daemon.
+TEST(ReexecState, AStateWithoutTheFieldsAddedWithinVersion1StillReads)
 {
-    const auto r = decodeEdited([](Json &doc) { doc["services"][0].erase("preload"); });
+    const auto r = decodeEdited([](Json &doc) {
+        doc["services"][0].erase("preload");
+        doc["services"][0]["instances"][1].erase("followed");
+        doc["services"][0]["instances"][1].erase("spawn_pid");
+    });
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_FALSE(r->services.at(0).preload);
+    EXPECT_FALSE(r->services.at(0).instances.at(1).followed);
+    EXPECT_EQ(r->services.at(0).instances.at(1).spawnPid, 0);
     EXPECT_EQ(r->fds(), (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
 }
 
