@@ -420,6 +420,67 @@ TEST_F(Reexec, AWrappedServerKeepsServingAndRestartsAfterReexecs)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+// The pid a pid file names; 0 while it is not there.
+pid_t readPid(const std::filesystem::path &file)
+{
+    std::ifstream in(file);
+    pid_t pid = 0;
+    in >> pid;
+    return pid;
+}
+
+// A daemonising server (the preload client with --daemonize: its started
+// process exits once the daemon wrote its pid file) followed through its
+// pid_file across a re-exec: the same daemon pid is followed, serves, and is
+// stopped and reaped by the new image.
+TEST_F(Reexec, APidFileDaemonIsStillFollowedAndIsStoppedAfterAReexec)
+{
+    const std::string pidFile = (fdsupd_.dir() / "web.pid").string();
+    const std::string library = requireEnv("FDSUP_TEST_HARMLESS_PRELOAD");
+    const std::string config =
+        fdsupd_.supervisorTable(library) +
+        "[socket.web]\nlisten = \"tcp://127.0.0.1:0\"\n\n[service.web]\ncommand = [" +
+        Json(requireEnv("FDSUP_TEST_PRELOAD_CLIENT")).dump() + ", \"--daemonize\", " + Json(pidFile).dump() +
+        "]\nsockets = [\"web\"]\nwrap = \"preload\"\nenvironment = { "
+        "FDSUP_TEST_PRELOAD_LIBRARY = " +
+        Json(library).dump() + " }\nready = \"bound\"\npid_file = " + Json(pidFile).dump() +
+        "\ndrain_timeout = \"5s\"\n";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    const auto followed = [&] {
+        const Json instances = fdsupd_.status("web").at("instances");
+        return instances.size() == 1 && instances[0].at("state") == "ready" && readPid(pidFile) > 0 &&
+               instances[0].at("pid") == readPid(pidFile);
+    };
+    ASSERT_TRUE(waitUntil(followed)) << fdsupd_.status("web").dump(2) << fdsupd_.log();
+    const pid_t daemon = readPid(pidFile);
+    // What the server answers a new connection: its pid.
+    const auto servedBy = [&] {
+        UniqueFd c = connectLoopback(fdsupd_.port("web"));
+        char buffer[32] = {};
+        const ssize_t n = ::read(c.get(), buffer, sizeof buffer - 1);
+        return n > 0 ? static_cast<pid_t>(std::stol(buffer)) : 0;
+    };
+    EXPECT_EQ(servedBy(), daemon);
+
+    EXPECT_EQ(reexec().value("reexecs", -1), 1);
+    EXPECT_TRUE(followed()) << fdsupd_.status("web").dump(2);
+    EXPECT_EQ(fdsupd_.status("web").at("instances").at(0).at("pid"), daemon);
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("following the daemon of " + pidFile));
+    EXPECT_EQ(servedBy(), daemon);
+
+    // The new image stops it: signalled, its exit seen through the carried pidfd, reaped.
+    const ProcessResult stop = fdsupd_.fdsupctl({"stop", "web"});
+    ASSERT_EQ(stop.exitCode, 0) << stop.out << stop.err;
+    EXPECT_TRUE(waitUntil([&] { return !std::filesystem::exists("/proc/" + std::to_string(daemon)); }))
+        << "stopped and reaped: no orphan, no zombie";
+    EXPECT_TRUE(waitUntil([&] { return fdsupd_.status("web").at("state") == "stopped"; }))
+        << fdsupd_.status("web").dump(2);
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("web[0] (pid " + std::to_string(daemon) + ") exited with status 0"));
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 TEST_F(Reexec, WhatTheStateCannotCarryFailsAtOnceAndNamesIt)
 {
     // An activation socket (external workers) is not carried by state version 1.
