@@ -136,6 +136,8 @@ Json encodeInstance(const InstanceSnapshot &i)
             {"watchdog_usec", i.watchdogUsec},
             {"pid", i.pid},
             {"pidfd", i.pidfd},
+            {"followed", i.followed},
+            {"spawn_pid", i.spawnPid},
             {"stdout_fd", fdJson(i.stdoutFd)},
             {"stderr_fd", fdJson(i.stderrFd)},
             {"channel",
@@ -206,6 +208,33 @@ Json encodeStored(const std::vector<StoredFdSnapshot> &stored)
     return out;
 }
 
+Json encodePreload(const std::optional<PreloadSnapshot> &preload)
+{
+    if (!preload) {
+        return nullptr;
+    }
+    Json peers = Json::array();
+    for (const auto &p : preload->peers) {
+        peers.push_back({{"fd", p.fd},
+                         {"instance", p.instance},
+                         {"pid", p.pid},
+                         {"welcomed", p.welcomed},
+                         {"capabilities", p.capabilities}});
+    }
+    Json claims = Json::array();
+    for (const auto &c : preload->claims) {
+        Json by = Json::array();
+        for (const auto &[name, pid] : c.claimedBy) {
+            by.push_back({{"listener", name}, {"pid", pid}});
+        }
+        claims.push_back({{"instance", c.instance},
+                          {"connections", c.connections},
+                          {"deadline_passed", c.deadlinePassed},
+                          {"claimed", by}});
+    }
+    return {{"fd", preload->fd}, {"peers", peers}, {"claims", claims}};
+}
+
 Json encodeService(const ServiceSnapshot &s)
 {
     Json slots = Json::array();
@@ -238,6 +267,7 @@ Json encodeService(const ServiceSnapshot &s)
             {"output", encodeOutput(s.output)},
             {"stored", encodeStored(s.stored)},
             {"waiting_for", s.waitingFor},
+            {"preload", encodePreload(s.preload)},
             {"handoff",
              {{"handed", s.handoff.handed},
               {"adopted", s.handoff.adopted},
@@ -274,6 +304,13 @@ InstanceSnapshot decodeInstance(const Reader &r)
     i.watchdogUsec = r.at("watchdog_usec").integer<std::int64_t>(0, kMaxUsec);
     i.pid = r.at("pid").integer<pid_t>(1, kMaxInt);
     i.pidfd = fdField(r, "pidfd");
+    // Added within version 1 (pid_file): an older state followed no daemon.
+    if (r.has("followed")) {
+        i.followed = r.at("followed").boolean();
+    }
+    if (r.has("spawn_pid")) {
+        i.spawnPid = r.at("spawn_pid").integer<pid_t>(0, kMaxInt);
+    }
     i.stdoutFd = fdField(r, "stdout_fd", true);
     i.stderrFd = fdField(r, "stderr_fd", true);
     if (r.has("channel")) {
@@ -340,6 +377,29 @@ std::optional<RolloutRecord> decodeRollout(const Reader &parent)
     return record;
 }
 
+PreloadSnapshot decodePreload(const Reader &r)
+{
+    PreloadSnapshot s;
+    s.fd = fdField(r, "fd");
+    r.at("peers").each([&](const Reader &p) {
+        s.peers.push_back(PreloadPeerSnapshot{fdField(p, "fd"), p.at("instance").unsigned64(),
+                                              p.at("pid").integer<pid_t>(1, kMaxInt),
+                                              p.at("welcomed").boolean(), uintField(p, "capabilities")});
+    });
+    r.at("claims").each([&](const Reader &c) {
+        PreloadClaimSnapshot claims;
+        claims.instance = c.at("instance").unsigned64();
+        claims.connections = uintField(c, "connections");
+        claims.deadlinePassed = c.at("deadline_passed").boolean();
+        c.at("claimed").each([&](const Reader &by) {
+            claims.claimedBy.emplace_back(by.at("listener").string(),
+                                          by.at("pid").integer<pid_t>(1, kMaxInt));
+        });
+        s.claims.push_back(std::move(claims));
+    });
+    return s;
+}
+
 ServiceSnapshot decodeService(const Reader &r)
 {
     ServiceSnapshot s;
@@ -380,6 +440,10 @@ ServiceSnapshot decodeService(const Reader &r)
     // Added within version 1: a state written without it waits for nothing.
     if (r.has("waiting_for")) {
         s.waitingFor = r.at("waiting_for").string();
+    }
+    // Added within version 1 too: an older state carried no wrapped service.
+    if (r.has("preload")) {
+        s.preload = decodePreload(r.at("preload"));
     }
     const Reader h = r.at("handoff");
     s.handoff = HandoffCounters{h.at("handed").unsigned64(), h.at("adopted").unsigned64(),
@@ -464,6 +528,12 @@ std::vector<int> ReexecState::fds() const
         all.push_back(service.notifyFd);
         for (const auto &stored : service.stored) {
             all.push_back(stored.fd);
+        }
+        if (service.preload) {
+            all.push_back(service.preload->fd);
+            for (const auto &peer : service.preload->peers) {
+                all.push_back(peer.fd);
+            }
         }
         for (const auto &i : service.instances) {
             for (const int fd : {i.pidfd, i.stdoutFd, i.stderrFd, i.channelFd}) {

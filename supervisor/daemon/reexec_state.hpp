@@ -96,6 +96,12 @@ struct ReexecState {
             for (auto &stored : service.stored) {
                 one(stored.fd);
             }
+            if (service.preload) {
+                one(service.preload->fd);
+                for (auto &peer : service.preload->peers) {
+                    one(peer.fd);
+                }
+            }
             for (auto &i : service.instances) {
                 for (int *fd : {&i.pidfd, &i.stdoutFd, &i.stderrFd, &i.channelFd}) {
                     one(*fd);

@@ -25,10 +25,12 @@ std::string Instance::busyReason() const
     if (role_ != InstanceRole::Primary) {
         return who + " is a rollout's candidate or retiring";
     }
-    if (statusPipe_ || pidFileWatch_ || followed_) {
-        // A followed daemon is not our child by clone: its pidfd is, but the
-        // state version 1 does not record the pid file it came from.
-        return who + " follows a pid_file";
+    if (statusPipe_) {
+        return who + " is reading its exec status";
+    }
+    if (pidFileWatch_) {
+        // Once found, the daemon is followed through its pidfd and carried.
+        return who + " is waiting for its pid_file";
     }
     return {};
 }
@@ -58,6 +60,8 @@ InstanceSnapshot Instance::snapshot() const
         s.welcomed = ch->welcomed;
         s.capabilities = ch->capabilities;
     }
+    s.followed = followed_;
+    s.spawnPid = spawnPid_;
     return s;
 }
 
@@ -68,7 +72,8 @@ Result<void> Instance::restore(const InstanceSnapshot &s)
     UniqueFd out(s.stdoutFd);
     UniqueFd err(s.stderrFd);
     setPid(s.pid);
-    spawnPid_ = s.pid;
+    spawnPid_ = s.spawnPid > 0 ? s.spawnPid : s.pid;
+    followed_ = s.followed;
     lifecycle_.state = InstanceState::Ready;
     since_ = Duration(s.sinceUsec);
     startedAt_ = Duration(s.startedAtUsec);
@@ -88,7 +93,8 @@ Result<void> Instance::restore(const InstanceSnapshot &s)
         // The last ping's time is not carried: the worker gets a full interval.
         arm(watchdog_, watchdogTimeout_, LifecycleEvent::Kind::WatchdogExpired);
     }
-    spdlog::info("Adopted {} generation {} across re-exec", describe(), generation());
+    spdlog::info("Adopted {} generation {} across re-exec{}", describe(), generation(),
+                 followed_ ? ", following the daemon of " + config().pidFile.value_or("") : "");
     return {};
 }
 

@@ -276,23 +276,30 @@ void PreloadSocket::admit(UniqueFd fd)
         rejected_.reject(std::move(fd), code, why);
         return;
     }
-    auto connection = std::make_unique<PreloadConnection>(*this, *owner, peer);
+    if (auto served = serve(std::move(fd), *owner, peer); !served) {
+        spdlog::error("{}: cannot serve a preload shim, {}: {}", service, describePeer(peer),
+                      served.error().message);
+        return;
+    }
+    ++records_[owner->id].adoption.connections;
+    spdlog::info("{} connected", connections_.back()->describe());
+}
+
+Result<void> PreloadSocket::serve(UniqueFd fd, const PreloadOwner &owner, const Peer &peer)
+{
+    auto connection = std::make_unique<PreloadConnection>(*this, owner, peer);
     PreloadConnection *raw = connection.get();
     auto channel = WorkerChannel::adopt(
         loop_, std::move(fd),
         [this, raw](ChannelMessage &&message) { host_.onPreloadMessage(*raw, std::move(message)); },
         [this, raw](const std::string &reason) { closed(*raw, reason); });
     if (!channel) {
-        spdlog::error("{}: cannot serve a preload shim, {}: {}", service, describePeer(peer),
-                      channel.error().message);
-        return;
+        return channel.error();
     }
     connection->setChannel(std::move(*channel));
     connections_.push_back(std::move(connection));
-    Adoption &adoption = records_[owner->id].adoption;
-    ++adoption.connections;
-    ++adoption.open;
-    spdlog::info("{} connected", raw->describe());
+    ++records_[owner.id].adoption.open;
+    return {};
 }
 
 void PreloadSocket::reapLater()

@@ -21,6 +21,7 @@
 #include "io/unix_listener.hpp"
 #include "model/channel_peer.hpp"
 #include "model/profile.hpp"
+#include "model/snapshot.hpp"
 
 namespace fdsup {
 
@@ -132,6 +133,20 @@ public:
     PreloadSocket(const PreloadSocket &) = delete;
     PreloadSocket &operator=(const PreloadSocket &) = delete;
 
+    // Across fdsupd's re-exec (preload_snapshot.cpp, docs/reexec.md): the
+    // listening socket, every open shim connection and every instance's
+    // claims, borrowed; adopt() takes them back without binding anything.
+    // `fds` owns the snapshot's descriptors: the listener first, then one per
+    // peer in order. Every peer's instance must be one of host.preloadOwners().
+    [[nodiscard]] PreloadSnapshot snapshot() const;
+    static Result<std::unique_ptr<PreloadSocket>> adopt(EventLoop &loop, Clock &clock, std::string address,
+                                                        PreloadHost &host, const PreloadSnapshot &snapshot,
+                                                        std::vector<UniqueFd> fds);
+    // Takes back an instance's record: its claims, and a fresh deadline
+    // when it had not passed and a listener is not claimed yet.
+    void restoreClaims(const PreloadClaimSnapshot &claims, const std::string &who,
+                       const std::vector<std::string> &listeners, Duration deadline);
+
     [[nodiscard]] const std::string &address() const { return address_; }
     // Starts the record of a new instance and its deadline (after `deadline`
     // without every listener claimed, a warning is logged once).
@@ -151,6 +166,7 @@ private:
         : loop_(loop), clock_(clock), host_(host), address_(std::move(address)), rejected_(loop)
     {}
     void admit(UniqueFd fd);
+    Result<void> serve(UniqueFd fd, const PreloadOwner &owner, const Peer &peer);
     void reapLater();
     void reap();
     void deadlinePassed(std::uint64_t instance);

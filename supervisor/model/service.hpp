@@ -185,6 +185,8 @@ private:
     [[nodiscard]] std::vector<BorrowedFd> listenersOf(const config::ServiceConfig &config) const;
     // service_preload.cpp: a wrapped service's part of a spawn.
     Result<void> openPreload();
+    // service_snapshot.cpp: the preload socket taken back across re-exec (opened afresh without a snapshot).
+    Result<void> restorePreload(const std::optional<PreloadSnapshot> &snapshot, std::vector<UniqueFd> fds);
     [[nodiscard]] std::string preloadAddress() const;
     // ": listener 'web' not adopted: REASON" for each listener a wrapped
     // instance never claimed, as if its deadline had passed; "" otherwise.

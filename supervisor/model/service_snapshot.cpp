@@ -14,9 +14,6 @@ std::string Service::busyReason(bool &unsupported) const
     if (activation_) {
         return self + "an activation socket is not carried yet";
     }
-    if (config().wrap == config::Wrap::Preload) {
-        return self + "a wrapped (preload) service is not carried yet";
-    }
     unsupported = false;
     if (rollouts_.active()) {
         return self + "rollout " + std::to_string(rollouts_.currentId()) + " in progress";
@@ -64,6 +61,9 @@ ServiceSnapshot Service::snapshot() const
     s.output.assign(output_.lines().begin(), output_.lines().end());
     s.handoff = broker_.counters();
     s.waitingFor = waitingFor_;
+    if (preload_) {
+        s.preload = preload_->snapshot();
+    }
     for (const auto &stored : fdStore_.fds()) {
         s.stored.push_back(StoredFdSnapshot{stored.name, stored.fd.get(), static_cast<bool>(stored.poll)});
     }
@@ -91,6 +91,13 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     for (const auto &i : snapshot.instances) {
         for (const int fd : {i.pidfd, i.stdoutFd, i.stderrFd, i.channelFd}) {
             owned.emplace_back(fd);
+        }
+    }
+    std::vector<UniqueFd> preloadFds;
+    if (snapshot.preload) {
+        preloadFds.emplace_back(snapshot.preload->fd);
+        for (const auto &peer : snapshot.preload->peers) {
+            preloadFds.emplace_back(peer.fd);
         }
     }
     const auto failed = [&](const Error &error) {
@@ -133,7 +140,35 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
             return failed(adopted.error());
         }
     }
+    if (auto preload = service->restorePreload(snapshot.preload, std::move(preloadFds)); !preload) {
+        return failed(preload.error());
+    }
     return service;
+}
+
+Result<void> Service::restorePreload(const std::optional<PreloadSnapshot> &snapshot,
+                                     std::vector<UniqueFd> fds)
+{
+    if (config().wrap != config::Wrap::Preload) {
+        return {};
+    }
+    if (!snapshot) {
+        return openPreload(); // a state written before wrapped services were carried
+    }
+    PreloadHost &host = *this;
+    auto socket = PreloadSocket::adopt(context_.loop, context_.clock, preloadAddress(), host, *snapshot,
+                                       std::move(fds));
+    if (!socket) {
+        return socket.error();
+    }
+    preload_ = std::move(*socket);
+    for (const auto &claims : snapshot->claims) {
+        if (const Instance *instance = findInstance(claims.instance)) {
+            preload_->restoreClaims(claims, instance->describe(), config().sockets,
+                                    config().startTimeout + config().readyTimeout);
+        }
+    }
+    return {};
 }
 
 Result<void> Service::adoptInstance(const InstanceSnapshot &snapshot, UniqueFd *fds)

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/types.h>
@@ -37,6 +38,11 @@ struct InstanceSnapshot {
     int channelFd = -1;
     bool welcomed = false;
     std::uint32_t capabilities = 0;
+    // pid_file: pid is the daemon it names, found and followed; spawnPid the
+    // process fdsupd started (gone: its group is killed with the daemon's).
+    // Added within version 1: an older state followed none.
+    bool followed = false;
+    pid_t spawnPid = 0;
 
     friend bool operator==(const InstanceSnapshot &, const InstanceSnapshot &) = default;
 };
@@ -48,6 +54,37 @@ struct StoredFdSnapshot {
     bool poll = false; // dropped when it hangs up (FDPOLL)
 
     friend bool operator==(const StoredFdSnapshot &, const StoredFdSnapshot &) = default;
+};
+
+// One connection of the preload shim (docs/preload.md): a worker channel from
+// a process of instance `instance`.
+struct PreloadPeerSnapshot {
+    int fd = -1;
+    std::uint64_t instance = 0;
+    pid_t pid = 0;
+    bool welcomed = false;
+    std::uint32_t capabilities = 0;
+
+    friend bool operator==(const PreloadPeerSnapshot &, const PreloadPeerSnapshot &) = default;
+};
+
+// Which listeners an instance's processes claimed (CLAIMED), and by which pid first.
+struct PreloadClaimSnapshot {
+    std::uint64_t instance = 0;
+    unsigned connections = 0; // admitted so far, open or closed
+    bool deadlinePassed = false;
+    std::vector<std::pair<std::string, pid_t>> claimedBy;
+
+    friend bool operator==(const PreloadClaimSnapshot &, const PreloadClaimSnapshot &) = default;
+};
+
+// A wrapped service's preload socket: the listening socket, its shim peers and their claims.
+struct PreloadSnapshot {
+    int fd = -1;
+    std::vector<PreloadPeerSnapshot> peers;
+    std::vector<PreloadClaimSnapshot> claims;
+
+    friend bool operator==(const PreloadSnapshot &, const PreloadSnapshot &) = default;
 };
 
 struct ServiceSnapshot {
@@ -70,6 +107,8 @@ struct ServiceSnapshot {
     std::vector<StoredFdSnapshot> stored;
     // A receive = true socket it waits for before it starts (docs/transfer.md); empty: none.
     std::string waitingFor;
+    // A wrapped service's (wrap = "preload"); added within version 1: none in an older state.
+    std::optional<PreloadSnapshot> preload;
 
     friend bool operator==(const ServiceSnapshot &, const ServiceSnapshot &) = default;
 };

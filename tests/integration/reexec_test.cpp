@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_harness.hpp"
+#include "examples.hpp"
 #include "http_load.hpp"
 #include "seqnum_clients.hpp"
 #include "test_support.hpp"
@@ -350,6 +351,133 @@ TEST_F(Reexec, AStateTheNewBinaryRejectsSendsItBackToTheOldOne)
     // The old binary, re-entered, re-execs as before.
     EXPECT_EQ(reexec().value("reexecs", -1), 1);
     EXPECT_EQ(workerPids(), pids);
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// Every listener of every instance of `status` claimed by a pid of `pids` (the shim's CLAIMED, as status
+// shows it).
+void expectClaimedBy(const Json &status, const std::set<pid_t> &pids)
+{
+    ASSERT_EQ(status.at("instances").size(), pids.size()) << status.dump(2);
+    for (const Json &instance : status.at("instances")) {
+        ASSERT_FALSE(instance.at("listeners").empty()) << status.dump(2);
+        for (const Json &listener : instance.at("listeners")) {
+            ASSERT_TRUE(listener.at("adopted_by").is_number()) << status.dump(2);
+            EXPECT_EQ(pids.count(listener.at("adopted_by").get<pid_t>()), 1U) << status.dump(2);
+        }
+    }
+}
+
+// A wrapped, unmodified python3 http.server (wrap = "preload": the shim in
+// it claimed fdsupd's listener) across two re-execs under load: the preload
+// socket, the shim's connections and their claims are carried; a restart
+// afterwards spawns servers whose shim connects to the adopted preload socket.
+TEST_F(Reexec, AWrappedServerKeepsServingAndRestartsAfterReexecs)
+{
+    const int port = freePort();
+    writeFile(fdsupd_.dir() / "index.html", "wrapped\n");
+    const std::string config =
+        fdsupd_.supervisorTable(requireEnv("FDSUP_TEST_PRELOAD")) +
+        "[socket.files]\nlisten = \"tcp://127.0.0.1:" + std::to_string(port) +
+        "\"\n\n[service.files]\ncommand = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"--bind\", "
+        "\"127.0.0.1\", \"--directory\", " +
+        Json(fdsupd_.dir().path().string()).dump() + ", \"" + std::to_string(port) +
+        "\"]\nsockets = [\"files\"]\nwrap = \"preload\"\nready = \"bound\"\ninstances = 2\n"
+        "drain_timeout = \"2s\"\n";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "files"}}).error, "");
+    ASSERT_TRUE(waitUntil([&] { return fdsupd_.status("files").value("state", "") == "running"; }))
+        << fdsupd_.status("files").dump(2) << fdsupd_.log();
+    const std::set<pid_t> pids = instancePids(fdsupd_.status("files"));
+    ASSERT_EQ(pids.size(), 2U);
+    expectClaimedBy(fdsupd_.status("files"), pids);
+    HttpLoad fresh(port, 3, HttpLoad::Mode::Fresh);
+    fresh.start();
+    for (int round = 1; round <= 2; ++round) {
+        const std::size_t before = fresh.requests();
+        EXPECT_EQ(reexec().value("reexecs", -1), round);
+        EXPECT_EQ(instancePids(fdsupd_.status("files")), pids) << "round " << round;
+        EXPECT_TRUE(fresh.waitForRequests(before, 50, kEventDeadline));
+    }
+    // The claims were carried: each listener is still adopted by its server.
+    expectClaimedBy(fdsupd_.status("files"), pids);
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("files: adopted the preload socket"));
+    // A restart: the new servers' shims connect to the adopted preload socket and claim the listener.
+    const ProcessResult restart = fdsupd_.fdsupctl({"restart", "--wait", "files"});
+    EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err << fdsupd_.log();
+    const std::set<pid_t> after = instancePids(fdsupd_.status("files"));
+    ASSERT_EQ(after.size(), 2U);
+    for (const pid_t pid : after) {
+        EXPECT_EQ(pids.count(pid), 0U) << "the restart replaced every server";
+    }
+    expectClaimedBy(fdsupd_.status("files"), after);
+    const std::size_t settled = fresh.requests();
+    EXPECT_TRUE(fresh.waitForRequests(settled, 50, kEventDeadline));
+    const HttpLoadReport report = fresh.stop();
+    EXPECT_EQ(report.ok, report.requests) << report.summary();
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// The pid a pid file names; 0 while it is not there.
+pid_t readPid(const std::filesystem::path &file)
+{
+    std::ifstream in(file);
+    pid_t pid = 0;
+    in >> pid;
+    return pid;
+}
+
+// A daemonising server (the preload client with --daemonize: its started
+// process exits once the daemon wrote its pid file) followed through its
+// pid_file across a re-exec: the same daemon pid is followed, serves, and is
+// stopped and reaped by the new image.
+TEST_F(Reexec, APidFileDaemonIsStillFollowedAndIsStoppedAfterAReexec)
+{
+    const std::string pidFile = (fdsupd_.dir() / "web.pid").string();
+    const std::string library = requireEnv("FDSUP_TEST_HARMLESS_PRELOAD");
+    const std::string config =
+        fdsupd_.supervisorTable(library) +
+        "[socket.web]\nlisten = \"tcp://127.0.0.1:0\"\n\n[service.web]\ncommand = [" +
+        Json(requireEnv("FDSUP_TEST_PRELOAD_CLIENT")).dump() + ", \"--daemonize\", " + Json(pidFile).dump() +
+        "]\nsockets = [\"web\"]\nwrap = \"preload\"\nenvironment = { "
+        "FDSUP_TEST_PRELOAD_LIBRARY = " +
+        Json(library).dump() + " }\nready = \"bound\"\npid_file = " + Json(pidFile).dump() +
+        "\ndrain_timeout = \"5s\"\n";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    const auto followed = [&] {
+        const Json instances = fdsupd_.status("web").at("instances");
+        return instances.size() == 1 && instances[0].at("state") == "ready" && readPid(pidFile) > 0 &&
+               instances[0].at("pid") == readPid(pidFile);
+    };
+    ASSERT_TRUE(waitUntil(followed)) << fdsupd_.status("web").dump(2) << fdsupd_.log();
+    const pid_t daemon = readPid(pidFile);
+    // What the server answers a new connection: its pid.
+    const auto servedBy = [&] {
+        UniqueFd c = connectLoopback(fdsupd_.port("web"));
+        char buffer[32] = {};
+        const ssize_t n = ::read(c.get(), buffer, sizeof buffer - 1);
+        return n > 0 ? static_cast<pid_t>(std::stol(buffer)) : 0;
+    };
+    EXPECT_EQ(servedBy(), daemon);
+
+    EXPECT_EQ(reexec().value("reexecs", -1), 1);
+    EXPECT_TRUE(followed()) << fdsupd_.status("web").dump(2);
+    EXPECT_EQ(fdsupd_.status("web").at("instances").at(0).at("pid"), daemon);
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("following the daemon of " + pidFile));
+    EXPECT_EQ(servedBy(), daemon);
+
+    // The new image stops it: signalled, its exit seen through the carried pidfd, reaped.
+    const ProcessResult stop = fdsupd_.fdsupctl({"stop", "web"});
+    ASSERT_EQ(stop.exitCode, 0) << stop.out << stop.err;
+    EXPECT_TRUE(waitUntil([&] { return !std::filesystem::exists("/proc/" + std::to_string(daemon)); }))
+        << "stopped and reaped: no orphan, no zombie";
+    EXPECT_TRUE(waitUntil([&] { return fdsupd_.status("web").at("state") == "stopped"; }))
+        << fdsupd_.status("web").dump(2);
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("web[0] (pid " + std::to_string(daemon) + ") exited with status 0"));
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

@@ -69,6 +69,8 @@ ReexecState sample()
     a.welcomed = true;
     a.capabilities = 7;
     InstanceSnapshot b = a;
+    b.followed = true; // a pid_file daemon: another pid than the one started
+    b.spawnPid = 3990;
     b.id = 16;
     b.slot = 1;
     b.readyAtUsec.reset();
@@ -103,6 +105,13 @@ ReexecState sample()
     web.stored = {StoredFdSnapshot{"cache", 15, true}, StoredFdSnapshot{"cache", 16, false}};
     web.output = {LogEntry{1795254823010097, 0, 4000, 3, false, "listening"},
                   LogEntry{1795254823010098, 1, 4001, 3, true, "warning: \u00e9t\u00e9"}};
+    PreloadSnapshot preload;
+    preload.fd = 18;
+    preload.peers = {PreloadPeerSnapshot{19, 15, 4002, true, 24},
+                     PreloadPeerSnapshot{20, 16, 4001, false, 0}};
+    preload.claims = {PreloadClaimSnapshot{15, 2, false, {{"web", 4002}}},
+                      PreloadClaimSnapshot{16, 1, true, {}}};
+    web.preload = preload;
     state.services.push_back(web);
     return state;
 }
@@ -121,7 +130,20 @@ TEST(ReexecState, EverythingSurvivesEncodeAndDecode)
     const auto decoded = decodeState(encodeState(state));
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_EQ(*decoded, state);
-    EXPECT_EQ(decoded->fds(), (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
+    EXPECT_EQ(decoded->fds(),
+              (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 18, 19, 20, 8, 9, 10, 11, 12}));
+}
+
+// The new image restores from duplicates: remapFds() reaches every descriptor fds() names, in the same order.
+TEST(ReexecState, RemappingReachesEveryDescriptor)
+{
+    ReexecState state = sample();
+    std::vector<int> expected;
+    for (const int fd : state.fds()) {
+        expected.push_back(fd + 100);
+    }
+    state.remapFds([](int fd) { return fd + 100; });
+    EXPECT_EQ(state.fds(), expected);
 }
 
 TEST(ReexecState, TheDocumentIsVersionedAndNamed)
@@ -173,12 +195,43 @@ TEST(ReexecState, EachMalformedFieldIsNamed)
          "state: services[0].active: expected true or false"},
         {[](Json &d) { d["services"] = Json::object(); }, "state: services: expected an array"},
         {[](Json &d) { d.erase("config"); }, "state: config: missing"},
+        {[](Json &d) { d["services"][0]["instances"][1]["followed"] = "yes"; },
+         "state: services[0].instances[1].followed: expected true or false"},
+        {[](Json &d) { d["services"][0]["instances"][1]["spawn_pid"] = -1; },
+         "state: services[0].instances[1].spawn_pid: -1 is out of range"},
+        {[](Json &d) { d["services"][0]["preload"]["fd"] = "x"; },
+         "state: services[0].preload.fd: expected an integer"},
+        {[](Json &d) { d["services"][0]["preload"]["peers"][1]["pid"] = 0; },
+         "state: services[0].preload.peers[1].pid: 0 is out of range"},
+        {[](Json &d) { d["services"][0]["preload"]["peers"][0].erase("instance"); },
+         "state: services[0].preload.peers[0].instance: missing"},
+        {[](Json &d) { d["services"][0]["preload"]["claims"][0]["claimed"][0]["listener"] = 3; },
+         "state: services[0].preload.claims[0].claimed[0].listener: expected a string"},
+        {[](Json &d) { d["services"][0]["preload"]["claims"][1].erase("deadline_passed"); },
+         "state: services[0].preload.claims[1].deadline_passed: missing"},
+        {[](Json &d) { d["services"][0]["preload"]["peers"][0]["fd"] = 7; }, "state: fd 7 is named twice"},
     };
     for (const auto &c : cases) {
         const auto r = decodeEdited(c.edit);
         ASSERT_FALSE(r) << c.message;
         EXPECT_EQ(r.error().message, c.message);
     }
+}
+
+// "preload", "followed" and "spawn_pid" were added within version 1: a state written before them still
+// reads, as a service without a preload socket and instances following no daemon.
+TEST(ReexecState, AStateWithoutTheFieldsAddedWithinVersion1StillReads)
+{
+    const auto r = decodeEdited([](Json &doc) {
+        doc["services"][0].erase("preload");
+        doc["services"][0]["instances"][1].erase("followed");
+        doc["services"][0]["instances"][1].erase("spawn_pid");
+    });
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_FALSE(r->services.at(0).preload);
+    EXPECT_FALSE(r->services.at(0).instances.at(1).followed);
+    EXPECT_EQ(r->services.at(0).instances.at(1).spawnPid, 0);
+    EXPECT_EQ(r->fds(), (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));
 }
 
 TEST(ReexecState, NotJsonIsRejected)
