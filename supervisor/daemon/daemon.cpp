@@ -54,6 +54,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
                      needed);
     }
 
+    reclaimStored(daemon->manager_, cfg, inherited);
     forgetUnmatched(daemon->manager_, cfg, inherited);
     // An address in use may be a dead predecessor's listener, still held
     // by its workers: taken over rather than refused (docs/fdsupd.md).

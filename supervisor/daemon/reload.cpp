@@ -389,7 +389,7 @@ void Daemon::closeUnusedSockets()
             ++it;
             continue;
         }
-        (void)manager_.removeStored(*it);
+        forgetStored(manager_, *it);
         sockets_.close(*it);
         it = retiringSockets_.erase(it);
     }
