@@ -2,10 +2,12 @@
 #include <array>
 #include <cstdlib>
 #include <ctime>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -250,7 +252,7 @@ TEST_F(FakeManager, StoresOnlyTheListenersItBoundAndForgetsUnmatchedNames)
     ASSERT_TRUE(set.ok()) << set.error().message;
     EXPECT_EQ(storeListeners(manager, *set), 1U);
     std::vector<UniqueFd> fds;
-    EXPECT_EQ(next(&fds), "FDSTORE=1\nFDPOLL=0\nFDNAME=bound");
+    EXPECT_EQ(next(&fds), "FDSTORE=1\nFDPOLL=0\nFDNAME=fdsup.socket.bound");
     ASSERT_EQ(fds.size(), 1U);
     EXPECT_EQ(test::fileId(fds[0].borrow()), test::fileId(set->find("bound")->fds[0].borrow()));
     EXPECT_NE(test::fileId(fds[0].borrow()), adoptedId);
@@ -259,8 +261,129 @@ TEST_F(FakeManager, StoresOnlyTheListenersItBoundAndForgetsUnmatchedNames)
     std::size_t here = 0;
     EXPECT_EQ(recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, none, here), -EAGAIN); // "adopted" not sent
 
-    ASSERT_EQ(manager.removeStored("bound"), 0);
-    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=bound");
+    forgetStored(manager, "bound");
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.bound");
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=bound"); // as earlier versions stored it
+}
+
+// A TCP socket named `name` listening on each of `listen`.
+config::SocketConfig tcpSocket(const std::string &name, const std::vector<std::string> &listen)
+{
+    config::SocketConfig socket;
+    socket.name = name;
+    for (const auto &address : listen) {
+        socket.listen.push_back(*parseAddress(address));
+    }
+    return socket;
+}
+
+// A listener on 127.0.0.1 (port 0: any), its port.
+UniqueFd listener(int &port)
+{
+    auto fds = bindAll(*parseAddress("tcp://127.0.0.1:0"), {});
+    EXPECT_TRUE(fds.ok());
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    getsockname(fds->front().get(), reinterpret_cast<sockaddr *>(&local), &length);
+    port = ntohs(local.sin_port);
+    return std::move(fds->front());
+}
+
+bool connects(int port)
+{
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+}
+
+TEST_F(FakeManager, AStoredListenerStillBoundAsConfiguredIsAdoptedUnderItsSocketsName)
+{
+    ManagerNotifier manager;
+    int port = 0;
+    UniqueFd fd = listener(port);
+    const test::FileId id = test::fileId(fd.borrow());
+    config::Config config;
+    config.sockets.push_back(tcpSocket("any", {"tcp://127.0.0.1:0"})); // port 0: any port will do
+    config.sockets.push_back(tcpSocket("same", {"tcp://127.0.0.1:" + std::to_string(port)}));
+    config.sockets.push_back(tcpSocket("byname", {"tcp://localhost:" + std::to_string(port)}));
+    InheritedFds inherited;
+    for (const char *name : {"any", "same", "byname"}) {
+        inherited.byName.emplace(storedSocketName(name), UniqueFd(fcntl(fd.get(), F_DUPFD_CLOEXEC, 3)));
+    }
+    inherited.byName.emplace("unit", std::move(fd)); // a .socket unit's: left alone
+
+    reclaimStored(manager, config, inherited);
+    ASSERT_EQ(inherited.byName.size(), 4U);
+    for (const char *name : {"any", "same", "byname", "unit"}) {
+        ASSERT_EQ(inherited.byName.count(name), 1U) << name;
+        EXPECT_EQ(test::fileId(inherited.byName.find(name)->second.borrow()), id) << name;
+    }
+    std::vector<UniqueFd> none;
+    std::array<std::byte, 64> buffer{};
+    std::size_t here = 0;
+    EXPECT_EQ(recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, none, here), -EAGAIN); // nothing removed
+    EXPECT_TRUE(connects(port));
+}
+
+TEST_F(FakeManager, AStoredListenerBoundForAnOlderConfigurationIsShutDownAndRemoved)
+{
+    ManagerNotifier manager;
+    int oldPort = 0;
+    int otherPort = 0;
+    UniqueFd old = listener(oldPort);
+    UniqueFd other = listener(otherPort);
+    UniqueFd gone = listener(otherPort);
+    // The test keeps a copy of each, as the manager does.
+    UniqueFd managersCopy(fcntl(old.get(), F_DUPFD_CLOEXEC, 3));
+    config::Config config;
+    const int newPort = oldPort == 65535 ? oldPort - 1 : oldPort + 1;
+    config.sockets.push_back(tcpSocket("web", {"tcp://127.0.0.1:" + std::to_string(newPort)}));
+    // Another address added beside the stored one: it is not bound as configured either.
+    config.sockets.push_back(tcpSocket("two", {"tcp://127.0.0.1:0", "tcp://[::1]:0"}));
+    InheritedFds inherited;
+    inherited.byName.emplace(storedSocketName("web"), std::move(old));
+    inherited.byName.emplace(storedSocketName("two"), std::move(other));
+    inherited.byName.emplace(storedSocketName("gone"), std::move(gone));
+
+    reclaimStored(manager, config, inherited);
+    EXPECT_TRUE(inherited.byName.empty()); // both bound anew by SocketSet::open()
+    std::set<std::string> removed;
+    for (int i = 0; i < 3; ++i) {
+        removed.insert(next());
+    }
+    EXPECT_EQ(removed, (std::set<std::string>{"FDSTOREREMOVE=1\nFDNAME=fdsup.socket.web",
+                                              "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.two",
+                                              "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.gone"}));
+    // Shut down: the old port refuses at once, though the manager's copy is open still.
+    EXPECT_FALSE(connects(oldPort));
+    int listening = 1;
+    socklen_t length = sizeof listening;
+    ASSERT_EQ(getsockopt(managersCopy.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &length), 0);
+    EXPECT_EQ(listening, 0);
+}
+
+TEST_F(FakeManager, AStoredListenerIsDroppedWhenASocketUnitPassesTheSameName)
+{
+    ManagerNotifier manager;
+    int port = 0;
+    UniqueFd stored = listener(port);
+    int unitPort = 0;
+    UniqueFd unit = listener(unitPort);
+    const test::FileId unitId = test::fileId(unit.borrow());
+    config::Config config;
+    config.sockets.push_back(tcpSocket("web", {"tcp://127.0.0.1:0"}));
+    InheritedFds inherited;
+    inherited.byName.emplace(storedSocketName("web"), std::move(stored));
+    inherited.byName.emplace("web", std::move(unit));
+
+    reclaimStored(manager, config, inherited);
+    ASSERT_EQ(inherited.byName.size(), 1U);
+    EXPECT_EQ(test::fileId(inherited.byName.find("web")->second.borrow()), unitId);
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.web");
+    EXPECT_FALSE(connects(port));
 }
 
 TEST(ManagerNotifierOff, WithoutNotifySocketNothingIsSent)
