@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/varlink.hpp"
+#include "examples.hpp"
 #include "http_load.hpp"
 #include "test_support.hpp"
 #include "user_manager.hpp"
@@ -353,6 +354,48 @@ TEST_F(SystemdTest, ASocketAddedByAReloadIsStoredAndOneRemovedIsDropped)
     ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
     EXPECT_EQ(portOf(call("io.fdsup.Manager.Sockets").parameters.at("sockets"), "extra"), 0);
     EXPECT_TRUE(portIsFree(extra));
+}
+
+// Whether a TCP connection to 127.0.0.1:port is accepted (by the kernel: a listener is there).
+bool accepts(int port)
+{
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+}
+
+TEST_F(SystemdTest, AnEditedListenAddressIsBoundAfreshOnRestart)
+{
+    startReady();
+    const int oldPort = port();
+    const pid_t before = mainPid();
+    // The operator gives the socket a fixed port, then restarts fdsupd.
+    const int newPort = freePort();
+    writeFile(dir_ / "fdsupd.toml", replaced(readFile(dir_ / "fdsupd.toml"), "tcp://127.0.0.1:0",
+                                             "tcp://127.0.0.1:" + std::to_string(newPort)));
+    const auto restarted = manager_->systemctl({"restart", kUnit});
+    ASSERT_EQ(restarted.exitCode, 0) << restarted.err << journal();
+    EXPECT_NE(mainPid(), before);
+    ASSERT_EQ(port(), newPort) << journal();
+    EXPECT_EQ(workerAnswer(newPort).at("inodes").size(), 1U);
+    // The old listener was shut down and dropped from the store: its port is closed.
+    EXPECT_FALSE(accepts(oldPort));
+    EXPECT_TRUE(waitUntil([&] { return portIsFree(oldPort); })) << "systemd still holds the old listener";
+    const std::string why = "socket 'web' is bound to 127.0.0.1:" + std::to_string(oldPort) +
+                            ", not to its listen address (tcp://127.0.0.1:" + std::to_string(newPort) + ")";
+    EXPECT_TRUE(waitUntil([&] {
+        return runProcess({"/usr/bin/journalctl", "-D", manager_->journalDir().string(), "--no-pager", "-g",
+                           "Not adopting the stored listener"})
+                   .out.find(why) != std::string::npos;
+    })) << journal();
+
+    // The new listener was stored: the next restart keeps it (same inode).
+    const auto inode = workerAnswer(newPort).at("inodes").at(0).get<std::uint64_t>();
+    ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
+    EXPECT_EQ(workerAnswer(newPort).at("inodes").at(0).get<std::uint64_t>(), inode);
 }
 
 // Every journal entry fdsupd wrote about service web, as JSON objects.
