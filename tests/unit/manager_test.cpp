@@ -1,4 +1,5 @@
 // Unit tests for fdsupd's side of its manager's protocol: LISTEN_PIDFDID, the messages, the descriptor store.
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <ctime>
@@ -17,10 +18,14 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "common/address.hpp"
 #include "common/socket.hpp"
+#include "core/channel.hpp"
 #include "core/scm.hpp"
+#include "daemon/held_store.hpp"
 #include "daemon/manager.hpp"
 #include "io/manager_notify.hpp"
 #include "io/sockets.hpp"
@@ -384,6 +389,113 @@ TEST_F(FakeManager, AStoredListenerIsDroppedWhenASocketUnitPassesTheSameName)
     EXPECT_EQ(test::fileId(inherited.byName.find("web")->second.borrow()), unitId);
     EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.web");
     EXPECT_FALSE(connects(port));
+}
+
+// A server-side connection to `listener`; the client end goes to `client`.
+UniqueFd acceptedFrom(BorrowedFd listener, UniqueFd &client)
+{
+    sockaddr_in addr{};
+    socklen_t length = sizeof addr;
+    getsockname(listener.get(), reinterpret_cast<sockaddr *>(&addr), &length);
+    client = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr *>(&addr), length), 0);
+    return UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+}
+
+TEST_F(FakeManager, AHeldConnectionIsStoredWithItsStateInASealedMemfdAndRemoved)
+{
+    ManagerNotifier manager;
+    HeldStore store(manager, 3);
+    int port = 0;
+    UniqueFd listening = listener(port);
+    UniqueFd client;
+    HeldConnection held;
+    held.id = 42;
+    held.from = 1234;
+    held.fd = acceptedFrom(listening.borrow(), client);
+    const std::string state = "GET / HTTP/1.1\r\n";
+    for (const char c : state) {
+        held.state.push_back(static_cast<std::byte>(c));
+    }
+    held.stateSize = state.size();
+    store.put("web", held);
+    EXPECT_EQ(held.storedAs, "fdsup.held.web.1234.42");
+    std::vector<UniqueFd> fds;
+    EXPECT_EQ(next(&fds), "FDSTORE=1\nFDPOLL=0\nFDNAME=fdsup.held.web.1234.42");
+    ASSERT_EQ(fds.size(), 2U);
+    EXPECT_EQ(test::fileId(fds[0].borrow()), test::fileId(held.fd.borrow()));
+    std::vector<std::byte> read;
+    ASSERT_EQ(readStateMemfd(fds[1].borrow(), state.size(), read), 0); // sealed, of the state's size
+    EXPECT_EQ(read, held.state);
+
+    store.remove(held);
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.held.web.1234.42");
+}
+
+TEST_F(FakeManager, PastItsCapacityTheStoreTakesNoMoreAndSaysSoOnce)
+{
+    ManagerNotifier manager;
+    HeldStore store(manager, 2);
+    int port = 0;
+    UniqueFd listening = listener(port);
+    std::vector<UniqueFd> clients(4);
+    std::vector<HeldConnection> held(4);
+    for (std::size_t i = 0; i < held.size(); ++i) {
+        held[i].id = i;
+        held[i].fd = acceptedFrom(listening.borrow(), clients[i]);
+    }
+    store.put("web", held[0]);
+    store.put("web", held[1]);
+    EXPECT_THAT(next(), HasSubstr("FDNAME=fdsup.held.web.0.0"));
+    EXPECT_THAT(next(), HasSubstr("FDNAME=fdsup.held.web.0.1"));
+    const auto logged = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+    const auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", logged));
+    store.put("web", held[2]);
+    store.put("web", held[3]);
+    spdlog::set_default_logger(previous);
+    EXPECT_TRUE(held[2].storedAs.empty());
+    EXPECT_TRUE(held[3].storedAs.empty());
+    const auto lines = logged->last_formatted();
+    ASSERT_EQ(lines.size(), 1U); // said once
+    EXPECT_THAT(lines[0], HasSubstr("The manager's descriptor store is full (2 of 2 descriptors for held "
+                                    "connections)"));
+    std::vector<UniqueFd> none;
+    std::array<std::byte, 64> buffer{};
+    std::size_t here = 0;
+    EXPECT_EQ(recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, none, here), -EAGAIN);
+    // Room again once one leaves.
+    store.remove(held[0]);
+    EXPECT_THAT(next(), HasSubstr("FDSTOREREMOVE=1"));
+    store.put("web", held[2]);
+    EXPECT_EQ(held[2].storedAs, "fdsup.held.web.0.2");
+}
+
+TEST_F(FakeManager, StoredHeldConnectionsAreTakenOutOfTheInheritedOnesByName)
+{
+    ManagerNotifier manager;
+    InheritedFds inherited;
+    const auto socketFd = [] {
+        return UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    };
+    inherited.byName.emplace("fdsup.held.web.12.34", socketFd());
+    inherited.byName.emplace("fdsup.held.web.12.34", socketFd()); // its state, say
+    inherited.byName.emplace("fdsup.held.api-2.5.6", socketFd());
+    inherited.byName.emplace("fdsup.held.web.x.1", socketFd());
+    inherited.byName.emplace("fdsup.socket.web", socketFd());
+    inherited.byName.emplace("web", socketFd());
+    auto held = takeStoredHeld(manager, inherited);
+    ASSERT_EQ(held.size(), 2U);
+    std::sort(held.begin(), held.end(), [](const auto &a, const auto &b) { return a.name < b.name; });
+    EXPECT_EQ(held[0].service, "api-2");
+    EXPECT_EQ(held[0].from, 5);
+    EXPECT_EQ(held[0].id, 6U);
+    EXPECT_EQ(held[1].service, "web");
+    EXPECT_EQ(held[1].from, 12);
+    EXPECT_EQ(held[1].id, 34U);
+    EXPECT_EQ(held[1].fds.size(), 2U);
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.held.web.x.1"); // not a held connection's name
+    EXPECT_EQ(inherited.byName.size(), 2U);                          // the listeners' are left
 }
 
 TEST(ManagerNotifierOff, WithoutNotifySocketNothingIsSent)
