@@ -369,6 +369,8 @@ void Daemon::reapServices()
         }
         spdlog::info("Removed service '{}'", *it);
         const std::string name = *it;
+        // What it still holds is closed, and removed from the manager's store.
+        (void)(*found)->takeHeldConnections();
         services_.erase(found);
         it = removing_.erase(it);
         if (observer_ != nullptr) {
