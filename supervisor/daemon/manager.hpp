@@ -46,7 +46,8 @@ std::size_t storeListeners(ManagerNotifier &manager, const SocketSet &sockets);
 // whose NAME a .socket unit also passed, is shut down (it stops listening
 // at once, though the manager still holds a copy), closed and removed from
 // the store (FDSTOREREMOVE=1), with an info line saying why: the socket is
-// then bound anew (and stored). Other names are left as they are.
+// then bound anew (and stored), or adopted from the .socket unit. Other
+// names are left as they are.
 void reclaimStored(ManagerNotifier &manager, const config::Config &config, InheritedFds &inherited);
 
 // A socket closed (removed by a reload): the manager drops what it stores
