@@ -95,7 +95,14 @@ void HeldStore::put(const std::string &service, HeldConnection &held)
     }
     const std::string name = fmt::format("{}{}.{}.{}", kHeldPrefix, service, held.from, held.id);
     if (const int r = manager_.store(name, fds); r < 0) {
-        spdlog::warn("{}: cannot store held connection {}: {}", service, held.id, errnoText(-r));
+        // -EAGAIN when many are handed over at once and the manager lags: said once.
+        if (!warnedSend_) {
+            warnedSend_ = true;
+            spdlog::warn(
+                "{}: cannot put held connection {} in the manager's descriptor store: {} (said once; "
+                "a restart of fdsupd loses the held connections not stored)",
+                service, held.id, errnoText(-r));
+        }
         return;
     }
     held.storedAs = name;

@@ -45,7 +45,8 @@ private:
     ManagerNotifier &manager_;
     std::size_t capacity_;
     std::size_t used_ = 0;
-    bool warned_ = false;
+    bool warned_ = false;     // the store is full
+    bool warnedSend_ = false; // a message to the manager failed
 };
 
 // A held connection of an earlier fdsupd, back from the store.
