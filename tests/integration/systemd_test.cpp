@@ -503,6 +503,11 @@ TEST_F(SystemdTest, AHeldConnectionSurvivesARestartWithItsState)
     const pid_t second = answeringPid(client.borrow(), "\r\n");
     EXPECT_EQ(second, *workers.begin()) << journal();
     EXPECT_NE(second, first);
+    EXPECT_TRUE(waitUntil([&] {
+        return runProcess({"/usr/bin/journalctl", "-D", manager_->journalDir().string(), "--no-pager", "-g",
+                           "Holding 1 connection back from the manager's descriptor store"})
+                   .out.find("Holding 1 connection back") != std::string::npos;
+    })) << journal();
     const auto connections = call("io.fdsup.Manager.Connections", {{"service", "web"}}).parameters;
     EXPECT_TRUE(connections.at("services").at(0).at("held").empty()) << connections.dump();
 }
