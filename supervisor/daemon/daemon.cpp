@@ -54,6 +54,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
                      needed);
     }
 
+    auto storedHeld = takeStoredHeld(daemon->manager_, inherited);
+    reclaimStored(daemon->manager_, cfg, inherited);
     forgetUnmatched(daemon->manager_, cfg, inherited);
     // An address in use may be a dead predecessor's listener, still held
     // by its workers: taken over rather than refused (docs/fdsupd.md).
@@ -74,6 +76,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     handoff.heldLimitPerService = cfg.supervisor.limits.heldConnectionsPerService;
     handoff.stateLimit = cfg.supervisor.limits.stateSize;
     daemon->context_->supervisorId = cfg.supervisor.control;
+    daemon->heldStore_ = std::make_unique<HeldStore>(daemon->manager_, heldStoreCapacity(daemon->sockets_));
+    handoff.store = daemon->heldStore_.get();
     for (const auto &serviceConfig : cfg.services) {
         auto service = daemon->makeService(serviceConfig);
         if (!service) {
@@ -81,6 +85,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
         }
         daemon->services_.push_back(std::move(*service));
     }
+    restoreHeld(*daemon->heldStore_, daemon->manager_, std::move(storedHeld), daemon->services_);
     daemon->adoptOrphans(takeover.orphans());
     return daemon;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "daemon/held_store.hpp"
 #include "daemon/reexec_state.hpp"
 #include "daemon/reload.hpp"
 #include "daemon/takeover.hpp"
@@ -182,6 +183,8 @@ private:
     EventSource reaper_;
     EventSource watchdog_;
     ManagerNotifier manager_;
+    // Held connections in manager_'s store (daemon/held_store.hpp).
+    std::unique_ptr<HeldStore> heldStore_;
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
     unsigned killedBeforeShutdown_ = 0; // killedLeavingTotal() of every service at beginShutdown()

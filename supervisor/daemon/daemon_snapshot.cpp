@@ -121,6 +121,8 @@ Result<std::unique_ptr<Daemon>> Daemon::restore(EventLoop &loop, config::Config 
     handoff.heldLimit = cfg.supervisor.limits.heldConnections;
     handoff.heldLimitPerService = cfg.supervisor.limits.heldConnectionsPerService;
     handoff.stateLimit = cfg.supervisor.limits.stateSize;
+    daemon->heldStore_ = std::make_unique<HeldStore>(daemon->manager_, heldStoreCapacity(daemon->sockets_));
+    handoff.store = daemon->heldStore_.get();
     for (const auto &serviceConfig : cfg.services) {
         const auto snapshot =
             std::find_if(state.services.begin(), state.services.end(),

@@ -2,13 +2,22 @@
 #include "daemon/manager.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <string_view>
+
+#include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
 
 #include "common/result.hpp"
 
 namespace fdsup {
+namespace {
+
+constexpr std::string_view kStoredSocketPrefix = "fdsup.socket.";
+
+} // namespace
 
 bool firstStartSettled(const Service &service)
 {
@@ -53,7 +62,7 @@ std::size_t storeListeners(ManagerNotifier &manager, const SocketSet &sockets)
         for (const auto &fd : socket.fds) {
             fds.push_back(fd.borrow());
         }
-        if (const int r = manager.store(socket.config.name, fds); r < 0) {
+        if (const int r = manager.store(storedSocketName(socket.config.name), fds); r < 0) {
             spdlog::warn("Failed to put socket '{}' in the manager's descriptor store: {}, ignoring",
                          socket.config.name, errnoText(-r));
             continue;
@@ -66,6 +75,70 @@ std::size_t storeListeners(ManagerNotifier &manager, const SocketSet &sockets)
                      sent, sent == 1 ? "" : "s");
     }
     return sent;
+}
+
+std::string storedSocketName(std::string_view socket)
+{
+    return std::string(kStoredSocketPrefix) + std::string(socket);
+}
+
+namespace {
+
+// Why a stored listener of socket `name` cannot be adopted, or "".
+std::string unusable(const config::Config &config, const InheritedFds &inherited, const std::string &name,
+                     const std::vector<UniqueFd> &fds)
+{
+    const config::SocketConfig *socket = config.findSocket(name);
+    if (socket == nullptr) {
+        return "it matches no [socket." + name + "]";
+    }
+    if (inherited.byName.count(name) > 0) {
+        return "a .socket unit passes socket '" + name + "' (FileDescriptorName=" + name + ")";
+    }
+    if (auto checked = checkBoundAsConfigured(*socket, fds, "stored"); !checked) {
+        return checked.error().message;
+    }
+    return "";
+}
+
+} // namespace
+
+void reclaimStored(ManagerNotifier &manager, const config::Config &config, InheritedFds &inherited)
+{
+    std::map<std::string, std::vector<UniqueFd>> stored;
+    for (auto it = inherited.byName.begin(); it != inherited.byName.end();) {
+        if (!it->first.starts_with(kStoredSocketPrefix)) {
+            ++it;
+            continue;
+        }
+        stored[it->first.substr(kStoredSocketPrefix.size())].push_back(std::move(it->second));
+        it = inherited.byName.erase(it);
+    }
+    for (auto &[name, fds] : stored) {
+        const std::string why = unusable(config, inherited, name, fds);
+        if (why.empty()) {
+            for (auto &fd : fds) {
+                inherited.byName.emplace(name, std::move(fd));
+            }
+            continue;
+        }
+        spdlog::info("Not adopting the stored listener{} of socket '{}': {}; closing {} and removing {} from "
+                     "the manager's descriptor store",
+                     fds.size() == 1 ? "" : "s", name, why, fds.size() == 1 ? "it" : "them",
+                     fds.size() == 1 ? "it" : "them");
+        for (const auto &fd : fds) {
+            // The manager's copy keeps the socket open until it handles
+            // FDSTOREREMOVE=1: shut down, it stops listening now.
+            (void)shutdown(fd.get(), SHUT_RDWR);
+        }
+        (void)manager.removeStored(storedSocketName(name));
+    }
+}
+
+void forgetStored(ManagerNotifier &manager, std::string_view socket)
+{
+    (void)manager.removeStored(storedSocketName(socket));
+    (void)manager.removeStored(socket);
 }
 
 void forgetUnmatched(ManagerNotifier &manager, const config::Config &config, const InheritedFds &inherited)

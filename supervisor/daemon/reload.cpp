@@ -369,6 +369,8 @@ void Daemon::reapServices()
         }
         spdlog::info("Removed service '{}'", *it);
         const std::string name = *it;
+        // What it still holds is closed, and removed from the manager's store.
+        (void)(*found)->takeHeldConnections();
         services_.erase(found);
         it = removing_.erase(it);
         if (observer_ != nullptr) {
@@ -389,7 +391,7 @@ void Daemon::closeUnusedSockets()
             ++it;
             continue;
         }
-        (void)manager_.removeStored(*it);
+        forgetStored(manager_, *it);
         sockets_.close(*it);
         it = retiringSockets_.erase(it);
     }

@@ -91,6 +91,51 @@ Result<std::string> checkReceived(const config::SocketConfig &socket, BorrowedFd
 
 } // namespace
 
+Result<std::vector<std::string>> checkBoundAsConfigured(const config::SocketConfig &socket,
+                                                        const std::vector<UniqueFd> &fds,
+                                                        std::string_view how)
+{
+    std::vector<std::string> addresses;
+    std::vector<bool> covered(socket.listen.size(), false);
+    for (const auto &fd : fds) {
+        auto address = checkInherited(socket, fd.borrow(), how);
+        if (!address) {
+            return address.error();
+        }
+        sockaddr_storage local{};
+        socklen_t length = sizeof local;
+        if (getsockname(fd.get(), reinterpret_cast<sockaddr *>(&local), &length) < 0) {
+            return errnoError(errno,
+                              fmt::format("{} descriptor for socket '{}': getsockname", how, socket.name));
+        }
+        bool listed = false;
+        for (std::size_t i = 0; i < socket.listen.size(); ++i) {
+            if (sameAddress(socket.listen[i], local, length)) {
+                covered[i] = true;
+                listed = true;
+            }
+        }
+        if (!listed) {
+            std::vector<std::string> wanted;
+            for (const auto &want : socket.listen) {
+                wanted.push_back(formatAddress(want));
+            }
+            return Error{EADDRNOTAVAIL,
+                         fmt::format("{} descriptor for socket '{}' is bound to {}, not to its "
+                                     "listen address ({})",
+                                     how, socket.name, *address, fmt::join(wanted, ", "))};
+        }
+        addresses.push_back(*address);
+    }
+    for (std::size_t i = 0; i < socket.listen.size(); ++i) {
+        if (!covered[i]) {
+            return Error{EADDRNOTAVAIL, fmt::format("no {} descriptor for socket '{}' is bound to {}", how,
+                                                    socket.name, formatAddress(socket.listen[i]))};
+        }
+    }
+    return addresses;
+}
+
 Result<void> SocketSet::receive(std::string_view name, std::vector<UniqueFd> fds)
 {
     HeldSocket *held = find(name);

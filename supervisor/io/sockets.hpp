@@ -63,6 +63,15 @@ protected:
 // "received") must be what the configuration says: a socket of its type and
 // family, listening unless datagram. Returns its local address, printed.
 Result<std::string> checkInherited(const config::SocketConfig &socket, BorrowedFd fd, std::string_view how);
+// The same for every fd of `fds`, and each must be bound to one of the
+// socket's `listen` addresses (compared as a received one is: any port for
+// port 0, any IP for a host name), and every `listen` address must have one:
+// a listener bound for an older configuration fails (socket_transfer.cpp).
+// Returns their local addresses, printed; the error names the socket, the
+// address it is bound to and the ones configured.
+Result<std::vector<std::string>> checkBoundAsConfigured(const config::SocketConfig &socket,
+                                                        const std::vector<UniqueFd> &fds,
+                                                        std::string_view how);
 
 class SocketSet {
 public:

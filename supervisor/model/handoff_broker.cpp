@@ -25,6 +25,13 @@ void HandoffBroker::release(std::size_t count)
     limits_.heldTotal -= std::min(count, limits_.heldTotal);
 }
 
+void HandoffBroker::unstore(const HeldConnection &held)
+{
+    if (limits_.store != nullptr && !held.storedAs.empty()) {
+        limits_.store->remove(held);
+    }
+}
+
 void HandoffBroker::refuse(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why)
 {
     ++counters_.refused;
@@ -83,6 +90,9 @@ void HandoffBroker::accept(ChannelPeer &peer, ChannelMessage &message,
     held->fromExternal = peer.isExternal();
     held->since = clock_.now();
     watchHangup(*held);
+    if (limits_.store != nullptr) {
+        limits_.store->put(service_, *held);
+    }
     held_.push_back(std::move(held));
     ++limits_.heldTotal;
     peer.handedOver();
@@ -135,6 +145,7 @@ void HandoffBroker::deliver()
             spdlog::debug("{}: connection {} from pid {} adopted by {}", service_, held.id, held.from,
                           target->describe());
             held.hangup.reset();
+            unstore(held);
             held_.pop_front(); // our copies close with `adopt`
             release(1);
             continue;
@@ -171,6 +182,7 @@ void HandoffBroker::expire()
         spdlog::warn("{}: connection {} from pid {} was not adopted within {}, closing it", service_,
                      oldest.id, oldest.from, formatDuration(holdTimeout_));
         ++counters_.expired;
+        unstore(oldest);
         held_.pop_front();
         release(1);
     }
@@ -200,6 +212,8 @@ std::vector<std::unique_ptr<HeldConnection>> HandoffBroker::takeAll()
     taken.reserve(held_.size());
     for (auto &held : held_) {
         held->hangup.reset();
+        unstore(*held);
+        held->storedAs.clear();
         taken.push_back(std::move(held));
     }
     held_.clear();
@@ -227,6 +241,9 @@ Result<void> HandoffBroker::hold(std::unique_ptr<HeldConnection> held, Duration 
     // Its remaining hold, counted from now: `since` as if held here all along.
     held->since = clock_.now() - (holdTimeout_ - std::clamp(remaining, Duration::zero(), holdTimeout_));
     watchHangup(*held);
+    if (limits_.store != nullptr && held->storedAs.empty()) {
+        limits_.store->put(service_, *held);
+    }
     const auto at =
         std::find_if(held_.begin(), held_.end(), [&](const auto &h) { return h->since > held->since; });
     held_.insert(at, std::move(held));
@@ -245,6 +262,7 @@ void HandoffBroker::drop(const HeldConnection *held)
         return;
     }
     spdlog::debug("{}: the client of held connection {} went away", service_, held->id);
+    unstore(**it);
     held_.erase(it); // destroys the source that called us: allowed
     release(1);
     if (held_.empty()) {

@@ -21,13 +21,31 @@
 
 namespace fdsup {
 
+struct HeldConnection;
+
+// Where held connections are also kept so that they outlive fdsupd (the
+// manager's descriptor store: daemon/held_store.hpp). put() is called when a
+// broker begins to hold one not stored yet (it sets `storedAs`), remove()
+// when one it stored leaves the broker: adopted, expired, hung up or taken
+// out (transfer). A broker destroyed with connections held removes nothing:
+// that is what the store is for.
+class HeldConnectionStore {
+public:
+    virtual void put(const std::string &service, HeldConnection &held) = 0;
+    virtual void remove(const HeldConnection &held) = 0;
+
+protected:
+    ~HeldConnectionStore() = default;
+};
+
 // What every service's broker shares: the connections held by all of them
-// together and the limits ([supervisor.limits]).
+// together and the limits ([supervisor.limits]), and the store, if any.
 struct HandoffLimits {
     std::size_t heldTotal = 0;
     std::size_t heldLimit = 65536;
     std::size_t heldLimitPerService = 16384;
     std::uint64_t stateLimit = std::uint64_t{64} * 1024;
+    HeldConnectionStore *store = nullptr;
 };
 
 // A connection a draining worker handed over, waiting for a ready adopter.
@@ -42,7 +60,8 @@ struct HeldConnection {
     unsigned fromGeneration = 0;
     bool fromExternal = false;
     Duration since{};
-    EventSource hangup; // the client went away while held
+    EventSource hangup;   // the client went away while held
+    std::string storedAs; // its FDNAME in the manager's descriptor store, if stored
 };
 
 struct HandoffCounters {
@@ -112,6 +131,7 @@ private:
     void drop(const HeldConnection *held);
     void watchHangup(HeldConnection &held);
     void release(std::size_t count);
+    void unstore(const HeldConnection &held);
 
     EventLoop &loop_;
     Clock &clock_;

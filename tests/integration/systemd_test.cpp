@@ -1,10 +1,13 @@
 // The systemd suite: fdsupd as a Type=notify unit of a real systemd user manager, in a private mount
 // namespace.
 #include <algorithm>
+#include <array>
 #include <csignal>
 #include <future>
+#include <iomanip>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -19,6 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "control/varlink.hpp"
+#include "daemon_harness.hpp"
+#include "examples.hpp"
 #include "http_load.hpp"
 #include "test_support.hpp"
 #include "user_manager.hpp"
@@ -353,6 +358,158 @@ TEST_F(SystemdTest, ASocketAddedByAReloadIsStoredAndOneRemovedIsDropped)
     ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
     EXPECT_EQ(portOf(call("io.fdsup.Manager.Sockets").parameters.at("sockets"), "extra"), 0);
     EXPECT_TRUE(portIsFree(extra));
+}
+
+// Whether a TCP connection to 127.0.0.1:port is accepted (by the kernel: a listener is there).
+bool accepts(int port)
+{
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+}
+
+TEST_F(SystemdTest, AnEditedListenAddressIsBoundAfreshOnRestart)
+{
+    startReady();
+    const int oldPort = port();
+    const pid_t before = mainPid();
+    // The operator gives the socket a fixed port, then restarts fdsupd.
+    const int newPort = freePort();
+    writeFile(dir_ / "fdsupd.toml", replaced(readFile(dir_ / "fdsupd.toml"), "tcp://127.0.0.1:0",
+                                             "tcp://127.0.0.1:" + std::to_string(newPort)));
+    const auto restarted = manager_->systemctl({"restart", kUnit});
+    ASSERT_EQ(restarted.exitCode, 0) << restarted.err << journal();
+    EXPECT_NE(mainPid(), before);
+    ASSERT_EQ(port(), newPort) << journal();
+    EXPECT_EQ(workerAnswer(newPort).at("inodes").size(), 1U);
+    // The old listener was shut down and dropped from the store: its port is closed.
+    EXPECT_FALSE(accepts(oldPort));
+    EXPECT_TRUE(waitUntil([&] { return portIsFree(oldPort); })) << "systemd still holds the old listener";
+    const std::string why = "socket 'web' is bound to 127.0.0.1:" + std::to_string(oldPort) +
+                            ", not to its listen address (tcp://127.0.0.1:" + std::to_string(newPort) + ")";
+    EXPECT_TRUE(waitUntil([&] {
+        return runProcess({"/usr/bin/journalctl", "-D", manager_->journalDir().string(), "--no-pager", "-g",
+                           "Not adopting the stored listener"})
+                   .out.find(why) != std::string::npos;
+    })) << journal();
+
+    // The new listener was stored: the next restart keeps it (same inode).
+    const auto inode = workerAnswer(newPort).at("inodes").at(0).get<std::uint64_t>();
+    ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
+    EXPECT_EQ(workerAnswer(newPort).at("inodes").at(0).get<std::uint64_t>(), inode);
+}
+
+// The pid in a http-keepalive worker's answer to the request whose start
+// went before (`rest`: the end of it), on the same connection; 0 when
+// nothing is answered.
+pid_t answeringPid(BorrowedFd fd, const std::string &rest)
+{
+    if (send(fd.get(), rest.data(), rest.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(rest.size())) {
+        return 0;
+    }
+    std::string data;
+    std::array<char, 4096> buffer{};
+    for (;;) {
+        const auto head = data.find("\r\n\r\n");
+        const auto length = data.find("Content-Length: ");
+        if (head != std::string::npos && length != std::string::npos &&
+            data.size() >= head + 4 + std::stoul(data.substr(length + 16))) {
+            return nlohmann::json::parse(data.substr(head + 4)).at("pid").get<pid_t>();
+        }
+        const ssize_t n = recv(fd.get(), buffer.data(), buffer.size(), 0);
+        if (n <= 0) {
+            return 0;
+        }
+        data.append(buffer.data(), static_cast<std::size_t>(n));
+    }
+}
+
+// The bytes waiting unread on the server's side of the loopback connection
+// from local port `client` to `server` (/proc/net/tcp's rx_queue), or -1.
+long serverUnread(int server, int client)
+{
+    std::istringstream lines(readFile("/proc/net/tcp"));
+    const auto hex = [](int port) {
+        std::ostringstream text;
+        text << "0100007F:" << std::uppercase << std::hex << std::setw(4) << std::setfill('0') << port;
+        return text.str();
+    };
+    const std::string local = hex(server);
+    const std::string remote = hex(client);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream fields(line);
+        std::string slot, from, to, state, queues;
+        fields >> slot >> from >> to >> state >> queues;
+        if (from == local && to == remote) {
+            return std::stol(queues.substr(queues.find(':') + 1), nullptr, 16);
+        }
+    }
+    return -1;
+}
+
+int localPort(BorrowedFd fd)
+{
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    getsockname(fd.get(), reinterpret_cast<sockaddr *>(&local), &length);
+    return ntohs(local.sin_port);
+}
+
+TEST_F(SystemdTest, AHeldConnectionSurvivesARestartWithItsState)
+{
+    writeFile(dir_ / "fdsupd.toml", "[supervisor]\ncontrol = " + quoted(control()) +
+                                        "\nlog_level = \"debug\"\n" +
+                                        channelWebService(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE"), 1) +
+                                        "handoff_timeout = \"60s\"\n");
+    installUnit();
+    ASSERT_EQ(manager_->systemctl({"start", kUnit}).exitCode, 0) << journal();
+    const int webPort = port();
+    const UniqueFd client = connectLoopback(webPort);
+    const pid_t first = answeringPid(client.borrow(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_NE(first, 0) << journal();
+    // Half a request, read by the worker (nothing unread on its side): its state.
+    const std::string half = "GET / HTTP/1.1\r\nHost: x\r\n";
+    ASSERT_EQ(send(client.get(), half.data(), half.size(), MSG_NOSIGNAL), static_cast<ssize_t>(half.size()));
+    ASSERT_TRUE(waitUntil([&] { return serverUnread(webPort, localPort(client.borrow())) == 0; }));
+
+    // Scaled to 0, the worker drains and hands the connection over: held, and stored.
+    const auto scaled = runProcess({requireEnv("FDSUPCTL"), "-s", control(), "scale", "web", "0"});
+    ASSERT_EQ(scaled.exitCode, 0) << scaled.out << scaled.err;
+    const auto held = [&]() -> nlohmann::json {
+        const nlohmann::json services =
+            call("io.fdsup.Manager.Connections", {{"service", "web"}}).parameters.at("services");
+        return services.at(0).at("held");
+    };
+    ASSERT_TRUE(waitUntil([&] { return held().size() == 1; })) << journal();
+    EXPECT_EQ(held().at(0).at("state_bytes"), half.size());
+
+    // A new fdsupd (instances = 1 again) takes it back from the store and its worker adopts it.
+    const pid_t before = mainPid();
+    ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
+    ASSERT_NE(mainPid(), before);
+    const std::set<pid_t> workers = [&] {
+        std::set<pid_t> pids;
+        const nlohmann::json web = status();
+        for (const auto &instance : web.at("instances")) {
+            pids.insert(instance.at("pid").get<pid_t>());
+        }
+        return pids;
+    }();
+    ASSERT_EQ(workers.size(), 1U) << journal();
+    // The rest of the request, on the same client connection: the new worker answers it.
+    const pid_t second = answeringPid(client.borrow(), "\r\n");
+    EXPECT_EQ(second, *workers.begin()) << journal();
+    EXPECT_NE(second, first);
+    EXPECT_TRUE(waitUntil([&] {
+        return runProcess({"/usr/bin/journalctl", "-D", manager_->journalDir().string(), "--no-pager", "-g",
+                           "Holding 1 connection back from the manager's descriptor store"})
+                   .out.find("Holding 1 connection back") != std::string::npos;
+    })) << journal();
+    const auto connections = call("io.fdsup.Manager.Connections", {{"service", "web"}}).parameters;
+    EXPECT_TRUE(connections.at("services").at(0).at("held").empty()) << connections.dump();
 }
 
 // Every journal entry fdsupd wrote about service web, as JSON objects.

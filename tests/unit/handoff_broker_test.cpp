@@ -401,5 +401,65 @@ TEST_F(HandoffBrokerTest, ATransferredConnectionNotFromTheServicesListenersIsRef
     EXPECT_EQ(limits_.heldTotal, 0U);
 }
 
+// Records what a broker asks of its store (HeldConnectionStore's contract).
+class RecordingStore final : public HeldConnectionStore {
+public:
+    void put(const std::string &service, HeldConnection &held) override
+    {
+        held.storedAs = service + "." + std::to_string(held.id);
+        events.push_back("put " + held.storedAs);
+    }
+    void remove(const HeldConnection &held) override { events.push_back("remove " + held.storedAs); }
+    std::vector<std::string> events;
+};
+
+// Every connection held is stored, and removed from the store on each way
+// out: adopted, expired, hung up, taken out by a transfer; not when the
+// broker goes (fdsupd stopping: the store keeps it for the next one), and
+// not again when one already stored is held (given back at start).
+TEST_F(HandoffBrokerTest, HeldConnectionsAreStoredAndRemovedFromTheStoreOnEveryWayOut)
+{
+    RecordingStore store;
+    limits_.store = &store;
+    TestPeer &old = peer("old", 1, false);
+    auto adopted = handOver(old, 1);
+    auto expired = handOver(old, 2);
+    auto hungUp = handOver(old, 3);
+    EXPECT_EQ(store.events, (std::vector<std::string>{"put web.1", "put web.2", "put web.3"}));
+    store.events.clear();
+
+    TestPeer &replacement = peer("new", 2, true);
+    broker().deliver(); // all three adopted
+    EXPECT_EQ(store.events, (std::vector<std::string>{"remove web.1", "remove web.2", "remove web.3"}));
+    replacement.setAdopting(false);
+    store.events.clear();
+
+    auto timedOut = handOver(old, 4);
+    clock_.advance(1s);
+    auto gone = handOver(old, 5);
+    gone.first.reset();
+    ASSERT_TRUE(test::runLoopUntil(
+        *loop_, [&] { return broker().counters().hungUp == 1; }, 10s));
+    auto moved = handOver(old, 6);
+    auto taken = broker().takeAll();
+    ASSERT_EQ(taken.size(), 1U);
+    EXPECT_TRUE(taken[0]->storedAs.empty()); // the other fdsupd stores it, under its own name
+    EXPECT_EQ(store.events, (std::vector<std::string>{"put web.4", "remove web.4", "put web.5",
+                                                      "remove web.5", "put web.6", "remove web.6"}));
+    store.events.clear();
+
+    // Held again (a transfer given back): stored again. Back from the store: not.
+    ASSERT_TRUE(broker().hold(std::move(taken[0]), 1s, addresses_));
+    auto restored = std::make_unique<HeldConnection>();
+    restored->id = 7;
+    restored->fd = connectTo(listener_.borrow()).server;
+    restored->storedAs = "fdsup.held.web.1.7";
+    ASSERT_TRUE(broker().hold(std::move(restored), 1s, addresses_));
+    EXPECT_EQ(store.events, (std::vector<std::string>{"put web.6"}));
+    store.events.clear();
+    broker_.reset(); // fdsupd stops with two held: they stay in the store
+    EXPECT_TRUE(store.events.empty());
+}
+
 } // namespace
 } // namespace fdsup

@@ -1,11 +1,14 @@
 // Unit tests for fdsupd's side of its manager's protocol: LISTEN_PIDFDID, the messages, the descriptor store.
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <ctime>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,10 +18,14 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "common/address.hpp"
 #include "common/socket.hpp"
+#include "core/channel.hpp"
 #include "core/scm.hpp"
+#include "daemon/held_store.hpp"
 #include "daemon/manager.hpp"
 #include "io/manager_notify.hpp"
 #include "io/sockets.hpp"
@@ -250,7 +257,7 @@ TEST_F(FakeManager, StoresOnlyTheListenersItBoundAndForgetsUnmatchedNames)
     ASSERT_TRUE(set.ok()) << set.error().message;
     EXPECT_EQ(storeListeners(manager, *set), 1U);
     std::vector<UniqueFd> fds;
-    EXPECT_EQ(next(&fds), "FDSTORE=1\nFDPOLL=0\nFDNAME=bound");
+    EXPECT_EQ(next(&fds), "FDSTORE=1\nFDPOLL=0\nFDNAME=fdsup.socket.bound");
     ASSERT_EQ(fds.size(), 1U);
     EXPECT_EQ(test::fileId(fds[0].borrow()), test::fileId(set->find("bound")->fds[0].borrow()));
     EXPECT_NE(test::fileId(fds[0].borrow()), adoptedId);
@@ -259,8 +266,236 @@ TEST_F(FakeManager, StoresOnlyTheListenersItBoundAndForgetsUnmatchedNames)
     std::size_t here = 0;
     EXPECT_EQ(recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, none, here), -EAGAIN); // "adopted" not sent
 
-    ASSERT_EQ(manager.removeStored("bound"), 0);
-    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=bound");
+    forgetStored(manager, "bound");
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.bound");
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=bound"); // as earlier versions stored it
+}
+
+// A TCP socket named `name` listening on each of `listen`.
+config::SocketConfig tcpSocket(const std::string &name, const std::vector<std::string> &listen)
+{
+    config::SocketConfig socket;
+    socket.name = name;
+    for (const auto &address : listen) {
+        socket.listen.push_back(*parseAddress(address));
+    }
+    return socket;
+}
+
+// A listener on 127.0.0.1 (port 0: any), its port.
+UniqueFd listener(int &port)
+{
+    auto fds = bindAll(*parseAddress("tcp://127.0.0.1:0"), {});
+    EXPECT_TRUE(fds.ok());
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    getsockname(fds->front().get(), reinterpret_cast<sockaddr *>(&local), &length);
+    port = ntohs(local.sin_port);
+    return std::move(fds->front());
+}
+
+bool connects(int port)
+{
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+}
+
+TEST_F(FakeManager, AStoredListenerStillBoundAsConfiguredIsAdoptedUnderItsSocketsName)
+{
+    ManagerNotifier manager;
+    int port = 0;
+    UniqueFd fd = listener(port);
+    const test::FileId id = test::fileId(fd.borrow());
+    config::Config config;
+    config.sockets.push_back(tcpSocket("any", {"tcp://127.0.0.1:0"})); // port 0: any port will do
+    config.sockets.push_back(tcpSocket("same", {"tcp://127.0.0.1:" + std::to_string(port)}));
+    config.sockets.push_back(tcpSocket("byname", {"tcp://localhost:" + std::to_string(port)}));
+    InheritedFds inherited;
+    for (const char *name : {"any", "same", "byname"}) {
+        inherited.byName.emplace(storedSocketName(name), UniqueFd(fcntl(fd.get(), F_DUPFD_CLOEXEC, 3)));
+    }
+    inherited.byName.emplace("unit", std::move(fd)); // a .socket unit's: left alone
+
+    reclaimStored(manager, config, inherited);
+    ASSERT_EQ(inherited.byName.size(), 4U);
+    for (const char *name : {"any", "same", "byname", "unit"}) {
+        ASSERT_EQ(inherited.byName.count(name), 1U) << name;
+        EXPECT_EQ(test::fileId(inherited.byName.find(name)->second.borrow()), id) << name;
+    }
+    std::vector<UniqueFd> none;
+    std::array<std::byte, 64> buffer{};
+    std::size_t here = 0;
+    EXPECT_EQ(recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, none, here), -EAGAIN); // nothing removed
+    EXPECT_TRUE(connects(port));
+}
+
+TEST_F(FakeManager, AStoredListenerBoundForAnOlderConfigurationIsShutDownAndRemoved)
+{
+    ManagerNotifier manager;
+    int oldPort = 0;
+    int otherPort = 0;
+    UniqueFd old = listener(oldPort);
+    UniqueFd other = listener(otherPort);
+    UniqueFd gone = listener(otherPort);
+    // The test keeps a copy of each, as the manager does.
+    UniqueFd managersCopy(fcntl(old.get(), F_DUPFD_CLOEXEC, 3));
+    config::Config config;
+    const int newPort = oldPort == 65535 ? oldPort - 1 : oldPort + 1;
+    config.sockets.push_back(tcpSocket("web", {"tcp://127.0.0.1:" + std::to_string(newPort)}));
+    // Another address added beside the stored one: it is not bound as configured either.
+    config.sockets.push_back(tcpSocket("two", {"tcp://127.0.0.1:0", "tcp://[::1]:0"}));
+    InheritedFds inherited;
+    inherited.byName.emplace(storedSocketName("web"), std::move(old));
+    inherited.byName.emplace(storedSocketName("two"), std::move(other));
+    inherited.byName.emplace(storedSocketName("gone"), std::move(gone));
+
+    reclaimStored(manager, config, inherited);
+    EXPECT_TRUE(inherited.byName.empty()); // both bound anew by SocketSet::open()
+    std::set<std::string> removed;
+    for (int i = 0; i < 3; ++i) {
+        removed.insert(next());
+    }
+    EXPECT_EQ(removed, (std::set<std::string>{"FDSTOREREMOVE=1\nFDNAME=fdsup.socket.web",
+                                              "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.two",
+                                              "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.gone"}));
+    // Shut down: the old port refuses at once, though the manager's copy is open still.
+    EXPECT_FALSE(connects(oldPort));
+    int listening = 1;
+    socklen_t length = sizeof listening;
+    ASSERT_EQ(getsockopt(managersCopy.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &length), 0);
+    EXPECT_EQ(listening, 0);
+}
+
+TEST_F(FakeManager, AStoredListenerIsDroppedWhenASocketUnitPassesTheSameName)
+{
+    ManagerNotifier manager;
+    int port = 0;
+    UniqueFd stored = listener(port);
+    int unitPort = 0;
+    UniqueFd unit = listener(unitPort);
+    const test::FileId unitId = test::fileId(unit.borrow());
+    config::Config config;
+    config.sockets.push_back(tcpSocket("web", {"tcp://127.0.0.1:0"}));
+    InheritedFds inherited;
+    inherited.byName.emplace(storedSocketName("web"), std::move(stored));
+    inherited.byName.emplace("web", std::move(unit));
+
+    reclaimStored(manager, config, inherited);
+    ASSERT_EQ(inherited.byName.size(), 1U);
+    EXPECT_EQ(test::fileId(inherited.byName.find("web")->second.borrow()), unitId);
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.web");
+    EXPECT_FALSE(connects(port));
+}
+
+// A server-side connection to `listener`; the client end goes to `client`.
+UniqueFd acceptedFrom(BorrowedFd listener, UniqueFd &client)
+{
+    sockaddr_in addr{};
+    socklen_t length = sizeof addr;
+    getsockname(listener.get(), reinterpret_cast<sockaddr *>(&addr), &length);
+    client = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr *>(&addr), length), 0);
+    return UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+}
+
+TEST_F(FakeManager, AHeldConnectionIsStoredWithItsStateInASealedMemfdAndRemoved)
+{
+    ManagerNotifier manager;
+    HeldStore store(manager, 3);
+    int port = 0;
+    UniqueFd listening = listener(port);
+    UniqueFd client;
+    HeldConnection held;
+    held.id = 42;
+    held.from = 1234;
+    held.fd = acceptedFrom(listening.borrow(), client);
+    const std::string state = "GET / HTTP/1.1\r\n";
+    for (const char c : state) {
+        held.state.push_back(static_cast<std::byte>(c));
+    }
+    held.stateSize = state.size();
+    store.put("web", held);
+    EXPECT_EQ(held.storedAs, "fdsup.held.web.1234.42");
+    std::vector<UniqueFd> fds;
+    EXPECT_EQ(next(&fds), "FDSTORE=1\nFDPOLL=0\nFDNAME=fdsup.held.web.1234.42");
+    ASSERT_EQ(fds.size(), 2U);
+    EXPECT_EQ(test::fileId(fds[0].borrow()), test::fileId(held.fd.borrow()));
+    std::vector<std::byte> read;
+    ASSERT_EQ(readStateMemfd(fds[1].borrow(), state.size(), read), 0); // sealed, of the state's size
+    EXPECT_EQ(read, held.state);
+
+    store.remove(held);
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.held.web.1234.42");
+}
+
+TEST_F(FakeManager, PastItsCapacityTheStoreTakesNoMoreAndSaysSoOnce)
+{
+    ManagerNotifier manager;
+    HeldStore store(manager, 2);
+    int port = 0;
+    UniqueFd listening = listener(port);
+    std::vector<UniqueFd> clients(4);
+    std::vector<HeldConnection> held(4);
+    for (std::size_t i = 0; i < held.size(); ++i) {
+        held[i].id = i;
+        held[i].fd = acceptedFrom(listening.borrow(), clients[i]);
+    }
+    store.put("web", held[0]);
+    store.put("web", held[1]);
+    EXPECT_THAT(next(), HasSubstr("FDNAME=fdsup.held.web.0.0"));
+    EXPECT_THAT(next(), HasSubstr("FDNAME=fdsup.held.web.0.1"));
+    const auto logged = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+    const auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", logged));
+    store.put("web", held[2]);
+    store.put("web", held[3]);
+    spdlog::set_default_logger(previous);
+    EXPECT_TRUE(held[2].storedAs.empty());
+    EXPECT_TRUE(held[3].storedAs.empty());
+    const auto lines = logged->last_formatted();
+    ASSERT_EQ(lines.size(), 1U); // said once
+    EXPECT_THAT(lines[0], HasSubstr("The manager's descriptor store is full (2 of 2 descriptors for held "
+                                    "connections)"));
+    std::vector<UniqueFd> none;
+    std::array<std::byte, 64> buffer{};
+    std::size_t here = 0;
+    EXPECT_EQ(recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, none, here), -EAGAIN);
+    // Room again once one leaves.
+    store.remove(held[0]);
+    EXPECT_THAT(next(), HasSubstr("FDSTOREREMOVE=1"));
+    store.put("web", held[2]);
+    EXPECT_EQ(held[2].storedAs, "fdsup.held.web.0.2");
+}
+
+TEST_F(FakeManager, StoredHeldConnectionsAreTakenOutOfTheInheritedOnesByName)
+{
+    ManagerNotifier manager;
+    InheritedFds inherited;
+    const auto socketFd = [] {
+        return UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    };
+    inherited.byName.emplace("fdsup.held.web.12.34", socketFd());
+    inherited.byName.emplace("fdsup.held.web.12.34", socketFd()); // its state, say
+    inherited.byName.emplace("fdsup.held.api-2.5.6", socketFd());
+    inherited.byName.emplace("fdsup.held.web.x.1", socketFd());
+    inherited.byName.emplace("fdsup.socket.web", socketFd());
+    inherited.byName.emplace("web", socketFd());
+    auto held = takeStoredHeld(manager, inherited);
+    ASSERT_EQ(held.size(), 2U);
+    std::sort(held.begin(), held.end(), [](const auto &a, const auto &b) { return a.name < b.name; });
+    EXPECT_EQ(held[0].service, "api-2");
+    EXPECT_EQ(held[0].from, 5);
+    EXPECT_EQ(held[0].id, 6U);
+    EXPECT_EQ(held[1].service, "web");
+    EXPECT_EQ(held[1].from, 12);
+    EXPECT_EQ(held[1].id, 34U);
+    EXPECT_EQ(held[1].fds.size(), 2U);
+    EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.held.web.x.1"); // not a held connection's name
+    EXPECT_EQ(inherited.byName.size(), 2U);                          // the listeners' are left
 }
 
 TEST(ManagerNotifierOff, WithoutNotifySocketNothingIsSent)
