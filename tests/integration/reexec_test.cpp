@@ -341,7 +341,12 @@ TEST_F(Reexec, AStateTheNewBinaryRejectsSendsItBackToTheOldOne)
     EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("the new binary rejected the state: state: version: state version 7 is not "
                                  "readable by this fdsupd (it reads 1)"));
-    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    // Never more than before. The re-entered image closes what its state does
+    // not name, so a baseline taken while an instance's exec status pipe or
+    // spawned pidfd were still open (a busy ASan run: 37 after, 38 before)
+    // may be one or two higher; what it holds is checked by serving below.
+    EXPECT_TRUE(waitUntil([&] { return fdsButControl() <= fds; }, 10s))
+        << fdsButControl() << " descriptors, " << fds << " before";
     EXPECT_EQ(workerPids(), pids);
     const std::size_t before = fresh.requests();
     EXPECT_TRUE(fresh.waitForRequests(before, 50, kEventDeadline));
