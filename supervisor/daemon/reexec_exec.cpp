@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/reexec_state.hpp"
+#include "io/spawn.hpp"
 
 namespace fdsup {
 namespace {
@@ -66,23 +67,12 @@ std::vector<std::string> environmentWith(const std::vector<std::string> &extra)
     return env;
 }
 
-std::vector<char *> pointers(std::vector<std::string> &strings)
-{
-    std::vector<char *> p;
-    p.reserve(strings.size() + 1);
-    for (auto &s : strings) {
-        p.push_back(s.data());
-    }
-    p.push_back(nullptr);
-    return p;
-}
-
 // Clears CLOEXEC on each fd, execs, and on failure puts every flag back.
 Error execWith(BorrowedFd binary, std::vector<int> fds, std::vector<std::string> env)
 {
     std::vector<std::string> args = ReexecImage::get().argv();
-    std::vector<char *> argv = pointers(args);
-    std::vector<char *> envp = pointers(env);
+    std::vector<char *> argv = execPointers(args);
+    std::vector<char *> envp = execPointers(env);
     fds.push_back(binary.get()); // a script's interpreter opens it as /dev/fd/N
     std::vector<std::pair<int, int>> saved;
     for (const int fd : fds) {

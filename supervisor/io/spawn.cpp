@@ -53,17 +53,6 @@ bool isListenVariable(std::string_view entry)
            entry.starts_with("LISTEN_FDNAMES=") || entry.starts_with("LISTEN_PIDFDID=");
 }
 
-std::vector<char *> pointers(std::vector<std::string> &strings)
-{
-    std::vector<char *> result;
-    result.reserve(strings.size() + 1);
-    for (auto &s : strings) {
-        result.push_back(s.data());
-    }
-    result.push_back(nullptr);
-    return result;
-}
-
 std::string joinIds(const std::vector<gid_t> &ids)
 {
     std::string text;
@@ -77,6 +66,17 @@ std::string joinIds(const std::vector<gid_t> &ids)
 }
 
 } // namespace
+
+std::vector<char *> execPointers(std::vector<std::string> &strings)
+{
+    std::vector<char *> result;
+    result.reserve(strings.size() + 1);
+    for (auto &s : strings) {
+        result.push_back(s.data());
+    }
+    result.push_back(nullptr);
+    return result;
+}
 
 const char *spawnStageName(SpawnStage stage)
 {
@@ -198,8 +198,8 @@ ChildStrings::ChildStrings(const SpawnRequest &request) : argvStore(request.argv
         // Last, so that a child on a kernel without pidfs ends envp before it.
         envStore.push_back("LISTEN_PIDFDID=" + std::string(kPidDigits, '\0'));
     }
-    argv = pointers(argvStore);
-    envp = pointers(envStore);
+    argv = execPointers(argvStore);
+    envp = execPointers(envStore);
     directory = request.workingDirectory.empty() ? "/" : request.workingDirectory;
     if (setListen) {
         listenPidDigits = envStore[listenPidIndex].data() + std::string_view("LISTEN_PID=").size();

@@ -167,4 +167,7 @@ private:
     bool justCut_ = false;
 };
 
+// argv/envp for execve(): pointers into `strings` (which must outlive them), null-terminated.
+std::vector<char *> execPointers(std::vector<std::string> &strings);
+
 } // namespace fdsup

@@ -124,7 +124,7 @@ TEST_F(OrphanedWorkersTest, TheStopSignalGoesToTheWholeGroupAndExitsAreSeenByPid
 TEST_F(OrphanedWorkersTest, SigkillAtStopTimeoutForOneThatIgnoresTheStopSignal)
 {
     const auto trapped = dir_ / "trapped";
-    auto worker = spawn("trap '' TERM; touch " + trapped.string() + "; while :; do sleep 1; done");
+    auto worker = spawn("trap '' TERM; touch " + trapped.string() + "; exec sleep 1000");
     ASSERT_TRUE(test::waitUntil([&] { return std::filesystem::exists(trapped); }));
     ASSERT_TRUE(orphans_->add(worker->pid(), worker->pid(), "sh"));
 
