@@ -116,7 +116,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop &loop, Co
         if (type != SOCK_STREAM || listening == 0) {
             return Error{EINVAL, "The control socket passed in is not a listening stream socket"};
         }
-        auto listener = UnixListener::adopt(loop, std::move(adopted), "a control connection", onAccept);
+        // Bound at `path` by this fdsupd before it re-executed: still its file to remove.
+        auto listener = UnixListener::adoptOwned(loop, std::move(adopted), "unix:" + path,
+                                                 "a control connection", onAccept);
         if (!listener) {
             return listener.error();
         }

@@ -88,6 +88,8 @@ public:
     // InvalidRequest; one over maxRequest gets RequestTooLarge and the
     // connection is closed; past maxClients new connections are closed at
     // once (logged). None of these affect other clients or the daemon.
+    // `adopted`: the listening socket this fdsupd bound at options.path before
+    // it re-executed itself (its file is still removed with the server).
     static Result<std::unique_ptr<ControlServer>> create(EventLoop &loop, ControlOptions options,
                                                          Handler handler, UniqueFd adopted = UniqueFd());
     ~ControlServer();

@@ -2,11 +2,13 @@
 #include "io/unix_listener.hpp"
 
 #include <cerrno>
+#include <cstddef>
 
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -59,6 +61,45 @@ Result<std::unique_ptr<UnixListener>> UnixListener::adopt(EventLoop &loop, Uniqu
     listener->fd_ = std::move(fd);
     if (auto watched = listener->watch(); !watched) {
         return watched.error();
+    }
+    return listener;
+}
+
+Result<std::unique_ptr<UnixListener>> UnixListener::adoptOwned(EventLoop &loop, UniqueFd fd,
+                                                               const std::string &address, std::string what,
+                                                               AcceptHandler onAccept)
+{
+    auto parsed = parseAddress(address);
+    if (!parsed) {
+        return Error{EINVAL, parsed.error().message};
+    }
+    sockaddr_un bound{};
+    socklen_t length = sizeof(bound);
+    if (getsockname(fd.get(), reinterpret_cast<sockaddr *>(&bound), &length) < 0) {
+        return errnoError(errno, "Failed to read the address of " + address);
+    }
+    const std::size_t pathLength =
+        length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
+    std::string path(bound.sun_path, pathLength);
+    if (!path.empty() && path.front() == '\0') {
+        path.front() = '@';
+    }
+    while (!path.empty() && path.back() == '\0') {
+        path.pop_back();
+    }
+    const std::string expected = parsed->abstract ? "@" + parsed->host : parsed->host;
+    if (bound.sun_family != AF_UNIX || path != expected) {
+        return Error{EINVAL, "the socket passed for " + address + " is bound to '" + path + "'"};
+    }
+    auto listener = adopt(loop, std::move(fd), std::move(what), std::move(onAccept));
+    if (!listener) {
+        return listener;
+    }
+    struct stat st {};
+    if (!parsed->abstract && lstat(parsed->host.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+        (*listener)->path_ = parsed->host;
+        (*listener)->dev_ = st.st_dev;
+        (*listener)->ino_ = st.st_ino;
     }
     return listener;
 }

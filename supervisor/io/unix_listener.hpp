@@ -35,6 +35,12 @@ public:
     // A listening socket passed in (socket activation): not ours to remove.
     static Result<std::unique_ptr<UnixListener>> adopt(EventLoop &loop, UniqueFd fd, std::string what,
                                                        AcceptHandler onAccept);
+    // A socket fdsupd bound at `address` before it re-executed itself: its
+    // file is still ours, removed with it. Refused when the socket is not
+    // bound there.
+    static Result<std::unique_ptr<UnixListener>> adoptOwned(EventLoop &loop, UniqueFd fd,
+                                                            const std::string &address, std::string what,
+                                                            AcceptHandler onAccept);
     ~UnixListener();
     UnixListener(const UnixListener &) = delete;
     UnixListener &operator=(const UnixListener &) = delete;

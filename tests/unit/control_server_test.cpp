@@ -2,6 +2,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -268,20 +269,43 @@ TEST_F(ControlServerTest, ReplacesAStaleSocketButNotARegularFile)
     EXPECT_EQ(test::readFile(path_), "not a socket");
 }
 
-TEST_F(ControlServerTest, AdoptsAListeningSocket)
+// A listening unix socket bound at `path`.
+UniqueFd listeningAt(const std::string &path)
 {
-    const std::string path = (dir_ / "adopted.sock").string();
     UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     path.copy(sa.sun_path, sizeof(sa.sun_path) - 1);
-    ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
-    ASSERT_EQ(listen(fd.get(), 16), 0);
+    EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0) << path;
+    EXPECT_EQ(listen(fd.get(), 16), 0);
+    return fd;
+}
+
+// The socket this fdsupd bound before it re-executed: served again, and its
+// file is still removed with the server.
+TEST_F(ControlServerTest, AdoptsItsOwnListeningSocketAndStillRemovesItsFile)
+{
+    std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
+    UniqueFd fd = listeningAt(path_);
     const auto id = test::fileId(fd.borrow());
     startServer(nullptr, std::move(fd));
     EXPECT_EQ(test::fileId(server_->listener()), id);
-    path_ = path;
     expectServed();
+    server_.reset();
+    struct stat st {};
+    EXPECT_NE(lstat(path_.c_str(), &st), 0) << "the socket file outlived the server";
+}
+
+TEST_F(ControlServerTest, RefusesToAdoptASocketBoundElsewhere)
+{
+    const std::string elsewhere = (dir_ / "elsewhere.sock").string();
+    auto r = ControlServer::create(
+        *loop_, options_, [](const std::shared_ptr<PendingCall> &) {}, listeningAt(elsewhere));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, EINVAL);
+    EXPECT_THAT(r.error().message, HasSubstr("is bound to '" + elsewhere + "'"));
+    struct stat st {};
+    EXPECT_EQ(lstat(elsewhere.c_str(), &st), 0) << "not its file to remove";
 }
 
 TEST_F(ControlServerTest, RefusesToAdoptASocketThatDoesNotListen)
