@@ -38,7 +38,7 @@ std::string Daemon::reexecBusy(bool &unsupported) const
             unsupported = true;
             return "service '" + service->name() + "' runs another configuration than the one in force";
         }
-        if (std::string why = service->busyReason(unsupported); !why.empty()) {
+        if (std::string why = service->busyReason(); !why.empty()) {
             return why;
         }
     }

@@ -7,109 +7,12 @@
 
 #include <fcntl.h>
 
-#include <nlohmann/json.hpp>
+#include "daemon/reexec_codec.hpp"
 
 namespace fdsup {
 namespace {
 
-using Json = nlohmann::json;
-
-// A field that is missing, of the wrong type or out of range: `path` names it.
-struct FieldError {
-    std::string path;
-    std::string what;
-};
-
-// A read position in the document: every getter names the field it failed on.
-class Reader {
-public:
-    Reader(const Json &json, std::string path) : json_(json), path_(std::move(path)) {}
-
-    [[nodiscard]] Reader at(std::string_view key) const
-    {
-        const std::string path = join(key);
-        if (!json_.is_object()) {
-            throw FieldError{path_, "expected an object"};
-        }
-        const auto it = json_.find(std::string(key));
-        if (it == json_.end()) {
-            throw FieldError{path, "missing"};
-        }
-        return Reader(*it, path);
-    }
-    [[nodiscard]] bool has(std::string_view key) const
-    {
-        return json_.is_object() && json_.contains(std::string(key)) && !json_.at(std::string(key)).is_null();
-    }
-    template <class T>
-    [[nodiscard]] T integer(std::int64_t min, std::int64_t max) const
-    {
-        if (!json_.is_number_integer()) {
-            throw FieldError{path_, "expected an integer"};
-        }
-        const auto v = json_.get<std::int64_t>();
-        if (v < min || v > max) {
-            throw FieldError{path_, std::to_string(v) + " is out of range"};
-        }
-        return static_cast<T>(v);
-    }
-    [[nodiscard]] std::uint64_t unsigned64() const
-    {
-        if (!json_.is_number_unsigned()) {
-            throw FieldError{path_, "expected a non-negative integer"};
-        }
-        return json_.get<std::uint64_t>();
-    }
-    [[nodiscard]] std::string string() const
-    {
-        if (!json_.is_string()) {
-            throw FieldError{path_, "expected a string"};
-        }
-        return json_.get<std::string>();
-    }
-    [[nodiscard]] bool boolean() const
-    {
-        if (!json_.is_boolean()) {
-            throw FieldError{path_, "expected true or false"};
-        }
-        return json_.get<bool>();
-    }
-    template <class F>
-    void each(F &&read) const
-    {
-        if (!json_.is_array()) {
-            throw FieldError{path_, "expected an array"};
-        }
-        for (std::size_t i = 0; i < json_.size(); ++i) {
-            read(Reader(json_[i], path_ + "[" + std::to_string(i) + "]"));
-        }
-    }
-    [[nodiscard]] const std::string &path() const { return path_; }
-
-private:
-    [[nodiscard]] std::string join(std::string_view key) const
-    {
-        return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
-    }
-    const Json &json_;
-    std::string path_;
-};
-
-constexpr std::int64_t kMaxInt = 0x7fffffff;
-constexpr std::int64_t kMaxUsec = std::numeric_limits<std::int64_t>::max();
-
-int fdField(const Reader &r, std::string_view key, bool optional = false)
-{
-    if (optional && !r.has(key)) {
-        return -1;
-    }
-    return r.at(key).integer<int>(3, kMaxInt);
-}
-
-unsigned uintField(const Reader &r, std::string_view key)
-{
-    return r.at(key).integer<unsigned>(0, 0xffffffffLL);
-}
+using namespace state_json;
 
 Json optionalJson(const auto &value)
 {
@@ -208,33 +111,6 @@ Json encodeStored(const std::vector<StoredFdSnapshot> &stored)
     return out;
 }
 
-Json encodePreload(const std::optional<PreloadSnapshot> &preload)
-{
-    if (!preload) {
-        return nullptr;
-    }
-    Json peers = Json::array();
-    for (const auto &p : preload->peers) {
-        peers.push_back({{"fd", p.fd},
-                         {"instance", p.instance},
-                         {"pid", p.pid},
-                         {"welcomed", p.welcomed},
-                         {"capabilities", p.capabilities}});
-    }
-    Json claims = Json::array();
-    for (const auto &c : preload->claims) {
-        Json by = Json::array();
-        for (const auto &[name, pid] : c.claimedBy) {
-            by.push_back({{"listener", name}, {"pid", pid}});
-        }
-        claims.push_back({{"instance", c.instance},
-                          {"connections", c.connections},
-                          {"deadline_passed", c.deadlinePassed},
-                          {"claimed", by}});
-    }
-    return {{"fd", preload->fd}, {"peers", peers}, {"claims", claims}};
-}
-
 Json encodeService(const ServiceSnapshot &s)
 {
     Json slots = Json::array();
@@ -268,6 +144,7 @@ Json encodeService(const ServiceSnapshot &s)
             {"stored", encodeStored(s.stored)},
             {"waiting_for", s.waitingFor},
             {"preload", encodePreload(s.preload)},
+            {"activation", encodeActivation(s.activation)},
             {"handoff",
              {{"handed", s.handoff.handed},
               {"adopted", s.handoff.adopted},
@@ -377,29 +254,6 @@ std::optional<RolloutRecord> decodeRollout(const Reader &parent)
     return record;
 }
 
-PreloadSnapshot decodePreload(const Reader &r)
-{
-    PreloadSnapshot s;
-    s.fd = fdField(r, "fd");
-    r.at("peers").each([&](const Reader &p) {
-        s.peers.push_back(PreloadPeerSnapshot{fdField(p, "fd"), p.at("instance").unsigned64(),
-                                              p.at("pid").integer<pid_t>(1, kMaxInt),
-                                              p.at("welcomed").boolean(), uintField(p, "capabilities")});
-    });
-    r.at("claims").each([&](const Reader &c) {
-        PreloadClaimSnapshot claims;
-        claims.instance = c.at("instance").unsigned64();
-        claims.connections = uintField(c, "connections");
-        claims.deadlinePassed = c.at("deadline_passed").boolean();
-        c.at("claimed").each([&](const Reader &by) {
-            claims.claimedBy.emplace_back(by.at("listener").string(),
-                                          by.at("pid").integer<pid_t>(1, kMaxInt));
-        });
-        s.claims.push_back(std::move(claims));
-    });
-    return s;
-}
-
 ServiceSnapshot decodeService(const Reader &r)
 {
     ServiceSnapshot s;
@@ -444,6 +298,10 @@ ServiceSnapshot decodeService(const Reader &r)
     // Added within version 1 too: an older state carried no wrapped service.
     if (r.has("preload")) {
         s.preload = decodePreload(r.at("preload"));
+    }
+    // Added within version 1 as well: an older state refused activation sockets.
+    if (r.has("activation")) {
+        s.activation = decodeActivation(r.at("activation"));
     }
     const Reader h = r.at("handoff");
     s.handoff = HandoffCounters{h.at("handed").unsigned64(), h.at("adopted").unsigned64(),
@@ -513,36 +371,8 @@ void decodeBody(const Reader &r, ReexecState &state)
 
 std::vector<int> ReexecState::fds() const
 {
-    std::vector<int> all{controlFd};
-    if (caller) {
-        all.push_back(caller->fd);
-    }
-    all.insert(all.end(), controlClients.begin(), controlClients.end());
-    for (const auto &follower : followers) {
-        all.push_back(follower.fd);
-    }
-    for (const auto &socket : sockets) {
-        all.insert(all.end(), socket.fds.begin(), socket.fds.end());
-    }
-    for (const auto &service : services) {
-        all.push_back(service.notifyFd);
-        for (const auto &stored : service.stored) {
-            all.push_back(stored.fd);
-        }
-        if (service.preload) {
-            all.push_back(service.preload->fd);
-            for (const auto &peer : service.preload->peers) {
-                all.push_back(peer.fd);
-            }
-        }
-        for (const auto &i : service.instances) {
-            for (const int fd : {i.pidfd, i.stdoutFd, i.stderrFd, i.channelFd}) {
-                if (fd >= 0) {
-                    all.push_back(fd);
-                }
-            }
-        }
-    }
+    std::vector<int> all;
+    eachFd(*this, [&](int fd) { all.push_back(fd); });
     return all;
 }
 

@@ -71,42 +71,35 @@ struct ReexecState {
     template <class Map>
     void remapFds(Map &&map)
     {
-        const auto one = [&](int &fd) {
+        eachFd(*this, [&](int &fd) { fd = map(fd); });
+    }
+    // Calls visit(fd) for every descriptor the state names (none is -1):
+    // the one list fds() and remapFds() both walk.
+    template <class Self, class Visit>
+    static void eachFd(Self &self, Visit &&visit)
+    {
+        const auto one = [&](auto &fd) {
             if (fd >= 0) {
-                fd = map(fd);
+                visit(fd);
             }
         };
-        one(controlFd);
-        if (caller) {
-            one(caller->fd);
+        one(self.controlFd);
+        if (self.caller) {
+            one(self.caller->fd);
         }
-        for (int &fd : controlClients) {
+        for (auto &fd : self.controlClients) {
             one(fd);
         }
-        for (auto &follower : followers) {
+        for (auto &follower : self.followers) {
             one(follower.fd);
         }
-        for (auto &socket : sockets) {
-            for (int &fd : socket.fds) {
+        for (auto &socket : self.sockets) {
+            for (auto &fd : socket.fds) {
                 one(fd);
             }
         }
-        for (auto &service : services) {
-            one(service.notifyFd);
-            for (auto &stored : service.stored) {
-                one(stored.fd);
-            }
-            if (service.preload) {
-                one(service.preload->fd);
-                for (auto &peer : service.preload->peers) {
-                    one(peer.fd);
-                }
-            }
-            for (auto &i : service.instances) {
-                for (int *fd : {&i.pidfd, &i.stdoutFd, &i.stderrFd, &i.channelFd}) {
-                    one(*fd);
-                }
-            }
+        for (auto &service : self.services) {
+            eachServiceFd(service, one);
         }
     }
 

@@ -12,7 +12,6 @@
 #include <spdlog/spdlog.h>
 
 namespace fdsup {
-namespace {} // namespace
 
 ExternalWorker::ExternalWorker(ActivationHost &host, std::uint64_t id, const Peer &credentials,
                                Duration since)
@@ -117,7 +116,19 @@ void ActivationSocket::admit(UniqueFd fd)
         rejected_.reject(std::move(fd), code, why);
         return;
     }
-    auto worker = std::make_unique<ExternalWorker>(host_, host_.nextWorkerId(), peer, loop_.now());
+    auto worker = serve(std::move(fd),
+                        std::make_unique<ExternalWorker>(host_, host_.nextWorkerId(), peer, loop_.now()));
+    if (!worker) {
+        spdlog::error("{}: cannot serve external worker {}: {}", service(), describePeer(peer),
+                      worker.error().message);
+        return;
+    }
+    spdlog::info("{} connected", (*worker)->describe());
+    host_.onExternalsChanged();
+}
+
+Result<ExternalWorker *> ActivationSocket::serve(UniqueFd fd, std::unique_ptr<ExternalWorker> worker)
+{
     ExternalWorker *raw = worker.get();
     auto channel = WorkerChannel::adopt(
         loop_, std::move(fd),
@@ -127,14 +138,11 @@ void ActivationSocket::admit(UniqueFd fd)
             reapLater();
         });
     if (!channel) {
-        spdlog::error("{}: cannot serve external worker {}: {}", service(), describePeer(peer),
-                      channel.error().message);
-        return;
+        return channel.error();
     }
     worker->setChannel(std::move(*channel));
     workers_.push_back(std::move(worker));
-    spdlog::info("{} connected", raw->describe());
-    host_.onExternalsChanged();
+    return raw;
 }
 
 void ActivationSocket::closeAll(const std::string &why)

@@ -20,6 +20,7 @@
 #include "io/unix_listener.hpp"
 #include "model/channel_peer.hpp"
 #include "model/profile.hpp"
+#include "model/snapshot.hpp"
 
 namespace fdsup {
 
@@ -75,6 +76,8 @@ public:
     [[nodiscard]] bool adopting() const override { return ready_ && !draining_; }
     void channelReady(const std::string &status) override;
     void handedOver() override;
+    // Across fdsupd's re-exec: what it had said before.
+    void restore(const ExternalWorkerSnapshot &snapshot);
 
 private:
     ActivationHost &host_;
@@ -102,6 +105,15 @@ public:
 
     static Result<std::unique_ptr<ActivationSocket>> open(EventLoop &loop, const std::string &path,
                                                           ActivationHost &host);
+    // Across fdsupd's re-exec (activation_snapshot.cpp, docs/reexec.md): the
+    // listening socket and every admitted worker's channel, borrowed;
+    // adopt() takes them back without binding anything. `fds` owns the
+    // snapshot's descriptors: the listener first, then one per worker.
+    [[nodiscard]] ActivationSnapshot snapshot() const;
+    static Result<std::unique_ptr<ActivationSocket>> adopt(EventLoop &loop, const std::string &path,
+                                                           ActivationHost &host,
+                                                           const ActivationSnapshot &snapshot,
+                                                           std::vector<UniqueFd> fds);
     ActivationSocket(const ActivationSocket &) = delete;
     ActivationSocket &operator=(const ActivationSocket &) = delete;
 
@@ -115,6 +127,8 @@ public:
 private:
     ActivationSocket(EventLoop &loop, ActivationHost &host) : loop_(loop), host_(host), rejected_(loop) {}
     void admit(UniqueFd fd);
+    // Serves an admitted worker's channel.
+    Result<ExternalWorker *> serve(UniqueFd fd, std::unique_ptr<ExternalWorker> worker);
     void reap();
     [[nodiscard]] const std::string &service() const { return host_.activeProfile().config.name; }
 

@@ -98,10 +98,9 @@ public:
                                                     ServiceObserver &observer);
     ~Service();
     [[nodiscard]] ServiceSnapshot snapshot() const;
-    // What stops the service being carried across a re-exec now: transitional
-    // ("rollout 7 in progress": wait), or not carried by the state format
-    // (`unsupported`: waiting will not help). "" when it can be carried.
-    [[nodiscard]] std::string busyReason(bool &unsupported) const;
+    // What stops the service being carried across a re-exec now, always
+    // transitional ("rollout 7 in progress": wait). "" when it can be carried.
+    [[nodiscard]] std::string busyReason() const;
 
     [[nodiscard]] const std::string &name() const { return profile_->config.name; }
     // The configuration of the current generation (what new instances run).
@@ -187,6 +186,8 @@ private:
     Result<void> openPreload();
     // service_snapshot.cpp: the preload socket taken back across re-exec (opened afresh without a snapshot).
     Result<void> restorePreload(const std::optional<PreloadSnapshot> &snapshot, std::vector<UniqueFd> fds);
+    Result<void> restoreActivation(const std::optional<ActivationSnapshot> &snapshot,
+                                   std::vector<UniqueFd> fds);
     [[nodiscard]] std::string preloadAddress() const;
     // ": listener 'web' not adopted: REASON" for each listener a wrapped
     // instance never claimed, as if its deadline had passed; "" otherwise.

@@ -7,14 +7,9 @@
 
 namespace fdsup {
 
-std::string Service::busyReason(bool &unsupported) const
+std::string Service::busyReason() const
 {
     const std::string self = "service '" + name() + "': ";
-    unsupported = true;
-    if (activation_) {
-        return self + "an activation socket is not carried yet";
-    }
-    unsupported = false;
     if (rollouts_.active()) {
         return self + "rollout " + std::to_string(rollouts_.currentId()) + " in progress";
     }
@@ -64,6 +59,9 @@ ServiceSnapshot Service::snapshot() const
     if (preload_) {
         s.preload = preload_->snapshot();
     }
+    if (activation_) {
+        s.activation = activation_->snapshot();
+    }
     for (const auto &stored : fdStore_.fds()) {
         s.stored.push_back(StoredFdSnapshot{stored.name, stored.fd.get(), static_cast<bool>(stored.poll)});
     }
@@ -98,6 +96,13 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
         preloadFds.emplace_back(snapshot.preload->fd);
         for (const auto &peer : snapshot.preload->peers) {
             preloadFds.emplace_back(peer.fd);
+        }
+    }
+    std::vector<UniqueFd> activationFds;
+    if (snapshot.activation) {
+        activationFds.emplace_back(snapshot.activation->fd);
+        for (const auto &worker : snapshot.activation->workers) {
+            activationFds.emplace_back(worker.fd);
         }
     }
     const auto failed = [&](const Error &error) {
@@ -143,7 +148,35 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     if (auto preload = service->restorePreload(snapshot.preload, std::move(preloadFds)); !preload) {
         return failed(preload.error());
     }
+    if (auto activation = service->restoreActivation(snapshot.activation, std::move(activationFds));
+        !activation) {
+        return failed(activation.error());
+    }
     return service;
+}
+
+Result<void> Service::restoreActivation(const std::optional<ActivationSnapshot> &snapshot,
+                                        std::vector<UniqueFd> fds)
+{
+    const auto &path = config().activationSocket;
+    if (!path && !snapshot) {
+        return {};
+    }
+    if (!path || !snapshot) {
+        // The configuration restored is the one the state was written with.
+        return Error{EINVAL, path ? "the state carries no activation socket for " + *path
+                                  : "the state carries an activation socket the configuration does not have"};
+    }
+    ActivationHost &host = *this;
+    auto socket = ActivationSocket::adopt(context_.loop, *path, host, *snapshot, std::move(fds));
+    if (!socket) {
+        return socket.error();
+    }
+    activation_ = std::move(*socket);
+    for (const auto &worker : snapshot->workers) {
+        context_.nextInstanceId = std::max(context_.nextInstanceId, worker.id + 1);
+    }
+    return {};
 }
 
 Result<void> Service::restorePreload(const std::optional<PreloadSnapshot> &snapshot,

@@ -87,6 +87,34 @@ struct PreloadSnapshot {
     friend bool operator==(const PreloadSnapshot &, const PreloadSnapshot &) = default;
 };
 
+// A worker fdsupd did not spawn, joined over the activation socket
+// (docs/worker-channel.md, "External workers"): its channel and what it said.
+struct ExternalWorkerSnapshot {
+    int fd = -1;
+    std::uint64_t id = 0;
+    pid_t pid = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    bool ready = false;
+    bool draining = false;
+    std::optional<std::string> status;
+    std::int64_t sinceUsec = 0;
+    bool welcomed = false;
+    std::uint32_t capabilities = 0;
+
+    friend bool operator==(const ExternalWorkerSnapshot &, const ExternalWorkerSnapshot &) = default;
+};
+
+// A service's activation socket: the listening socket (its file stays
+// fdsupd's, removed at shutdown) and the external workers connected to it.
+// Refused connections, which only wait to be closed, are not carried.
+struct ActivationSnapshot {
+    int fd = -1;
+    std::vector<ExternalWorkerSnapshot> workers;
+
+    friend bool operator==(const ActivationSnapshot &, const ActivationSnapshot &) = default;
+};
+
 struct ServiceSnapshot {
     std::string name;
     unsigned generation = 1;
@@ -109,8 +137,40 @@ struct ServiceSnapshot {
     std::string waitingFor;
     // A wrapped service's (wrap = "preload"); added within version 1: none in an older state.
     std::optional<PreloadSnapshot> preload;
+    // A service with an activation_socket; added within version 1: an older
+    // state carried none (it refused to re-exec with one).
+    std::optional<ActivationSnapshot> activation;
 
     friend bool operator==(const ServiceSnapshot &, const ServiceSnapshot &) = default;
 };
+
+// Calls one(fd) for every descriptor field of a service's snapshot (-1
+// included): the one list of them.
+template <class Service, class One>
+void eachServiceFd(Service &service, One &&one)
+{
+    one(service.notifyFd);
+    for (auto &stored : service.stored) {
+        one(stored.fd);
+    }
+    if (service.preload) {
+        one(service.preload->fd);
+        for (auto &peer : service.preload->peers) {
+            one(peer.fd);
+        }
+    }
+    if (service.activation) {
+        one(service.activation->fd);
+        for (auto &worker : service.activation->workers) {
+            one(worker.fd);
+        }
+    }
+    for (auto &i : service.instances) {
+        one(i.pidfd);
+        one(i.stdoutFd);
+        one(i.stderrFd);
+        one(i.channelFd);
+    }
+}
 
 } // namespace fdsup

@@ -1,5 +1,6 @@
 // fdsupctl reexec: a real fdsupd re-executes itself in place under real load; failures go back to the old
 // binary.
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -486,21 +487,125 @@ TEST_F(Reexec, APidFileDaemonIsStillFollowedAndIsStoppedAfterAReexec)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
-TEST_F(Reexec, WhatTheStateCannotCarryFailsAtOnceAndNamesIt)
+// External workers (an activation socket): their channels and the socket
+// itself are carried; they keep serving through re-execs, hand over to a
+// spawned worker after them, and new ones still join.
+TEST_F(Reexec, ExternalWorkersKeepServingAndHandOverAfterReexecs)
 {
-    // An activation socket (external workers) is not carried by state version 1.
-    const std::string config = fdsupd_.supervisorTable() +
-                               channelWebService(requireEnv("FDSUP_TEST_SEQNUM_ECHO"), 1) +
-                               "activation_socket = \"" + (fdsupd_.dir() / "activate.sock").string() + "\"\n";
+    const std::string seqnum = requireEnv("FDSUP_TEST_SEQNUM_ECHO");
+    const auto activation = fdsupd_.dir() / "web.activation";
     std::string why;
-    ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + channelWebService(seqnum, 1) +
+                                  "activation_socket = " + Json(activation.string()).dump() + "\n",
+                              why))
+        << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    BackgroundProcess external({seqnum, "--connect", activation.string()}, fdsupd_.dir() / "external.log");
+    const auto externalReady = [&](std::size_t count) {
+        return waitUntil([&] {
+            const Json list = fdsupd_.status("web").at("external");
+            return list.size() == count &&
+                   std::all_of(list.begin(), list.end(), [](const Json &e) { return e.at("ready") == true; });
+        });
+    };
+    ASSERT_TRUE(externalReady(1)) << external.log();
+    const Json joined = fdsupd_.status("web").at("external").at(0);
+    const std::set<pid_t> spawned = instancePids(fdsupd_.status("web"));
+    // Scaled to 0, the spawned worker hands its connections to the external one.
+    const int port = fdsupd_.port("web");
+    SeqnumClients clients(port, 40);
+    const auto roundsPast = [&](std::uint64_t target) {
+        (void)waitUntil([&] { return clients.rounds() >= target || !clients.errors().empty(); });
+        return clients.rounds() >= target;
+    };
+    ASSERT_TRUE(roundsPast(200)) << ::testing::PrintToString(clients.errors());
+    const auto down = fdsupd_.fdsupctl({"scale", "web", "0"});
+    ASSERT_EQ(down.exitCode, 0) << down.out << down.err;
+
+    for (int round = 1; round <= 2; ++round) {
+        const Json reply = reexec();
+        EXPECT_EQ(reply.value("pid", 0), fdsupd_.pid());
+        EXPECT_EQ(reply.value("reexecs", 0), round);
+        ASSERT_TRUE(roundsPast(clients.rounds() + 200)) << ::testing::PrintToString(clients.errors());
+        const Json now = fdsupd_.status("web").at("external");
+        ASSERT_EQ(now.size(), 1U) << now.dump();
+        EXPECT_EQ(now.at(0).at("id"), joined.at("id"));
+        EXPECT_EQ(now.at(0).at("pid"), external.pid());
+        EXPECT_EQ(now.at(0).at("ready"), true);
+    }
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("adopted the activation socket " + activation.string() +
+                                         " and 1 external worker(s) across re-exec"));
+    for (const int clientPort : clients.localPorts()) {
+        EXPECT_EQ(serverPidOf(port, clientPort, {external.pid()}), external.pid())
+            << "client port " << clientPort;
+    }
+
+    // A new external worker still joins the re-executed fdsupd.
+    BackgroundProcess second({seqnum, "--connect", activation.string()}, fdsupd_.dir() / "second.log");
+    ASSERT_TRUE(externalReady(2)) << second.log();
+    second.signal(SIGTERM);
+    EXPECT_EQ(second.wait(kEventDeadline), 0) << second.log();
+
+    // Told to go by its operator, the first hands every connection over
+    // through the new image to a spawned worker: no stream breaks.
+    const auto up = fdsupd_.fdsupctl({"scale", "web", "1"});
+    ASSERT_EQ(up.exitCode, 0) << up.out << up.err;
+    external.signal(SIGTERM);
+    EXPECT_EQ(external.wait(kEventDeadline), 0) << external.log();
+    ASSERT_TRUE(roundsPast(clients.rounds() + 200)) << ::testing::PrintToString(clients.errors());
+    const std::set<pid_t> now = instancePids(fdsupd_.status("web"));
+    ASSERT_EQ(now.size(), 1U);
+    EXPECT_EQ(spawned.count(*now.begin()), 0U);
+    for (const int clientPort : clients.localPorts()) {
+        EXPECT_EQ(serverPidOf(port, clientPort, now), *now.begin()) << "client port " << clientPort;
+    }
+    clients.close();
+    EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+    const Json web =
+        fdsupd_.call("io.fdsup.Manager.Connections", {{"service", "web"}}).parameters.at("services").at(0);
+    EXPECT_EQ(web.at("handed"), web.at("adopted"));
+    EXPECT_EQ(web.at("refused"), 0);
+
+    // The re-executed image owns the socket files it was given: gone with it.
+    EXPECT_EQ(fdsupd_.stop(), 0);
+    EXPECT_FALSE(std::filesystem::exists(activation));
+    EXPECT_FALSE(std::filesystem::exists(fdsupd_.controlPath()));
+}
+
+// A reload whose rollout failed and rolled back leaves the service on the
+// configuration it runs, and that is the one a re-exec carries: the new image
+// does not bring the rejected change back.
+TEST_F(Reexec, AfterARolledBackReloadTheRunningConfigurationIsCarried)
+{
+    const std::string seqnum = requireEnv("FDSUP_TEST_SEQNUM_ECHO");
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + channelWebService(seqnum, 1), why)) << why;
     ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
     const std::set<pid_t> pids = instancePids(fdsupd_.status("web"));
-    const ProcessResult r = fdsupd_.fdsupctl({"reexec"});
-    EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("service 'web': an activation socket is not carried yet"));
+    const auto configPath = fdsupd_.dir() / "fdsupd.toml";
+    std::string text = readFile(configPath);
+    const std::string command = "command = [\"" + seqnum + "\"]";
+    ASSERT_NE(text.find(command), std::string::npos) << text;
+    text.replace(text.find(command), command.size(), "command = [\"/bin/false\"]");
+    writeFile(configPath, text);
+    const ProcessResult reload = fdsupd_.fdsupctl({"reload"});
+    ASSERT_NE(reload.exitCode, 0) << reload.out << reload.err;
+    ASSERT_EQ(instancePids(fdsupd_.status("web")), pids);
+    const Json before = fdsupd_.status("web");
+
+    const Json reply = reexec();
+    EXPECT_EQ(reply.value("reexecs", 0), 1);
     EXPECT_EQ(instancePids(fdsupd_.status("web")), pids);
-    EXPECT_THAT(fdsupd_.log(), ::testing::Not(HasSubstr("Re-exec: executing")));
+    EXPECT_EQ(fdsupd_.status("web").at("generation"), before.at("generation"));
+    // A restart after it starts what ran before, not the rejected /bin/false.
+    const ProcessResult restart = fdsupd_.fdsupctl({"restart", "web"});
+    EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    std::set<pid_t> now;
+    ASSERT_TRUE(waitUntil([&] {
+        now = instancePids(fdsupd_.status("web"));
+        return now.size() == 1 && pids.count(*now.begin()) == 0;
+    })) << ::testing::PrintToString(now);
+    EXPECT_EQ(readFile("/proc/" + std::to_string(*now.begin()) + "/cmdline"), seqnum + std::string(1, '\0'));
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

@@ -112,6 +112,12 @@ ReexecState sample()
     preload.claims = {PreloadClaimSnapshot{15, 2, false, {{"web", 4002}}},
                       PreloadClaimSnapshot{16, 1, true, {}}};
     web.preload = preload;
+    ActivationSnapshot activation;
+    activation.fd = 21;
+    activation.workers = {
+        ExternalWorkerSnapshot{22, 17, 5000, 33, 33, true, false, "serving", 1234, true, 8},
+        ExternalWorkerSnapshot{23, 18, 5001, 4242, 4242, false, false, std::nullopt, 99, false, 0}};
+    web.activation = activation;
     state.services.push_back(web);
     return state;
 }
@@ -130,8 +136,8 @@ TEST(ReexecState, EverythingSurvivesEncodeAndDecode)
     const auto decoded = decodeState(encodeState(state));
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_EQ(*decoded, state);
-    EXPECT_EQ(decoded->fds(),
-              (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 18, 19, 20, 8, 9, 10, 11, 12}));
+    EXPECT_EQ(decoded->fds(), (std::vector<int>{3,  4,  13, 14, 17, 5, 6, 7,  15, 16, 18,
+                                                19, 20, 21, 22, 23, 8, 9, 10, 11, 12}));
 }
 
 // The new image restores from duplicates: remapFds() reaches every descriptor fds() names, in the same order.
@@ -210,6 +216,16 @@ TEST(ReexecState, EachMalformedFieldIsNamed)
         {[](Json &d) { d["services"][0]["preload"]["claims"][1].erase("deadline_passed"); },
          "state: services[0].preload.claims[1].deadline_passed: missing"},
         {[](Json &d) { d["services"][0]["preload"]["peers"][0]["fd"] = 7; }, "state: fd 7 is named twice"},
+        {[](Json &d) { d["services"][0]["activation"]["fd"] = -1; },
+         "state: services[0].activation.fd: -1 is out of range"},
+        {[](Json &d) { d["services"][0]["activation"]["workers"][1]["uid"] = "nobody"; },
+         "state: services[0].activation.workers[1].uid: expected an integer"},
+        {[](Json &d) { d["services"][0]["activation"]["workers"][0].erase("draining"); },
+         "state: services[0].activation.workers[0].draining: missing"},
+        {[](Json &d) { d["services"][0]["activation"]["workers"][0]["status"] = 5; },
+         "state: services[0].activation.workers[0].status: expected a string"},
+        {[](Json &d) { d["services"][0]["activation"]["workers"][1]["fd"] = 21; },
+         "state: fd 21 is named twice"},
     };
     for (const auto &c : cases) {
         const auto r = decodeEdited(c.edit);
@@ -218,17 +234,19 @@ TEST(ReexecState, EachMalformedFieldIsNamed)
     }
 }
 
-// "preload", "followed" and "spawn_pid" were added within version 1: a state written before them still
-// reads, as a service without a preload socket and instances following no daemon.
+// "preload", "activation", "followed" and "spawn_pid" were added within version 1: a state written before
+// them still reads, as a service without a preload or activation socket and instances following no daemon.
 TEST(ReexecState, AStateWithoutTheFieldsAddedWithinVersion1StillReads)
 {
     const auto r = decodeEdited([](Json &doc) {
         doc["services"][0].erase("preload");
+        doc["services"][0].erase("activation");
         doc["services"][0]["instances"][1].erase("followed");
         doc["services"][0]["instances"][1].erase("spawn_pid");
     });
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_FALSE(r->services.at(0).preload);
+    EXPECT_FALSE(r->services.at(0).activation);
     EXPECT_FALSE(r->services.at(0).instances.at(1).followed);
     EXPECT_EQ(r->services.at(0).instances.at(1).spawnPid, 0);
     EXPECT_EQ(r->fds(), (std::vector<int>{3, 4, 13, 14, 17, 5, 6, 7, 15, 16, 8, 9, 10, 11, 12}));

@@ -1,10 +1,15 @@
 // A service across a re-exec: what blocks one, and snapshot -> restore with real worker processes.
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -13,6 +18,7 @@
 #include "fake_clock.hpp"
 #include "loop_driver.hpp"
 #include "model/service.hpp"
+#include "test_support.hpp"
 
 namespace fdsup {
 namespace {
@@ -48,17 +54,11 @@ config::ServiceConfig sleepers()
 template <class Map>
 void remap(ServiceSnapshot &s, Map &&map)
 {
-    s.notifyFd = map(s.notifyFd);
-    for (auto &stored : s.stored) {
-        stored.fd = map(stored.fd);
-    }
-    for (auto &i : s.instances) {
-        for (int *fd : {&i.pidfd, &i.stdoutFd, &i.stderrFd, &i.channelFd}) {
-            if (*fd >= 0) {
-                *fd = map(*fd);
-            }
+    eachServiceFd(s, [&](int &fd) {
+        if (fd >= 0) {
+            fd = map(fd);
         }
-    }
+    });
 }
 
 class ServiceSnapshotTest : public ::testing::Test {
@@ -116,8 +116,7 @@ TEST_F(ServiceSnapshotTest, ARunningServiceSurvivesSnapshotAndRestore)
     // Each worker said it started before one is killed: the output is then exact.
     ASSERT_TRUE(until([&] { return service_->output().lines().size() == 2; }));
     crashAndRecover();
-    bool unsupported = true;
-    EXPECT_EQ(service_->busyReason(unsupported), "");
+    EXPECT_EQ(service_->busyReason(), "");
     ServiceSnapshot before = service_->snapshot();
     ASSERT_EQ(before.instances.size(), 2U);
     EXPECT_EQ(before.restartsTotal, 1U);
@@ -156,26 +155,124 @@ TEST_F(ServiceSnapshotTest, TransitionsAreWaitedForAndNamed)
 {
     service_->start();
     ASSERT_TRUE(running());
-    bool unsupported = true;
     const pid_t pid = service_->instances().front()->pid();
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
     ASSERT_TRUE(until([&] { return service_->liveInstances() == 1; }));
-    EXPECT_EQ(service_->busyReason(unsupported), "service 'web': a restart of web[0] is pending");
-    EXPECT_FALSE(unsupported);
+    EXPECT_EQ(service_->busyReason(), "service 'web': a restart of web[0] is pending");
     clock_.advance(100ms);
     ASSERT_TRUE(running());
 
     ASSERT_TRUE(service_->rollOut(nullptr, RolloutOptions{}, false));
-    EXPECT_THAT(service_->busyReason(unsupported), HasSubstr("service 'web': rollout 1 in progress"));
-    EXPECT_FALSE(unsupported);
+    EXPECT_THAT(service_->busyReason(), HasSubstr("service 'web': rollout 1 in progress"));
     ASSERT_TRUE(until([&] { return !service_->rollouts().active() && service_->settled(); }));
-    EXPECT_EQ(service_->busyReason(unsupported), "");
+    EXPECT_EQ(service_->busyReason(), "");
 
     service_->stop();
     ASSERT_TRUE(until([&] { return service_->liveInstances() < 2; }));
     if (service_->liveInstances() > 0) {
-        EXPECT_THAT(service_->busyReason(unsupported), HasSubstr("is stopping"));
+        EXPECT_THAT(service_->busyReason(), HasSubstr("is stopping"));
     }
+}
+
+// A SOCK_SEQPACKET connection to `path`, as an external worker makes one.
+UniqueFd connectSeqpacket(const std::filesystem::path &path)
+{
+    UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)) < 0) {
+        ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
+    }
+    return fd;
+}
+
+bool hungUp(const UniqueFd &fd)
+{
+    pollfd p{fd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLIN)) != 0;
+}
+
+TEST_F(ServiceSnapshotTest, AnActivationSocketAndItsExternalWorkersAreCarried)
+{
+    test::TempDir dir;
+    const auto path = dir / "web.activation";
+    config::ServiceConfig config = sleepers();
+    config.activationSocket = path.string();
+    service_.reset();
+    auto created = Service::create(*context_, config, recorder_);
+    ASSERT_TRUE(created) << created.error().message;
+    service_ = std::move(*created);
+    service_->start();
+    ASSERT_TRUE(running());
+    const UniqueFd first = connectSeqpacket(path);
+    const UniqueFd second = connectSeqpacket(path);
+    ASSERT_TRUE(until([&] { return service_->externalWorkers().size() == 2; }));
+    EXPECT_EQ(service_->busyReason(), "");
+    const ServiceSnapshot before = service_->snapshot();
+    ASSERT_TRUE(before.activation);
+    ASSERT_EQ(before.activation->workers.size(), 2U);
+    EXPECT_EQ(before.activation->workers.at(0).pid, getpid());
+
+    ServiceSnapshot copy = before;
+    std::map<int, int> original;
+    remap(copy, [&](int fd) {
+        const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        original[dup] = fd;
+        return dup;
+    });
+    // The old image's service goes. exec runs no destructor, this one
+    // removes the socket file it bound: a second link keeps that file.
+    const auto kept = dir / "kept";
+    std::filesystem::create_hard_link(path, kept);
+    service_.reset();
+    ASSERT_FALSE(std::filesystem::exists(path));
+    std::filesystem::rename(kept, path);
+    auto restored = Service::restore(*context_, config, copy, recorder_);
+    ASSERT_TRUE(restored) << restored.error().message;
+    service_ = std::move(*restored);
+    ServiceSnapshot again = service_->snapshot();
+    remap(again, [&](int fd) { return original.at(fd); });
+    EXPECT_EQ(again.activation, before.activation);
+    EXPECT_GT(context_->nextInstanceId, before.activation->workers.back().id);
+    EXPECT_FALSE(hungUp(first));
+    EXPECT_FALSE(hungUp(second));
+
+    // Still accepting, and the file goes with the restored service.
+    const UniqueFd third = connectSeqpacket(path);
+    ASSERT_TRUE(until([&] { return service_->externalWorkers().size() == 3; }));
+    service_->stop();
+    ASSERT_TRUE(until([&] { return service_->liveInstances() == 0; }));
+    EXPECT_TRUE(hungUp(first));
+    service_.reset();
+    EXPECT_FALSE(std::filesystem::exists(path));
+    auto fresh = Service::create(*context_, sleepers(), recorder_);
+    ASSERT_TRUE(fresh) << fresh.error().message;
+    service_ = std::move(*fresh);
+}
+
+TEST_F(ServiceSnapshotTest, AnActivationSocketBoundElsewhereIsRefused)
+{
+    test::TempDir dir;
+    config::ServiceConfig config = sleepers();
+    config.activationSocket = (dir / "web.activation").string();
+    service_.reset();
+    auto created = Service::create(*context_, config, recorder_);
+    ASSERT_TRUE(created) << created.error().message;
+    service_ = std::move(*created);
+    ServiceSnapshot copy = service_->snapshot();
+    remap(copy, [&](int fd) { return ::fcntl(fd, F_DUPFD_CLOEXEC, 3); });
+    config.activationSocket = (dir / "other.activation").string();
+    service_.reset();
+    auto restored = Service::restore(*context_, config, copy, recorder_);
+    ASSERT_FALSE(restored);
+    EXPECT_THAT(restored.error().message,
+                HasSubstr("activation_socket: the socket passed for unix-seqpacket:" +
+                          (dir / "other.activation").string() + " is bound to '" +
+                          (dir / "web.activation").string() + "'"));
+    auto fresh = Service::create(*context_, sleepers(), recorder_);
+    ASSERT_TRUE(fresh) << fresh.error().message;
+    service_ = std::move(*fresh);
 }
 
 TEST_F(ServiceSnapshotTest, ARestoreWithABadDescriptorFailsAndNamesTheService)
