@@ -61,6 +61,19 @@ void remap(ServiceSnapshot &s, Map &&map)
     });
 }
 
+// The snapshot with every descriptor duplicated, as exec keeps them for the
+// new image; original maps each copy back.
+ServiceSnapshot duplicated(const ServiceSnapshot &snapshot, std::map<int, int> &original)
+{
+    ServiceSnapshot copy = snapshot;
+    remap(copy, [&](int fd) {
+        const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        original[dup] = fd;
+        return dup;
+    });
+    return copy;
+}
+
 class ServiceSnapshotTest : public ::testing::Test {
 protected:
     ServiceSnapshotTest()
@@ -127,13 +140,8 @@ TEST_F(ServiceSnapshotTest, ARunningServiceSurvivesSnapshotAndRestore)
 
     // The new image works on the descriptors exec kept: copies here, since
     // the old service closes its own when it goes.
-    ServiceSnapshot copy = before;
     std::map<int, int> original;
-    remap(copy, [&](int fd) {
-        const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        original[dup] = fd;
-        return dup;
-    });
+    ServiceSnapshot copy = duplicated(before, original);
     service_.reset(); // its workers live on
     context_->nextInstanceId = 1;
     auto restored = Service::restore(*context_, sleepers(), copy, recorder_);
@@ -214,13 +222,8 @@ TEST_F(ServiceSnapshotTest, AnActivationSocketAndItsExternalWorkersAreCarried)
     ASSERT_EQ(before.activation->workers.size(), 2U);
     EXPECT_EQ(before.activation->workers.at(0).pid, getpid());
 
-    ServiceSnapshot copy = before;
     std::map<int, int> original;
-    remap(copy, [&](int fd) {
-        const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        original[dup] = fd;
-        return dup;
-    });
+    ServiceSnapshot copy = duplicated(before, original);
     // The old image's service goes. exec runs no destructor, this one
     // removes the socket file it bound: a second link keeps that file.
     const auto kept = dir / "kept";
