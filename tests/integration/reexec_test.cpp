@@ -112,26 +112,6 @@ ready = "notify"
         return r.exitCode == 0 ? Json::parse(r.out) : Json();
     }
 
-    // fdsupd's descriptors but its control connections (a connection a
-    // client closed is closed by fdsupd a moment later: /proc/net/unix shows
-    // an accepted socket with its listener's path) and sd-event's timerfds
-    // (one per clock, made at its first timer and kept: the first image had
-    // start deadlines, an image that adopted ready workers has had none yet).
-    int fdsButControl()
-    {
-        const std::set<std::string> control = unixSockets([&](const UnixSocket &socket) {
-            return socket.path == fdsupd_.controlPath() && socket.state == kConnected;
-        });
-        int count = 0;
-        for (const auto &entry :
-             std::filesystem::directory_iterator("/proc/" + std::to_string(fdsupd_.pid()) + "/fd")) {
-            std::error_code ec;
-            const auto target = std::filesystem::read_symlink(entry.path(), ec).string();
-            count += ec || (control.count(target) == 0 && target != "anon_inode:[timerfd]") ? 1 : 0;
-        }
-        return count;
-    }
-
     // What fdsupd's descriptors refer to (fdTargets()), its manager notifier
     // named "manager notifier": an unbound datagram socket connected to
     // NOTIFY_SOCKET, made anew by every image (it is born CLOEXEC).
@@ -145,9 +125,17 @@ ready = "notify"
         });
     }
 
-    bool fdsBackTo(int count)
+    // Waits until fdsupd holds nothing it did not hold at `before` (an
+    // fdsupdTargets()): what a failed re-exec opened is closed again.
+    ::testing::AssertionResult noneOpenedSince(const std::multiset<std::string> &before)
     {
-        return waitUntil([&] { return fdsButControl() == count; }, 10s);
+        std::multiset<std::string> opened;
+        if (waitUntil([&] { return (opened = targetsAdded(before, fdsupdTargets())).empty(); })) {
+            return ::testing::AssertionSuccess();
+        }
+        return ::testing::AssertionFailure() << "open before:\n"
+                                             << testing::PrintToString(before) << "\nopened since:\n"
+                                             << testing::PrintToString(opened);
     }
 
     // An executable script in the test's directory.
@@ -323,11 +311,13 @@ TEST_F(Reexec, ABinaryThatExitsAtOnceFailsTheCallAndChangesNothing)
     startAll();
     const auto pids = workerPids();
     const std::string broken = script("broken", "#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n");
-    const int fds = fdsButControl();
+    // By what they refer to, not by count: the baseline may hold an
+    // instance's transient exec status pipe or spawned pidfd.
+    const auto fds = fdsupdTargets();
     const ProcessResult r = fdsupd_.fdsupctl({"reexec", "--binary", broken});
     EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("exited with status 1: this build is broken"));
-    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    EXPECT_TRUE(noneOpenedSince(fds));
     EXPECT_EQ(workerPids(), pids);
     EXPECT_TRUE(answersOk(fdsupd_.port("web")));
     // A binary that is not there, and one that is not fdsupd, the same.
@@ -338,7 +328,7 @@ TEST_F(Reexec, ABinaryThatExitsAtOnceFailsTheCallAndChangesNothing)
     const ProcessResult other = fdsupd_.fdsupctl({"reexec", "--binary", "/bin/true"});
     EXPECT_EQ(other.exitCode, 1);
     EXPECT_THAT(other.err, HasSubstr("printed nothing"));
-    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    EXPECT_TRUE(noneOpenedSince(fds));
     EXPECT_EQ(reexec().value("reexecs", -1), 1) << "a failed re-exec is not counted";
     // What a candidate answers (docs/reexec.md).
     const ProcessResult check = runProcess({requireEnv("FDSUPD"), "--reexec-check"});
@@ -379,11 +369,7 @@ TEST_F(Reexec, AStateTheNewBinaryRejectsSendsItBackToTheOldOne)
     // so a baseline taken while an instance's exec status pipe or spawned
     // pidfd were still open (a busy ASan run) holds more; what it holds is
     // checked by serving below.
-    std::multiset<std::string> opened;
-    EXPECT_TRUE(waitUntil([&] { return (opened = targetsAdded(fds, fdsupdTargets())).empty(); }))
-        << "open before:\n"
-        << testing::PrintToString(fds) << "\nopened since:\n"
-        << testing::PrintToString(opened);
+    EXPECT_TRUE(noneOpenedSince(fds));
     EXPECT_EQ(workerPids(), pids);
     const std::size_t before = fresh.requests();
     EXPECT_TRUE(fresh.waitForRequests(before, 50, kEventDeadline));
