@@ -1,7 +1,6 @@
 // The control API against a real fdsupd: fdsupctl as users run it, refused callers, hostile requests.
-#include <algorithm>
 #include <filesystem>
-#include <set>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -199,20 +198,10 @@ TEST_F(Control, GarbageTruncatedAndHugeRequestsGetErrorsAndTheDaemonGoesOn)
     startDaemon();
     // Settle: the harness's own connections are gone before counting.
     ASSERT_EQ(ctl({"status"}).exitCode, kOk);
-    // fdsupd's descriptors ("N -> target"); the baseline may still hold an
-    // instance's transient ones (its exec status pipe, the spawned pidfd)
-    // when the machine is busy: what must hold is that nothing is open
-    // afterwards that was not open before.
-    const auto fdsOf = [pid = fdsupd_.pid()] {
-        std::set<std::string> fds;
-        for (const auto &e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
-            std::error_code ec;
-            fds.insert(e.path().filename().string() + " -> " +
-                       std::filesystem::read_symlink(e.path(), ec).string());
-        }
-        return fds;
-    };
-    const std::set<std::string> before = fdsOf();
+    // What must hold is that nothing is open afterwards that was not open
+    // before (fdsOpenedSince(): the baseline may still hold an instance's
+    // transient descriptors when the machine is busy).
+    const auto before = openFds(fdsupd_.pid());
 
     {
         UniqueFd fd = rawConnect();
@@ -249,14 +238,11 @@ TEST_F(Control, GarbageTruncatedAndHugeRequestsGetErrorsAndTheDaemonGoesOn)
     // the last hang-up has been processed (order across connections is not
     // defined).
     EXPECT_EQ(ctl({"status"}).exitCode, kOk);
-    std::set<std::string> after;
-    const auto noneAdded = [&] {
-        after = fdsOf();
-        return std::includes(before.begin(), before.end(), after.begin(), after.end());
-    };
-    EXPECT_TRUE(waitUntil(noneAdded)) << "open before:\n"
-                                      << testing::PrintToString(before) << "\nopen after:\n"
-                                      << testing::PrintToString(after);
+    std::map<int, std::string> opened;
+    EXPECT_TRUE(waitUntil([&] { return (opened = fdsOpenedSince(before, fdsupd_.pid())).empty(); }))
+        << "open before:\n"
+        << describeFds(before) << "opened since:\n"
+        << describeFds(opened);
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

@@ -4,10 +4,12 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -29,6 +31,33 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
+
+// A line of /proc/net/unix: type (0001 stream, 0002 datagram, 0005
+// seqpacket), state (01 unconnected, 03 connected), path (empty: unbound).
+struct UnixSocket {
+    std::string type, state, path;
+};
+constexpr std::string_view kDatagram = "0002";
+constexpr std::string_view kConnected = "03";
+
+// The targets ("socket:[INODE]") of the unix sockets that match.
+std::set<std::string> unixSockets(const std::function<bool(const UnixSocket &)> &match)
+{
+    std::set<std::string> sockets;
+    std::ifstream unix("/proc/net/unix");
+    std::string line;
+    std::getline(unix, line);
+    while (std::getline(unix, line)) {
+        std::istringstream fields(line);
+        std::string num, refs, protocol, flags, inode;
+        UnixSocket socket;
+        fields >> num >> refs >> protocol >> flags >> socket.type >> socket.state >> inode >> socket.path;
+        if (match(socket)) {
+            sockets.insert("socket:[" + inode + "]");
+        }
+    }
+    return sockets;
+}
 
 class Reexec : public DaemonTest<> {
 protected:
@@ -84,38 +113,30 @@ ready = "notify"
         return r.exitCode == 0 ? Json::parse(r.out) : Json();
     }
 
-    // fdsupd's descriptors but its control connections (a connection a
-    // client closed is closed by fdsupd a moment later: /proc/net/unix shows
-    // an accepted socket with its listener's path) and sd-event's timerfds
-    // (one per clock, made at its first timer and kept: the first image had
-    // start deadlines, an image that adopted ready workers has had none yet).
-    int fdsButControl()
+    // What fdsupd's descriptors refer to (fdTargets()), its manager notifier
+    // named "manager notifier": an unbound datagram socket connected to
+    // NOTIFY_SOCKET, made anew by every image (it is born CLOEXEC).
+    std::multiset<std::string> fdsupdTargets()
     {
-        std::set<std::string> control;
-        std::ifstream unix("/proc/net/unix");
-        std::string line;
-        std::getline(unix, line);
-        while (std::getline(unix, line)) {
-            std::istringstream fields(line);
-            std::string num, refs, protocol, flags, type, state, inode, path;
-            fields >> num >> refs >> protocol >> flags >> type >> state >> inode >> path;
-            if (path == fdsupd_.controlPath() && state == "03") {
-                control.insert("socket:[" + inode + "]");
-            }
-        }
-        int count = 0;
-        for (const auto &entry :
-             std::filesystem::directory_iterator("/proc/" + std::to_string(fdsupd_.pid()) + "/fd")) {
-            std::error_code ec;
-            const auto target = std::filesystem::read_symlink(entry.path(), ec).string();
-            count += ec || (control.count(target) == 0 && target != "anon_inode:[timerfd]") ? 1 : 0;
-        }
-        return count;
+        const std::set<std::string> notifiers = unixSockets([](const UnixSocket &socket) {
+            return socket.type == kDatagram && socket.state == kConnected && socket.path.empty();
+        });
+        return fdTargets(fdsupd_.pid(), [&](const std::string &target) {
+            return notifiers.count(target) == 0 ? target : "manager notifier";
+        });
     }
 
-    bool fdsBackTo(int count)
+    // Waits until fdsupd holds nothing it did not hold at `before` (an
+    // fdsupdTargets()): what a failed re-exec opened is closed again.
+    ::testing::AssertionResult noneOpenedSince(const std::multiset<std::string> &before)
     {
-        return waitUntil([&] { return fdsButControl() == count; }, 10s);
+        std::multiset<std::string> opened;
+        if (waitUntil([&] { return (opened = targetsAdded(before, fdsupdTargets())).empty(); })) {
+            return ::testing::AssertionSuccess();
+        }
+        return ::testing::AssertionFailure() << "open before:\n"
+                                             << testing::PrintToString(before) << "\nopened since:\n"
+                                             << testing::PrintToString(opened);
     }
 
     // An executable script in the test's directory.
@@ -291,11 +312,13 @@ TEST_F(Reexec, ABinaryThatExitsAtOnceFailsTheCallAndChangesNothing)
     startAll();
     const auto pids = workerPids();
     const std::string broken = script("broken", "#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n");
-    const int fds = fdsButControl();
+    // By what they refer to, not by count: the baseline may hold an
+    // instance's transient exec status pipe or spawned pidfd.
+    const auto fds = fdsupdTargets();
     const ProcessResult r = fdsupd_.fdsupctl({"reexec", "--binary", broken});
     EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("exited with status 1: this build is broken"));
-    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    EXPECT_TRUE(noneOpenedSince(fds));
     EXPECT_EQ(workerPids(), pids);
     EXPECT_TRUE(answersOk(fdsupd_.port("web")));
     // A binary that is not there, and one that is not fdsupd, the same.
@@ -306,7 +329,7 @@ TEST_F(Reexec, ABinaryThatExitsAtOnceFailsTheCallAndChangesNothing)
     const ProcessResult other = fdsupd_.fdsupctl({"reexec", "--binary", "/bin/true"});
     EXPECT_EQ(other.exitCode, 1);
     EXPECT_THAT(other.err, HasSubstr("printed nothing"));
-    EXPECT_TRUE(fdsBackTo(fds)) << fdsButControl() << " descriptors, " << fds << " before";
+    EXPECT_TRUE(noneOpenedSince(fds));
     EXPECT_EQ(reexec().value("reexecs", -1), 1) << "a failed re-exec is not counted";
     // What a candidate answers (docs/reexec.md).
     const ProcessResult check = runProcess({requireEnv("FDSUPD"), "--reexec-check"});
@@ -337,17 +360,17 @@ TEST_F(Reexec, AStateTheNewBinaryRejectsSendsItBackToTheOldOne)
                               "exec \"$real\" \"$@\"\n");
     HttpLoad fresh(fdsupd_.port("web"), 2, HttpLoad::Mode::Fresh);
     fresh.start();
-    const int fds = fdsButControl();
+    const auto fds = fdsupdTargets();
     const ProcessResult r = fdsupd_.fdsupctl({"reexec", "--binary", wrapper});
     EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("the new binary rejected the state: state: version: state version 7 is not "
                                  "readable by this fdsupd (it reads 1)"));
-    // Never more than before. The re-entered image closes what its state does
-    // not name, so a baseline taken while an instance's exec status pipe or
-    // spawned pidfd were still open (a busy ASan run: 37 after, 38 before)
-    // may be one or two higher; what it holds is checked by serving below.
-    EXPECT_TRUE(waitUntil([&] { return fdsButControl() <= fds; }, 10s))
-        << fdsButControl() << " descriptors, " << fds << " before";
+    // Nothing open that was not open before, by what it refers to: the
+    // re-entered image renumbers what its state names and closes the rest,
+    // so a baseline taken while an instance's exec status pipe or spawned
+    // pidfd were still open (a busy ASan run) holds more; what it holds is
+    // checked by serving below.
+    EXPECT_TRUE(noneOpenedSince(fds));
     EXPECT_EQ(workerPids(), pids);
     const std::size_t before = fresh.requests();
     EXPECT_TRUE(fresh.waitForRequests(before, 50, kEventDeadline));

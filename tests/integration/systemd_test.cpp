@@ -40,29 +40,11 @@ std::string quoted(const std::string &s)
     return nlohmann::json(s).dump();
 }
 
-std::string replaced(std::string text, const std::string &from, const std::string &to)
-{
-    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-        text.replace(at, from.size(), to);
-    }
-    return text;
-}
-
-// The packaged unit (packaging/systemd/fdsupd.service.in) with the paths of
-// this build and test: the unit under test is the one we ship.
-std::string packagedUnit(const std::string &config, const std::string &control)
-{
-    std::string unit = readFile(requireEnv("FDSUP_SERVICE_UNIT"));
-    unit = replaced(unit, "@sbindir@/fdsupd", requireEnv("FDSUPD"));
-    unit = replaced(unit, "@bindir@/fdsupctl reload", requireEnv("FDSUPCTL") + " -s " + control + " reload");
-    return replaced(unit, "/etc/fdsupd/fdsupd.toml", config);
-}
-
 class SystemdTest : public ::testing::Test {
 protected:
     static void SetUpTestSuite()
     {
-        skip_ = UserManager::isolate();
+        skip_ = UserManager::isolateOnce();
         if (skip_.empty()) {
             manager_ = std::make_unique<UserManager>();
         }

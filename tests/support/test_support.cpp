@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -45,6 +46,46 @@ std::map<int, std::string> openFds(pid_t pid)
     }
     closedir(dir);
     return fds;
+}
+
+std::map<int, std::string> fdsOpenedSince(const std::map<int, std::string> &before, pid_t pid)
+{
+    std::map<int, std::string> opened;
+    for (auto &[fd, target] : openFds(pid)) {
+        const auto was = before.find(fd);
+        if (was == before.end() || was->second != target) {
+            opened.emplace(fd, std::move(target));
+        }
+    }
+    return opened;
+}
+
+std::multiset<std::string> fdTargets(pid_t pid, const std::function<std::string(const std::string &)> &name)
+{
+    std::multiset<std::string> targets;
+    for (const auto &[fd, target] : openFds(pid)) {
+        targets.insert(name ? name(target) : target);
+    }
+    return targets;
+}
+
+std::multiset<std::string> targetsAdded(const std::multiset<std::string> &before,
+                                        const std::multiset<std::string> &now)
+{
+    std::multiset<std::string> added;
+    // Each entry of `before` accounts for one equal entry of `now`.
+    std::set_difference(now.begin(), now.end(), before.begin(), before.end(),
+                        std::inserter(added, added.end()));
+    return added;
+}
+
+std::string describeFds(const std::map<int, std::string> &fds)
+{
+    std::string text;
+    for (const auto &[fd, target] : fds) {
+        text += std::to_string(fd) + " -> " + target + "\n";
+    }
+    return text;
 }
 
 int countOpenFds()

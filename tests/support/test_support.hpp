@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,29 @@ namespace fdsup::test {
 // leaving out the descriptor used to read the directory. Throws when the
 // directory cannot be read (a process that is gone).
 std::map<int, std::string> openFds(pid_t pid = 0);
+
+// The descriptors of process pid open now that `before` (an openFds() of it)
+// did not have: a number that was not open, or that now refers to something
+// else. Empty when a step left nothing of its own open, though it may have
+// closed some: a baseline of a busy process can hold transient descriptors
+// (a starting instance's exec status pipe or spawned pidfd) that a count
+// would hold against it. Throws like openFds().
+std::map<int, std::string> fdsOpenedSince(const std::map<int, std::string> &before, pid_t pid);
+
+// The same across an exec that renumbers descriptors (fdsupd's re-exec):
+// compared by what they refer to, not by number. fdTargets() is what
+// process pid's descriptors refer to (openFds()), each passed through
+// `name` when given (to name an object by what it is where an exec makes
+// it anew); targetsAdded() what `now` has beyond `before`: a socket, pipe
+// or file that was not open before, or one more anonymous descriptor of a
+// kind (a pidfd, a timerfd, an epoll instance) than before.
+std::multiset<std::string> fdTargets(pid_t pid,
+                                     const std::function<std::string(const std::string &)> &name = {});
+std::multiset<std::string> targetsAdded(const std::multiset<std::string> &before,
+                                        const std::multiset<std::string> &now);
+
+// Descriptors ("N -> target", a line each, all of them) for a failure message.
+std::string describeFds(const std::map<int, std::string> &fds);
 
 // Number of those descriptors. Every test is checked for leaks by the shared
 // main() (test_main.cpp); compare before and after a step to prove that the

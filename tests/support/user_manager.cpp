@@ -6,7 +6,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
+#include <utility>
 
 #include <sched.h>
 #include <sys/mount.h>
@@ -30,6 +33,53 @@ std::string mountTmpfs(const char *path)
         return failed(std::string("mount tmpfs on ") + path);
     }
     return "";
+}
+
+// Where this process is in each cgroup hierarchy systemd tracks processes
+// in (/proc/self/cgroup): the unified one (/sys/fs/cgroup/unified beside
+// v1's, else /sys/fs/cgroup) and v1's name=systemd.
+std::vector<std::filesystem::path> currentCgroups()
+{
+    std::vector<std::filesystem::path> dirs;
+    std::ifstream self("/proc/self/cgroup");
+    for (std::string line; std::getline(self, line);) {
+        const auto first = line.find(':');
+        const auto second = line.find(':', first + 1);
+        if (first == std::string::npos || second == std::string::npos || line.size() <= second + 1) {
+            continue;
+        }
+        const std::string controllers = line.substr(first + 1, second - first - 1);
+        const std::filesystem::path path = line.substr(second + 2); // after ":/"
+        if (controllers.empty()) {
+            const bool hybrid = access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0;
+            dirs.push_back(std::filesystem::path(hybrid ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup") /
+                           path);
+        } else if (controllers == "name=systemd") {
+            dirs.push_back("/sys/fs/cgroup/systemd" / path);
+        }
+    }
+    return dirs;
+}
+
+bool moveInto(const std::filesystem::path &cgroup)
+{
+    std::ofstream procs(cgroup / "cgroup.procs");
+    procs << getpid() << '\n';
+    procs.flush();
+    return procs.good();
+}
+
+// cgroupfs removes a cgroup with rmdir only, once it has no process and no
+// child: the deepest first.
+void removeCgroup(const std::filesystem::path &cgroup)
+{
+    std::error_code ec;
+    for (const auto &entry : std::filesystem::directory_iterator(cgroup, ec)) {
+        if (entry.is_directory(ec)) {
+            removeCgroup(entry.path());
+        }
+    }
+    (void)rmdir(cgroup.c_str());
 }
 
 } // namespace
@@ -65,8 +115,35 @@ std::string UserManager::isolate()
     return "";
 }
 
-UserManager::UserManager()
+std::string UserManager::isolateOnce()
 {
+    static const std::string why = isolate();
+    return why;
+}
+
+std::optional<SystemdBinaries> UserManager::backportsSystemd(std::string &where)
+{
+    std::filesystem::path dir;
+    if (const char *set = std::getenv("FDSUP_BACKPORTS_SYSTEMD"); set != nullptr && *set != '\0') {
+        dir = set;
+    } else if (const char *cache = std::getenv("FDSUP_CI_CACHE"); cache != nullptr && *cache != '\0') {
+        dir = std::filesystem::path(cache) / "backports-systemd";
+    } else if (const char *xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+        dir = std::filesystem::path(xdg) / "fdsup-ci" / "backports-systemd";
+    } else if (const char *home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+        dir = std::filesystem::path(home) / ".cache" / "fdsup-ci" / "backports-systemd";
+    }
+    where = dir.string();
+    if (dir.empty() || access((dir / "systemd").c_str(), X_OK) < 0 ||
+        access((dir / "systemctl").c_str(), X_OK) < 0) {
+        return std::nullopt;
+    }
+    return SystemdBinaries{(dir / "systemd").string(), (dir / "systemctl").string()};
+}
+
+UserManager::UserManager(SystemdBinaries binaries) : binaries_(std::move(binaries))
+{
+    enterOwnCgroup();
     const auto runtime = dir_ / "runtime";
     const auto config = dir_ / "config";
     std::filesystem::create_directories(runtime);
@@ -78,7 +155,7 @@ UserManager::UserManager()
     unsetenv("NOTIFY_SOCKET");
     journald_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{"/lib/systemd/systemd-journald"},
                                                     dir_ / "journald.log");
-    manager_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{"/lib/systemd/systemd", "--user"},
+    manager_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{binaries_.manager, "--user"},
                                                    dir_ / "manager.log");
     std::string state;
     const bool up = waitUntil([&] {
@@ -99,12 +176,33 @@ UserManager::~UserManager()
             (void)process->wait(kEventDeadline);
         }
     }
+    for (const auto &[was, own] : cgroups_) {
+        (void)moveInto(was);
+        removeCgroup(own);
+    }
+}
+
+void UserManager::enterOwnCgroup()
+{
+    for (const auto &was : currentCgroups()) {
+        const auto own = was / ("fdsup-test-" + std::to_string(getpid()));
+        if (mkdir(own.c_str(), 0755) < 0 && errno != EEXIST) {
+            if (errno == EROFS || errno == EACCES || errno == EPERM) {
+                continue; // the manager cannot make cgroups here either
+            }
+            throw std::runtime_error(failed("mkdir " + own.string()));
+        }
+        if (!moveInto(own)) {
+            throw std::runtime_error("cannot move into the cgroup " + own.string());
+        }
+        cgroups_.emplace_back(was, own);
+    }
 }
 
 ProcessResult UserManager::systemctl(const std::vector<std::string> &args,
                                      std::chrono::milliseconds deadline) const
 {
-    std::vector<std::string> argv{"/usr/bin/systemctl", "--user", "--no-pager"};
+    std::vector<std::string> argv{binaries_.systemctl, "--user", "--no-pager"};
     argv.insert(argv.end(), args.begin(), args.end());
     return runProcess(argv, {}, deadline);
 }
@@ -137,6 +235,22 @@ std::string UserManager::log() const
 {
     return "\n--- manager:\n" + (manager_ ? manager_->log() : "") + "\n--- journald:\n" +
            (journald_ ? journald_->log() : "");
+}
+
+std::string replaced(std::string text, const std::string &from, const std::string &to)
+{
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+    }
+    return text;
+}
+
+std::string packagedUnit(const std::string &config, const std::string &control)
+{
+    std::string unit = readFile(requireEnv("FDSUP_SERVICE_UNIT"));
+    unit = replaced(unit, "@sbindir@/fdsupd", requireEnv("FDSUPD"));
+    unit = replaced(unit, "@bindir@/fdsupctl reload", requireEnv("FDSUPCTL") + " -s " + control + " reload");
+    return replaced(unit, "/etc/fdsupd/fdsupd.toml", config);
 }
 
 } // namespace fdsup::test

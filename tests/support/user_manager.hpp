@@ -5,12 +5,21 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
 
 namespace fdsup::test {
+
+// Which systemd: the manager and the systemctl that talks to it. By default
+// the host's (252 on Debian 12).
+struct SystemdBinaries {
+    std::string manager = "/lib/systemd/systemd";
+    std::string systemctl = "/usr/bin/systemctl";
+};
 
 // The manager runs as this process's uid with XDG_RUNTIME_DIR (0700) and
 // XDG_CONFIG_HOME under a temporary directory; units go to
@@ -30,12 +39,26 @@ public:
     // empty string, or why it is impossible (not root, no namespaces): the
     // caller skips.
     static std::string isolate();
+    // isolate() once per process, its answer remembered: every suite of a
+    // test binary shares the namespace, and runs its managers one after
+    // the other (two at once would share this process's cgroup, and a
+    // unit's name in both).
+    static std::string isolateOnce();
 
-    // Starts journald and `systemd --user` and waits (kEventDeadline) until
-    // `systemctl --user is-system-running` says running or degraded. Throws
-    // when they do not start. Sets XDG_RUNTIME_DIR and XDG_CONFIG_HOME in
-    // this process's environment (systemctl needs them).
-    UserManager();
+    // systemd 254 from bookworm-backports (Type=notify-reload needs 253),
+    // as .ci/backports-systemd unpacks it: DIR/systemd and DIR/systemctl,
+    // DIR being $FDSUP_BACKPORTS_SYSTEMD, or backports-systemd in the CI
+    // cache ($FDSUP_CI_CACHE, else $XDG_CACHE_HOME/fdsup-ci, else
+    // $HOME/.cache/fdsup-ci). nullopt, with `where` set to DIR, when it is
+    // not there.
+    static std::optional<SystemdBinaries> backportsSystemd(std::string &where);
+
+    // Starts journald (always the host's) and `MANAGER --user` and waits
+    // (kEventDeadline) until `systemctl --user is-system-running` says
+    // running or degraded. Throws when they do not start. Sets
+    // XDG_RUNTIME_DIR and XDG_CONFIG_HOME in this process's environment
+    // (systemctl needs them).
+    explicit UserManager(SystemdBinaries binaries = {});
     ~UserManager();
     UserManager(const UserManager &) = delete;
     UserManager &operator=(const UserManager &) = delete;
@@ -57,9 +80,29 @@ public:
     [[nodiscard]] std::string log() const;
 
 private:
+    // A user manager takes the cgroup it starts in, less a final
+    // /init.scope, as its root, and puts its units below it
+    // (app.slice/fdsupd.service). Started in the container's init.scope,
+    // every test process's manager (and every other engineer's) would share
+    // the cgroup root, and stopping one's fdsupd.service would kill
+    // another's. So this process moves into a cgroup of its own,
+    // fdsup-test-PID, in each hierarchy systemd uses, before starting the
+    // manager; the destructor moves it back and removes it.
+    void enterOwnCgroup();
+
+    std::vector<std::pair<std::filesystem::path, std::filesystem::path>> cgroups_; // where it was, its own
+    SystemdBinaries binaries_;
     TempDir dir_;
     std::unique_ptr<BackgroundProcess> journald_;
     std::unique_ptr<BackgroundProcess> manager_;
 };
+
+// text with every `from` replaced by `to`.
+std::string replaced(std::string text, const std::string &from, const std::string &to);
+
+// The packaged unit (packaging/systemd/fdsupd.service.in, $FDSUP_SERVICE_UNIT)
+// with the paths of this build and test: the unit under test is the one we
+// ship.
+std::string packagedUnit(const std::string &config, const std::string &control);
 
 } // namespace fdsup::test
