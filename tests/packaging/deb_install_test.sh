@@ -36,8 +36,14 @@ done
 tmp=$(mktemp -d /tmp/fdsup-deb-install.XXXXXX)
 daemons=()
 installed_before=$tmp/installed-before
-dpkg-query -W -f='${Package}:${Architecture} ${db:Status-Status}\n' | awk '$2 == "installed" { print $1 }' |
+dpkg-query -W -f='${Package}:${Architecture} ${db:Status-Status}\n' | awk '$2 != "not-installed" { print $1 }' |
   sort >"$installed_before"
+
+# installed_since_before: the packages installed (or half-installed) since.
+installed_since_before() {
+  dpkg-query -W -f='${Package}:${Architecture} ${db:Status-Status}\n' |
+    awk '$2 != "not-installed" { print $1 }' | sort | comm -13 "$installed_before" -
+}
 
 # wait_exit PID SECONDS: wait for a process that is not our child to exit.
 wait_exit() {
@@ -59,9 +65,12 @@ cleanup() {
   trap - EXIT
   for p in "${daemons[@]}"; do stop_daemon "$p"; done
   [ "$status" -eq 0 ] || for f in "$tmp"/*.log; do [ -e "$f" ] && { echo "--- $f"; cat "$f"; }; done
-  # Whatever this test installed, the dependencies apt pulled in included.
+  # Whatever this test installed, the dependencies apt pulled in included
+  # (as counted right after the install: what another apt run installs
+  # meanwhile on this machine is none of our business).
+  [ -e "$tmp/installed-by-test" ] || installed_since_before >"$tmp/installed-by-test"
   mapfile -t new < <(dpkg-query -W -f='${Package}:${Architecture} ${db:Status-Status}\n' |
-    awk '$2 != "not-installed" { print $1 }' | sort | comm -13 "$installed_before" -)
+    awk '$2 != "not-installed" { print $1 }' | sort | comm -12 "$tmp/installed-by-test" -)
   if [ ${#new[@]} -gt 0 ]; then
     echo "cleanup: purging ${new[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o DPkg::Lock::Timeout=300 "${new[@]}" >/dev/null ||
@@ -81,6 +90,7 @@ while read -r f; do [ -e "$f" ] || [ -L "$f" ] || echo "$f"; done <"$tmp/shipped
 step "apt-get install ./fdsup_*.deb ./libactivate0_*.deb ./libactivate-dev_*.deb"
 (cd "$debs" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
   ./fdsup_*.deb ./libactivate0_*.deb ./libactivate-dev_*.deb)
+installed_since_before >"$tmp/installed-by-test"
 . "$here/deb_install_checks.sh"
 
 step "apt-get purge -y ${packages[*]}"
@@ -92,4 +102,10 @@ done
 left=$(while read -r f; do [ -e "$f" ] || [ -L "$f" ] && echo "$f"; done <"$tmp/new-paths" || true)
 [ -z "$left" ] || fail "left behind by the purge: $left"
 [ ! -e /etc/fdsupd ] || fail "/etc/fdsupd is still there after the purge"
+# What the postinst made (dh_installsystemd enables the unit) goes too.
+for f in /etc/systemd/system/multi-user.target.wants/fdsupd.service \
+  /var/lib/systemd/deb-systemd-helper-enabled/fdsupd.service.dsh-also \
+  /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/fdsupd.service; do
+  [ ! -e "$f" ] && [ ! -L "$f" ] || fail "$f is still there after the purge"
+done
 echo "purge left nothing behind ($(wc -l <"$tmp/new-paths") paths checked)"
