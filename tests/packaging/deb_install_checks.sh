@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # (its variables are deb_install_test.sh's)
 # Sourced by deb_install_test.sh once the packages are installed: what a user
 # and a developer do with them. Uses its variables (tmp, src, here,
 # multiarch, daemons) and functions (fail, step, stop_daemon).
@@ -55,7 +56,7 @@ mkdir "$tmp/worker"
 cp "$src/libactivate/examples/http-keepalive.c" "$src/libactivate/examples/common.c" \
   "$src/libactivate/examples/common.h" "$tmp/worker/"
 (
-  cd "$tmp/worker"
+  cd "$tmp/worker" || exit 1
   # Only what the installed package says: no PKG_CONFIG_PATH into a build tree.
   flags=$(env -u PKG_CONFIG_PATH -u PKG_CONFIG_LIBDIR pkg-config --cflags --libs libactivate)
   echo "cc -std=c11 -o http-keepalive http-keepalive.c common.c $flags"

@@ -91,6 +91,7 @@ step "apt-get install ./fdsup_*.deb ./libactivate0_*.deb ./libactivate-dev_*.deb
 (cd "$debs" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
   ./fdsup_*.deb ./libactivate0_*.deb ./libactivate-dev_*.deb)
 installed_since_before >"$tmp/installed-by-test"
+# shellcheck source=deb_install_checks.sh
 . "$here/deb_install_checks.sh"
 
 step "apt-get purge -y ${packages[*]}"
