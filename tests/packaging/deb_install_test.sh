@@ -91,6 +91,10 @@ step "apt-get install ./fdsup_*.deb ./libactivate0_*.deb ./libactivate-dev_*.deb
 (cd "$debs" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
   ./fdsup_*.deb ./libactivate0_*.deb ./libactivate-dev_*.deb)
 installed_since_before >"$tmp/installed-by-test"
+# What dpkg says it installed is what the check after the purge covers.
+dpkg-query -L "${packages[@]}" | grep -v -e '^/\.$' -e '^$' | sort -u >"$tmp/listed"
+cmp -s "$tmp/listed" "$tmp/shipped" ||
+  fail "dpkg -L differs from the packages' contents: $(diff "$tmp/shipped" "$tmp/listed")"
 # shellcheck source=deb_install_checks.sh
 . "$here/deb_install_checks.sh"
 
