@@ -33,6 +33,9 @@ for p in "${packages[@]}"; do
   esac
 done
 
+[ "$(cat "$debs/source-id" 2>/dev/null)" = "$("$src/packaging/build-deb" --source-id)" ] ||
+  fail "the packages in $debs were not built from this tree as it is now: run the deb-build test first (meson test --suite packaging)"
+
 tmp=$(mktemp -d /tmp/fdsup-deb-install.XXXXXX)
 daemons=()
 installed_before=$tmp/installed-before
