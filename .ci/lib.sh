@@ -10,6 +10,7 @@ FDSUP_PACKAGES=(
   python3 systemd curl strace util-linux wrk
   nodejs redis-server iproute2 libcap2-bin
   nginx-light gunicorn python3-uvicorn lighttpd haproxy
+  dpkg-dev debhelper lintian git # packaging/build-deb, tests/packaging
 )
 
 fdsup_install_missing() {

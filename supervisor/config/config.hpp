@@ -64,7 +64,7 @@ struct SupervisorConfig {
     std::string logLevel = "info"; // trace debug info warn error critical off
     LogTarget logTarget = LogTarget::Console;
     // The preload shim put in LD_PRELOAD of wrapped services (FDSUP_PRELOAD_LIBRARY:
-    // <prefix>/<libdir>/libactivate-preload.so); absolute.
+    // <prefix>/<libdir>/fdsup/libactivate-preload.so); absolute.
     std::string preloadLibrary;
     SupervisorLimits limits;
     Location where; // of [supervisor]; empty when the table is absent
