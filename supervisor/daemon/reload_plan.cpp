@@ -519,13 +519,14 @@ Result<void> applySocketChange(BorrowedFd fd, const SocketOptions &before, const
         // new owner but the same mode, the mode is set again for that reason.
         if (after.mode && chmod(path->c_str(), *after.mode) < 0) {
             const int error = errno;
-            if (ownerChanged) {
-                // Put the old owner back so the file is as before, not half
-                // changed; if that fails too, the error below still stands.
-                (void)lchown(path->c_str(), st.st_uid, st.st_gid);
+            std::string restored;
+            // Put the old owner back so the file is as before, not half
+            // changed; if that fails too, the error says so.
+            if (ownerChanged && lchown(path->c_str(), st.st_uid, st.st_gid) < 0) {
+                restored = " (and putting its owner back failed: " + errnoText(errno) + ")";
             }
-            return errnoError(error,
-                              "Failed to set mode of socket file " + *path + " to " + octal(*after.mode));
+            return errnoError(error, "Failed to set mode of socket file " + *path + " to " +
+                                         octal(*after.mode) + restored);
         }
     }
 
