@@ -293,14 +293,41 @@ TEST_F(Reexec, ALogsFollowerKeepsGettingLines)
 
 TEST_F(Reexec, StillBusyAtTheTimeoutFailsAndChangesNothing)
 {
-    startAll();
-    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "slow"}).exitCode, 0);
-    const ProcessResult r = fdsupd_.fdsupctl({"--timeout", "300ms", "reexec"});
+    // The replacement gets ready only when the test creates the file: the
+    // rollout is in progress for as long as the test wants, whatever the
+    // load (the timeout covers the check of the binary as well).
+    const auto gate = fdsupd_.dir() / "ready";
+    writeFile(gate, "");
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.gated]
+listen = "tcp://127.0.0.1:0"
+
+[service.gated]
+command = )" + fdsupd_.workerCommand("serve", {"--ready-file", gate.string()}) +
+                                  R"(
+sockets = ["gated"]
+ready = "notify"
+ready_timeout = "5m"
+)",
+                              why))
+        << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "gated"}}).error, "");
+    std::filesystem::remove(gate);
+    ASSERT_EQ(fdsupd_.fdsupctl({"restart", "gated"}).exitCode, 0);
+    const ProcessResult r = fdsupd_.fdsupctl({"--timeout", "3s", "reexec"});
     EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("still busy after the timeout: service 'slow': rollout 1 in progress"));
+    EXPECT_THAT(r.err, HasSubstr("still busy after the timeout: service 'gated': rollout 1 in progress"));
+    EXPECT_THAT(fdsupd_.log(), ::testing::Not(HasSubstr("Re-exec: executing")));
     // The rollout goes on, and a re-exec once it is done works.
+    EXPECT_EQ(fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "gated"}})
+                  .parameters.at("rollout")
+                  .at("state"),
+              "running");
+    writeFile(gate, "");
     EXPECT_TRUE(waitUntil([&] {
-        const Json rollout = fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "slow"}}).parameters;
+        const Json rollout =
+            fdsupd_.call("io.fdsup.Manager.RolloutStatus", {{"service", "gated"}}).parameters;
         return rollout.at("rollout").at("state") == "succeeded";
     }));
     EXPECT_EQ(reexec().value("reexecs", -1), 1);
