@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -143,6 +144,24 @@ TEST_F(InstallTest, TheInstalledUnitsPassSystemdAnalyzeVerify)
                    {}, std::chrono::seconds(60));
     EXPECT_EQ(r.exitCode, 0) << r.err;
     EXPECT_EQ(r.err, "") << service;
+}
+
+// The exposure score docs/systemd.md reports is the installed unit's.
+TEST_F(InstallTest, TheSecurityScoreIsTheDocumentedOne)
+{
+    std::smatch documented;
+    const std::string doc = readFile(fs::path(requireEnv("FDSUP_SOURCE_ROOT")) / "docs" / "systemd.md");
+    ASSERT_TRUE(
+        std::regex_search(doc, documented, std::regex(R"(security --offline=yes[^*]*\*\*([0-9.]+) )")));
+    const auto dirs = installDirs();
+    const auto r = runProcess({"/usr/bin/systemd-analyze", "security", "--offline=yes", "--no-pager",
+                               destdir_.path().string() + dirs.at("unitdir") + "/fdsupd.service"},
+                              {}, std::chrono::seconds(60));
+    std::smatch score;
+    ASSERT_TRUE(std::regex_search(r.out, score,
+                                  std::regex(R"(Overall exposure level for fdsupd.service: ([0-9.]+))")))
+        << r.out << r.err;
+    EXPECT_EQ(score[1].str(), documented[1].str()) << "update docs/systemd.md, or the unit";
 }
 
 } // namespace
