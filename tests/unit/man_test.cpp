@@ -120,8 +120,10 @@ TEST(ManTest, EveryConfigKeyHasAnEntryInItsTable)
         for (const auto &key : t.keys) {
             // A key that is a table ('limits', or 'socket' at the top) may
             // have a section instead.
-            const bool hasSection = !section(page, "[" + prefix + key + "]").empty() ||
-                                    !section(page, "[" + prefix + key + ".NAME]").empty();
+            std::string table = "[";
+            table.append(prefix).append(key);
+            const bool hasSection =
+                !section(page, table + "]").empty() || !section(page, table + ".NAME]").empty();
             EXPECT_TRUE(hasBold(text, key) || hasSection)
                 << "fdsupd.toml.5: key '" << key << "' of [" << t.table << "] has no entry";
         }
@@ -140,8 +142,9 @@ TEST(ManTest, EveryFdsupctlSubcommandHasAnEntry)
     for (const auto &command : top) {
         EXPECT_TRUE(hasBold(commands, command)) << "fdsupctl.1: no entry for '" << command << "'";
         for (const auto &sub : subcommands({ctl, command})) {
-            EXPECT_TRUE(hasBold(commands, "\"" + command + " " + sub + "\"") ||
-                        hasBold(commands, command + " " + sub))
+            std::string both = command;
+            both.append(" ").append(sub);
+            EXPECT_TRUE(hasBold(commands, "\"" + both + "\"") || hasBold(commands, both))
                 << "fdsupctl.1: no entry for '" << command << " " << sub << "'";
         }
     }
