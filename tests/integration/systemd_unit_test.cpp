@@ -1,5 +1,6 @@
 // The systemd-unit suite: what the packaged units allow and keep, under a real systemd user manager (the
 // example fdsupd.socket, a worker dropped to its user inside the hardened fdsupd.service).
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -163,6 +164,24 @@ TEST_F(SystemdUnitTest, AWorkerDropsToItsUserInsideTheHardenedUnit)
     EXPECT_NE(status.find("\nCapEff:\t0000000000000000\n"), std::string::npos) << status;
     // CAP_CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETGID, SETUID, NET_BIND_SERVICE.
     EXPECT_NE(status.find("\nCapBnd:\t00000000000004eb\n"), std::string::npos) << status;
+}
+
+// packaging/config/fdsupd.toml, the /etc/fdsupd/fdsupd.toml that `meson
+// install` and the package ship, under the packaged unit (its control
+// socket moved to the test's directory): fdsupd starts, is ready, answers
+// status, and runs nothing.
+TEST_F(SystemdUnitTest, TheShippedConfigurationStartsAndRunsNothing)
+{
+    std::string config = readFile(std::filesystem::path(requireEnv("FDSUP_SOURCE_ROOT")) / "packaging" /
+                                  "config" / "fdsupd.toml");
+    ASSERT_NE(config.find("\"/run/fdsupd/control.sock\""), std::string::npos);
+    replaceAll(config, "\"/run/fdsupd/control.sock\"", quoted(control()));
+    installService(config);
+    start(kService);
+    EXPECT_EQ(manager_->property(kService, "ActiveState"), "active");
+    const auto status = fdsupctl("status");
+    EXPECT_EQ(status.at("services"), nlohmann::json::array()) << status.dump();
+    EXPECT_EQ(fdsupctl("sockets").at("sockets"), nlohmann::json::array());
 }
 
 } // namespace
