@@ -7,7 +7,7 @@ FDSUP_PACKAGES=(
   libsystemd-dev libcli11-dev libtomlplusplus-dev libspdlog-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev
   clang-format clang-tidy
-  python3 systemd curl strace util-linux wrk
+  python3 systemd curl strace util-linux wrk man-db
   nodejs redis-server iproute2 libcap2-bin
   nginx-light gunicorn python3-uvicorn lighttpd haproxy
   dpkg-dev debhelper lintian git # packaging/build-deb, tests/packaging

@@ -235,7 +235,34 @@ LoadResult Loader::loadMainFile(const std::string &path)
     return loadMain(path, text, std::filesystem::path(path).parent_path());
 }
 
+std::vector<TableKeys> Loader::catalogue()
+{
+    catalogue_.emplace();
+    (void)loadMain("catalogue", "[supervisor.limits]\n[socket.NAME]\n[service.NAME.limits]\n", "/");
+    // walk() names tables as its messages do: "at the top level",
+    // "in [socket.NAME]", "in 'limits' of [service.NAME]".
+    std::vector<TableKeys> tables = std::move(*catalogue_);
+    catalogue_.reset();
+    for (auto &t : tables) {
+        std::string &name = t.table;
+        if (name == "at the top level") {
+            name.clear();
+        } else if (const auto of = name.find("' of ["); name.starts_with("in '") && of != std::string::npos) {
+            name = name.substr(of + 6, name.size() - of - 7) + "." + name.substr(4, of - 4);
+        } else if (name.starts_with("in [")) {
+            name = name.substr(4, name.size() - 5);
+        }
+    }
+    return tables;
+}
+
 } // namespace detail
+
+std::vector<TableKeys> knownKeys()
+{
+    detail::Loader loader;
+    return loader.catalogue();
+}
 
 LoadResult loadConfig(const std::string &path)
 {

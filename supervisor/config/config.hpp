@@ -212,6 +212,17 @@ LoadResult loadConfig(const std::string &path);
 // paths (includes, command[0], control, unix sockets) resolve against baseDir.
 LoadResult loadConfigString(std::string_view text, const std::string &name, const std::string &baseDir);
 
+// The keys each table accepts, exactly as the loader's readers know them
+// (every other key is refused as unknown), for the check that the man page
+// documents each: table is "" for the top level, else "supervisor",
+// "supervisor.limits", "socket.NAME", "service.NAME" or
+// "service.NAME.limits".
+struct TableKeys {
+    std::string table;
+    std::vector<std::string> keys;
+};
+std::vector<TableKeys> knownKeys();
+
 // A TOML rendering of the effective configuration (defaults filled in,
 // includes flattened, paths absolute), as fdsupd prints it and `fdsupctl
 // check-config` shows it. loadConfigString() reads it back to an equal Config

@@ -93,6 +93,9 @@ public:
     LoadResult loadMain(const std::string &display, const std::string &text,
                         const std::filesystem::path &dir);
     LoadResult loadMainFile(const std::string &path);
+    // Loads a document with every table (and no value) while recording the
+    // keys each walk() knows: config::knownKeys().
+    std::vector<TableKeys> catalogue();
 
 private:
     void error(const Location &where, std::string message)
@@ -216,6 +219,7 @@ private:
     void crossCheck();
 
     std::vector<Diagnostic> diagnostics_;
+    std::optional<std::vector<TableKeys>> catalogue_; // recorded by walk() when set
     std::vector<std::string> files_;
     std::map<std::string, Location> includedAt_;             // canonical path -> the include that read it
     std::vector<std::pair<std::string, std::string>> chain_; // canonical, display: files being read

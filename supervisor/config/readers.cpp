@@ -90,6 +90,9 @@ void Loader::walk(const toml::table &table, const std::string &tableName, const 
     for (const auto &handler : handlers) {
         known.push_back(handler.key);
     }
+    if (catalogue_) {
+        catalogue_->push_back(TableKeys{tableName, {known.begin(), known.end()}});
+    }
     for (const auto &entry : entries) {
         auto it = std::find_if(handlers.begin(), handlers.end(),
                                [&](const KeyHandler &h) { return h.key == entry.key; });

@@ -32,12 +32,13 @@ struct SystemdBinaries {
 class UserManager {
 public:
     // Moves this process into a private mount namespace (unshare(CLONE_NEWNS),
-    // / made rprivate) and mounts tmpfs on /run/systemd (with an empty
+    // / made rprivate), makes /run a mount point (as on a booted system)
+    // and mounts tmpfs on /run/systemd (with an empty
     // /run/systemd/system, which makes systemd believe it is booted by
-    // systemd), /run/log and /var/log/journal, so nothing of the host's is
-    // seen or touched. Call once, before any thread starts. Returns an
-    // empty string, or why it is impossible (not root, no namespaces): the
-    // caller skips.
+    // systemd, and the inaccessible nodes PID 1 makes), /run/log and /var/log/journal, so nothing of the
+    // host's is seen or touched, and a tmpfs beside the test binary as TMPDIR (the packaged unit's
+    // PrivateTmp= hides the test's /tmp from fdsupd). Call once, before any thread starts. Returns an empty
+    // string, or why it is impossible (not root, no namespaces): the caller skips.
     static std::string isolate();
     // isolate() once per process, its answer remembered: every suite of a
     // test binary shares the namespace, and runs its managers one after
