@@ -1,5 +1,6 @@
 // The systemd-unit suite: what the packaged units allow and keep, under a real systemd user manager (the
 // example fdsupd.socket, a worker dropped to its user inside the hardened fdsupd.service).
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -182,6 +184,60 @@ TEST_F(SystemdUnitTest, TheShippedConfigurationStartsAndRunsNothing)
     const auto status = fdsupctl("status");
     EXPECT_EQ(status.at("services"), nlohmann::json::array()) << status.dump();
     EXPECT_EQ(fdsupctl("sockets").at("sockets"), nlohmann::json::array());
+}
+
+// What fdsupd.socket is for, without the user manager (it cannot run a unit
+// as another user): a socket activator (systemd-socket-activate, the same
+// protocol as a .socket unit) binds port 80 in a network namespace of the
+// test's own and passes it as "web" to fdsupd run as nobody with no
+// capability at all. The first connection starts fdsupd and waits in the
+// backlog; fdsupd adopts the socket, serves it, and restarts its worker
+// with a handoff, all unprivileged.
+TEST(UnprivilegedFdsupd, ServesAPrivilegedPortPassedByASocketActivator)
+{
+    if (geteuid() != 0) {
+        GTEST_SKIP() << "needs root to make a network namespace and drop to nobody";
+    }
+    TempDir dir;
+    ASSERT_EQ(::chown(dir.path().c_str(), 65534, 65534), 0);
+    const auto config = dir / "fdsupd.toml";
+    writeFile(config, "[supervisor]\ncontrol = " + quoted((dir / "control.sock").string()) +
+                          "\n\n[socket.web]\nlisten = \"tcp://127.0.0.1:80\"\n\n[service.web]\ncommand = [" +
+                          quoted(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE")) +
+                          "]\nsockets = [\"web\"]\nready = \"channel\"\nhandoff = true\n");
+    const std::string script = R"sh(set -eu
+ip link set lo up
+systemd-socket-activate -l 127.0.0.1:80 --fdname=web -- \
+  setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
+  "$FDSUPD" -c "$CFG" >"$LOG" 2>&1 &
+fdsupd=$!
+trap 'kill $fdsupd 2>/dev/null || true; wait' EXIT
+# Until the activator listens (a deadline, not a count).
+timeout 10 sh -c 'until ss -Hltn "sport = :80" | grep -q LISTEN; do sleep 0.01; done'
+echo "first: $(curl -sS -m 20 http://127.0.0.1:80/)"
+grep -E '^(Uid|CapEff|CapBnd):' /proc/$fdsupd/status
+"$FDSUPCTL" -s "$CTL" restart web --wait >/dev/null
+echo "second: $(curl -sS -m 20 http://127.0.0.1:80/)"
+echo "workers: $(ps -o user= --ppid $fdsupd | sort -u | tr '\n' ' ')"
+)sh";
+    const auto log = dir / "fdsupd.log";
+    const ProcessResult r = runProcess({"/usr/bin/unshare", "-n", "/bin/sh", "-c", script},
+                                       {"FDSUPD=" + requireEnv("FDSUPD"),
+                                        "FDSUPCTL=" + requireEnv("FDSUPCTL"), "CFG=" + config.string(),
+                                        "CTL=" + (dir / "control.sock").string(), "LOG=" + log.string()},
+                                       std::chrono::seconds(60));
+    std::error_code ec;
+    const std::string fdsupdLog = std::filesystem::exists(log, ec) ? readFile(log) : "";
+    ASSERT_EQ(r.exitCode, 0) << r.out << r.err << fdsupdLog;
+    EXPECT_THAT(r.out, ::testing::HasSubstr("first: {\"pid\":"));
+    EXPECT_THAT(r.out, ::testing::HasSubstr("\"generation\":\"1\"}"));
+    EXPECT_THAT(r.out, ::testing::HasSubstr("second: {\"pid\":"));
+    EXPECT_THAT(r.out, ::testing::HasSubstr("\"generation\":\"2\"}"));
+    EXPECT_THAT(r.out, ::testing::HasSubstr("Uid:\t65534\t65534\t65534\t65534"));
+    EXPECT_THAT(r.out, ::testing::HasSubstr("CapEff:\t0000000000000000"));
+    EXPECT_THAT(r.out, ::testing::HasSubstr("CapBnd:\t0000000000000000"));
+    EXPECT_THAT(r.out, ::testing::HasSubstr("workers: nobody \n"));
+    EXPECT_THAT(fdsupdLog, ::testing::HasSubstr("Adopted socket 'web' (1 descriptor: 127.0.0.1:80)"));
 }
 
 } // namespace
