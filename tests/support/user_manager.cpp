@@ -210,6 +210,20 @@ UserManager::UserManager(SystemdBinaries binaries) : binaries_(std::move(binarie
     std::filesystem::create_directories(runtime);
     std::filesystem::permissions(runtime, std::filesystem::perms::owner_all);
     std::filesystem::create_directories(config / "systemd" / "user");
+    // The packaged unit has PrivateTmp=yes (and ProtectHome=read-only): a
+    // build tree under /tmp (CI clones there) or a home directory would be
+    // invisible or read-only to fdsupd, with the binaries and the suite's
+    // temporary directories (TMPDIR, beside the test binary). A drop-in
+    // binds the tree into the unit's view, as it is; everything else of the
+    // packaged file applies as shipped.
+    if (const char *root = std::getenv("FDSUP_SOURCE_ROOT"); root != nullptr && *root != '\0') {
+        std::string paths = "[Service]\nBindPaths=" + std::filesystem::canonical(root).string() + "\n";
+        if (const char *build = std::getenv("FDSUP_BUILD_ROOT"); build != nullptr && *build != '\0') {
+            paths += "BindPaths=" + std::filesystem::canonical(build).string() + "\n";
+        }
+        std::filesystem::create_directories(config / "systemd" / "user" / "fdsupd.service.d");
+        writeFile(config / "systemd" / "user" / "fdsupd.service.d" / "build-tree.conf", paths);
+    }
 #ifdef __SANITIZE_ADDRESS__
     // LeakSanitizer stops the world with ptrace(), which the packaged unit's
     // SystemCallFilter=@system-service refuses: every sanitized fdsupd and
