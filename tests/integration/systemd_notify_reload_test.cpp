@@ -52,16 +52,14 @@ std::string notifyReloadUnit(const std::string &config, const std::string &contr
     return unit;
 }
 
-class NotifyReload : public ::testing::Test {
+class NotifyReload : public ManagedUnitTest<NotifyReload> {
+    friend class ManagedUnitTest<NotifyReload>; // its hooks
+
 protected:
     // The backports tree is fetched by .ci/backports-systemd, which CI runs:
     // there, its absence is a failure; elsewhere the suite is skipped.
-    static void SetUpTestSuite()
+    static void startManager()
     {
-        skip_ = UserManager::isolateOnce();
-        if (!skip_.empty()) {
-            return;
-        }
         std::string where;
         const auto binaries = UserManager::backportsSystemd(where);
         if (!binaries) {
@@ -72,25 +70,7 @@ protected:
         }
         manager_ = std::make_unique<UserManager>(*binaries);
     }
-    static void TearDownTestSuite() { manager_.reset(); }
-    void SetUp() override
-    {
-        if (!fail_.empty()) {
-            FAIL() << fail_;
-        }
-        if (!skip_.empty()) {
-            GTEST_SKIP() << "no systemd 254 user manager: " << skip_;
-        }
-    }
-    void TearDown() override
-    {
-        if (manager_ != nullptr) {
-            (void)manager_->systemctl({"stop", kUnit});
-            (void)manager_->systemctl({"reset-failed", kUnit});
-        }
-    }
 
-    [[nodiscard]] std::string control() const { return (dir_ / "control.sock").string(); }
     [[nodiscard]] std::string readyFile(const std::string &name) const { return (dir_ / name).string(); }
 
     // A socket and a 1-instance sd-worker service named `name`, that says
@@ -172,16 +152,7 @@ protected:
                    .out +
                manager_->systemctl({"status", "-l", "-n", "40", kUnit}).out + manager_->log();
     }
-
-    static std::string skip_;
-    static std::string fail_;
-    static std::unique_ptr<UserManager> manager_;
-    TempDir dir_;
 };
-
-std::string NotifyReload::skip_;
-std::string NotifyReload::fail_;
-std::unique_ptr<UserManager> NotifyReload::manager_;
 
 TEST_F(NotifyReload, ActiveOnlyOnceEveryServiceIsReady)
 {

@@ -40,31 +40,8 @@ std::string quoted(const std::string &s)
     return nlohmann::json(s).dump();
 }
 
-class SystemdTest : public ::testing::Test {
+class SystemdTest : public ManagedUnitTest<SystemdTest> {
 protected:
-    static void SetUpTestSuite()
-    {
-        skip_ = UserManager::isolateOnce();
-        if (skip_.empty()) {
-            manager_ = std::make_unique<UserManager>();
-        }
-    }
-    static void TearDownTestSuite() { manager_.reset(); }
-    void SetUp() override
-    {
-        if (!skip_.empty()) {
-            GTEST_SKIP() << "no private systemd user manager: " << skip_;
-        }
-    }
-    void TearDown() override
-    {
-        if (manager_ != nullptr) {
-            (void)manager_->systemctl({"stop", kUnit});
-            (void)manager_->systemctl({"reset-failed", kUnit});
-        }
-    }
-
-    [[nodiscard]] std::string control() const { return (dir_ / "control.sock").string(); }
     [[nodiscard]] std::string readyFile(const std::string &name) const { return (dir_ / name).string(); }
 
     // A web socket on an ephemeral port and a 2-instance sd-worker service
@@ -131,14 +108,7 @@ protected:
                    .out +
                manager_->log();
     }
-
-    static std::string skip_;
-    static std::unique_ptr<UserManager> manager_;
-    TempDir dir_;
 };
-
-std::string SystemdTest::skip_;
-std::unique_ptr<UserManager> SystemdTest::manager_;
 
 // The JSON a worker answers GET / with.
 nlohmann::json workerAnswer(int port)

@@ -28,33 +28,11 @@ std::string quoted(const std::string &s)
     return nlohmann::json(s).dump();
 }
 
-class SystemdUnitTest : public ::testing::Test {
-protected:
-    static void SetUpTestSuite()
-    {
-        skip_ = UserManager::isolateOnce();
-        if (skip_.empty()) {
-            manager_ = std::make_unique<UserManager>();
-        }
-    }
-    static void TearDownTestSuite() { manager_.reset(); }
-    void SetUp() override
-    {
-        if (!skip_.empty()) {
-            GTEST_SKIP() << "no private systemd user manager: " << skip_;
-        }
-    }
-    void TearDown() override
-    {
-        if (manager_ != nullptr) {
-            for (const char *unit : {kService, kSocket}) {
-                (void)manager_->systemctl({"stop", unit});
-                (void)manager_->systemctl({"reset-failed", unit});
-            }
-        }
-    }
+class SystemdUnitTest : public ManagedUnitTest<SystemdUnitTest> {
+    friend class ManagedUnitTest<SystemdUnitTest>; // its hooks
 
-    [[nodiscard]] std::string control() const { return (dir_ / "control.sock").string(); }
+protected:
+    static std::vector<std::string> units() { return {kService, kSocket}; }
 
     // The packaged fdsupd.service, unchanged but for this build's paths.
     void installService(const std::string &config) const
@@ -85,14 +63,7 @@ protected:
                    .out +
                manager_->log();
     }
-
-    static std::string skip_;
-    static std::unique_ptr<UserManager> manager_;
-    TempDir dir_;
 };
-
-std::string SystemdUnitTest::skip_;
-std::unique_ptr<UserManager> SystemdUnitTest::manager_;
 
 std::string webService(const std::string &extra = "")
 {

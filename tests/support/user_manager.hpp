@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "test_support.hpp"
 
 namespace fdsup::test {
@@ -105,5 +107,50 @@ std::string replaced(std::string text, const std::string &from, const std::strin
 // with the paths of this build and test: the unit under test is the one we
 // ship.
 std::string packagedUnit(const std::string &config, const std::string &control);
+
+// The fixture the systemd suites share (CRTP: each suite its own statics).
+// Once per suite: the process isolated, then Derived::startManager() (by
+// default the host's manager; it may set skip_, or fail_ to fail each test
+// instead). Each test: skipped with the reason, or failed, when there is no
+// manager; its own temporary directory; afterwards Derived::units() stopped
+// and reset.
+template <class Derived>
+class ManagedUnitTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite()
+    {
+        skip_ = UserManager::isolateOnce();
+        if (skip_.empty()) {
+            Derived::startManager();
+        }
+    }
+    static void TearDownTestSuite() { manager_.reset(); }
+    static void startManager() { manager_ = std::make_unique<UserManager>(); }
+    static std::vector<std::string> units() { return {"fdsupd.service"}; }
+    void SetUp() override
+    {
+        if (!fail_.empty()) {
+            FAIL() << fail_;
+        }
+        if (!skip_.empty()) {
+            GTEST_SKIP() << "no systemd user manager: " << skip_;
+        }
+    }
+    void TearDown() override
+    {
+        if (manager_ != nullptr) {
+            for (const auto &unit : Derived::units()) {
+                (void)manager_->systemctl({"stop", unit});
+                (void)manager_->systemctl({"reset-failed", unit});
+            }
+        }
+    }
+    [[nodiscard]] std::string control() const { return (dir_ / "control.sock").string(); }
+
+    static inline std::string skip_;
+    static inline std::string fail_;
+    static inline std::unique_ptr<UserManager> manager_;
+    TempDir dir_;
+};
 
 } // namespace fdsup::test
