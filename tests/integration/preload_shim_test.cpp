@@ -332,7 +332,9 @@ s.setblocking(False)
 d = s.dup()
 for i in range(4):
     if os.fork() == 0:
-        print("child", os.getpid(), flush=True)
+        # One write(2) per line: print() writes its pieces separately, and
+        # four children interleaved them ("child 7974child\n 7976").
+        os.write(1, b"child %d\n" % os.getpid())
         while True:
             select.select([d], [], [])
             try:
