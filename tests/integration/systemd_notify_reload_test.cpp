@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon_harness.hpp"
 #include "test_support.hpp"
 #include "user_manager.hpp"
 
@@ -21,11 +22,6 @@ namespace {
 using std::chrono::seconds;
 
 const char *const kUnit = "fdsupd.service";
-
-std::string quoted(const std::string &s)
-{
-    return nlohmann::json(s).dump();
-}
 
 // The packaged unit with Type=notify-reload and no ExecReload= (systemd
 // then reloads with SIGHUP and waits for RELOADING=1 ... READY=1). Throws

@@ -35,11 +35,6 @@ using std::chrono::seconds;
 
 const char *const kUnit = "fdsupd.service";
 
-std::string quoted(const std::string &s)
-{
-    return nlohmann::json(s).dump();
-}
-
 class SystemdTest : public ManagedUnitTest<SystemdTest> {
 protected:
     [[nodiscard]] std::string readyFile(const std::string &name) const { return (dir_ / name).string(); }
@@ -277,17 +272,6 @@ int portOf(const nlohmann::json &sockets, const std::string &name)
     return 0;
 }
 
-// Whether 127.0.0.1:port can be bound: nobody holds it any more.
-bool portIsFree(int port)
-{
-    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
-}
-
 TEST_F(SystemdTest, ASocketAddedByAReloadIsStoredAndOneRemovedIsDropped)
 {
     startReady();
@@ -306,21 +290,11 @@ TEST_F(SystemdTest, ASocketAddedByAReloadIsStoredAndOneRemovedIsDropped)
     writeFile(dir_ / "fdsupd.toml", base);
     const auto removed = manager_->systemctl({"reload", kUnit});
     ASSERT_EQ(removed.exitCode, 0) << removed.err << journal();
-    EXPECT_TRUE(waitUntil([&] { return portIsFree(extra); })) << "systemd still holds the removed socket";
+    EXPECT_TRUE(waitUntil([&] { return loopbackPortFree(extra); }))
+        << "systemd still holds the removed socket";
     ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
     EXPECT_EQ(portOf(call("io.fdsup.Manager.Sockets").parameters.at("sockets"), "extra"), 0);
-    EXPECT_TRUE(portIsFree(extra));
-}
-
-// Whether a TCP connection to 127.0.0.1:port is accepted (by the kernel: a listener is there).
-bool accepts(int port)
-{
-    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
+    EXPECT_TRUE(loopbackPortFree(extra));
 }
 
 TEST_F(SystemdTest, AnEditedListenAddressIsBoundAfreshOnRestart)
@@ -338,8 +312,9 @@ TEST_F(SystemdTest, AnEditedListenAddressIsBoundAfreshOnRestart)
     ASSERT_EQ(port(), newPort) << journal();
     EXPECT_EQ(workerAnswer(newPort).at("inodes").size(), 1U);
     // The old listener was shut down and dropped from the store: its port is closed.
-    EXPECT_FALSE(accepts(oldPort));
-    EXPECT_TRUE(waitUntil([&] { return portIsFree(oldPort); })) << "systemd still holds the old listener";
+    EXPECT_FALSE(loopbackAccepts(oldPort));
+    EXPECT_TRUE(waitUntil([&] { return loopbackPortFree(oldPort); }))
+        << "systemd still holds the old listener";
     const std::string why = "socket 'web' is bound to 127.0.0.1:" + std::to_string(oldPort) +
                             ", not to its listen address (tcp://127.0.0.1:" + std::to_string(newPort) + ")";
     EXPECT_TRUE(waitUntil([&] {

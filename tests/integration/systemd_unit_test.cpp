@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon_harness.hpp"
 #include "examples.hpp"
 #include "test_support.hpp"
 #include "user_manager.hpp"
@@ -22,11 +23,6 @@ namespace {
 
 const char *const kService = "fdsupd.service";
 const char *const kSocket = "fdsupd.socket";
-
-std::string quoted(const std::string &s)
-{
-    return nlohmann::json(s).dump();
-}
 
 class SystemdUnitTest : public ManagedUnitTest<SystemdUnitTest> {
     friend class ManagedUnitTest<SystemdUnitTest>; // its hooks
@@ -79,16 +75,6 @@ nlohmann::json get(int port)
     return r.exitCode == 0 ? nlohmann::json::parse(r.out, nullptr, false) : nlohmann::json();
 }
 
-bool connects(int port)
-{
-    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return connect(fd.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)) == 0;
-}
-
 // packaging/systemd/fdsupd.socket as shipped, on a loopback port instead of
 // port 80: systemd binds it and passes it as LISTEN_FDNAMES=web, and fdsupd
 // adopts it for [socket.web] rather than binding the address itself.
@@ -114,7 +100,7 @@ TEST_F(SystemdUnitTest, TheExampleSocketUnitPassesItsListenerByName)
     // The socket is systemd's: with fdsupd stopped it still accepts (into
     // the backlog), and fdsupd started again adopts it again.
     ASSERT_EQ(manager_->systemctl({"stop", kService}).exitCode, 0);
-    EXPECT_TRUE(connects(port));
+    EXPECT_TRUE(loopbackAccepts(port));
     start(kService);
     EXPECT_EQ(fdsupctl("sockets").at("sockets").at(0).at("bound").at(0).at("origin"), "adopted");
     EXPECT_TRUE(get(port).contains("pid")) << journal();

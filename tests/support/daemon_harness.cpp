@@ -22,14 +22,11 @@
 #include <unistd.h>
 
 namespace fdsup::test {
-namespace {
 
 std::string quoted(const std::string &s)
 {
     return nlohmann::json(s).dump();
 }
-
-} // namespace
 
 DatagramInbox::DatagramInbox(std::filesystem::path path) : path_(std::move(path))
 {
@@ -273,14 +270,34 @@ drain_timeout = "10s"
 )";
 }
 
-UniqueFd connectLoopback(int port)
+sockaddr_in loopbackAddress(int port)
 {
-    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<std::uint16_t>(port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (!fd || connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+    return a;
+}
+
+bool loopbackAccepts(int port)
+{
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const sockaddr_in a = loopbackAddress(port);
+    return fd && connect(fd.get(), reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0;
+}
+
+bool loopbackPortFree(int port)
+{
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const sockaddr_in a = loopbackAddress(port);
+    return fd && bind(fd.get(), reinterpret_cast<const sockaddr *>(&a), sizeof a) == 0;
+}
+
+UniqueFd connectLoopback(int port)
+{
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const sockaddr_in a = loopbackAddress(port);
+    if (!fd || connect(fd.get(), reinterpret_cast<const sockaddr *>(&a), sizeof a) != 0) {
         throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
     }
     const timeval timeout{10, 0};

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <gtest/gtest.h>
@@ -123,9 +124,19 @@ protected:
 // "channel", handoff = true, drain_timeout = "10s").
 std::string channelWebService(const std::string &binary, int instances);
 
+// s as a TOML (and JSON) basic string: quoted, with escapes.
+std::string quoted(const std::string &s);
+
+// 127.0.0.1:port.
+sockaddr_in loopbackAddress(int port);
 // A TCP connection to 127.0.0.1:port with 10 s send and receive timeouts (a
 // connection nobody serves for 10 s is a failure); throws when it fails.
 UniqueFd connectLoopback(int port);
+// Whether a TCP connection to 127.0.0.1:port is accepted (by the kernel: a
+// listener is there).
+bool loopbackAccepts(int port);
+// Whether 127.0.0.1:port can be bound: nobody holds it any more.
+bool loopbackPortFree(int port);
 
 // The pids of a service's live instances, from a Status entry.
 std::set<pid_t> instancePids(const nlohmann::json &status);

@@ -27,6 +27,7 @@
 #include "core/scm.hpp"
 #include "daemon/held_store.hpp"
 #include "daemon/manager.hpp"
+#include "daemon_harness.hpp"
 #include "io/manager_notify.hpp"
 #include "io/sockets.hpp"
 #include "test_support.hpp"
@@ -34,6 +35,7 @@
 namespace fdsup {
 namespace {
 
+using test::loopbackAccepts;
 using test::TempDir;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -294,16 +296,6 @@ UniqueFd listener(int &port)
     return std::move(fds->front());
 }
 
-bool connects(int port)
-{
-    const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
-}
-
 TEST_F(FakeManager, AStoredListenerStillBoundAsConfiguredIsAdoptedUnderItsSocketsName)
 {
     ManagerNotifier manager;
@@ -330,7 +322,7 @@ TEST_F(FakeManager, AStoredListenerStillBoundAsConfiguredIsAdoptedUnderItsSocket
     std::array<std::byte, 64> buffer{};
     std::size_t here = 0;
     EXPECT_EQ(recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, none, here), -EAGAIN); // nothing removed
-    EXPECT_TRUE(connects(port));
+    EXPECT_TRUE(loopbackAccepts(port));
 }
 
 TEST_F(FakeManager, AStoredListenerBoundForAnOlderConfigurationIsShutDownAndRemoved)
@@ -363,7 +355,7 @@ TEST_F(FakeManager, AStoredListenerBoundForAnOlderConfigurationIsShutDownAndRemo
                                               "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.two",
                                               "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.gone"}));
     // Shut down: the old port refuses at once, though the manager's copy is open still.
-    EXPECT_FALSE(connects(oldPort));
+    EXPECT_FALSE(loopbackAccepts(oldPort));
     int listening = 1;
     socklen_t length = sizeof listening;
     ASSERT_EQ(getsockopt(managersCopy.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &length), 0);
@@ -388,7 +380,7 @@ TEST_F(FakeManager, AStoredListenerIsDroppedWhenASocketUnitPassesTheSameName)
     ASSERT_EQ(inherited.byName.size(), 1U);
     EXPECT_EQ(test::fileId(inherited.byName.find("web")->second.borrow()), unitId);
     EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.socket.web");
-    EXPECT_FALSE(connects(port));
+    EXPECT_FALSE(loopbackAccepts(port));
 }
 
 // A server-side connection to `listener`; the client end goes to `client`.
