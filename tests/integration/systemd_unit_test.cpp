@@ -164,13 +164,19 @@ TEST(UnprivilegedFdsupd, ServesAPrivilegedPortPassedByASocketActivator)
                           "]\nsockets = [\"web\"]\nready = \"channel\"\nhandoff = true\n");
     const std::string script = R"sh(set -eu
 ip link set lo up
+mkfifo "$LOG.fifo"
 systemd-socket-activate -l 127.0.0.1:80 --fdname=web -- \
   setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
-  "$FDSUPD" -c "$CFG" >"$LOG" 2>&1 &
+  "$FDSUPD" -c "$CFG" >"$LOG.fifo" 2>&1 &
 fdsupd=$!
 trap 'kill $fdsupd 2>/dev/null || true; wait' EXIT
-# Until the activator listens (a deadline, not a count).
-timeout 10 sh -c 'until ss -Hltn "sport = :80" | grep -q LISTEN; do sleep 0.01; done'
+# The activator's first line says it listens (deadline 10 s); the rest of
+# what it and fdsupd print goes on to the log.
+exec 3<"$LOG.fifo"
+IFS= read -r -t 10 first <&3
+case "$first" in "Listening on 127.0.0.1:80"*) ;; *) echo "activator: $first" >&2; exit 1 ;; esac
+echo "$first" >"$LOG"
+cat <&3 >>"$LOG" &
 echo "first: $(curl -sS -m 20 http://127.0.0.1:80/)"
 grep -E '^(Uid|CapEff|CapBnd):' /proc/$fdsupd/status
 "$FDSUPCTL" -s "$CTL" restart web --wait >/dev/null
@@ -178,7 +184,7 @@ echo "second: $(curl -sS -m 20 http://127.0.0.1:80/)"
 echo "workers: $(ps -o user= --ppid $fdsupd | sort -u | tr '\n' ' ')"
 )sh";
     const auto log = dir / "fdsupd.log";
-    const ProcessResult r = runProcess({"/usr/bin/unshare", "-n", "/bin/sh", "-c", script},
+    const ProcessResult r = runProcess({"/usr/bin/unshare", "-n", "/bin/bash", "-c", script},
                                        {"FDSUPD=" + requireEnv("FDSUPD"),
                                         "FDSUPCTL=" + requireEnv("FDSUPCTL"), "CFG=" + config.string(),
                                         "CTL=" + (dir / "control.sock").string(), "LOG=" + log.string()},
