@@ -28,9 +28,9 @@ def script(subject: dict, panels: list[tuple[str, pathlib.Path, dict]], svg: pat
              f"set output '{svg}'",
              f"set multiplot layout {len(panels)},1 title \"{subject['id']}: per 100 ms, repetition 1; "
              f"restarts shaded\"",
-             "set xlabel 'seconds since the load started'", "set ylabel 'ok / 100 ms'",
-             "set y2label 'failures, forced reconnects / 100 ms'", "set ytics nomirror", "set y2tics",
-             "set yrange [0:*]", "set y2range [0:*]", "set key top right opaque", "set grid"]
+             "set xlabel 'seconds since the load started'", "set ylabel 'ok responses'",
+             "set y2label 'failures, forced reconnects'", "set ytics nomirror", "set y2tics",
+             "set yrange [0:*]", "set y2range [0:*]", "set key outside top center horizontal", "set grid"]
     for mode, data, load in panels:
         lines.append("unset object")
         for i, r in enumerate(load.get("restarts", []), start=1):
@@ -38,7 +38,7 @@ def script(subject: dict, panels: list[tuple[str, pathlib.Path, dict]], svg: pat
                          f"{max(r['end_ms'], r['start_ms'] + 5) / 1000:.3f}, graph 1 "
                          "fc rgb '#dddddd' fs solid 0.6 noborder behind")
         lines.append(f"set title '{mode}'")
-        lines.append(f"plot '{data}' using 1:2 axes x1y1 with lines lw 1.5 lc rgb '#1f77b4' title 'ok', "
+        lines.append(f"plot '{data}' using 1:2 axes x1y1 with steps lw 1.5 lc rgb '#1f77b4' title 'ok', "
                      f"'' using 1:3 axes x1y2 with impulses lw 2 lc rgb '#d62728' title 'failures', "
                      f"'' using 1:4 axes x1y2 with points pt 7 ps 0.4 lc rgb '#ff7f0e' title 'forced reconnects'")
     lines.append("unset multiplot")

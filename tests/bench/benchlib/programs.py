@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import time
 
@@ -58,12 +59,10 @@ def run_one(bench: dict, out: pathlib.Path, tier: Tier, progress) -> dict:
     if raw.exists():
         raw.unlink()
     try:
-        with open(log, "wb") as f:
-            proc = subprocess.run(argv, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  timeout=tier.program_timeout_s, cwd=bench.get("workdir") or None, check=False)
-        result["exit_status"] = proc.returncode
-        if proc.returncode != 0:
-            result["error"] = f"exited with status {proc.returncode}: {last_lines(log)}"
+        status = execute(argv, env, log, tier.program_timeout_s, bench.get("workdir"))
+        result["exit_status"] = status
+        if status != 0:
+            result["error"] = f"exited with status {status}: {last_lines(log)}"
         else:
             result.update(read(raw))
     except subprocess.TimeoutExpired:
@@ -75,6 +74,21 @@ def run_one(bench: dict, out: pathlib.Path, tier: Tier, progress) -> dict:
                               f"{len(result['figures'])} figures, section {result['section']}")
              + f" [{result['wall_s']} s]")
     return result
+
+
+def execute(argv: list[str], env: dict, log: pathlib.Path, timeout: float, cwd: str | None) -> int:
+    """Runs a program in its own process group, output to log; on timeout the whole group is killed."""
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(argv, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=cwd or None, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what it left behind too
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def read(raw: pathlib.Path) -> dict:

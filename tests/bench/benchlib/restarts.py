@@ -71,6 +71,7 @@ class Section:
         except Exception as e:
             why = f"unavailable() raised {type(e).__name__}: {e}"
         shutil.rmtree(probe.workdir, ignore_errors=True)
+        shutil.rmtree(probe.logdir, ignore_errors=True)
         if why:
             entry["unavailable"] = why
             self.progress(f"  {subject.id}: n/a ({why})")
