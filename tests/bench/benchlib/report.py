@@ -65,10 +65,14 @@ def machine_md(results: dict) -> list[str]:
 
 
 def subjects_md(sec: dict) -> list[str]:
-    lines = ["### Subjects", "", "| subject | what runs, what a restart is | status |", "|---|---|---|"]
+    lines = ["### Subjects", "", "| subject | what runs, what a restart is | the restart command returns | status |",
+             "|---|---|---|---|"]
     for s in sec.get("subjects", []):
-        status = f"n/a: {s['unavailable']}" if "unavailable" in s else "ran"
-        lines.append(f"| **{s['id']}** ({s['title']}) | {s['description']} | {status} |")
+        runs = [r for m in s.get("modes", {}).values() for r in m.get("runs", [])]
+        returns = next((r["restart_returns"] for r in runs if "restart_returns" in r), "–")
+        returns = {"complete": "when the restart is complete", "triggered": "once it was triggered"}.get(returns, returns)
+        status = f"n/a: {s['unavailable']}" if "unavailable" in s else "ran" if runs else "not run"
+        lines.append(f"| **{s['id']}** ({s['title']}) | {s['description']} | {returns} | {status} |")
     lines += [f"- module error: {e}" for e in sec.get("module_errors", [])]
     return lines + [""]
 
