@@ -8,6 +8,7 @@ import os
 import pathlib
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 
@@ -34,6 +35,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", help=f"comma-separated sections to run: {', '.join(SECTIONS)}")
     args = p.parse_args(argv)
     args.tier = args.tier or "quick"
+    if args.build and not (args.build / "meson-info").is_dir():
+        p.error(f"--build {args.build}: not a meson build directory (no meson-info/)")
     args.only_set = set(SECTIONS)
     if args.only:
         args.only_set = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -105,11 +108,16 @@ def main(argv: list[str]) -> int:
     progress = Progress()
     out = args.out.resolve()
     prepare_out(out)
-    if not args.no_install:
-        setup.install(SOURCE, progress)
     build = args.build.resolve() if args.build else SOURCE / "build-bench"
-    if not args.build:
-        setup.build(SOURCE, build, progress)
+    try:
+        if not args.no_install:
+            setup.install(SOURCE, progress)
+        if not args.build:
+            setup.build(SOURCE, build, progress)
+    except subprocess.CalledProcessError as e:
+        print(f"tests/bench/run: {' '.join(map(str, e.cmd))} exited with status {e.returncode}; "
+              "nothing was measured", file=sys.stderr)
+        return 1
     started = time.time()
     results = {"schema": "fdsup-bench-report/1", "tier": args.tier,
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
