@@ -40,7 +40,7 @@ def script(subject: dict, panels: list[tuple[str, pathlib.Path, dict]], svg: pat
         lines.append(f"set title '{mode}'")
         lines.append(f"plot '{data}' using 1:2 axes x1y1 with steps lw 1.5 lc rgb '#1f77b4' title 'ok', "
                      f"'' using 1:3 axes x1y2 with impulses lw 2 lc rgb '#d62728' title 'failures', "
-                     f"'' using 1:4 axes x1y2 with points pt 7 ps 0.4 lc rgb '#ff7f0e' title 'forced reconnects'")
+                     f"'' using 1:($4 > 0 ? $4 : 1/0) axes x1y2 with points pt 7 ps 0.8 lc rgb '#ff7f0e' title 'forced reconnects'")
     lines.append("unset multiplot")
     return "\n".join(lines) + "\n"
 
