@@ -6,8 +6,6 @@ import importlib
 import json
 import pathlib
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -24,8 +22,7 @@ FAILURE_CLASSES = ("refused", "fresh_reset", "fresh_eof", "keepalive_race", "mid
 
 def discover() -> tuple[list, list[str]]:
     """Every Subject of tests/bench/subjects/*.py, by order; and the modules that failed to load."""
-    sys.path.insert(0, str(SUBJECTS_DIR))
-    subjects, errors = [], []
+    subjects, errors = [], []  # SUBJECTS_DIR is on sys.path: context imports base from there
     for path in sorted(SUBJECTS_DIR.glob("*.py")):
         if path.stem == "base":
             continue
