@@ -8,6 +8,7 @@ FDSUP_PACKAGES=(
   libgtest-dev libgmock-dev nlohmann-json3-dev
   clang-format clang-tidy
   python3 systemd curl strace util-linux wrk man-db
+  gnuplot-nox # tests/bench/run: the report's plots
   nodejs redis-server iproute2 libcap2-bin
   nginx-light gunicorn python3-uvicorn lighttpd haproxy
   dpkg-dev debhelper lintian git # packaging/build-deb, tests/packaging

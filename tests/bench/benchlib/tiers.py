@@ -1,0 +1,37 @@
+"""The tiers of tests/bench/run: how long each section may take and how big it runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+# The sections of the report, in its order; restarts is built from fdsup-load runs,
+# the others from the benchmark programs' fdsup-bench/1 JSON.
+SECTIONS = ("restarts", "handoff", "datapath", "rollout", "footprint")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tier:
+    name: str
+    duration_s: float  # one fdsup-load run
+    repetitions: int  # fdsup-load runs per (subject, mode)
+    modes: tuple[str, ...]  # the load modes section 1 runs
+    restarts_budget_s: float  # section 1 as a whole: what is left over is skipped and says so
+    program_timeout_s: float  # one benchmark program (the contract's budget, plus a margin)
+    connections: int = 64
+    restarts: int = 3
+    load_timeout: str = "5s"
+
+
+TIERS = {
+    # The CI smoke test: proves the machinery in tiny sizes, never the figures.
+    "smoke": Tier("smoke", duration_s=0.8, repetitions=1, modes=("keepalive", "stream"),
+                  restarts_budget_s=30, program_timeout_s=20, load_timeout="2s"),
+    # The default: under 5 minutes on 2 cores after the build.
+    "quick": Tier("quick", duration_s=4, repetitions=1,
+                  modes=("keepalive", "newconn", "think", "stream"),
+                  restarts_budget_s=170, program_timeout_s=90),
+    # Under 45 minutes: medians over 3 repetitions of 10 s.
+    "full": Tier("full", duration_s=10, repetitions=3,
+                 modes=("keepalive", "newconn", "think", "stream"),
+                 restarts_budget_s=1200, program_timeout_s=540),
+}

@@ -1,0 +1,153 @@
+// LoadLoop: epoll, the timers of the connections, the restarts' pidfd and the end of the run.
+#include "load_loop.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "connections.hpp"
+#include "core/fd.hpp"
+#include "restart_runner.hpp"
+
+namespace fdsup::load {
+
+namespace {
+
+// The epoll data of the restart command's pidfd (connections use their index).
+constexpr uint64_t kRestartTag = UINT64_MAX;
+
+// One connection attempt, waiting at most until deadline; 0 or an errno.
+int tryConnect(const Target &target, Clock::time_point deadline)
+{
+    UniqueFd fd(socket(target.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        return errno;
+    }
+    if (connect(fd.get(), reinterpret_cast<const sockaddr *>(&target.address), target.length) == 0) {
+        return 0;
+    }
+    if (errno != EINPROGRESS) {
+        return errno;
+    }
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    pollfd p{.fd = fd.get(), .events = POLLOUT, .revents = 0};
+    if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0))) <= 0) {
+        return ETIMEDOUT;
+    }
+    int error = 0;
+    socklen_t len = sizeof error;
+    getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &len);
+    // Reset after the handshake: something listens there (and resets, which the run will count).
+    return error == ECONNRESET ? 0 : error;
+}
+
+// Nothing answers at the start: the run cannot measure anything. Retries a
+// refused connection every 10 ms (the server may still be starting).
+bool waitForServer(const Options &options, std::string &why)
+{
+    auto deadline = Clock::now() + options.timeout;
+    for (;;) {
+        int error = tryConnect(options.target, deadline);
+        if (error == 0) {
+            return true;
+        }
+        if (Clock::now() >= deadline || (error != ECONNREFUSED && error != ETIMEDOUT)) {
+            why = "cannot connect to " + options.target.text + ": " + std::strerror(error) + " (waited " +
+                  std::to_string(options.timeout.count()) + " ms)";
+            return false;
+        }
+        std::this_thread::sleep_for(
+            std::min<Clock::duration>(std::chrono::milliseconds(10), deadline - Clock::now()));
+    }
+}
+
+// 64 connections, a pidfd and epoll are few, but --connections may be large.
+void raiseFdLimit()
+{
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+Phase phaseOf(const RestartRunner &runner)
+{
+    if (!runner.started()) {
+        return Phase::Before;
+    }
+    return runner.allDone() ? Phase::After : Phase::During;
+}
+
+int waitMs(Clock::time_point until, Clock::time_point now)
+{
+    if (until <= now) {
+        return 0;
+    }
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
+    return static_cast<int>(std::min<int64_t>(ms, 60'000));
+}
+
+} // namespace
+
+bool runLoad(const Options &options, Report &report, std::string &why)
+{
+    raiseFdLimit();
+    if (!waitForServer(options, why)) {
+        return false;
+    }
+    UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll) {
+        why = std::string("epoll_create1: ") + std::strerror(errno);
+        return false;
+    }
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point end = start + options.duration;
+    Results results(start);
+    Connections conns(options, epoll.borrow(), results);
+    RestartRunner runner(options.restartCommand, options.restarts, start, options.duration);
+    std::vector<epoll_event> events(256);
+    Clock::time_point now = start;
+    conns.reopen(now);
+    while (now < end || !runner.allDone()) {
+        if (auto due = runner.nextDue(); due && *due <= now) {
+            if (int r = runner.startNext(now); r < 0) {
+                why = std::string("cannot run the restart command: ") + std::strerror(-r);
+                return false;
+            }
+            epoll_event ev{.events = EPOLLIN, .data = {.u64 = kRestartTag}};
+            epoll_ctl(epoll.get(), EPOLL_CTL_ADD, runner.pidfd().get(), &ev);
+        }
+        Clock::time_point until = std::min({conns.nextTimer(), now < end ? end : Clock::time_point::max(),
+                                            runner.nextDue().value_or(Clock::time_point::max())});
+        int timeout = conns.reopenPending() ? 0 : waitMs(until, now);
+        int n = epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), timeout);
+        if (n < 0 && errno != EINTR) {
+            why = std::string("epoll_wait: ") + std::strerror(errno);
+            return false;
+        }
+        now = Clock::now();
+        for (int i = 0; i < n; ++i) {
+            if (events[i].data.u64 == kRestartTag) {
+                runner.reap(now); // closing the pidfd takes it out of epoll
+            } else {
+                conns.onEvent(events[i].data.u64, events[i].events, now, phaseOf(runner));
+            }
+        }
+        conns.expire(now);
+        if (now < end || !runner.allDone()) {
+            conns.reopen(now);
+        }
+    }
+    report = results.finish(now, runner.records());
+    return true;
+}
+
+} // namespace fdsup::load
