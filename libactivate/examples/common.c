@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "activate/activate.h"
+#include "listen.h"
 
 /*
  * A connection's life: SERVING (read, answer) until the drain; then FLUSHING
@@ -56,6 +57,8 @@ const char *ex_name = "example";
 static struct {
     const struct proto *proto;
     const char *connect; /* --connect PATH: an external worker */
+    const char *listen;  /* --listen ADDR: our own listener when nobody passes one */
+    int own_listener;    /* bound here for --listen */
     int ep;
     struct source sig;
     struct source chan;
@@ -375,6 +378,9 @@ static void conn_settle(struct conn *c)
         }
         break;
     }
+    if (c->finishing && c->in.len == 0 && conn_serving(c)) {
+        c->close_after_flush = 1; /* everything received is answered */
+    }
     if (c->out.len == 0 && c->close_after_flush) {
         conn_close(c);
         return;
@@ -530,6 +536,22 @@ static void accept_some(int lfd)
 
 /* ---- drain ---- */
 
+/*
+ * The polite drain without a handoff: read what the client already sent,
+ * answer it (the protocol marks the last answer as closing), and close the
+ * connection once nothing received is left unanswered: an idle keep-alive
+ * connection at once. A request half received is read on until it is whole
+ * (answered, closing) or the deadline.
+ */
+static void conn_finish(struct conn *c)
+{
+    c->finishing = 1;
+    conn_read(c);
+    if (c->phase != PHASE_DEAD) {
+        conn_settle(c);
+    }
+}
+
 static void start_drain(int mode, long long deadline_msec)
 {
     S.mode = mode;
@@ -538,7 +560,9 @@ static void start_drain(int mode, long long deadline_msec)
     struct conn *next;
     for (struct conn *c = S.conns; c; c = next) {
         next = c->next;
-        if (conn_serving(c)) {
+        if (conn_serving(c) && mode == MODE_FINISHING) {
+            conn_finish(c);
+        } else if (conn_serving(c)) {
             if (c->phase == PHASE_LOCAL) {
                 S.nlocal--;
             }
@@ -934,15 +958,21 @@ static int setup(void)
 static void usage(const struct proto *p, FILE *f)
 {
     fprintf(f,
-            "usage: %s [--connect PATH]\n"
+            "usage: %s [--connect PATH | --listen ADDR]\n"
             "\n"
             "Serves the listeners passed in LISTEN_FDS (fdsupd, systemd) or sent over\n"
             "fdsupd's worker channel (FDSUP_CHANNEL); hands its connections over on DRAIN.\n"
+            "Without a channel that hands over, SIGTERM or SIGINT drains politely: stop\n"
+            "accepting, answer what was received (the last answer closes), close idle\n"
+            "connections, exit.\n"
             "\n"
             "  --connect PATH  run as a worker fdsupd did not spawn: connect to the\n"
             "                  service's activation socket PATH (\"@NAME\": abstract) and\n"
             "                  get the listeners over it; SIGTERM or SIGINT then hands\n"
             "                  every connection over to fdsupd before exiting\n"
+            "  --listen ADDR   when neither LISTEN_FDS nor a worker channel is there, bind\n"
+            "                  and listen on ADDR itself (127.0.0.1:PORT, [::1]:PORT;\n"
+            "                  SO_REUSEADDR, backlog 1024): no supervisor needed\n"
             "  -h, --help      show this help\n"
             "\n"
             "Exit status: 0 after a clean drain or stop, 1 on an error, 2 when it could\n"
@@ -969,7 +999,28 @@ int ex_parse_args(const struct proto *p, int argc, char **argv, struct ex_option
             o->connect = path;
             continue;
         }
+        if (strcmp(a, "--listen") == 0 || strncmp(a, "--listen=", 9) == 0) {
+            const char *addr = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
+            struct sockaddr_storage ss;
+            socklen_t len;
+            const char *why = addr == NULL ? "--listen needs an ADDR" : ex_listen_parse(addr, &ss, &len);
+            if (why != NULL) {
+                fprintf(stderr, "%s: --listen %s: %s\n", p->name, addr ? addr : "", why);
+                usage(p, stderr);
+                return 2;
+            }
+            o->listen = addr;
+            continue;
+        }
         fprintf(stderr, "%s: unknown argument '%s'\n", p->name, a);
+        usage(p, stderr);
+        return 2;
+    }
+    if (o->connect && o->listen) {
+        fprintf(
+            stderr,
+            "%s: --connect and --listen exclude each other (listeners come from fdsupd, or are our own)\n",
+            p->name);
         usage(p, stderr);
         return 2;
     }
@@ -988,6 +1039,30 @@ static const char *connect_hint(int r)
     default:
         return "";
     }
+}
+
+/* --listen ADDR: our own listener. Returns 0 or the exit code. */
+static int start_listening(void)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (ex_listen_parse(S.listen, &ss, &len) != NULL) {
+        return 2; /* ex_parse_args() checked it */
+    }
+    int fd = ex_listen_open(&ss, len);
+    if (fd < 0) {
+        ex_log("cannot listen on %s: %s", S.listen, strerror(-fd));
+        return 2;
+    }
+    int r = add_listener(fd);
+    if (r < 0) {
+        ex_log("cannot watch the listener on %s: %s", S.listen, strerror(-r));
+        close(fd);
+        return 2;
+    }
+    S.own_listener = 1;
+    ex_log("listening on %s (port %d)", S.listen, ex_listen_port(fd));
+    return 0;
 }
 
 /* Listeners from LISTEN_FDS, and the worker channel if FDSUP_CHANNEL names one. Returns 0 or the exit code.
@@ -1013,8 +1088,15 @@ static int start_spawned(void)
         ex_log("cannot open the worker channel: %s", strerror(-r));
         return 2;
     }
+    if (S.ch == NULL && S.nlisteners == 0 && S.listen) {
+        return start_listening();
+    }
+    if (S.listen) {
+        ex_log("--listen %s ignored: the listeners come from %s", S.listen,
+               S.ch ? "the worker channel" : "LISTEN_FDS");
+    }
     if (S.ch == NULL && S.nlisteners == 0) {
-        ex_log("no listeners: run me under fdsupd or systemd-socket-activate, or with --connect");
+        ex_log("no listeners: run me under fdsupd or systemd-socket-activate, or with --connect or --listen");
         return 2;
     }
     return 0;
@@ -1036,6 +1118,7 @@ int ex_run(const struct proto *p, const struct ex_options *o)
 {
     S.proto = p;
     S.connect = o->connect;
+    S.listen = o->listen;
     ex_name = p->name;
     S.ep = S.sig.fd = S.chan.fd = -1;
     int r = setup();
@@ -1062,8 +1145,8 @@ int ex_run(const struct proto *p, const struct ex_options *o)
     if (S.connect) {
         ex_log("started: connected to the activation socket %s", S.connect);
     } else {
-        ex_log("started: %zu listener%s from LISTEN_FDS, %s", S.nlisteners, S.nlisteners == 1 ? "" : "s",
-               S.ch ? "channel" : "no channel");
+        ex_log("started: %zu listener%s from %s, %s", S.nlisteners, S.nlisteners == 1 ? "" : "s",
+               S.own_listener ? "--listen" : "LISTEN_FDS", S.ch ? "channel" : "no channel");
     }
     if (S.ch == NULL) {
         ex_log("ready: serving %zu listener%s", S.nlisteners, S.nlisteners == 1 ? "" : "s");

@@ -30,6 +30,13 @@ struct conn {
     struct buf in;
     struct buf out;
     int close_after_flush; /* answer what is in `out`, then close: never handed over */
+    /*
+     * Set when the server stops without a handoff (SIGTERM without a channel
+     * that hands over, handoff = false): the protocol answers the requests
+     * received, the last answer saying it closes (HTTP: "Connection: close");
+     * once nothing received is left unanswered the loop closes the connection.
+     */
+    int finishing;
     /* The loop's own bookkeeping. */
     int phase;
     int eof;
@@ -76,18 +83,24 @@ struct ex_options {
      * FDSUP_CHANNEL, as fdsupd or systemd spawned it.
      */
     const char *connect;
+    /*
+     * --listen ADDR ("127.0.0.1:PORT", "[::1]:PORT"): with no LISTEN_FDS and
+     * no worker channel, bind and listen on ADDR here (no supervisor at all);
+     * NULL: no such fallback.
+     */
+    const char *listen;
 };
 
 /*
- * Reads the command line (-h/--help, --connect PATH) into *o. Returns -1 to
+ * Reads the command line (-h/--help, --connect PATH, --listen ADDR) into *o. Returns -1 to
  * run, or the exit code: 0 after --help (usage on stdout), 2 for a bad
  * command line (the reason and the usage on stderr).
  */
 int ex_parse_args(const struct proto *p, int argc, char **argv, struct ex_options *o);
 
 /*
- * Runs the server: listeners from LISTEN_FDS, the worker channel or an
- * activation socket (o->connect), accept, read, on_input, write, ADOPT, DRAIN
+ * Runs the server: listeners from LISTEN_FDS, the worker channel, an
+ * activation socket (o->connect) or its own (o->listen), accept, read, on_input, write, ADOPT, DRAIN
  * and handoff, SIGTERM. Returns the exit code: 0 after a clean drain or stop,
  * 1 on a runtime or channel error, 2 when it could not start (fdsupd refused
  * an external worker included).

@@ -16,6 +16,10 @@
  * in flight are flushed before the handoff; "Connection: close" requests are
  * answered and closed, never handed over.
  *
+ * Stopped without a handoff (SIGTERM, handoff = false, --listen), the drain
+ * is polite: the requests already received are answered, the last of them
+ * with "Connection: close", and idle connections are closed (common.c).
+ *
  * Everything else (the command line, listeners from LISTEN_FDS, the worker
  * channel or --connect's activation socket, epoll, DRAIN, ADOPT, HANDOFF,
  * SIGTERM) is common.c, shared with seqnum-echo.
@@ -83,6 +87,18 @@ static int respond(struct conn *c, int status, const char *reason, int keep_aliv
         c->in.len = 0; /* whatever was pipelined after it is not answered */
     }
     return 0;
+}
+
+/* Does c->in hold another request's whole header (pipelined), to be answered before closing? */
+static int request_follows(const struct conn *c)
+{
+    const char *data = (const char *)c->in.data;
+    size_t len = c->in.len;
+    while (len >= 2 && data[0] == '\r' && data[1] == '\n') {
+        data += 2;
+        len -= 2;
+    }
+    return len >= 4 && memmem(data, len, "\r\n\r\n", 4) != NULL;
 }
 
 /* A request the connection cannot go on after: answer and close. */
@@ -198,6 +214,9 @@ static int answer_one(struct conn *c)
 
     int keep_alive = !conn_close && (http11 || conn_keep_alive);
     buf_consume(&c->in, header_len + (size_t)length);
+    if (c->finishing && !request_follows(c)) {
+        keep_alive = 0; /* the polite drain: the last request received is answered "Connection: close" */
+    }
     int r = get || head ? respond(c, 200, "OK", keep_alive, head)
                         : respond(c, 405, "Method Not Allowed", keep_alive, 0);
     return r < 0 ? -1 : 1;
