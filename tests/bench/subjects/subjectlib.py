@@ -1,7 +1,8 @@
 """Helpers the alternatives' subjects share (shim, nginx, naive, systemd, haproxy): no subject here.
 
-Also run as a program by the naive subject's restart command:
+Also run as a program by the restart commands of naive and haproxy-reload:
     python3 subjectlib.py restart-naive WORKDIR
+    python3 subjectlib.py reload-haproxy MASTER_SOCKET
 """
 
 from __future__ import annotations
@@ -131,8 +132,59 @@ def restart_naive(workdir: pathlib.Path) -> int:
     return 0
 
 
+# ---- haproxy-reload's restart: the master CLI's reload, then wait for the new worker ----
+
+def master_cli(sock: str, line: str, timeout: float = 5.0) -> str:
+    """One command on HAProxy's master CLI (-S SOCKET): its whole answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock)
+        s.sendall(line.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)  # the CLI answers and closes once our side is done
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out.decode(errors="replace")
+
+
+def current_workers(show_proc: str) -> set[int]:
+    """The pids under "# workers" (not "# old workers") in the master CLI's `show proc`."""
+    pids, section = set(), ""
+    for line in show_proc.splitlines():
+        if line.startswith("#"):
+            section = line.strip("# ").lower() if not line.startswith("#<") else section
+            continue
+        fields = line.split()
+        if section == "workers" and len(fields) >= 2 and fields[1] == "worker" and fields[0].isdigit():
+            pids.add(int(fields[0]))
+    return pids
+
+
+def reload_haproxy(sock: str, timeout: float = 15.0) -> int:
+    """`reload` on the master CLI (HAProxy 2.6 answers before the new worker exists), then returns
+    once `show proc` lists a current worker that was not there before; 1 past timeout."""
+    before = current_workers(master_cli(sock, "show proc"))
+    master_cli(sock, "reload")
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while time.monotonic() < deadline:
+        try:
+            now = current_workers(master_cli(sock, "show proc"))
+        except OSError:
+            now = set()  # the master re-executes itself: its CLI is back in a moment
+        if now and not now & before:
+            return 0
+        time.sleep(pause)  # nothing signals the new worker's start to a CLI client
+        pause = min(pause * 2, 0.02)
+    print(f"reload-haproxy: no new worker within {timeout:g} s (workers before: {sorted(before)})",
+          file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "restart-naive":
         sys.exit(restart_naive(pathlib.Path(sys.argv[2])))
-    print(f"usage: {sys.argv[0]} restart-naive WORKDIR", file=sys.stderr)
+    if len(sys.argv) == 3 and sys.argv[1] == "reload-haproxy":
+        sys.exit(reload_haproxy(sys.argv[2]))
+    print(f"usage: {sys.argv[0]} restart-naive WORKDIR | reload-haproxy MASTER_SOCKET", file=sys.stderr)
     sys.exit(2)
