@@ -83,6 +83,6 @@ def spread(f: dict) -> str:
     """median (min–max), or the median alone when all samples agree."""
     if f.get("median") is None:
         return "–"
-    if f["min"] == f["max"]:
+    if fmt(f["min"]) == fmt(f["max"]):  # the same as printed: no spread to show
         return fmt(f["median"])
     return f"{fmt(f['median'])} ({fmt(f['min'])}–{fmt(f['max'])})"
