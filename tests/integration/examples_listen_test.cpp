@@ -191,6 +191,33 @@ TEST_F(ListenExample, ARequestReceivedBeforeSigtermIsAnsweredWithConnectionClose
     EXPECT_EQ(server_->wait(kEventDeadline), std::optional<int>(0)) << server_->log();
 }
 
+// The sockets of process pid (its /proc/PID/fd entries "socket:[...]").
+std::size_t socketsOf(pid_t pid)
+{
+    std::size_t n = 0;
+    for (const auto &[fd, target] : openFds(pid)) {
+        n += target.starts_with("socket:") ? 1 : 0;
+    }
+    return n;
+}
+
+TEST_F(ListenExample, AConnectionAcceptedBeforeSigtermGetsItsFirstRequestAnswered)
+{
+    ASSERT_NO_FATAL_FAILURE(start("FDSUP_TEST_HTTP_KEEPALIVE", "127.0.0.1:0"));
+    const std::size_t before = socketsOf(server_->pid());
+    UniqueFd fresh = connectLoopback(port_);
+    // Accepted (not in the backlog, which closes with the listener), and nothing sent yet: not idle.
+    ASSERT_TRUE(waitUntil([&] { return socketsOf(server_->pid()) > before; })) << server_->log();
+
+    ASSERT_NO_FATAL_FAILURE(terminate());
+    sendAll(fresh.borrow(), kRequest);
+    const Received r = readToClose(fresh.borrow());
+    EXPECT_THAT(r.data, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
+    EXPECT_THAT(r.data, HasSubstr("Connection: close\r\n"));
+    EXPECT_EQ(r.end, "EOF");
+    EXPECT_EQ(server_->wait(kEventDeadline), std::optional<int>(0)) << server_->log();
+}
+
 TEST_F(ListenExample, SeqnumEchoFinishesAHalfNumberOnSigtermThenCloses)
 {
     ASSERT_NO_FATAL_FAILURE(start("FDSUP_TEST_SEQNUM_ECHO", "127.0.0.1:0"));
