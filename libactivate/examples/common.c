@@ -378,7 +378,7 @@ static void conn_settle(struct conn *c)
         }
         break;
     }
-    if (c->finishing && c->in.len == 0 && conn_serving(c)) {
+    if (c->finishing && c->in.len == 0 && !c->fresh && conn_serving(c)) {
         c->close_after_flush = 1; /* everything received is answered */
     }
     if (c->out.len == 0 && c->close_after_flush) {
@@ -438,6 +438,7 @@ static void conn_read(struct conn *c)
         return;
     }
     c->in.len += (size_t)n;
+    c->fresh = 0;
     if (conn_input(c) < 0) {
         return;
     }
@@ -528,7 +529,9 @@ static void accept_some(int lfd)
             }
             return;
         }
-        if (conn_new(fd)) {
+        struct conn *c = conn_new(fd);
+        if (c) {
+            c->fresh = 1;
             S.accepted++;
         }
     }
@@ -540,7 +543,9 @@ static void accept_some(int lfd)
  * The polite drain without a handoff: read what the client already sent,
  * answer it (the protocol marks the last answer as closing), and close the
  * connection once nothing received is left unanswered: an idle keep-alive
- * connection at once. A request half received is read on until it is whole
+ * connection at once. A request half received, and the first request of a
+ * connection accepted just before (nothing read from it yet: closing it
+ * would fail a client that did nothing wrong), are read on until whole
  * (answered, closing) or the deadline.
  */
 static void conn_finish(struct conn *c)

@@ -37,6 +37,8 @@ struct conn {
      * once nothing received is left unanswered the loop closes the connection.
      */
     int finishing;
+    /* Accepted and nothing read from it yet: its first request may still be on its way. */
+    int fresh;
     /* The loop's own bookkeeping. */
     int phase;
     int eof;

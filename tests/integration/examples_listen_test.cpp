@@ -1,11 +1,13 @@
 // libactivate's examples with no supervisor at all (--listen ADDR): they bind
 // their own port, serve, and on SIGTERM drain politely: stop accepting,
 // answer what was received (the last answer says "Connection: close"), close
-// idle keep-alive connections, exit 0. Real processes, real sockets on loopback.
+// idle keep-alive connections, exit 0. The same drain under fdsupd with
+// `handoff = false`. Real processes, real sockets on loopback.
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -191,6 +193,33 @@ TEST_F(ListenExample, ARequestReceivedBeforeSigtermIsAnsweredWithConnectionClose
     EXPECT_EQ(server_->wait(kEventDeadline), std::optional<int>(0)) << server_->log();
 }
 
+// The sockets of process pid (its /proc/PID/fd entries "socket:[...]").
+std::size_t socketsOf(pid_t pid)
+{
+    std::size_t n = 0;
+    for (const auto &[fd, target] : openFds(pid)) {
+        n += target.starts_with("socket:") ? 1 : 0;
+    }
+    return n;
+}
+
+TEST_F(ListenExample, AConnectionAcceptedBeforeSigtermGetsItsFirstRequestAnswered)
+{
+    ASSERT_NO_FATAL_FAILURE(start("FDSUP_TEST_HTTP_KEEPALIVE", "127.0.0.1:0"));
+    const std::size_t before = socketsOf(server_->pid());
+    UniqueFd fresh = connectLoopback(port_);
+    // Accepted (not in the backlog, which closes with the listener), and nothing sent yet: not idle.
+    ASSERT_TRUE(waitUntil([&] { return socketsOf(server_->pid()) > before; })) << server_->log();
+
+    ASSERT_NO_FATAL_FAILURE(terminate());
+    sendAll(fresh.borrow(), kRequest);
+    const Received r = readToClose(fresh.borrow());
+    EXPECT_THAT(r.data, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
+    EXPECT_THAT(r.data, HasSubstr("Connection: close\r\n"));
+    EXPECT_EQ(r.end, "EOF");
+    EXPECT_EQ(server_->wait(kEventDeadline), std::optional<int>(0)) << server_->log();
+}
+
 TEST_F(ListenExample, SeqnumEchoFinishesAHalfNumberOnSigtermThenCloses)
 {
     ASSERT_NO_FATAL_FAILURE(start("FDSUP_TEST_SEQNUM_ECHO", "127.0.0.1:0"));
@@ -241,6 +270,60 @@ TEST(ListenExampleArguments, APortInUseIsRefusedAtStart)
     const ProcessResult r = runProcess({requireEnv("FDSUP_TEST_SEQNUM_ECHO"), "--listen", addr});
     EXPECT_EQ(r.exitCode, 2) << r.err;
     EXPECT_THAT(r.err, HasSubstr("cannot listen on " + addr + ": Address already in use"));
+}
+
+// The same polite drain is what fdsupd's rollout of a service without handoff gets (SIGTERM).
+class PoliteDrainUnderFdsupd : public DaemonTest<> {};
+
+TEST_F(PoliteDrainUnderFdsupd, WithoutHandoffARestartAnswersThePendingRequestWithConnectionClose)
+{
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+[service.web]
+command = [")" + requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
+                                  R"("]
+sockets = ["web"]
+ready = "channel"
+handoff = false
+drain_timeout = "30s"
+)",
+                              why))
+        << why;
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
+    const int port = fdsupd_.port("web");
+    UniqueFd idle = connectLoopback(port);
+    sendAll(idle.borrow(), kRequest);
+    EXPECT_THAT(readResponse(idle.borrow()), HasSubstr("\"generation\":\"1\""));
+    UniqueFd busy = connectLoopback(port);
+    sendAll(busy.borrow(), kRequest);
+    EXPECT_THAT(readResponse(busy.borrow()), HasSubstr("Connection: keep-alive\r\n"));
+    sendAll(busy.borrow(), "GET / HTTP/1.1\r\nHost: x\r\n"); // half a request at the drain
+
+    auto restart = std::async(std::launch::async, [&] {
+        return fdsupd_.fdsupctl({"restart", "--wait", "web"});
+    });
+    EXPECT_TRUE(waitUntil([&] {
+        return fdsupd_.log().find("SIGTERM: finishing 2 connections") != std::string::npos;
+    })) << fdsupd_.log();
+    const Received closed = readToClose(idle.borrow());
+    EXPECT_EQ(closed.end, "EOF");
+    EXPECT_EQ(closed.data, "");
+    sendAll(busy.borrow(), "\r\n");
+    const Received last = readToClose(busy.borrow());
+    EXPECT_THAT(last.data, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
+    EXPECT_THAT(last.data, HasSubstr("Connection: close\r\n"));
+    EXPECT_THAT(last.data, HasSubstr("\"generation\":\"1\""));
+    EXPECT_EQ(last.end, "EOF");
+    const ProcessResult restarted = restart.get();
+    EXPECT_EQ(restarted.exitCode, 0) << restarted.out << restarted.err;
+
+    UniqueFd next = connectLoopback(port);
+    sendAll(next.borrow(), kRequest);
+    EXPECT_THAT(readResponse(next.borrow()), HasSubstr("\"generation\":\"2\""));
+    next.reset();
+    EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
 } // namespace
