@@ -139,6 +139,16 @@ TEST_F(FdsupLoad, NothingListeningAtTheStartExits1)
     EXPECT_NE(r.err.find("Connection refused"), std::string::npos) << r.err;
 }
 
+TEST_F(FdsupLoad, MoreConnectionsThanDescriptorsExits1)
+{
+    auto r = runProcess({"/usr/bin/prlimit", "--nofile=64:64", requireEnv("FDSUP_LOAD"), "--target",
+                         target(peer("chunked")), "--connections", "40"});
+    EXPECT_EQ(r.exitCode, 1);
+    EXPECT_NE(r.err.find("40 connections need more descriptors than RLIMIT_NOFILE allows (64"),
+              std::string::npos)
+        << r.err;
+}
+
 TEST_F(FdsupLoad, ABadCommandLineExits2AndSaysWhy)
 {
     auto r = runProcess({requireEnv("FDSUP_LOAD"), "--target", "127.0.0.1:80", "--connections", "many"});
