@@ -38,13 +38,13 @@ protected:
         return j;
     }
 
-    // Starts peer_server.py MODE; its port once it listens.
-    int peer(const std::string &mode)
+    // Starts peer_server.py MODE on host; its port once it listens.
+    int peer(const std::string &mode, const std::string &host = "127.0.0.1")
     {
-        auto portFile = dir_ / (mode + ".port");
+        auto portFile = dir_ / (mode + std::to_string(peers_.size()) + ".port");
         peers_.push_back(std::make_unique<BackgroundProcess>(
-            std::vector<std::string>{requireEnv("FDSUP_LOAD_PEER_SERVER"), mode, portFile.string()},
-            dir_ / (mode + ".log")));
+            std::vector<std::string>{requireEnv("FDSUP_LOAD_PEER_SERVER"), mode, portFile.string(), host},
+            dir_ / (mode + std::to_string(peers_.size()) + ".log")));
         EXPECT_TRUE(waitUntil([&] { return std::filesystem::exists(portFile); })) << peers_.back()->log();
         return std::stoi(readFile(portFile));
     }
@@ -174,6 +174,17 @@ TEST_F(FdsupLoad, EachMisbehaviourIsCountedInItsClass)
             EXPECT_GT(j["counts"]["ok"], 0);
         }
     }
+}
+
+TEST_F(FdsupLoad, Ipv6ChunkedKeepAlive)
+{
+    std::string ipv6 = "[::1]:" + std::to_string(peer("chunked", "::1"));
+    json j = run({"--target", ipv6, "--connections", "2", "--duration", "300ms"});
+    EXPECT_EQ(j["target"], ipv6);
+    EXPECT_GT(j["counts"]["ok"], 0);
+    EXPECT_EQ(j["failures"], 0) << j.dump(2);
+    EXPECT_EQ(j["counts"]["forced_reconnects"], 0);
+    EXPECT_EQ(j["counts"]["connections_opened"], 2);
 }
 
 TEST_F(FdsupLoad, ConnectionCloseIsAForcedReconnectNotAFailure)
