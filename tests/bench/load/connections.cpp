@@ -114,13 +114,17 @@ void Connections::failIo(size_t index, Clock::time_point now, int error, bool eo
     }
 }
 
+// One live heap entry per connection: a deadline that moves later (the next
+// request of a keep-alive connection) keeps the entry it has, which re-arms
+// itself when it comes due; an earlier one (a pause) pushes a new entry and
+// the old one is skipped as stale.
 void Connections::schedule(size_t index, Clock::time_point when)
 {
     Connection &c = conns_[index];
-    bool queuedLater = c.queuedSeq != 0 && c.wake <= when;
     c.wake = when;
-    if (!queuedLater) {
+    if (c.queuedSeq == 0 || when < c.queuedAt) {
         c.queuedSeq = ++timerSeq_;
+        c.queuedAt = when;
         timers_.push({when, index, c.queuedSeq});
     }
 }

@@ -31,6 +31,7 @@ struct Connection {
     Clock::time_point requestStart;
     Clock::time_point wake = Clock::time_point::max(); // the request deadline, or the end of a pause
     uint64_t queuedSeq = 0;                            // the live timer entry (0: none)
+    Clock::time_point queuedAt;                        // when that entry comes due
     HttpResponseParser http;
     SeqnumStream stream;
 };
@@ -87,7 +88,7 @@ private:
     std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
     uint64_t timerSeq_ = 0;
     std::mt19937_64 random_{std::random_device{}()};
-    std::vector<char> buffer_ = std::vector<char>(64 * 1024);
+    std::vector<char> buffer_ = std::vector<char>(size_t{64} * 1024);
 };
 
 } // namespace fdsup::load

@@ -38,13 +38,13 @@ protected:
         return j;
     }
 
-    // Starts peer_server.py MODE; its port once it listens.
-    int peer(const std::string &mode)
+    // Starts peer_server.py MODE on host; its port once it listens.
+    int peer(const std::string &mode, const std::string &host = "127.0.0.1")
     {
-        auto portFile = dir_ / (mode + ".port");
+        auto portFile = dir_ / (mode + std::to_string(peers_.size()) + ".port");
         peers_.push_back(std::make_unique<BackgroundProcess>(
-            std::vector<std::string>{requireEnv("FDSUP_LOAD_PEER_SERVER"), mode, portFile.string()},
-            dir_ / (mode + ".log")));
+            std::vector<std::string>{requireEnv("FDSUP_LOAD_PEER_SERVER"), mode, portFile.string(), host},
+            dir_ / (mode + std::to_string(peers_.size()) + ".log")));
         EXPECT_TRUE(waitUntil([&] { return std::filesystem::exists(portFile); })) << peers_.back()->log();
         return std::stoi(readFile(portFile));
     }
@@ -139,6 +139,16 @@ TEST_F(FdsupLoad, NothingListeningAtTheStartExits1)
     EXPECT_NE(r.err.find("Connection refused"), std::string::npos) << r.err;
 }
 
+TEST_F(FdsupLoad, MoreConnectionsThanDescriptorsExits1)
+{
+    auto r = runProcess({"/usr/bin/prlimit", "--nofile=64:64", requireEnv("FDSUP_LOAD"), "--target",
+                         target(peer("chunked")), "--connections", "40"});
+    EXPECT_EQ(r.exitCode, 1);
+    EXPECT_NE(r.err.find("40 connections need more descriptors than RLIMIT_NOFILE allows (64"),
+              std::string::npos)
+        << r.err;
+}
+
 TEST_F(FdsupLoad, ABadCommandLineExits2AndSaysWhy)
 {
     auto r = runProcess({requireEnv("FDSUP_LOAD"), "--target", "127.0.0.1:80", "--connections", "many"});
@@ -164,6 +174,17 @@ TEST_F(FdsupLoad, EachMisbehaviourIsCountedInItsClass)
             EXPECT_GT(j["counts"]["ok"], 0);
         }
     }
+}
+
+TEST_F(FdsupLoad, Ipv6ChunkedKeepAlive)
+{
+    std::string ipv6 = "[::1]:" + std::to_string(peer("chunked", "::1"));
+    json j = run({"--target", ipv6, "--connections", "2", "--duration", "300ms"});
+    EXPECT_EQ(j["target"], ipv6);
+    EXPECT_GT(j["counts"]["ok"], 0);
+    EXPECT_EQ(j["failures"], 0) << j.dump(2);
+    EXPECT_EQ(j["counts"]["forced_reconnects"], 0);
+    EXPECT_EQ(j["counts"]["connections_opened"], 2);
 }
 
 TEST_F(FdsupLoad, ConnectionCloseIsAForcedReconnectNotAFailure)

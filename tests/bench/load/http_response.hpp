@@ -33,7 +33,7 @@ public:
     [[nodiscard]] const std::string &error() const { return error_; }
 
     // The longest status or header line, and chunk-size line, accepted.
-    static constexpr size_t kMaxLine = 16 * 1024;
+    static constexpr size_t kMaxLine = size_t{16} * 1024;
 
 private:
     enum class State {

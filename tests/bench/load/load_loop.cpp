@@ -68,14 +68,24 @@ bool waitForServer(const Options &options, std::string &why)
     }
 }
 
-// 64 connections, a pidfd and epoll are few, but --connections may be large.
-void raiseFdLimit()
+// 64 connections, a pidfd and epoll are few, but --connections may be
+// large: the soft limit is raised to the hard one, and a run that would not
+// fit in it is refused rather than counted as a storm of EMFILE.
+bool raiseFdLimit(int connections, std::string &why)
 {
     rlimit limit{};
     if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
         limit.rlim_cur = limit.rlim_max;
         setrlimit(RLIMIT_NOFILE, &limit);
     }
+    getrlimit(RLIMIT_NOFILE, &limit);
+    constexpr rlim_t kSpare = 32; // stdio, epoll, the pidfd, the probe
+    if (limit.rlim_cur != RLIM_INFINITY && static_cast<rlim_t>(connections) + kSpare > limit.rlim_cur) {
+        why = std::to_string(connections) + " connections need more descriptors than RLIMIT_NOFILE allows (" +
+              std::to_string(limit.rlim_cur) + ", " + std::to_string(kSpare) + " kept for the rest)";
+        return false;
+    }
+    return true;
 }
 
 Phase phaseOf(const RestartRunner &runner)
@@ -99,8 +109,7 @@ int waitMs(Clock::time_point until, Clock::time_point now)
 
 bool runLoad(const Options &options, Report &report, std::string &why)
 {
-    raiseFdLimit();
-    if (!waitForServer(options, why)) {
+    if (!raiseFdLimit(options.connections, why) || !waitForServer(options, why)) {
         return false;
     }
     UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));

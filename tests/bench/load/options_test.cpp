@@ -11,7 +11,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-ParseResult parse(std::vector<std::string_view> args)
+ParseResult parse(const std::vector<std::string_view> &args)
 {
     return parseOptions(args);
 }

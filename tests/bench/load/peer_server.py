@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # A misbehaving HTTP server for fdsup-load's tests: each mode produces one class of failure.
-# usage: peer_server.py MODE PORTFILE   (binds 127.0.0.1:0, writes the port to PORTFILE)
+# usage: peer_server.py MODE PORTFILE [HOST]   (binds HOST (127.0.0.1) port 0, writes the port to PORTFILE)
 #   reset      accept, then close with RST (SO_LINGER 0) before answering   -> fresh_reset
 #   eof        read the request, then close politely without answering     -> fresh_eof
 #   half       send half a response (Content-Length 100, 10 bytes), close   -> mid_response
@@ -15,6 +15,7 @@ import sys
 import threading
 
 MODE, PORTFILE = sys.argv[1], sys.argv[2]
+HOST = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
 BODY = b"hello"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + BODY
 held = []  # silent mode: connections kept open, never answered
@@ -70,8 +71,8 @@ def serve(conn):
         conn.close()
 
 
-listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-listener.bind(("127.0.0.1", 0))
+listener = socket.socket(socket.AF_INET6 if ":" in HOST else socket.AF_INET, socket.SOCK_STREAM)
+listener.bind((HOST, 0))
 listener.listen(1024)
 with open(PORTFILE + ".tmp", "w") as f:
     f.write(str(listener.getsockname()[1]))

@@ -10,7 +10,7 @@ namespace {
 std::string fixed(double value, int digits = 1)
 {
     char text[64];
-    std::snprintf(text, sizeof text, "%.*f", digits, value);
+    (void)std::snprintf(text, sizeof text, "%.*f", digits, value);
     return text;
 }
 

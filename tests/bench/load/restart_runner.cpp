@@ -19,7 +19,7 @@ double msSince(Clock::time_point start, Clock::time_point t)
 
 } // namespace
 
-RestartRunner::RestartRunner(std::optional<std::string> command, int count, Clock::time_point start,
+RestartRunner::RestartRunner(const std::optional<std::string> &command, int count, Clock::time_point start,
                              Clock::duration duration)
     : command_(command.value_or("")), count_(command ? count : 0), start_(start), duration_(duration),
       lastEnd_(start)

@@ -18,7 +18,7 @@ namespace fdsup::load {
 // pidfd() (readable when the running command exited) and calls reap().
 class RestartRunner {
 public:
-    RestartRunner(std::optional<std::string> command, int count, Clock::time_point start,
+    RestartRunner(const std::optional<std::string> &command, int count, Clock::time_point start,
                   Clock::duration duration);
     ~RestartRunner();
     RestartRunner(const RestartRunner &) = delete;
