@@ -10,6 +10,7 @@ import sys
 import tempfile
 import unittest
 
+sys.dont_write_bytecode = True  # nothing written into the source tree
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from benchlib import fleet, programs, report, restart_figures, stats  # noqa: E402
 from benchlib.tiers import SECTIONS  # noqa: E402

@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # nothing written into the source tree
 sys.path.insert(0, str(HERE))
 from benchlib import restarts  # noqa: E402
 from benchlib.tiers import SECTIONS  # noqa: E402
