@@ -1,131 +1,193 @@
-// handoff-bench: what moving established connections through fdsupd costs.
+// handoff-bench: how fast fdsupd moves established connections, against the kernel's own limit.
 //
-// Runs a real fdsupd with 4 seqnum-echo instances (libactivate/examples),
-// opens N idle client connections (one round trip each, so every one is
-// accepted and served), rolls the service out with every connection handed
-// over and adopted, and checks each connection with one more round trip.
-// Prints the rollout's wall time, fdsupd's CPU time (user + system, from
-// /proc, 10 ms ticks) per rollout and per connection moved, and how many
-// connections failed. Run with `meson test -C build --benchmark` or directly
-// with the same environment as the tests.
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstdint>
+// For each size (tier smoke: 256 and 1,024; quick and full: 1,024, 4,096
+// and 16,384 connections) and each repetition, interleaved:
+//   - raw: the same number of connected TCP sockets sent from one process to
+//     another over one AF_UNIX socketpair, 253 per message (handoff_raw.hpp);
+//   - fdsupd: a rollout of 4 seqnum-echo instances (libactivate/examples)
+//     holding that many idle client connections, every one handed over
+//     through a real fdsupd and adopted by a replacement, then checked with a
+//     round trip (handoff_fdsupd.hpp says what the clock covers).
+// Plus fdsupd's CPU time per connection, a rollout without connections (the
+// fixed part), and fdsupd's system calls during one more handoff (strace -c).
+//
+//   handoff-bench [--tier smoke|quick|full] [--json FILE] [--sizes N,N...]
+//
+// Prints a table on stdout, progress on stderr; writes fdsup-bench/1 JSON
+// with --json (docs/benchmark.md). Exit 0 when it measured, 1 when it
+// could not (why on stderr), 2 for a bad command line.
 #include <cstdio>
+#include <cstring>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
 
-#include "daemon_harness.hpp"
+#include "handoff_fdsupd.hpp"
+#include "handoff_notes.hpp"
+#include "handoff_raw.hpp"
+#include "handoff_report.hpp"
 #include "test_support.hpp"
 
+namespace fdsup::bench {
 namespace {
 
-using fdsup::UniqueFd;
-using fdsup::test::DaemonHarness;
+struct Tier {
+    std::string name;
+    std::vector<int> sizes;
+    int repeats = 0;
+    int traced = 0; // the size whose extra handoff runs under strace
+};
 
-// One seqnum round trip; false on any error (the socket has 10 s timeouts,
-// so an interruption is EINTR, retried: no error of the connection).
-bool roundTrip(const UniqueFd &fd, std::uint32_t number)
+bool parseTier(const std::string &name, Tier &tier)
 {
-    const std::uint32_t wire = htonl(number);
-    ssize_t sent = 0;
-    do {
-        sent = send(fd.get(), &wire, sizeof wire, MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent != sizeof wire) {
+    if (name == "smoke") {
+        tier = {name, {256, 1024}, 1, 256};
+    } else if (name == "quick") {
+        tier = {name, {1024, 4096, 16384}, 3, 4096};
+    } else if (name == "full") {
+        tier = {name, {1024, 4096, 16384}, 5, 16384};
+    } else {
         return false;
     }
-    std::uint32_t echo = 0;
-    std::size_t got = 0;
-    while (got < sizeof echo) {
-        const ssize_t n = recv(fd.get(), reinterpret_cast<char *>(&echo) + got, sizeof echo - got, 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        got += static_cast<std::size_t>(n);
-    }
-    return ntohl(echo) == number;
+    return true;
 }
 
-int run()
+std::string withCommas(int n)
 {
-    const std::string seqnum = fdsup::test::requireEnv("FDSUP_TEST_SEQNUM_ECHO");
-    (void)std::printf("%-12s %-10s %12s %16s %18s %9s\n", "connections", "instances", "rollout ms",
-                      "fdsupd CPU ms", "CPU us/connection", "failed");
-    for (const int connections : {256, 1024, 4096}) {
-        constexpr int kInstances = 4;
-        DaemonHarness fdsupd;
-        std::string why;
-        const std::string config = fdsupd.supervisorTable() + R"(
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-backlog = 8192
+    std::string s = std::to_string(n);
+    for (int at = static_cast<int>(s.size()) - 3; at > 0; at -= 3) {
+        s.insert(static_cast<std::size_t>(at), ",");
+    }
+    return s;
+}
 
-[service.web]
-command = [")" + seqnum + R"("]
-sockets = ["web"]
-instances = )" + std::to_string(kInstances) +
-                                   R"(
-ready = "channel"
-handoff = true
-drain_timeout = "60s"
+void raiseNofile()
+{
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
 
-[service.web.limits]
-nofile = 16384
-)";
-        if (!fdsupd.start(config, why)) {
-            (void)std::fprintf(stderr, "fdsupd did not start: %s\n", why.c_str());
-            return 1;
-        }
-        if (const auto started = fdsupd.call("io.fdsup.Manager.Start", {{"service", "web"}});
-            !started.error.empty()) {
-            (void)std::fprintf(stderr, "web did not start: %s %s\n%s", started.error.c_str(),
-                               started.parameters.dump().c_str(), fdsupd.log().c_str());
-            return 1;
-        }
-        const int port = fdsupd.port("web");
-        std::vector<UniqueFd> clients;
-        int failed = 0;
-        for (int i = 0; i < connections; ++i) {
-            clients.push_back(fdsup::test::connectLoopback(port));
-            failed += roundTrip(clients.back(), 1) ? 0 : 1;
-        }
-        const double cpuBefore = fdsup::test::cpuSecondsOf(fdsupd.pid());
-        const auto t0 = std::chrono::steady_clock::now();
-        const auto reply = fdsupd.call("io.fdsup.Manager.Restart", {{"service", "web"}, {"wait", true}});
-        const auto t1 = std::chrono::steady_clock::now();
-        const double cpuMs = (fdsup::test::cpuSecondsOf(fdsupd.pid()) - cpuBefore) * 1000.0;
-        if (!reply.error.empty()) {
-            (void)std::fprintf(stderr, "rollout failed: %s\n", reply.parameters.dump().c_str());
-            return 1;
-        }
-        for (const auto &client : clients) {
-            failed += roundTrip(client, 2) ? 0 : 1;
-        }
-        const auto moved = fdsupd.call("io.fdsup.Manager.Connections", {{"service", "web"}});
-        const auto &web = moved.parameters.at("services").at(0);
-        if (web.at("adopted").get<int>() != connections) {
-            (void)std::fprintf(stderr, "%d connections, but %s adopted\n", connections,
-                               web.at("adopted").dump().c_str());
-            failed = std::max(failed, 1);
-        }
-        (void)std::printf("%-12d %-10d %12.1f %16.1f %18.1f %9d\n", connections, kInstances,
-                          std::chrono::duration<double, std::milli>(t1 - t0).count(), cpuMs,
-                          cpuMs * 1000.0 / connections, failed);
-        (void)std::fflush(stdout);
-        clients.clear(); // idle connections would hold up the workers' SIGTERM
-        fdsupd.stop();
-        if (failed != 0) {
+// The rollout's fixed cost: the same rollout with no connection to move.
+void measureEmpty(Report &report, const Tier &tier, const std::string &seqnum)
+{
+    HandoffFixture fixture(seqnum, 0);
+    for (int rep = 0; rep < tier.repeats; ++rep) {
+        const HandoffSample s = fixture.rollout();
+        report
+            .figure("handoff.fdsupd.0.cpu_ms", "fdsupd CPU of a rollout of 4 instances, no connection", "ms",
+                    "lower")
+            .samples.push_back(s.cpuMs);
+        report
+            .figure("handoff.fdsupd.0.ms", "DRAIN to the last drained worker reaped, no connection", "ms",
+                    "lower")
+            .samples.push_back(s.handoffMs);
+    }
+}
+
+void addSample(Report &report, int n, double raw, const HandoffSample &s)
+{
+    const std::string k = std::to_string(n);
+    const std::string count = withCommas(n);
+    std::optional<Target> rateTarget;
+    std::optional<Target> msTarget;
+    if (n == 16384) {
+        rateTarget = Target{">=", 200000, "≥ 200k connections/s"};
+        msTarget = Target{"<=", 80, "≤ 80 ms"};
+    }
+    report
+        .figure("handoff.raw." + k + ".rate", count + " sockets over one socketpair, 253 per message",
+                "conn/s", "higher")
+        .samples.push_back(raw);
+    report
+        .figure("handoff.fdsupd." + k + ".rate", count + " connections through fdsupd", "conn/s", "higher",
+                rateTarget)
+        .samples.push_back(n / (std::max(s.handoffMs, 1.0) / 1000.0));
+    report
+        .figure("handoff.fdsupd." + k + ".ms", count + " connections: DRAIN to the last worker reaped", "ms",
+                "lower", msTarget)
+        .samples.push_back(s.handoffMs);
+    report
+        .figure("handoff.fdsupd." + k + ".rollout_ms", count + " connections: the whole Restart call", "ms",
+                "lower")
+        .samples.push_back(s.rolloutMs);
+    report
+        .figure("handoff.fdsupd." + k + ".cpu_us", count + " connections: fdsupd CPU per connection", "us",
+                "lower")
+        .samples.push_back(s.cpuMs * 1000.0 / n);
+    if (s.userMs + s.systemMs > 0) {
+        report
+            .figure("handoff.fdsupd." + k + ".system_share",
+                    count + " connections: share of fdsupd's CPU spent in the kernel", "ratio", "lower")
+            .samples.push_back(s.systemMs / (s.userMs + s.systemMs));
+    }
+    report
+        .figure("handoff.fdsupd." + k + ".failed", count + " connections: round trips failed afterwards",
+                "count", "lower", Target{"==", 0, "0"})
+        .samples.push_back(s.failed);
+}
+
+void measureSize(Report &report, const Tier &tier, const std::string &seqnum, RawHandoff &raw, int n)
+{
+    (void)std::fprintf(stderr, "handoff-bench: %d connections\n", n);
+    HandoffFixture fixture(seqnum, n);
+    for (int rep = 0; rep < tier.repeats; ++rep) {
+        const double rawRate = raw.measure(n);
+        const HandoffSample s = fixture.rollout();
+        (void)std::fprintf(stderr, "  raw %.0f/s; fdsupd %.1f ms (rollout %.1f ms, CPU %.1f ms), %d failed\n",
+                           rawRate, s.handoffMs, s.rolloutMs, s.cpuMs, s.failed);
+        addSample(report, n, rawRate, s);
+    }
+    const std::string k = std::to_string(n);
+    report.ratio({"handoff." + k + ".fdsupd_vs_raw",
+                  "fdsupd / raw socketpair, " + withCommas(n) + " connections",
+                  "handoff.fdsupd." + k + ".rate", "handoff.raw." + k + ".rate"});
+    if (n == tier.traced) {
+        (void)std::fprintf(stderr, "handoff-bench: %d connections under strace -c\n", n);
+        syscallNotes(report, n, fixture.rolloutTraced());
+    }
+}
+
+void machineFacts(Report &report)
+{
+    rlimit limit{};
+    (void)getrlimit(RLIMIT_NOFILE, &limit);
+    report.fact("RLIMIT_NOFILE (hard)", std::to_string(limit.rlim_max));
+    utsname u{};
+    if (uname(&u) == 0) {
+        report.fact("kernel", std::string(u.release));
+    }
+    std::ifstream load("/proc/loadavg");
+    std::string l1;
+    std::string l5;
+    std::string l15;
+    load >> l1 >> l5 >> l15;
+    report.fact("load average at start (1, 5, 15 min)", l1 + " " + l5 + " " + l15);
+}
+
+int run(const Tier &tier, const std::string &jsonPath)
+{
+    raiseNofile();
+    RawHandoff raw; // forked before anything is open
+    const std::string seqnum = test::requireEnv("FDSUP_TEST_SEQNUM_ECHO");
+    Report report("handoff-bench", "handoff", tier.name);
+    machineFacts(report);
+    measureEmpty(report, tier, seqnum);
+    for (const int n : tier.sizes) {
+        measureSize(report, tier, seqnum, raw, n);
+    }
+    staticNotes(report, tier.sizes.back());
+    (void)std::fputs(report.table().c_str(), stdout);
+    if (!jsonPath.empty()) {
+        std::ofstream out(jsonPath);
+        out << report.json().dump(2) << "\n";
+        if (!out) {
+            (void)std::fprintf(stderr, "handoff-bench: cannot write %s\n", jsonPath.c_str());
             return 1;
         }
     }
@@ -133,11 +195,36 @@ nofile = 16384
 }
 
 } // namespace
+} // namespace fdsup::bench
 
-int main()
+int main(int argc, char **argv)
 {
+    fdsup::bench::Tier tier;
+    (void)fdsup::bench::parseTier("quick", tier);
+    std::string json;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--tier" && i + 1 < argc && fdsup::bench::parseTier(argv[i + 1], tier)) {
+            ++i;
+        } else if (a == "--json" && i + 1 < argc) {
+            json = argv[++i];
+        } else if (a == "--sizes" && i + 1 < argc) { // diagnostics: other sizes, comma-separated
+            tier.sizes.clear();
+            for (std::string list = argv[++i]; !list.empty();) {
+                const auto comma = list.find(',');
+                tier.sizes.push_back(std::stoi(list.substr(0, comma)));
+                list = comma == std::string::npos ? "" : list.substr(comma + 1);
+            }
+            tier.traced = tier.sizes.front();
+        } else {
+            (void)std::fprintf(stderr,
+                               "usage: %s [--tier smoke|quick|full] [--json FILE] [--sizes N,...] ('%s'?)\n",
+                               argv[0], a.c_str());
+            return 2;
+        }
+    }
     try {
-        return run();
+        return fdsup::bench::run(tier, json);
     } catch (const std::exception &e) {
         (void)std::fprintf(stderr, "handoff-bench: %s\n", e.what());
         return 1;
