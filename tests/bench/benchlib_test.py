@@ -20,7 +20,7 @@ def load(failures: int = 0, forced: int = 0, refused: int = 0) -> dict:
     counts = {k: 0 for k in ("refused", "fresh_reset", "fresh_eof", "keepalive_race", "mid_response", "timeout",
                              "non_2xx", "broken_stream", "other", "connections_opened")}
     counts.update(ok=1000, forced_reconnects=forced, refused=refused, keepalive_race=failures - refused)
-    return {"schema": "fdsup-load/1", "counts": counts, "failures": failures, "longest_gap_ms": 3.0,
+    return {"schema": "fdsup-load/1", "duration_ms": 1000, "counts": counts, "failures": failures, "longest_gap_ms": 3.0,
             "latency_ms": {"p50": 0.1, "p99": 1.0, "max": 2.0}, "throughput": {"before": 10, "during": 9, "after": 10},
             "restarts": [{"start_ms": 100, "end_ms": 150, "exit_status": 0}] * 3,
             "timeline": {"bucket_ms": 100, "ok": [1], "failures": [0], "forced_reconnects": [0]}}
@@ -95,6 +95,14 @@ class Report(unittest.TestCase):
         self.assertEqual(figs["restarts.fdsup-handoff.keepalive.failures"]["median"], 1)
         self.assertTrue(figs["restarts.fdsup-drain.keepalive.refused"]["met"])
         self.assertIsNone(figs["restarts.fdsup-drain.keepalive.failures"]["met"])  # no target
+
+    def test_no_throughput_after_when_the_last_restart_ended_with_the_run(self):
+        late = load()
+        late["restarts"] = [{"start_ms": 250, "end_ms": 990, "exit_status": 0}]
+        late["throughput"]["after"] = 0.0
+        figs = {f["id"]: f for f in self.results({"slow": [late], "fast": [load()]})["sections"]["restarts"]["figures"]}
+        self.assertIsNone(figs["restarts.slow.keepalive.throughput_after"]["median"])
+        self.assertEqual(figs["restarts.fast.keepalive.throughput_after"]["median"], 10)
 
     def test_report_says_what_is_missing(self):
         res = self.results({"fdsup-handoff": [load(), load()]})
