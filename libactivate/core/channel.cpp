@@ -11,6 +11,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -447,7 +448,10 @@ int recvChannelMessage(BorrowedFd sock, ChannelMessage &out)
     std::vector<UniqueFd> fds;
     // One byte more than the largest valid datagram would not help: MSG_TRUNC
     // already reports anything larger.
-    std::vector<std::byte> buffer(kChannelHeaderSize + kChannelMaxBody);
+    // Not zeroed (32 KiB per message would be): recvmsg() fills what is used.
+    constexpr std::size_t kBufferSize = kChannelHeaderSize + kChannelMaxBody;
+    const auto storage = std::make_unique_for_overwrite<std::byte[]>(kBufferSize);
+    const std::span<std::byte> buffer(storage.get(), kBufferSize);
     std::size_t fdsHere = 0;
     ssize_t n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere);
     if (n == -ECONNRESET) {
@@ -465,8 +469,7 @@ int recvChannelMessage(BorrowedFd sock, ChannelMessage &out)
         return static_cast<int>(n);
     }
     ChannelMessage m;
-    if (const int r = decodeChannelMessage(std::span(buffer).first(static_cast<std::size_t>(n)), fdsHere, m);
-        r < 0) {
+    if (const int r = decodeChannelMessage(buffer.first(static_cast<std::size_t>(n)), fdsHere, m); r < 0) {
         return r;
     }
     if (carriesState(m.type) && (m.stateFlags & kChannelStateMemfd) != 0) {

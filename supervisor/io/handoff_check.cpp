@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include <netinet/in.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 
 namespace fdsup {
@@ -83,30 +82,28 @@ std::vector<ListenerAddress> listenerAddresses(std::span<const BorrowedFd> liste
 
 Result<void> checkHandedConnection(BorrowedFd fd, std::span<const ListenerAddress> listeners)
 {
-    struct stat st {};
-    if (fstat(fd.get(), &st) < 0) {
-        return errnoError(errno, "fstat of the handed-over descriptor");
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        return Error{ENOTSOCK, "the handed-over descriptor is not a socket"};
-    }
+    // Three system calls for a connection (this runs for every one handed
+    // over): SO_TYPE fails with ENOTSOCK for anything but a socket (no
+    // fstat), getpeername() succeeds only for a connected socket (a listener
+    // has no peer, so SO_ACCEPTCONN is asked only to tell which refusal it
+    // is), getsockname() gives the listener it was accepted on.
     int type = 0;
     if (intOption(fd, SOL_SOCKET, SO_TYPE, type) < 0) {
+        if (errno == ENOTSOCK) {
+            return Error{ENOTSOCK, "the handed-over descriptor is not a socket"};
+        }
         return errnoError(errno, "SO_TYPE of the handed-over socket");
     }
     if (type != SOCK_STREAM) {
         return Error{EPROTOTYPE, "the handed-over socket is not a stream socket"};
     }
-    int listening = 0;
-    if (intOption(fd, SOL_SOCKET, SO_ACCEPTCONN, listening) < 0) {
-        return errnoError(errno, "SO_ACCEPTCONN of the handed-over socket");
-    }
-    if (listening != 0) {
-        return Error{EOPNOTSUPP, "the handed-over socket is a listener, not a connection"};
-    }
     sockaddr_storage peer{};
     socklen_t peerLength = sizeof peer;
     if (getpeername(fd.get(), reinterpret_cast<sockaddr *>(&peer), &peerLength) < 0) {
+        int listening = 0;
+        if (intOption(fd, SOL_SOCKET, SO_ACCEPTCONN, listening) == 0 && listening != 0) {
+            return Error{EOPNOTSUPP, "the handed-over socket is a listener, not a connection"};
+        }
         return Error{ENOTCONN, "the handed-over socket is not connected"};
     }
     sockaddr_storage local{};

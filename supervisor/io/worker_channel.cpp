@@ -32,7 +32,8 @@ Result<std::unique_ptr<WorkerChannel>> WorkerChannel::adopt(EventLoop &loop, Uni
     std::unique_ptr<WorkerChannel> channel(
         new WorkerChannel(loop, std::move(fd), std::move(onMessage), std::move(onClose)));
     WorkerChannel *self = channel.get();
-    auto source = loop.addIo(channel->fd_.borrow(), EPOLLIN, [self](std::uint32_t) { self->readPending(); });
+    auto source =
+        loop.addIo(channel->fd_.borrow(), EPOLLIN, [self](std::uint32_t revents) { self->onIo(revents); });
     if (!source) {
         return source.error();
     }
@@ -52,8 +53,43 @@ int WorkerChannel::send(ChannelMessage &message)
     if (!fd_) {
         return -EPIPE;
     }
-    message.seq = ++seq_;
-    return sendChannelMessage(fd_.borrow(), message);
+    message.seq = seq_ + 1; // counted once sent: a message that did not go is not numbered
+    const int r = sendChannelMessage(fd_.borrow(), message);
+    if (r == 0) {
+        ++seq_;
+    }
+    return r;
+}
+
+void WorkerChannel::sendInOrder(ChannelMessage message)
+{
+    if (pending_.empty() && send(message) != -EAGAIN) {
+        return; // sent, or the worker is gone (its channel closes on the next read)
+    }
+    pending_.push_back(std::move(message));
+    if (pending_.size() == 1) {
+        (void)source_.setIoEvents(EPOLLOUT); // and stop reading until it went
+    }
+}
+
+bool WorkerChannel::flush()
+{
+    while (!pending_.empty()) {
+        if (send(pending_.front()) == -EAGAIN) {
+            return false;
+        }
+        pending_.pop_front();
+    }
+    (void)source_.setIoEvents(EPOLLIN);
+    return true;
+}
+
+void WorkerChannel::onIo(std::uint32_t revents)
+{
+    if (!pending_.empty() && !flush() && (revents & (EPOLLHUP | EPOLLERR)) == 0) {
+        return; // still full: the worker reads its answers first
+    }
+    readPending();
 }
 
 void WorkerChannel::fail(std::uint32_t code, const std::string &reason)
@@ -75,27 +111,33 @@ void WorkerChannel::close(const std::string &why)
     }
     source_.reset();
     fd_.reset();
+    pending_.clear();
     if (onClose_) {
         onClose_(why);
     }
 }
 
-bool WorkerChannel::takeToken()
+bool WorkerChannel::takeToken(ChannelType type)
 {
     const Duration now = loop_.now();
-    const double seconds = std::chrono::duration<double>(now - refilled_).count();
+    const double refill = std::chrono::duration<double>(now - refilled_).count() * kPerSecond;
     refilled_ = now;
-    tokens_ = std::min(kBurst, tokens_ + seconds * kPerSecond);
-    if (tokens_ < 1) {
+    tokens_ = std::min(kBurst, tokens_ + refill);
+    handoffTokens_ = std::min(kHandoffBurst, handoffTokens_ + refill);
+    double &bucket = type == ChannelType::Handoff ? handoffTokens_ : tokens_;
+    if (bucket < 1) {
         return false;
     }
-    tokens_ -= 1;
+    bucket -= 1;
     return true;
 }
 
 void WorkerChannel::readPending(int limit)
 {
-    for (int i = 0; (limit < 0 || i < limit) && fd_; ++i) {
+    batch_ = ++lastBatch_;
+    // With answers waiting for room, the worker's next messages wait too
+    // (but not when it exited: then everything it sent is read at once).
+    for (int i = 0; (limit < 0 || i < limit) && fd_ && (limit < 0 || pending_.empty()); ++i) {
         ChannelMessage message;
         const int r = recvChannelMessage(fd_.borrow(), message);
         if (r == -EAGAIN || r == -EINTR) {
@@ -111,9 +153,10 @@ void WorkerChannel::readPending(int limit)
                  std::string("malformed message: ") + errnoText(-r) + " (see docs/worker-channel.md)");
             return;
         }
-        if (!takeToken()) {
+        if (!takeToken(message.type)) {
             fail(EBUSY, "more than " + std::to_string(static_cast<int>(kPerSecond)) +
-                            " messages per second (burst " + std::to_string(static_cast<int>(kBurst)) + ")");
+                            " messages per second (burst " + std::to_string(static_cast<int>(kBurst)) + ", " +
+                            std::to_string(static_cast<int>(kHandoffBurst)) + " for HANDOFF)");
             return;
         }
         onMessage_(std::move(message)); // may close (or destroy) this channel

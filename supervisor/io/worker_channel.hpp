@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +26,12 @@ public:
     // them it gets ERROR (EBUSY) and the channel is closed.
     static constexpr double kBurst = 4096;
     static constexpr double kPerSecond = 2048;
+    // HANDOFF messages have an allowance of their own, as large as the
+    // connections one service may hold (held_connections_per_service's
+    // default): a drain hands everything over at once, as fast as fdsupd
+    // takes it, and the faster fdsupd is, the less the allowance refills
+    // meanwhile. Then 2048/s, as for the rest.
+    static constexpr double kHandoffBurst = 16384;
     // Messages read per wake-up, so one worker cannot starve the loop.
     static constexpr int kReadsPerWakeup = 64;
 
@@ -46,6 +53,12 @@ public:
     // Sends a message (seq is filled in). 0, or -errno: -EAGAIN when the
     // worker's queue is full (nothing sent), -EPIPE when it is gone...
     int send(ChannelMessage &message);
+    // Sends a message that must not be lost to a full queue (HANDOFF_RESULT:
+    // the worker waits for it). When the worker's queue is full it waits
+    // here, in order, and nothing more is read from the worker until it is
+    // sent: a worker that hands over faster than it reads the answers is
+    // slowed down instead of losing one. A gone worker loses it.
+    void sendInOrder(ChannelMessage message);
     // Sends ERROR {code, reason} (best effort) and closes; the close handler runs.
     void fail(std::uint32_t code, const std::string &reason);
     // Reads what the worker sent and fdsupd has not read yet, up to `limit`
@@ -57,13 +70,21 @@ public:
     // close handler runs. Neither handler may destroy the channel.
     void close(const std::string &why);
 
+    // Which call of readPending() the message being handled came from,
+    // unique among every channel's: what is worked out once for the
+    // messages of one read (listener addresses) is keyed on it.
+    [[nodiscard]] std::uint64_t batch() const { return batch_; }
+
     // Set once WELCOME was sent: the version and what was granted.
     bool welcomed = false;
     std::uint32_t capabilities = 0;
 
 private:
     WorkerChannel(EventLoop &loop, UniqueFd fd, MessageHandler onMessage, CloseHandler onClose);
-    bool takeToken();
+    bool takeToken(ChannelType type);
+    void onIo(std::uint32_t revents);
+    // Sends what waits in pending_; false while some still waits.
+    bool flush();
 
     EventLoop &loop_;
     UniqueFd fd_;
@@ -72,6 +93,10 @@ private:
     CloseHandler onClose_;
     std::uint32_t seq_ = 0;
     double tokens_ = kBurst;
+    double handoffTokens_ = kHandoffBurst;
+    std::uint64_t batch_ = 0;
+    std::deque<ChannelMessage> pending_; // sendInOrder() messages waiting for room
+    static inline std::uint64_t lastBatch_ = 0;
     Duration refilled_{};
 };
 

@@ -26,6 +26,9 @@ void ChannelSession::onMessage(ChannelPeer &peer, ChannelMessage &&message)
                      std::string("the first message must be HELLO, not ") + channelTypeName(message.type));
         return;
     }
+    if (message.type != ChannelType::Handoff) {
+        addressesOf_ = nullptr;
+    }
     switch (message.type) {
     case ChannelType::Hello:
         welcome(peer, message);
@@ -137,15 +140,20 @@ void ChannelSession::sendListeners(ChannelPeer &peer)
 
 void ChannelSession::handoff(ChannelPeer &peer, ChannelMessage &message)
 {
-    std::vector<BorrowedFd> listeners;
-    for (const auto &socketName : peer.peerConfig().sockets) {
-        if (const HeldSocket *socket = sockets_.find(socketName)) {
-            for (const auto &fd : socket->fds) {
-                listeners.push_back(fd.borrow());
+    if (addressesOf_ != &peer || addressesBatch_ != peer.channel()->batch()) {
+        std::vector<BorrowedFd> listeners;
+        for (const auto &socketName : peer.peerConfig().sockets) {
+            if (const HeldSocket *socket = sockets_.find(socketName)) {
+                for (const auto &fd : socket->fds) {
+                    listeners.push_back(fd.borrow());
+                }
             }
         }
+        listenerAddresses_ = listenerAddresses(listeners);
+        addressesOf_ = &peer;
+        addressesBatch_ = peer.channel()->batch();
     }
-    broker_.accept(peer, message, listenerAddresses(listeners));
+    broker_.accept(peer, message, listenerAddresses_);
 }
 
 bool ChannelSession::sendDrain(ChannelPeer &peer, Duration deadline)

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/channel.hpp"
 #include "io/sockets.hpp"
@@ -36,6 +37,12 @@ private:
 
     std::string service_;
     const SocketSet &sockets_;
+    // The addresses of the listeners of the peer whose HANDOFFs are being
+    // read, worked out once for consecutive HANDOFFs of one read of its
+    // channel (WorkerChannel::batch(); any other message forgets them).
+    std::vector<ListenerAddress> listenerAddresses_;
+    const ChannelPeer *addressesOf_ = nullptr;
+    std::uint64_t addressesBatch_ = 0;
     std::uint64_t stateLimit_;
     HandoffBroker &broker_;
 };

@@ -41,7 +41,7 @@ void HandoffBroker::refuse(ChannelPeer &peer, std::uint64_t id, int code, const 
     result.id = id;
     result.code = static_cast<std::uint32_t>(code);
     result.text = why.substr(0, kChannelMaxText);
-    (void)peer.channel()->send(result);
+    peer.channel()->sendInOrder(std::move(result));
 }
 
 void HandoffBroker::accept(ChannelPeer &peer, ChannelMessage &message,
@@ -89,23 +89,39 @@ void HandoffBroker::accept(ChannelPeer &peer, ChannelMessage &message,
     held->fromGeneration = peer.peerGeneration();
     held->fromExternal = peer.isExternal();
     held->since = clock_.now();
-    watchHangup(*held);
-    if (limits_.store != nullptr) {
-        limits_.store->put(service_, *held);
-    }
     held_.push_back(std::move(held));
     ++limits_.heldTotal;
     peer.handedOver();
     ++counters_.handed;
+    // Given to an adopter now if one is ready; parked (watched, stored,
+    // timed) only if still held. Both before the answer, so that the worker
+    // closes its copy only once fdsupd's is safe.
+    deliver();
+    park();
     ChannelMessage result;
     result.type = ChannelType::HandoffResult;
     result.id = message.id;
     result.code = 0;
-    (void)channel.send(result);
-    if (!holdTimer_) {
+    channel.sendInOrder(std::move(result));
+}
+
+void HandoffBroker::park()
+{
+    auto first = held_.end();
+    while (first != held_.begin() && !(*std::prev(first))->parked) {
+        --first;
+    }
+    for (auto it = first; it != held_.end(); ++it) {
+        HeldConnection &held = **it;
+        held.parked = true;
+        watchHangup(held);
+        if (limits_.store != nullptr && held.storedAs.empty()) {
+            limits_.store->put(service_, held);
+        }
+    }
+    if (!held_.empty() && !holdTimer_) {
         expire(); // arms the timer for the oldest
     }
-    deliver();
 }
 
 void HandoffBroker::deliver()
@@ -142,8 +158,10 @@ void HandoffBroker::deliver()
         if (r == 0) {
             target->countAdopted();
             ++counters_.adopted;
-            spdlog::debug("{}: connection {} from pid {} adopted by {}", service_, held.id, held.from,
-                          target->describe());
+            if (spdlog::should_log(spdlog::level::debug)) { // describe() formats a string
+                spdlog::debug("{}: connection {} from pid {} adopted by {}", service_, held.id, held.from,
+                              target->describe());
+            }
             held.hangup.reset();
             unstore(held);
             held_.pop_front(); // our copies close with `adopt`
@@ -240,6 +258,7 @@ Result<void> HandoffBroker::hold(std::unique_ptr<HeldConnection> held, Duration 
     }
     // Its remaining hold, counted from now: `since` as if held here all along.
     held->since = clock_.now() - (holdTimeout_ - std::clamp(remaining, Duration::zero(), holdTimeout_));
+    held->parked = true;
     watchHangup(*held);
     if (limits_.store != nullptr && held->storedAs.empty()) {
         limits_.store->put(service_, *held);

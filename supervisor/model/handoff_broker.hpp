@@ -62,6 +62,10 @@ struct HeldConnection {
     Duration since{};
     EventSource hangup;   // the client went away while held
     std::string storedAs; // its FDNAME in the manager's descriptor store, if stored
+    // Watched for a hang-up, stored, and under the hold timer: done only for
+    // a connection still held once accept() has tried to deliver it, so that
+    // one an adopter takes at once costs none of it (docs/handoff.md, "Performance").
+    bool parked = false;
 };
 
 struct HandoffCounters {
@@ -130,6 +134,7 @@ private:
     void expire();
     void drop(const HeldConnection *held);
     void watchHangup(HeldConnection &held);
+    void park();
     void release(std::size_t count);
     void unstore(const HeldConnection &held);
 
