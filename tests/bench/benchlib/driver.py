@@ -95,7 +95,7 @@ def gather(name: str, ran: list[dict]) -> dict:
     mine = [p for p in ran if p.get("section") == name]
     failed = [p for p in ran if "error" in p and p["name"] == name]
     sec = {"status": "ran" if mine else ("error" if failed else "no program"), "programs": [p["name"] for p in mine],
-           "failed": failed, "figures": [], "ratios": [], "notes": [], "facts": {}}
+           "ran": [{k: p[k] for k in ("name", "command", "wall_s", "log", "raw")} for p in mine], "failed": failed, "figures": [], "ratios": [], "notes": [], "facts": {}}
     for p in mine:
         for key in ("figures", "ratios", "notes"):
             sec[key] += p[key]

@@ -172,6 +172,8 @@ def program_md(results: dict, name: str) -> list[str]:
         return lines + [f"Not run: {sec.get('why', '')}", ""]
     for p in sec.get("failed", []):
         lines.append(f"- **{p['name']} did not measure**: {p['error']} (log: `{p['log']}`)")
+    for p in sec.get("ran", []):
+        lines.append(f"- `{p['command']}`: {p['wall_s']:.0f} s (log: `{p['log']}`, JSON: `{p['raw']}`)")
     if sec.get("figures"):
         lines += ["", "| figure | median (min–max) | unit | n | target | met |", "|---|---:|---|---:|---|---|"]
         lines += [f"| {f.get('label', f['id'])} `{f['id']}` | {stats.spread(f)} | {f.get('unit', '')} | "
