@@ -27,6 +27,9 @@ std::string randomTag()
 
 // fdsupd's own descriptors beside its workers': loop, control, logs, notify sockets.
 constexpr std::size_t kOwnFds = 64;
+// READY=1 refused by a full manager queue is sent again after these, doubling.
+constexpr Duration kReadyRetryFirst = std::chrono::milliseconds(10);
+constexpr Duration kReadyRetryMax = std::chrono::seconds(1);
 
 } // namespace
 
@@ -228,7 +231,27 @@ unsigned Daemon::killedLeavingTotal() const
 void Daemon::notifyReady()
 {
     notifiedReady_ = true;
-    manager_.ready(statusLine(services_));
+    readyRetry_.reset();
+    sendReady(kReadyRetryFirst);
+}
+
+void Daemon::sendReady(Duration retryAfter)
+{
+    if (manager_.ready(statusLine(services_)) != -EAGAIN) {
+        return;
+    }
+    // The manager's queue is full (a burst of FDSTORE= for many listeners,
+    // or of STATUS= lines): a lost READY=1 would have systemd time the start
+    // out. Sent again shortly, backing off; fdsupd never blocks on its manager.
+    auto timer = loop_.addTimer(retryAfter, [this, retryAfter] {
+        readyRetry_.reset();
+        if (!shuttingDown_ && !reload_) {
+            sendReady(std::min(retryAfter * 2, kReadyRetryMax));
+        }
+    });
+    if (timer) {
+        readyRetry_ = std::move(*timer);
+    }
 }
 
 void Daemon::checkReady()

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <string_view>
+#include <vector>
 
 #include <sys/socket.h>
 
@@ -24,12 +25,17 @@ bool firstStartSettled(const Service &service)
     if (service.state() != ServiceState::Starting) {
         return true;
     }
+    // One pass over the instances, not one per slot: asked at every event
+    // while the first start goes on (quadratic per event with 1,000 instances).
     const auto &slots = service.slots();
+    std::vector<bool> ready(slots.size());
+    for (const auto &p : service.instances()) {
+        if (p->slot() < ready.size() && p->state() == InstanceState::Ready) {
+            ready[p->slot()] = true;
+        }
+    }
     for (unsigned i = 0; i < slots.size(); ++i) {
-        const bool ready =
-            std::any_of(service.instances().begin(), service.instances().end(),
-                        [i](const auto &p) { return p->slot() == i && p->state() == InstanceState::Ready; });
-        if (!ready && !slots[i].done && slots[i].lastExit.empty()) {
+        if (!ready[i] && !slots[i].done && slots[i].lastExit.empty()) {
             return false;
         }
     }
@@ -41,8 +47,9 @@ std::string statusLine(const std::vector<std::unique_ptr<Service>> &services)
     std::size_t running = 0;
     std::size_t failed = 0;
     for (const auto &service : services) {
-        running += service->state() == ServiceState::Running ? 1 : 0;
-        failed += service->state() == ServiceState::Failed ? 1 : 0;
+        const ServiceState state = service->state(); // O(instances): once
+        running += state == ServiceState::Running ? 1 : 0;
+        failed += state == ServiceState::Failed ? 1 : 0;
     }
     return std::to_string(running) + "/" + std::to_string(services.size()) + " services running" +
            (failed > 0 ? ", " + std::to_string(failed) + " failed" : "");

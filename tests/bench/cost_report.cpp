@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <stdexcept>
+
+#include <unistd.h>
 
 namespace fdsup::bench {
 
@@ -61,6 +64,22 @@ double median(std::vector<double> samples)
     std::sort(samples.begin(), samples.end());
     const std::size_t n = samples.size();
     return n % 2 == 1 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
+}
+
+std::string programPath(const std::string &name)
+{
+    const char *path = std::getenv("PATH");
+    std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+    std::size_t start = 0;
+    while (start <= dirs.size()) {
+        const std::size_t end = std::min(dirs.find(':', start), dirs.size());
+        const std::string candidate = dirs.substr(start, end - start) + "/" + name;
+        if (end > start && access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+        start = end + 1;
+    }
+    throw std::runtime_error(name + " is not installed (not found in PATH)");
 }
 
 double privateKibOf(pid_t pid)

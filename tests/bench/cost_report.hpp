@@ -78,6 +78,9 @@ double median(std::vector<double> samples);
 // Private_Clean + Private_Dirty of /proc/PID/smaps_rollup, KiB: a process's memory beyond what it shares.
 double privateKibOf(pid_t pid);
 
+// The path of a program found in $PATH (runProcess() does not search it); throws when there is none.
+std::string programPath(const std::string &name);
+
 // Runs a benchmark's body with the parsed arguments and writes the report: the main() of each program.
 int benchMain(int argc, char **argv, const char *program, const char *section,
               int (*body)(const BenchArgs &, BenchReport &));

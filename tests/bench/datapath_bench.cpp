@@ -62,7 +62,8 @@ Plan planOf(Tier tier)
 // Requests/sec from wrk's output; throws when wrk failed or said nothing.
 double runWrk(int port, int seconds)
 {
-    const auto r = fdsup::test::runProcess({"wrk", "-t1", "-c64", "-d" + std::to_string(seconds) + "s",
+    const auto r = fdsup::test::runProcess({fdsup::bench::programPath("wrk"), "-t1", "-c64",
+                                            "-d" + std::to_string(seconds) + "s",
                                             "http://127.0.0.1:" + std::to_string(port) + "/"},
                                            {}, std::chrono::seconds(seconds + 30));
     std::smatch m;
