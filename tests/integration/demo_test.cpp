@@ -1,5 +1,9 @@
 // The demo (units/demo.toml) as a newcomer runs it: .ci/demo-load's restarts under load fail nothing,
 // and the python worker drains every time under concurrent requests.
+#include <regex>
+#include <string>
+#include <vector>
+
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -39,6 +43,52 @@ protected:
     void expectDemoLoadFailsNothing(const std::vector<std::string> &args);
 };
 
+// How long each drain of a hello instance took, from fdsupd's log: its
+// "Draining hello[N] (pid P) with SIGTERM" line to "hello[N] (pid P) exited
+// with status 0"; -1 for a drain that did not end so (drain_timeout killed it).
+std::vector<double> drainSeconds(const std::string &log)
+{
+    static const std::regex line(R"((\d\d):(\d\d):(\d\d\.\d+) info (Draining hello\[\d\] \(pid (\d+)\) )"
+                                 R"(with SIGTERM|hello\[\d\] \(pid (\d+)\) exited with status 0))");
+    struct Drain {
+        std::string pid;
+        double start = 0;
+        double seconds = -1;
+    };
+    std::vector<Drain> drains;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
+        const auto &m = *it;
+        double t = std::stod(m[1]) * 3600 + std::stod(m[2]) * 60 + std::stod(m[3]);
+        if (m[5].matched) {
+            drains.push_back({.pid = m[5], .start = t, .seconds = -1});
+        }
+        for (auto &d : drains) {
+            if (m[6].matched && d.pid == m[6] && d.seconds < 0) {
+                d.seconds = t - d.start;
+            }
+        }
+    }
+    std::vector<double> seconds;
+    for (const auto &d : drains) {
+        seconds.push_back(d.seconds);
+    }
+    return seconds;
+}
+
+// Every drain of a hello instance in fdsupd's log ended by itself within
+// 2.5 s (half its drain_timeout; a healthy one takes a few tens of ms), and
+// there were `count` of them.
+void expectQuickDrains(const std::string &log, size_t count)
+{
+    auto drains = drainSeconds(log);
+    EXPECT_EQ(drains.size(), count);
+    for (double d : drains) {
+        EXPECT_GE(d, 0.0) << "a drain did not end with exit status 0";
+        EXPECT_LT(d, 2.5);
+    }
+    EXPECT_THAT(log, Not(HasSubstr("did not finish draining")));
+}
+
 } // namespace
 
 // README's second terminal: `.ci/demo-load` (and with `--mode newconn`) against the handoff service.
@@ -74,7 +124,7 @@ void Demo::expectDemoLoadFailsNothing(const std::vector<std::string> &args)
 }
 
 // The python worker drains within a fraction of its drain_timeout (5 s)
-// every time, while requests keep coming, and finishes those it accepted.
+// every time while requests keep coming, and answers those it accepted.
 TEST_F(Demo, PythonWorkerDrainsEveryTimeUnderLoad)
 {
     startDemo();
@@ -90,20 +140,17 @@ TEST_F(Demo, PythonWorkerDrainsEveryTimeUnderLoad)
     ASSERT_EQ(j["restarts"].size(), 20U);
     for (const auto &restart : j["restarts"]) {
         EXPECT_EQ(restart["exit_status"], 0) << r.err;
-        // Two instances, one after the other: each drain well within 5 s.
-        EXPECT_LT(restart["end_ms"].get<double>() - restart["start_ms"].get<double>(), 4000.0) << restart;
     }
     EXPECT_GT(j["counts"]["ok"], 0);
     EXPECT_EQ(j["failures"], 0) << j["counts"].dump();
-    EXPECT_THAT(fdsupd_.log(), Not(HasSubstr("did not finish draining")));
+    expectQuickDrains(fdsupd_.log(), 40); // 20 rollouts of 2 instances
 }
 
 // An idle demo: one request at a time, then a restart. A connection wakes
 // every instance's select(); with a blocking listener the instances that lost
 // the race sat in accept(), SIGTERM did not get them out, and their drain
 // lasted until a connection came their way or drain_timeout killed them
-// (one restart in six to twelve, here; the first version failed within 20). Each drain is now well within 5
-// s.
+// (one restart in six to twelve, here; the first version failed within 20).
 TEST_F(Demo, PythonWorkerDrainsWhenIdle)
 {
     startDemo();
@@ -121,11 +168,8 @@ TEST_F(Demo, PythonWorkerDrainsWhenIdle)
             }
             ASSERT_THAT(answer, HasSubstr("200 OK"));
         }
-        auto start = std::chrono::steady_clock::now();
         auto r = fdsupd_.fdsupctl({"restart", "hello", "--wait"});
-        auto took = std::chrono::steady_clock::now() - start;
         ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
-        EXPECT_LT(took, std::chrono::milliseconds(3500));
     }
-    EXPECT_THAT(fdsupd_.log(), Not(HasSubstr("did not finish draining")));
+    expectQuickDrains(fdsupd_.log(), 40);
 }
