@@ -46,9 +46,9 @@ bool parseTier(const std::string &name, Tier &tier)
     if (name == "smoke") {
         tier = {name, {256, 1024}, 1, 256};
     } else if (name == "quick") {
-        tier = {name, {1024, 4096, 16384}, 3, 4096};
+        tier = {name, {1024, 4096, 16384}, 3, 1024};
     } else if (name == "full") {
-        tier = {name, {1024, 4096, 16384}, 5, 16384};
+        tier = {name, {1024, 4096, 16384}, 5, 4096};
     } else {
         return false;
     }

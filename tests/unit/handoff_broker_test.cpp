@@ -461,5 +461,61 @@ TEST_F(HandoffBrokerTest, HeldConnectionsAreStoredAndRemovedFromTheStoreOnEveryW
     EXPECT_TRUE(store.events.empty());
 }
 
+// A worker that hands over faster than it reads its answers fills its
+// channel: the HANDOFF_RESULT waits in fdsupd, in order, and goes once there
+// is room (it used to be dropped, and the worker waited for it until its
+// drain deadline).
+TEST_F(HandoffBrokerTest, AnAnswerThatFindsTheWorkersChannelFullIsSentOnceThereIsRoom)
+{
+    TestPeer &old = peer("old", 1, false);
+    ChannelMessage filler;
+    filler.type = ChannelType::Drain;
+    int queued = 0;
+    while (old.channel()->send(filler) == 0) {
+        ++queued;
+    }
+    ASSERT_GT(queued, 0);
+    Connection c = connectTo(listener_.borrow());
+    ChannelMessage handoff;
+    handoff.type = ChannelType::Handoff;
+    handoff.id = 7;
+    handoff.fds.push_back(std::move(c.server));
+    broker().accept(old, handoff, addresses_);
+    EXPECT_EQ(broker().counters().handed, 1U);
+    // The worker reads its backlog: the answer is not in it yet.
+    for (int i = 0; i < queued; ++i) {
+        const auto m = old.received();
+        ASSERT_TRUE(m);
+        EXPECT_EQ(m->type, ChannelType::Drain);
+    }
+    EXPECT_FALSE(old.received());
+    // There is room now: the loop sends it.
+    std::optional<ChannelMessage> answer;
+    ASSERT_TRUE(test::runLoopUntil(
+        *loop_, [&] { return (answer = old.received()).has_value(); }, 10s));
+    EXPECT_EQ(answer->type, ChannelType::HandoffResult);
+    EXPECT_EQ(answer->id, 7U);
+    EXPECT_EQ(answer->code, 0U);
+}
+
+// A connection an adopter takes at once is never parked: not watched for a
+// hang-up, not stored, not timed (docs/handoff.md, "Performance").
+TEST_F(HandoffBrokerTest, AConnectionAnAdopterTakesAtOnceIsNeitherStoredNorTimed)
+{
+    RecordingStore store;
+    limits_.store = &store;
+    TestPeer &old = peer("old", 1, false);
+    TestPeer &replacement = peer("new", 2, true);
+    auto [client, code] = handOver(old, 1);
+    ASSERT_EQ(code, 0U);
+    EXPECT_EQ(broker().counters().adopted, 1U);
+    EXPECT_TRUE(broker().held().empty());
+    EXPECT_TRUE(store.events.empty());
+    EXPECT_FALSE(clock_.nextDue().has_value()) << "no hold timer for a connection adopted at once";
+    const auto adopt = replacement.received();
+    ASSERT_TRUE(adopt);
+    EXPECT_EQ(adopt->type, ChannelType::Adopt);
+}
+
 } // namespace
 } // namespace fdsup
