@@ -1,4 +1,5 @@
-// Spawning, the child side: clone3 with a pidfd, then fd layout and credentials on raw system calls, exec.
+// Spawning, the child side: a vfork-style clone with a pidfd, then fd layout and credentials on raw system
+// calls, exec.
 #include "io/spawn_child.hpp"
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -341,9 +343,55 @@ private:
 
 } // namespace
 
+namespace {
+
+// The child's stack while it shares fdsupd's memory (vfork semantics: fdsupd
+// is suspended until the child execs or exits, so one stack serves every
+// spawn of this single-threaded daemon).
+alignas(64) std::array<std::byte, 256 * 1024> childStack;
+
+int childMain(void *plan)
+{
+    runChild(*static_cast<const ChildPlan *>(plan));
+}
+
+// Whether clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) was refused once.
+std::atomic<bool> vforkUnavailable{false};
+
+// The child shares fdsupd's memory until exec (as posix_spawn does): no page
+// table to copy and no copy-on-write faults in either process, which were
+// most of fdsupd's CPU per instance in a rollout (docs/rollouts.md). What the
+// child writes (the scratch fd numbers, LISTEN_PID's digits, errno) is the
+// plan fdsupd built for it, or nothing fdsupd reads. Returns the pid, or
+// -errno; -ENOSYS when this kind of clone is unavailable.
+pid_t cloneVfork(const ChildPlan &plan, UniqueFd &pidfd)
+{
+    if (vforkUnavailable.load(std::memory_order_relaxed)) {
+        return -ENOSYS;
+    }
+    int fd = -1;
+    const int pid =
+        clone(childMain, childStack.data() + childStack.size(),
+              CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, const_cast<ChildPlan *>(&plan), &fd);
+    if (pid < 0) {
+        if (errno == ENOSYS || errno == EPERM || errno == EINVAL) {
+            vforkUnavailable.store(true, std::memory_order_relaxed);
+            return -ENOSYS;
+        }
+        return -errno;
+    }
+    pidfd.reset(fd);
+    return pid;
+}
+
+} // namespace
+
 pid_t startChild(const ChildPlan &plan, UniqueFd &pidfd)
 {
     const SignalBlock blocked;
+    if (const pid_t pid = cloneVfork(plan, pidfd); pid != -ENOSYS) {
+        return pid;
+    }
     const pid_t pid = cloneWithPidfd(pidfd);
     if (pid == 0) {
         runChild(plan);
