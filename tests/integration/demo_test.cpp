@@ -69,6 +69,7 @@ std::vector<double> drainSeconds(const std::string &log)
         }
     }
     std::vector<double> seconds;
+    seconds.reserve(drains.size());
     for (const auto &d : drains) {
         seconds.push_back(d.seconds);
     }
