@@ -57,11 +57,15 @@ bool parseTier(const std::string &name, Tier &tier)
 
 std::string withCommas(int n)
 {
-    std::string s = std::to_string(n);
-    for (int at = static_cast<int>(s.size()) - 3; at > 0; at -= 3) {
-        s.insert(static_cast<std::size_t>(at), ",");
+    const std::string digits = std::to_string(n);
+    std::string out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) {
+            out.push_back(',');
+        }
+        out.push_back(digits[i]);
     }
-    return s;
+    return out;
 }
 
 void raiseNofile()

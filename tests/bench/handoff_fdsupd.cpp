@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <stdexcept>
 
@@ -144,8 +143,7 @@ double cpuMsOf(pid_t pid)
 
 std::pair<double, double> userSystemMsOf(pid_t pid)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string stat = test::readFile("/proc/" + std::to_string(pid) + "/stat");
     // After "(comm)": state is field 3, utime 14, stime 15.
     std::istringstream fields(stat.substr(stat.rfind(')') + 2));
     std::vector<std::string> f;

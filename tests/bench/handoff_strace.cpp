@@ -75,16 +75,17 @@ SyscallProfile HandoffFixture::rolloutTraced()
     for (auto &a : threadsOf(fdsupd_.pid())) {
         args.push_back(std::move(a));
     }
+    std::vector<char *> argv; // built before fork(): the child only execs
+    argv.reserve(args.size() + 1);
+    for (auto &a : args) {
+        argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
     const pid_t strace = fork();
     if (strace < 0) {
         throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
     }
     if (strace == 0) {
-        std::vector<char *> argv;
-        for (auto &a : args) {
-            argv.push_back(a.data());
-        }
-        argv.push_back(nullptr);
         execvp("strace", argv.data());
         _exit(127);
     }
