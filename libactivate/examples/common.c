@@ -760,8 +760,10 @@ static void on_adopt(const activate_event *ev)
         return;
     }
     S.adopted++;
-    ex_log("adopted connection %llu as %llu (%zu state bytes)", (unsigned long long)ev->adopt.id,
-           (unsigned long long)c->id, ev->adopt.state_size);
+    if (ev->adopt.state_size > 0) {
+        ex_log("adopted connection %llu as %llu (%zu state bytes)", (unsigned long long)ev->adopt.id,
+               (unsigned long long)c->id, ev->adopt.state_size);
+    }
     if (S.mode != MODE_SERVING) {
         /* Handed to us just before our own drain: straight back. */
         c->phase = PHASE_FLUSHING;
@@ -783,7 +785,9 @@ static void on_handoff_result(const activate_event *ev)
     }
     if (ev->handoff_result.error == 0) {
         S.handed++;
-        ex_log("handed connection %llu over (%zu state bytes)", (unsigned long long)c->id, c->in.len);
+        if (c->in.len > 0) {
+            ex_log("handed connection %llu over (%zu state bytes)", (unsigned long long)c->id, c->in.len);
+        }
         conn_close(c);
         return;
     }
@@ -793,7 +797,7 @@ static void on_handoff_result(const activate_event *ev)
     conn_serve_locally(c);
 }
 
-static void channel_event(void)
+static void process_channel(void)
 {
     while (S.ch && !S.quit) {
         activate_event ev;
@@ -867,6 +871,23 @@ static void channel_event(void)
         default:
             break;
         }
+    }
+}
+
+/*
+ * Reads what fdsupd sent. Adoptions and handoffs are counted per read, and
+ * logged one by one only with state: a line per idle connection would cost
+ * the worker and fdsupd (which relays it) more than the handoff itself.
+ */
+static void channel_event(void)
+{
+    unsigned long long adopted = S.adopted, handed = S.handed;
+    process_channel();
+    if (S.adopted > adopted) {
+        ex_log("adopted %llu connection%s", S.adopted - adopted, S.adopted - adopted == 1 ? "" : "s");
+    }
+    if (S.handed > handed) {
+        ex_log("handed %llu connection%s over", S.handed - handed, S.handed - handed == 1 ? "" : "s");
     }
 }
 
