@@ -11,6 +11,7 @@ of Subject instances; the driver orders them by `order`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import subprocess
 
@@ -76,12 +77,25 @@ class Subject:
     order: int = 100  # place in the report
     description: str = ""  # one or two sentences for the report: what runs, what a restart is
 
+    # What the subject runs: programs of this build (names for ctx.binary()) and installed
+    # programs (absolute paths). The default unavailable() names the first one missing.
+    binaries: tuple[str, ...] = ()
+    programs: tuple[str, ...] = ()
+
     def unsupported(self, ctx: Context, mode: str) -> str | None:
         """None if the subject runs in this mode, else why not (shown as n/a in the report)."""
-        return None
+        return None if mode in MODES else f"unknown mode {mode}"
 
     def unavailable(self, ctx: Context) -> str | None:
         """None if the subject can run on this machine, else why not (a missing program)."""
+        for path in self.programs:
+            if not os.access(path, os.X_OK):
+                return f"{path} is not installed"
+        for name in self.binaries:
+            try:
+                ctx.binary(name)
+            except FileNotFoundError as e:
+                return str(e)
         return None
 
     def start(self, ctx: Context, mode: str) -> Target:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from base import MODES, Context, Subject, Target
+from base import Context, Subject, Target
 
 
 class _FdsupSubject(Subject):
     """fdsupd serving one socket with ctx.instances example workers (ready over the channel);
     a restart is `fdsupctl restart web --wait`, which returns once the rollout is complete."""
+
+    binaries = ("fdsupd", "fdsupctl", "http-keepalive", "seqnum-echo")
 
     handoff = True
 
@@ -18,17 +20,6 @@ class _FdsupSubject(Subject):
         self._fdsupd: subprocess.Popen | None = None
         self._control = None
         self._ctl = None
-
-    def unavailable(self, ctx: Context) -> str | None:
-        for name in ("fdsupd", "fdsupctl", "http-keepalive", "seqnum-echo"):
-            try:
-                ctx.binary(name)
-            except FileNotFoundError as e:
-                return str(e)
-        return None
-
-    def unsupported(self, ctx: Context, mode: str) -> str | None:
-        return None if mode in MODES else f"unknown mode {mode}"
 
     def config(self, ctx: Context, mode: str, port: int) -> str:
         worker = ctx.binary("seqnum-echo" if mode == "stream" else "http-keepalive")

@@ -50,12 +50,11 @@ class HaproxyReload(Subject):
         "2.6's `reload` answers before that); the old worker finishes its connections (soft stop, "
         "`hard-stop-after 10s`).")
 
+    programs = (HAPROXY,)
+
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._port = 0
-
-    def unavailable(self, ctx: Context) -> str | None:
-        return subjectlib.missing(HAPROXY)
 
     def unsupported(self, ctx: Context, mode: str) -> str | None:
         if mode == "stream":

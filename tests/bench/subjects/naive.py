@@ -6,10 +6,11 @@ import pathlib
 import sys
 
 import subjectlib
-from base import MODES, Context, Subject, Target
+from base import Context, Subject, Target
 
 
 class Naive(Subject):
+    binaries = ("http-keepalive", "seqnum-echo")
     id = "naive"
     title = "naive stop-then-start (http-keepalive --listen / seqnum-echo --listen)"
     order = 60
@@ -24,17 +25,6 @@ class Naive(Subject):
     def __init__(self) -> None:
         self._workdir: pathlib.Path | None = None
         self._first = None
-
-    def unavailable(self, ctx: Context) -> str | None:
-        for name in ("http-keepalive", "seqnum-echo"):
-            try:
-                ctx.binary(name)
-            except FileNotFoundError as e:
-                return str(e)
-        return None
-
-    def unsupported(self, ctx: Context, mode: str) -> str | None:
-        return None if mode in MODES else f"unknown mode {mode}"
 
     def start(self, ctx: Context, mode: str) -> Target:
         port = ctx.free_port()

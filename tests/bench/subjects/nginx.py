@@ -52,12 +52,11 @@ http {{
 
 
 class _Nginx(Subject):
+    programs = (NGINX,)
+
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._port = 0
-
-    def unavailable(self, ctx: Context) -> str | None:
-        return subjectlib.missing(NGINX)
 
     def unsupported(self, ctx: Context, mode: str) -> str | None:
         return STREAM_UNSUPPORTED if mode == "stream" else None
@@ -85,6 +84,8 @@ class NginxFdsup(_Nginx):
         "`drain_signal = \"SIGQUIT\"` (nginx's graceful stop), `rollout_order = \"start-first\"`; a "
         "fixed `return 200`, keep-alive on. A restart is `fdsupctl restart nginx --wait`: a new master "
         "starts on the same listener, then the old one gets SIGQUIT.")
+
+    binaries = ("fdsupd", "fdsupctl")
 
     def start(self, ctx: Context, mode: str) -> Target:
         conf = self.write_conf(ctx)
@@ -116,14 +117,6 @@ rollout_order = "start-first"
                         restart_returns="complete")
         ctx.wait_serving(target)
         return target
-
-    def unavailable(self, ctx: Context) -> str | None:
-        for name in ("fdsupd", "fdsupctl"):
-            try:
-                ctx.binary(name)
-            except FileNotFoundError as e:
-                return str(e)
-        return super().unavailable(ctx)
 
     def stop(self, ctx: Context) -> None:
         subjectlib.stop_popen(self._proc)  # fdsupd stops nginx (SIGTERM to its process group)

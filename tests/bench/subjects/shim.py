@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 
 import subjectlib
-from base import MODES, Context, Subject, Target
+from base import Context, Subject, Target
 
 
 class FdsupShim(Subject):
+    binaries = ("fdsupd", "fdsupctl", "libactivate-preload.so", "http-keepalive", "seqnum-echo")
     id = "fdsup-shim"
     title = "fdsup, preload shim (http-keepalive --listen / seqnum-echo --listen), fdsupctl restart --wait"
     order = 30
@@ -26,17 +27,6 @@ class FdsupShim(Subject):
     def __init__(self) -> None:
         self._fdsupd: subprocess.Popen | None = None
         self._port = 0
-
-    def unavailable(self, ctx: Context) -> str | None:
-        for name in ("fdsupd", "fdsupctl", "libactivate-preload.so", "http-keepalive", "seqnum-echo"):
-            try:
-                ctx.binary(name)
-            except FileNotFoundError as e:
-                return str(e)
-        return None
-
-    def unsupported(self, ctx: Context, mode: str) -> str | None:
-        return None if mode in MODES else f"unknown mode {mode}"
 
     def config(self, ctx: Context, mode: str, port: int) -> str:
         worker = ctx.binary("seqnum-echo" if mode == "stream" else "http-keepalive")

@@ -25,14 +25,6 @@ def command(argv) -> str:
     return shlex.join(str(a) for a in argv)
 
 
-def missing(*paths: str) -> str | None:
-    """Why a subject cannot run: the first of these programs that is not installed, else None."""
-    for path in paths:
-        if not os.access(path, os.X_OK):
-            return f"{path} is not installed"
-    return None
-
-
 def wait_exit(pid: int, timeout: float) -> bool:
     """Waits (pidfd) until process pid exited, a zombie included; whether it did within timeout."""
     try:

@@ -18,7 +18,7 @@ import subprocess
 import time
 
 import subjectlib
-from base import MODES, Context, Subject, Target
+from base import Context, Subject, Target
 
 SYSTEMD = "/lib/systemd/systemd"
 SYSTEMCTL = "/usr/bin/systemctl"
@@ -81,21 +81,13 @@ class SystemdSocket(Subject):
         self._env: dict[str, str] = {}
         self._port = 0
 
+    programs = (SYSTEMD, SYSTEMCTL, UNSHARE)
+    binaries = ("http-keepalive", "seqnum-echo")
+
     def unavailable(self, ctx: Context) -> str | None:
         if os.geteuid() != 0:
             return "a private systemd --user manager needs root (a mount namespace and tmpfs mounts)"
-        why = subjectlib.missing(SYSTEMD, SYSTEMCTL, UNSHARE)
-        if why:
-            return why
-        for name in ("http-keepalive", "seqnum-echo"):
-            try:
-                ctx.binary(name)
-            except FileNotFoundError as e:
-                return str(e)
-        return None
-
-    def unsupported(self, ctx: Context, mode: str) -> str | None:
-        return None if mode in MODES else f"unknown mode {mode}"
+        return super().unavailable(ctx)
 
     def systemctl(self, ctx: Context, *args: str, name: str = "systemctl") -> None:
         ctx.run([SYSTEMCTL, "--user", "--no-pager", *args], name, env=self._env)
