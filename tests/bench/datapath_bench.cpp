@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cost_report.hpp"
+#include "bench_report.hpp"
 #include "daemon_harness.hpp"
 #include "test_support.hpp"
 

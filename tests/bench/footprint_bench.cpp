@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cost_report.hpp"
+#include "bench_report.hpp"
 #include "daemon_harness.hpp"
 #include "footprint_held.hpp"
 #include "test_support.hpp"

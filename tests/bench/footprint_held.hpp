@@ -1,7 +1,7 @@
 // footprint-bench's held connections: fdsupd's memory and descriptors while its handoff broker holds them.
 #pragma once
 
-#include "cost_report.hpp"
+#include "bench_report.hpp"
 
 namespace fdsup::bench {
 

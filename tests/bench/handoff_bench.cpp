@@ -25,34 +25,34 @@
 #include <sys/resource.h>
 #include <sys/utsname.h>
 
+#include "bench_report.hpp"
 #include "handoff_fdsupd.hpp"
 #include "handoff_notes.hpp"
 #include "handoff_raw.hpp"
-#include "handoff_report.hpp"
 #include "test_support.hpp"
 
 namespace fdsup::bench {
 namespace {
 
-struct Tier {
-    std::string name;
+// What a tier measures: the sizes, the repetitions, and the size whose extra handoff runs under strace.
+struct Plan {
+    Tier tier = Tier::Quick;
     std::vector<int> sizes;
     int repeats = 0;
-    int traced = 0; // the size whose extra handoff runs under strace
+    int traced = 0;
 };
 
-bool parseTier(const std::string &name, Tier &tier)
+Plan planFor(Tier tier)
 {
-    if (name == "smoke") {
-        tier = {name, {256, 1024}, 1, 256};
-    } else if (name == "quick") {
-        tier = {name, {1024, 4096, 16384}, 3, 1024};
-    } else if (name == "full") {
-        tier = {name, {1024, 4096, 16384}, 5, 4096};
-    } else {
-        return false;
+    switch (tier) {
+    case Tier::Smoke:
+        return {tier, {256, 1024}, 1, 256};
+    case Tier::Full:
+        return {tier, {1024, 4096, 16384}, 5, 4096};
+    case Tier::Quick:
+        break;
     }
-    return true;
+    return {Tier::Quick, {1024, 4096, 16384}, 3, 1024};
 }
 
 std::string withCommas(int n)
@@ -78,23 +78,23 @@ void raiseNofile()
 }
 
 // The rollout's fixed cost: the same rollout with no connection to move.
-void measureEmpty(Report &report, const Tier &tier, const std::string &seqnum)
+void measureEmpty(BenchReport &report, const Plan &tier, const std::string &seqnum)
 {
     HandoffFixture fixture(seqnum, 0);
     for (int rep = 0; rep < tier.repeats; ++rep) {
         const HandoffSample s = fixture.rollout();
         report
             .figure("handoff.fdsupd.0.cpu_ms", "fdsupd CPU of a rollout of 4 instances, no connection", "ms",
-                    "lower")
-            .samples.push_back(s.cpuMs);
+                    false)
+            .push_back(s.cpuMs);
         report
             .figure("handoff.fdsupd.0.ms", "DRAIN to the last drained worker reaped, no connection", "ms",
-                    "lower")
-            .samples.push_back(s.handoffMs);
+                    false)
+            .push_back(s.handoffMs);
     }
 }
 
-void addSample(Report &report, int n, double raw, const HandoffSample &s)
+void addSample(BenchReport &report, int n, double raw, const HandoffSample &s)
 {
     const std::string k = std::to_string(n);
     const std::string count = withCommas(n);
@@ -106,37 +106,37 @@ void addSample(Report &report, int n, double raw, const HandoffSample &s)
     }
     report
         .figure("handoff.raw." + k + ".rate", count + " sockets over one socketpair, 253 per message",
-                "conn/s", "higher")
-        .samples.push_back(raw);
+                "conn/s", true)
+        .push_back(raw);
     report
-        .figure("handoff.fdsupd." + k + ".rate", count + " connections through fdsupd", "conn/s", "higher",
+        .figure("handoff.fdsupd." + k + ".rate", count + " connections through fdsupd", "conn/s", true,
                 rateTarget)
-        .samples.push_back(n / (std::max(s.handoffMs, 1.0) / 1000.0));
+        .push_back(n / (std::max(s.handoffMs, 1.0) / 1000.0));
     report
         .figure("handoff.fdsupd." + k + ".ms", count + " connections: DRAIN to the last worker reaped", "ms",
-                "lower", msTarget)
-        .samples.push_back(s.handoffMs);
+                false, msTarget)
+        .push_back(s.handoffMs);
     report
         .figure("handoff.fdsupd." + k + ".rollout_ms", count + " connections: the whole Restart call", "ms",
-                "lower")
-        .samples.push_back(s.rolloutMs);
+                false)
+        .push_back(s.rolloutMs);
     report
         .figure("handoff.fdsupd." + k + ".cpu_us", count + " connections: fdsupd CPU per connection", "us",
-                "lower")
-        .samples.push_back(s.cpuMs * 1000.0 / n);
+                false)
+        .push_back(s.cpuMs * 1000.0 / n);
     if (s.userMs + s.systemMs > 0) {
         report
             .figure("handoff.fdsupd." + k + ".system_share",
-                    count + " connections: share of fdsupd's CPU spent in the kernel", "ratio", "lower")
-            .samples.push_back(s.systemMs / (s.userMs + s.systemMs));
+                    count + " connections: share of fdsupd's CPU spent in the kernel", "ratio", false)
+            .push_back(s.systemMs / (s.userMs + s.systemMs));
     }
     report
         .figure("handoff.fdsupd." + k + ".failed", count + " connections: round trips failed afterwards",
-                "count", "lower", Target{"==", 0, "0"})
-        .samples.push_back(s.failed);
+                "count", false, Target{"==", 0, "0"})
+        .push_back(s.failed);
 }
 
-void measureSize(Report &report, const Tier &tier, const std::string &seqnum, RawHandoff &raw, int n)
+void measureSize(BenchReport &report, const Plan &tier, const std::string &seqnum, RawHandoff &raw, int n)
 {
     (void)std::fprintf(stderr, "handoff-bench: %d connections\n", n);
     HandoffFixture fixture(seqnum, n);
@@ -148,16 +148,16 @@ void measureSize(Report &report, const Tier &tier, const std::string &seqnum, Ra
         addSample(report, n, rawRate, s);
     }
     const std::string k = std::to_string(n);
-    report.ratio({"handoff." + k + ".fdsupd_vs_raw",
-                  "fdsupd / raw socketpair, " + withCommas(n) + " connections",
-                  "handoff.fdsupd." + k + ".rate", "handoff.raw." + k + ".rate"});
+    report.ratio("handoff." + k + ".fdsupd_vs_raw",
+                 "fdsupd / raw socketpair, " + withCommas(n) + " connections",
+                 "handoff.fdsupd." + k + ".rate", "handoff.raw." + k + ".rate");
     if (n == tier.traced) {
         (void)std::fprintf(stderr, "handoff-bench: %d connections under strace -c\n", n);
         syscallNotes(report, n, fixture.rolloutTraced());
     }
 }
 
-void machineFacts(Report &report)
+void machineFacts(BenchReport &report)
 {
     rlimit limit{};
     (void)getrlimit(RLIMIT_NOFILE, &limit);
@@ -174,26 +174,23 @@ void machineFacts(Report &report)
     report.fact("load average at start (1, 5, 15 min)", l1 + " " + l5 + " " + l15);
 }
 
-int run(const Tier &tier, const std::string &jsonPath)
+int run(const Plan &tier, const std::string &jsonPath)
 {
     raiseNofile();
     RawHandoff raw; // forked before anything is open
     const std::string seqnum = test::requireEnv("FDSUP_TEST_SEQNUM_ECHO");
-    Report report("handoff-bench", "handoff", tier.name);
+    BenchReport report("handoff-bench", "handoff", tier.tier);
     machineFacts(report);
     measureEmpty(report, tier, seqnum);
     for (const int n : tier.sizes) {
         measureSize(report, tier, seqnum, raw, n);
     }
     staticNotes(report, tier.sizes.back());
-    (void)std::fputs(report.table().c_str(), stdout);
-    if (!jsonPath.empty()) {
-        std::ofstream out(jsonPath);
-        out << report.json().dump(2) << "\n";
-        if (!out) {
-            (void)std::fprintf(stderr, "handoff-bench: cannot write %s\n", jsonPath.c_str());
-            return 1;
-        }
+    report.print();
+    std::string why;
+    if (!jsonPath.empty() && !report.write(jsonPath, why)) {
+        (void)std::fprintf(stderr, "handoff-bench: %s\n", why.c_str());
+        return 1;
     }
     return 0;
 }
@@ -203,12 +200,13 @@ int run(const Tier &tier, const std::string &jsonPath)
 
 int main(int argc, char **argv)
 {
-    fdsup::bench::Tier tier;
-    (void)fdsup::bench::parseTier("quick", tier);
+    fdsup::bench::Plan tier = fdsup::bench::planFor(fdsup::bench::Tier::Quick);
     std::string json;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--tier" && i + 1 < argc && fdsup::bench::parseTier(argv[i + 1], tier)) {
+        const auto named = i + 1 < argc ? fdsup::bench::tierFromName(argv[i + 1]) : std::nullopt;
+        if (a == "--tier" && named) {
+            tier = fdsup::bench::planFor(*named);
             ++i;
         } else if (a == "--json" && i + 1 < argc) {
             json = argv[++i];

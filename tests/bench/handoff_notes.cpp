@@ -37,18 +37,18 @@ std::uint64_t callsOf(const SyscallProfile &profile, std::initializer_list<const
 
 } // namespace
 
-void syscallNotes(Report &report, int n, const SyscallProfile &profile)
+void syscallNotes(BenchReport &report, int n, const SyscallProfile &profile)
 {
     // Channel messages fdsupd handles per connection: HANDOFF in, HANDOFF_RESULT and ADOPT out.
     const double messages = 3.0 * n;
     report
         .figure("handoff.syscalls.per_connection", "fdsupd's system calls per connection moved", "syscalls",
-                "lower")
-        .samples.push_back(static_cast<double>(profile.total) / n);
+                false)
+        .push_back(static_cast<double>(profile.total) / n);
     report
         .figure("handoff.syscalls.per_message",
-                "fdsupd's system calls per channel message (3 per connection)", "syscalls", "lower")
-        .samples.push_back(static_cast<double>(profile.total) / messages);
+                "fdsupd's system calls per channel message (3 per connection)", "syscalls", false)
+        .push_back(static_cast<double>(profile.total) / messages);
     std::vector<std::pair<std::uint64_t, std::string>> rows;
     for (const auto &[name, calls] : profile.calls) {
         rows.emplace_back(calls, name);
@@ -79,7 +79,7 @@ void syscallNotes(Report &report, int n, const SyscallProfile &profile)
     report.note(table);
 }
 
-void staticNotes(Report &report, int largest)
+void staticNotes(BenchReport &report, int largest)
 {
     report.note(
         "**Before and after** (recorded, not measured by this run: `handoff-bench --tier quick` in a "
@@ -111,8 +111,8 @@ void staticNotes(Report &report, int largest)
                 std::to_string(limit.rlim_max) +
                 " and cannot be raised here; the client process holds every connection, so 16,384 "
                 "is the largest power of two that fits.");
-    const Figure *rate = report.find("handoff.fdsupd." + std::to_string(largest) + ".rate");
-    const double perSecond = rate != nullptr ? median(rate->samples) : 0;
+    const std::vector<double> *rate = report.samples("handoff.fdsupd." + std::to_string(largest) + ".rate");
+    const double perSecond = rate != nullptr ? median(*rate) : 0;
     report.note("**100,000 connections** would take, at the rate measured for " + std::to_string(largest) +
                 " (" + fixed(perSecond, 0) + "/s), about " +
                 fixed(perSecond > 0 ? 100000.0 / perSecond * 1000.0 : 0.0, 0) +

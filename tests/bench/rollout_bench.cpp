@@ -16,7 +16,7 @@
 
 #include <sys/resource.h>
 
-#include "cost_report.hpp"
+#include "bench_report.hpp"
 #include "daemon_harness.hpp"
 #include "test_support.hpp"
 

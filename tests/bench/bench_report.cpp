@@ -1,5 +1,5 @@
-// The cost benchmarks' command line and their fdsup-bench/1 report.
-#include "cost_report.hpp"
+// The benchmark programs' command line and their fdsup-bench/1 report.
+#include "bench_report.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -23,16 +23,12 @@ std::optional<BenchArgs> parseBenchArgs(int argc, char **argv, std::string &why)
         }
         if (a == "--tier") {
             const std::string t = argv[++i];
-            if (t == "smoke") {
-                args.tier = Tier::Smoke;
-            } else if (t == "quick") {
-                args.tier = Tier::Quick;
-            } else if (t == "full") {
-                args.tier = Tier::Full;
-            } else {
+            const auto tier = tierFromName(t);
+            if (!tier) {
                 why = "--tier " + t + ": expected smoke, quick or full";
                 return std::nullopt;
             }
+            args.tier = *tier;
         } else if (a == "--json") {
             args.json = argv[++i];
         } else {
@@ -54,6 +50,16 @@ const char *tierName(Tier tier)
         return "full";
     }
     return "quick";
+}
+
+std::optional<Tier> tierFromName(const std::string &name)
+{
+    for (const Tier tier : {Tier::Smoke, Tier::Quick, Tier::Full}) {
+        if (name == tierName(tier)) {
+            return tier;
+        }
+    }
+    return std::nullopt;
 }
 
 double median(std::vector<double> samples)
@@ -102,12 +108,20 @@ BenchReport::BenchReport(std::string program, std::string section, Tier tier)
     : program_(std::move(program)), section_(std::move(section)), tier_(tier)
 {}
 
-void BenchReport::figure(const std::string &id, const std::string &label, const std::string &unit,
-                         bool higherIsBetter, std::optional<Target> target)
+std::vector<double> &BenchReport::figure(const std::string &id, const std::string &label,
+                                         const std::string &unit, bool higherIsBetter,
+                                         std::optional<Target> target)
 {
     if (lookup(id) == nullptr) {
         figures_.push_back(Figure{id, label, unit, higherIsBetter, std::move(target), {}});
     }
+    return find(id).samples;
+}
+
+const std::vector<double> *BenchReport::samples(const std::string &id) const
+{
+    const Figure *f = lookup(id);
+    return f != nullptr ? &f->samples : nullptr;
 }
 
 BenchReport::Figure &BenchReport::find(const std::string &id)

@@ -1,5 +1,5 @@
-// The benchmark programs of the cost section (rollout, datapath, footprint): their command line and their
-// fdsup-bench/1 JSON (docs/benchmark.md, bench-contract.md section 1).
+// The benchmark programs' command line and their fdsup-bench/1 JSON, shared by every program in
+// tests/bench (docs/benchmark.md): each reports every sample, the driver computes medians and ratios.
 #pragma once
 
 #include <optional>
@@ -23,6 +23,7 @@ struct BenchArgs {
 // `PROGRAM [--tier smoke|quick|full] [--json FILE]`; nullopt (with why) on a bad command line.
 std::optional<BenchArgs> parseBenchArgs(int argc, char **argv, std::string &why);
 const char *tierName(Tier tier);
+std::optional<Tier> tierFromName(const std::string &name);
 
 struct Target {
     std::string op; // ">=", "<=", "=="
@@ -35,10 +36,12 @@ class BenchReport {
 public:
     BenchReport(std::string program, std::string section, Tier tier);
 
-    // Declares a figure (once); samples are added with add().
-    void figure(const std::string &id, const std::string &label, const std::string &unit, bool higherIsBetter,
-                std::optional<Target> target = std::nullopt);
+    // Declares a figure (the first call; later ones find it) and returns its samples, to which add() appends.
+    std::vector<double> &figure(const std::string &id, const std::string &label, const std::string &unit,
+                                bool higherIsBetter, std::optional<Target> target = std::nullopt);
     void add(const std::string &id, double sample);
+    // The samples of a figure so far, or nullptr when it was never declared.
+    [[nodiscard]] const std::vector<double> *samples(const std::string &id) const;
     void ratio(const std::string &id, const std::string &label, const std::string &numerator,
                const std::string &denominator, std::optional<Target> target = std::nullopt);
     void note(std::string markdown) { notes_.push_back(std::move(markdown)); }
