@@ -348,7 +348,7 @@ namespace {
 // The child's stack while it shares fdsupd's memory (vfork semantics: fdsupd
 // is suspended until the child execs or exits, so one stack serves every
 // spawn of this single-threaded daemon).
-alignas(64) std::array<std::byte, 256 * 1024> childStack;
+alignas(64) std::array<std::byte, std::size_t{256} * 1024> childStack;
 
 int childMain(void *plan)
 {
