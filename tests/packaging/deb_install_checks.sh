@@ -54,14 +54,15 @@ stop_daemon "$daemon_pid"
 step "a worker built with pkg-config --cflags --libs libactivate only"
 mkdir "$tmp/worker"
 cp "$src/libactivate/examples/http-keepalive.c" "$src/libactivate/examples/common.c" \
-  "$src/libactivate/examples/common.h" "$tmp/worker/"
+  "$src/libactivate/examples/common.h" "$src/libactivate/examples/listen.c" \
+  "$src/libactivate/examples/listen.h" "$tmp/worker/"
 (
   cd "$tmp/worker" || exit 1
   # Only what the installed package says: no PKG_CONFIG_PATH into a build tree.
   flags=$(env -u PKG_CONFIG_PATH -u PKG_CONFIG_LIBDIR pkg-config --cflags --libs libactivate)
-  echo "cc -std=c11 -o http-keepalive http-keepalive.c common.c $flags"
+  echo "cc -std=c11 -o http-keepalive http-keepalive.c common.c listen.c $flags"
   # shellcheck disable=SC2086
-  cc -std=c11 -Wall -Werror -o http-keepalive http-keepalive.c common.c $flags
+  cc -std=c11 -Wall -Werror -o http-keepalive http-keepalive.c common.c listen.c $flags
 )
 loaded=$(ldd "$tmp/worker/http-keepalive" | awk '$1 == "libactivate.so.0" { print $3 }')
 [ -n "$loaded" ] && [ "$(readlink -f "$loaded")" = "$(readlink -f "/usr/lib/$multiarch/libactivate.so.0")" ] ||
