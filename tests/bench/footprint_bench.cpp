@@ -66,10 +66,11 @@ std::string supervisorTable(const DaemonHarness &fdsupd, const std::string &limi
     return "[supervisor]\ncontrol = " + quoted(fdsupd.controlPath()) + "\n" + limits + "\n";
 }
 
-void startOrThrow(DaemonHarness &fdsupd, const std::string &config, const char *what)
+void startOrThrow(DaemonHarness &fdsupd, const std::string &config, const char *what,
+                  const std::vector<std::string> &env = {})
 {
     std::string why;
-    if (!fdsupd.start(config, why)) {
+    if (!fdsupd.start(config, why, {}, env)) {
         throw std::runtime_error(std::string("fdsupd with ") + what + " did not start: " + why);
     }
 }
@@ -127,11 +128,18 @@ void demo(BenchReport &report, const Plan &plan)
                   "syscalls", false, Target{"==", 0, "0"});
     for (int i = 0; i < plan.repeats; ++i) {
         DaemonHarness fdsupd;
-        startOrThrow(fdsupd, demoConfig(fdsupd), "the demo");
+        // The demo's handoff worker (units/demo/http-keepalive) runs the example of this build.
+        startOrThrow(fdsupd, demoConfig(fdsupd), "the demo",
+                     {"FDSUP_DEMO_BUILD=" + fdsup::test::requireEnv("FDSUP_BUILD_ROOT")});
         sample(report, "footprint.demo", fdsupd.pid());
         if (i == 0) {
             // One window: 10 s each would not fit the tier's time.
             report.add("footprint.idle_syscalls_10s", idleSyscalls(fdsupd.pid(), plan.idleSeconds));
+        }
+        // A worker that exited while measured (one that cannot start restarts again and again)
+        // would make every figure above one of a busy fdsupd, not an idle one.
+        if (const std::string log = fdsupd.log(); log.find(" exited ") != std::string::npos) {
+            throw std::runtime_error("a demo worker exited while fdsupd was measured idle:\n" + log);
         }
         fdsupd.stop();
     }
