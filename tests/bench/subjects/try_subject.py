@@ -1,11 +1,13 @@
 """Try one subject by hand, without the report (no subject here):
 
     python3 tests/bench/subjects/try_subject.py [--build DIR] [--mode MODE] [--duration 6s]
-                                                [--connections 64] [--instances 2] SUBJECT_ID
+                                                [--connections 64] [--instances 2] [--dir DIR] SUBJECT_ID
 
 starts the subject, runs fdsup-load against it with its restart command three times, stops it, and
 checks that nothing of it is left: no process of the subject, nothing accepting on its port.
-Prints fdsup-load's summary; logs in /tmp/fdsup-try-SUBJECT-MODE/logs.
+Prints fdsup-load's summary; logs in DIR/logs (--dir DIR is emptied first; default: a new
+/tmp/fdsup-try-SUBJECT-MODE-* directory, kept and named at the end). Exit 0 when the run went through and nothing was left, 1 otherwise.
+The test bench-try-subject (suite bench) runs it as written here.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import pathlib
 import shutil
 import socket
 import sys
+import tempfile
 
 SUBJECTS: list = []  # the driver imports every module of this directory; this one defines none
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # nothing written into the source tree
 
 
 def find(subject_id: str):
@@ -41,13 +45,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--duration", default="6s")
     p.add_argument("--connections", default="64")
     p.add_argument("--instances", type=int, default=2)
+    p.add_argument("--dir", help="where the work directory and the logs go, emptied first (default: a new one in /tmp)")
     a = p.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
     from benchlib import context  # noqa: E402
 
     subject = find(a.subject)
-    top = pathlib.Path(f"/tmp/fdsup-try-{a.subject}-{a.mode}")
-    shutil.rmtree(top, ignore_errors=True)
+    if a.dir:
+        shutil.rmtree(a.dir, ignore_errors=True)
+    top = pathlib.Path(a.dir or tempfile.mkdtemp(prefix=f"fdsup-try-{a.subject}-{a.mode}-"))
     ctx = context.Context(pathlib.Path(a.build).resolve(), HERE.parent.parent.parent, top / "work",
                           top / "logs", a.instances)
     why = subject.unavailable(ctx) or subject.unsupported(ctx, a.mode)
@@ -75,6 +81,7 @@ def main(argv: list[str]) -> int:
         if left:
             print(f"LEFT RUNNING after stop(): {left}")
             status = 1
+        print(f"logs: {top / 'logs'}")
         if "target" in locals():
             try:
                 with socket.create_connection((target.host, target.port), timeout=1):
