@@ -91,13 +91,19 @@ class Context(base.Context):
     def wait_serving(self, target: base.Target, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         why = "nothing tried"
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
+            nonlocal why
             why = probe(target, min(2.0, max(0.1, deadline - time.monotonic())))
             if why is None:
-                return
+                return True
             self._check_alive()
-            time.sleep(0.05)  # polling a server that is starting: no event to wait on
-        raise RuntimeError(f"{target.host}:{target.port} did not answer within {timeout:g} s: {why}")
+            return False
+
+        try:
+            base.wait_until(answers, timeout, "")
+        except base.WaitTimeout:
+            raise RuntimeError(f"{target.host}:{target.port} did not answer within {timeout:g} s: {why}") from None
 
     def _check_alive(self) -> None:
         for proc in self._groups:

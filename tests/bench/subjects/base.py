@@ -14,11 +14,39 @@ import dataclasses
 import os
 import pathlib
 import subprocess
+import time
+from typing import Callable, TypeVar
 
 # The load modes of fdsup-load (--mode): keep-alive at full speed, a new
 # connection per request, keep-alive with 0-20 ms random think time, and
 # long-lived seqnum streams.
 MODES = ("keepalive", "newconn", "think", "stream")
+
+
+T = TypeVar("T")
+
+
+class WaitTimeout(RuntimeError):
+    """wait_until()'s deadline passed."""
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str) -> T:
+    """Returns check()'s first true value; raises WaitTimeout(what) once timeout seconds passed.
+
+    The one wait of the benchmark for what nothing signals to an outsider (a port that starts or
+    stops accepting, a CLI's answer, a manager's state), as tests/support's waitUntil() is the
+    tests': check() is called again after a pause growing from 1 ms to 20 ms, until the deadline."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        result = check()
+        if result:
+            return result
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(what)
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.02)
 
 
 @dataclasses.dataclass

@@ -15,7 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+
+from base import WaitTimeout, wait_until
 
 SUBJECTS: list = []  # the driver imports every module of this directory; this one defines none
 
@@ -75,22 +76,14 @@ def accepts(host: str, port: int) -> bool:
 
 def wait_closed(host: str, port: int, timeout: float = 10.0) -> None:
     """Returns once nothing accepts on host:port (stop() leaves nothing bound); raises after timeout."""
-    deadline = time.monotonic() + timeout
-    while accepts(host, port):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{host}:{port} still accepts connections after the subject stopped")
-        time.sleep(0.02)  # a listener closing: no event to wait on from here
+    wait_until(lambda: not accepts(host, port), timeout,
+               f"{host}:{port} still accepts connections after the subject stopped")
 
 
 def wait_accepts(host: str, port: int, timeout: float) -> None:
     """Returns once host:port accepts a connection; raises after timeout."""
-    deadline = time.monotonic() + timeout
-    pause = 0.001
-    while not accepts(host, port):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{host}:{port} does not accept connections after {timeout:g} s")
-        time.sleep(pause)  # a server starting: nothing signals when it listens
-        pause = min(pause * 2, 0.02)
+    wait_until(lambda: accepts(host, port), timeout,
+               f"{host}:{port} does not accept connections after {timeout:g} s")
 
 
 def read_pid(path: pathlib.Path) -> int | None:
@@ -157,20 +150,20 @@ def reload_haproxy(sock: str, timeout: float = 15.0) -> int:
     once `show proc` lists a current worker that was not there before; 1 past timeout."""
     before = current_workers(master_cli(sock, "show proc"))
     master_cli(sock, "reload")
-    deadline = time.monotonic() + timeout
-    pause = 0.001
-    while time.monotonic() < deadline:
+
+    def new_worker() -> bool:
         try:
             now = current_workers(master_cli(sock, "show proc"))
         except OSError:
-            now = set()  # the master re-executes itself: its CLI is back in a moment
-        if now and not now & before:
-            return 0
-        time.sleep(pause)  # nothing signals the new worker's start to a CLI client
-        pause = min(pause * 2, 0.02)
-    print(f"reload-haproxy: no new worker within {timeout:g} s (workers before: {sorted(before)})",
-          file=sys.stderr)
-    return 1
+            return False  # the master re-executes itself: its CLI is back in a moment
+        return bool(now) and not now & before
+
+    try:
+        wait_until(new_worker, timeout, f"no new worker within {timeout:g} s (workers before: {sorted(before)})")
+    except WaitTimeout as e:
+        print(f"reload-haproxy: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

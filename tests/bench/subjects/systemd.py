@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
-import time
 
 import subjectlib
-from base import Context, Subject, Target
+from base import Context, Subject, Target, wait_until
 
 SYSTEMD = "/lib/systemd/systemd"
 SYSTEMCTL = "/usr/bin/systemctl"
@@ -106,18 +105,25 @@ class SystemdSocket(Subject):
         env = dict(self._env, FDSUP_BENCH_CGROUPS=" ".join(str(c) for c in self._cgroups),
                    FDSUP_BENCH_SYSTEMD=SYSTEMD)
         self._manager = ctx.spawn([UNSHARE, "-m", "/bin/sh", "-c", MANAGER_SCRIPT], "systemd-user", env=env)
-        deadline = time.monotonic() + 30
-        while True:
+        state = ""
+
+        def running() -> bool:
+            nonlocal state
             # Not is-system-running: it answers "offline" outside the manager's namespace (no
             # /run/systemd/system here); the manager's own SystemState is what it says.
             state = subprocess.run([SYSTEMCTL, "--user", "show", "-p", "SystemState", "--value"],
                                    capture_output=True, text=True, env=dict(os.environ, **self._env)).stdout.strip()
             if state in ("running", "degraded"):
-                return
-            if self._manager.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the systemd --user manager did not start (SystemState: {state!r}; "
-                                   f"log: {ctx.logdir / 'systemd-user.log'})")
-            time.sleep(0.02)  # a starting manager: nothing to wait on but its answer
+                return True
+            if self._manager.poll() is not None:
+                raise RuntimeError("exited")
+            return False
+
+        try:
+            wait_until(running, 30, "timeout")
+        except RuntimeError:
+            raise RuntimeError(f"the systemd --user manager did not start (SystemState: {state!r}; "
+                               f"log: {ctx.logdir / 'systemd-user.log'})") from None
 
     def start(self, ctx: Context, mode: str) -> Target:
         self.start_manager(ctx)
