@@ -141,22 +141,6 @@ double cpuMsOf(pid_t pid)
     return ns / 1e6;
 }
 
-std::pair<double, double> userSystemMsOf(pid_t pid)
-{
-    const std::string stat = test::readFile("/proc/" + std::to_string(pid) + "/stat");
-    // After "(comm)": state is field 3, utime 14, stime 15.
-    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
-    std::vector<std::string> f;
-    for (std::string w; fields >> w && f.size() < 13;) {
-        f.push_back(w);
-    }
-    if (f.size() < 13) {
-        throw std::runtime_error("cannot read /proc/" + std::to_string(pid) + "/stat");
-    }
-    const double tick = 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
-    return {std::stod(f[11]) * tick, std::stod(f[12]) * tick};
-}
-
 HandoffFixture::HandoffFixture(const std::string &seqnumEcho, int connections)
 {
     std::string why;
@@ -215,15 +199,15 @@ HandoffSample HandoffFixture::rollout()
     const std::uint64_t adoptedBefore = adopted();
     const std::size_t logFrom = fdsupd_.log().size();
     const double cpu0 = cpuMsOf(fdsupd_.pid());
-    const auto [user0, system0] = userSystemMsOf(fdsupd_.pid());
+    const auto [user0, system0] = test::cpuTimesOf(fdsupd_.pid());
     const auto t0 = Clock::now();
     const auto reply =
         fdsupd_.call("io.fdsup.Manager.Restart", {{"service", "web"}, {"wait", true}, {"batch", kInstances}});
     sample.rolloutMs = msSince(t0);
     sample.cpuMs = cpuMsOf(fdsupd_.pid()) - cpu0;
-    const auto [user1, system1] = userSystemMsOf(fdsupd_.pid());
-    sample.userMs = user1 - user0;
-    sample.systemMs = system1 - system0;
+    const auto [user1, system1] = test::cpuTimesOf(fdsupd_.pid());
+    sample.userMs = (user1 - user0) * 1000.0;
+    sample.systemMs = (system1 - system0) * 1000.0;
     if (!reply.error.empty()) {
         throw std::runtime_error("rollout failed: " + reply.error + " " + reply.parameters.dump());
     }

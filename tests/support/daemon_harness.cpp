@@ -373,7 +373,7 @@ std::optional<LoopbackServerSocket> loopbackServerSocket(int serverPort, int cli
     return std::nullopt;
 }
 
-double cpuSecondsOf(pid_t pid)
+CpuTimes cpuTimesOf(pid_t pid)
 {
     std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
     std::string line;
@@ -386,7 +386,13 @@ double cpuSecondsOf(pid_t pid)
     }
     // state is field 3 of stat(5), index 0 here; utime and stime are 14 and 15.
     const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-    return (std::stod(fields.at(11)) + std::stod(fields.at(12))) / ticks;
+    return {std::stod(fields.at(11)) / ticks, std::stod(fields.at(12)) / ticks};
+}
+
+double cpuSecondsOf(pid_t pid)
+{
+    const CpuTimes t = cpuTimesOf(pid);
+    return t.user + t.system;
 }
 
 int countFdsOf(pid_t pid)

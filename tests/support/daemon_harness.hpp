@@ -152,7 +152,13 @@ std::optional<LoopbackServerSocket> loopbackServerSocket(int serverPort, int cli
 
 // Counts /proc/PID/fd entries of another process.
 int countFdsOf(pid_t pid);
-// utime + stime of another process, in seconds (from /proc, clock ticks).
+// utime and stime of another process, in seconds (from /proc, clock ticks).
+struct CpuTimes {
+    double user = 0;
+    double system = 0;
+};
+CpuTimes cpuTimesOf(pid_t pid);
+// utime + stime of another process, in seconds.
 double cpuSecondsOf(pid_t pid);
 // VmRSS of another process in KiB.
 long rssKibOf(pid_t pid);
