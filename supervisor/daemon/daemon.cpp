@@ -28,8 +28,6 @@ std::string randomTag()
 // fdsupd's own descriptors beside its workers': loop, control, logs, notify sockets.
 constexpr std::size_t kOwnFds = 64;
 // READY=1 refused by a full manager queue is sent again after these, doubling.
-constexpr Duration kReadyRetryFirst = std::chrono::milliseconds(10);
-constexpr Duration kReadyRetryMax = std::chrono::seconds(1);
 
 } // namespace
 
@@ -42,6 +40,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
 {
     std::unique_ptr<Daemon> daemon(new Daemon(loop, std::move(config)));
     const config::Config &cfg = daemon->config_;
+    // What the manager's full queue refuses (FDSTORE= of many listeners at
+    // once, READY=1 behind them) waits and goes in order (io/manager_notify.hpp).
+    daemon->manager_.attach(loop);
 
     rlimit original{};
     getrlimit(RLIMIT_NOFILE, &original);
@@ -231,27 +232,8 @@ unsigned Daemon::killedLeavingTotal() const
 void Daemon::notifyReady()
 {
     notifiedReady_ = true;
-    readyRetry_.reset();
-    sendReady(kReadyRetryFirst);
-}
-
-void Daemon::sendReady(Duration retryAfter)
-{
-    if (manager_.ready(statusLine(services_)) != -EAGAIN) {
-        return;
-    }
-    // The manager's queue is full (a burst of FDSTORE= for many listeners,
-    // or of STATUS= lines): a lost READY=1 would have systemd time the start
-    // out. Sent again shortly, backing off; fdsupd never blocks on its manager.
-    auto timer = loop_.addTimer(retryAfter, [this, retryAfter] {
-        readyRetry_.reset();
-        if (!shuttingDown_ && !reload_) {
-            sendReady(std::min(retryAfter * 2, kReadyRetryMax));
-        }
-    });
-    if (timer) {
-        readyRetry_ = std::move(*timer);
-    }
+    // Never lost to a full queue: it waits behind what came before it.
+    (void)manager_.ready(statusLine(services_));
 }
 
 void Daemon::checkReady()

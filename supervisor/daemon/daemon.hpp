@@ -93,7 +93,6 @@ public:
     // re-exec restored the daemon (docs/systemd.md).
     void notifyReady();
     // READY=1 now, and again after retryAfter while the manager's queue is full.
-    void sendReady(Duration retryAfter);
 
     // Every socket it holds descriptors of, in configuration order.
     [[nodiscard]] std::vector<ExportedSocket> exportSockets() const;
@@ -184,7 +183,6 @@ private:
     std::vector<std::string> retiringSockets_; // closed once no instance uses them
     EventSource reaper_;
     EventSource watchdog_;
-    EventSource readyRetry_; // READY=1 to send again (sendReady())
     ManagerNotifier manager_;
     // Held connections in manager_'s store (daemon/held_store.hpp).
     std::unique_ptr<HeldStore> heldStore_;

@@ -27,6 +27,10 @@ std::string Daemon::reexecBusy(bool &unsupported) const
             return "service '" + name + "': a dead predecessor's orphaned workers are being replaced";
         }
     }
+    if (manager_.pending() > 0) {
+        // The outbox is this process's memory: it would be lost in the exec.
+        return std::to_string(manager_.pending()) + " message(s) to the manager wait for room in its queue";
+    }
     if (!retiringSockets_.empty()) {
         return "socket '" + retiringSockets_.front() + "' is being closed by a reload";
     }

@@ -147,7 +147,6 @@ void Daemon::reload(ReloadCallback done)
     // READY=1 (a control call while the services start) the first start
     // still decides when fdsupd is ready.
     if (notifiedReady_) {
-        readyRetry_.reset(); // a READY=1 still to send would end the RELOADING=1
         manager_.reloading();
     }
     done = [this, answer = std::move(done)](const ReloadOutcome &outcome) {

@@ -1,24 +1,44 @@
 // Notifications to fdsupd's own manager (systemd): non-blocking, so a slow manager never stalls the daemon.
 #pragma once
 
+#include <cstddef>
+#include <deque>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/fd.hpp"
+#include "io/event_loop.hpp"
 
 namespace fdsup {
 
 // sd_notify() blocks in sendmsg() when the manager's queue is full; a
-// supervisor must not. This sends with MSG_DONTWAIT and drops what does not
-// fit (logged): STATUS= is best effort, and READY=1/STOPPING=1 are sent
-// once, when the queue is empty in practice.
+// supervisor must not. This sends with MSG_DONTWAIT. Once attached to the
+// loop, what must arrive (READY=1, RELOADING=1, STOPPING=1, FDSTORE=,
+// FDSTOREREMOVE=) and is refused because the manager's queue is full waits
+// in an outbox, in order, with its own copies of the descriptors, and is
+// sent when the socket is writable again (EPOLLOUT: a connected datagram
+// socket is writable once its peer's queue has room). STATUS= waits as the
+// latest line only; WATCHDOG=1 (send()) is best effort. An FDSTORE= still
+// waiting when its name is removed is dropped with the removal.
 class ManagerNotifier {
 public:
+    // At most this many messages wait; past it a message is refused
+    // (-ENOBUFS) and the caller logs it.
+    static constexpr std::size_t kMaxPending = 16384;
+
     // Reads NOTIFY_SOCKET (path or @abstract); without it every send is a no-op.
     ManagerNotifier();
     [[nodiscard]] bool enabled() const { return fd_.isValid(); }
-    // Returns 0, or -errno (-EAGAIN: the manager's queue was full).
+    // From now on, messages the manager's full queue refuses wait in the
+    // outbox instead of failing with -EAGAIN.
+    void attach(EventLoop &loop) { loop_ = &loop; }
+    // Messages waiting for room in the manager's queue.
+    [[nodiscard]] std::size_t pending() const { return outbox_.size(); }
+    // Best effort, never queued (WATCHDOG=1). Returns 0, or -errno
+    // (-EAGAIN: the manager's queue was full).
     int send(std::string_view message);
     // The same with descriptors attached (SCM_RIGHTS, at most 253); they
     // stay owned by the caller.
@@ -44,8 +64,27 @@ public:
     int removeStored(std::string_view name);
 
 private:
+    struct Message {
+        std::string text;
+        std::vector<UniqueFd> fds; // copies, closed once sent
+        std::string storedName;    // FDSTORE=: the name stored
+        std::string status;        // STATUS= it carries, recorded once sent
+    };
+    // Sends now or, attached, queues (0); -errno otherwise.
+    int deliver(Message message, std::span<const BorrowedFd> fds = {});
+    int sendNow(const Message &message, std::span<const BorrowedFd> fds);
+    int sendNow(const Message &message);
+    int armWritable();
+    void flush();
+    void sent(const Message &message);
+
     UniqueFd fd_;
     std::string lastStatus_;
+    std::string pendingStatus_; // a STATUS= line to send once the outbox drains
+    EventLoop *loop_ = nullptr;
+    std::deque<Message> outbox_;
+    EventSource writable_;         // while the outbox is not empty
+    std::set<std::string> stored_; // names stored by this process, not removed since
 };
 
 } // namespace fdsup

@@ -297,6 +297,37 @@ TEST_F(SystemdTest, ASocketAddedByAReloadIsStoredAndOneRemovedIsDropped)
     EXPECT_TRUE(loopbackPortFree(extra));
 }
 
+// 300 listeners at start are 300 FDSTORE= messages at once: far more than
+// the manager's queue takes (net.unix.max_dgram_qlen, 10). What it refuses
+// waits and follows in order, so every listener is stored, and a restart
+// gets each of them back on its port.
+TEST_F(SystemdTest, EveryListenerOfABurstIsStoredAndComesBackOnRestart)
+{
+    constexpr int kListeners = 300;
+    std::string extra;
+    for (int i = 0; i < kListeners; ++i) {
+        extra += "\n[socket.s" + std::to_string(i) + "]\nlisten = \"tcp://127.0.0.1:0\"\n";
+    }
+    writeFile(readyFile("ready"), "");
+    writeConfig("ready");
+    writeFile(dir_ / "fdsupd.toml", readFile(dir_ / "fdsupd.toml") + extra);
+    installUnit();
+    ASSERT_EQ(manager_->systemctl({"start", kUnit}).exitCode, 0) << journal();
+    std::map<std::string, int> ports;
+    const auto before = call("io.fdsup.Manager.Sockets").parameters.at("sockets");
+    for (const auto &socket : before) {
+        ports[socket.at("name")] = portOf(before, socket.at("name").get<std::string>());
+    }
+    ASSERT_EQ(ports.size(), static_cast<std::size_t>(kListeners + 1));
+    ASSERT_EQ(manager_->systemctl({"restart", kUnit}).exitCode, 0) << journal();
+    const auto after = call("io.fdsup.Manager.Sockets").parameters.at("sockets");
+    int same = 0;
+    for (const auto &[name, port] : ports) {
+        same += portOf(after, name) == port ? 1 : 0;
+    }
+    EXPECT_EQ(same, kListeners + 1) << journal();
+}
+
 TEST_F(SystemdTest, AnEditedListenAddressIsBoundAfreshOnRestart)
 {
     startReady();

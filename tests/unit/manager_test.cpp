@@ -9,6 +9,8 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -30,6 +32,7 @@
 #include "daemon_harness.hpp"
 #include "io/manager_notify.hpp"
 #include "io/sockets.hpp"
+#include "loop_driver.hpp"
 #include "test_support.hpp"
 
 namespace fdsup {
@@ -488,6 +491,108 @@ TEST_F(FakeManager, StoredHeldConnectionsAreTakenOutOfTheInheritedOnesByName)
     EXPECT_EQ(held[1].fds.size(), 2U);
     EXPECT_EQ(next(), "FDSTOREREMOVE=1\nFDNAME=fdsup.held.web.x.1"); // not a held connection's name
     EXPECT_EQ(inherited.byName.size(), 2U);                          // the listeners' are left
+}
+
+// A manager that reads slowly: its queue (net.unix.max_dgram_qlen, 10 by
+// default) fills, and what does not fit waits in the notifier's outbox.
+class SlowManager : public FakeManager {
+protected:
+    void SetUp() override
+    {
+        FakeManager::SetUp();
+        auto loop = EventLoop::create();
+        ASSERT_TRUE(loop.ok());
+        loop_ = std::move(*loop);
+    }
+    // Stores `count` names "n0".."nN-1", each with a descriptor of its own.
+    void storeMany(ManagerNotifier &manager, int count)
+    {
+        for (int i = 0; i < count; ++i) {
+            UniqueFd fd(eventfd(0, EFD_CLOEXEC));
+            ASSERT_TRUE(fd);
+            const BorrowedFd fds[] = {fd.borrow()};
+            ASSERT_EQ(manager.store("n" + std::to_string(i), fds), 0) << i;
+        } // the caller's copies are closed here: the outbox keeps its own
+    }
+    // Reads as the manager does, on the loop, until `last` arrives.
+    std::vector<std::pair<std::string, std::size_t>> readUntil(std::string_view last)
+    {
+        std::vector<std::pair<std::string, std::size_t>> got;
+        auto reader = loop_->addIo(fd_.borrow(), EPOLLIN, [&](std::uint32_t) {
+            std::vector<UniqueFd> fds;
+            std::string text = next(&fds);
+            got.emplace_back(std::move(text), fds.size());
+        });
+        EXPECT_TRUE(reader.ok());
+        EXPECT_TRUE(
+            test::runLoopUntil(*loop_, [&] { return !got.empty() && got.back().first.starts_with(last); }));
+        return got;
+    }
+    std::unique_ptr<EventLoop> loop_;
+};
+
+TEST_F(SlowManager, EveryStoreWaitsForRoomAndGoesInOrderWithReadyLast)
+{
+    const auto before = test::openFds();
+    {
+        ManagerNotifier manager;
+        manager.attach(*loop_);
+        storeMany(manager, 200);
+        EXPECT_GT(manager.pending(), 0U); // the queue filled
+        ASSERT_EQ(manager.ready("1/1 services running"), 0);
+        manager.status("later"); // waits behind READY=1, the latest line only
+        const auto got = readUntil("READY=1");
+        ASSERT_EQ(got.size(), 201U);
+        for (int i = 0; i < 200; ++i) {
+            EXPECT_EQ(got[static_cast<std::size_t>(i)].first,
+                      "FDSTORE=1\nFDPOLL=0\nFDNAME=n" + std::to_string(i));
+            EXPECT_EQ(got[static_cast<std::size_t>(i)].second, 1U) << i;
+        }
+        EXPECT_EQ(manager.pending(), 0U);
+        EXPECT_TRUE(test::runLoopUntil(*loop_, [&] {
+            std::vector<UniqueFd> fds;
+            std::array<std::byte, 256> buffer{};
+            std::size_t here = 0;
+            const ssize_t n = recvDatagram(fd_.borrow(), MSG_DONTWAIT, buffer, fds, here);
+            return n > 0 && std::string(reinterpret_cast<const char *>(buffer.data()),
+                                        static_cast<std::size_t>(n)) == "STATUS=later";
+        }));
+    }
+    EXPECT_EQ(test::openFds(), before); // the outbox's copies were closed once sent
+}
+
+TEST_F(SlowManager, AStoreRemovedWhileItWaitedNeverReachesTheManager)
+{
+    ManagerNotifier manager;
+    manager.attach(*loop_);
+    storeMany(manager, 50);
+    ASSERT_GT(manager.pending(), 0U);
+    UniqueFd fd(eventfd(0, EFD_CLOEXEC));
+    const BorrowedFd fds[] = {fd.borrow()};
+    ASSERT_EQ(manager.store("late", fds), 0);
+    const std::size_t waiting = manager.pending();
+    ASSERT_EQ(manager.removeStored("late"), 0);
+    EXPECT_EQ(manager.pending(), waiting - 1); // neither the store nor a removal goes out
+    ASSERT_EQ(manager.removeStored("n0"), 0);  // n0 was sent: its removal is
+    const auto got = readUntil("FDSTOREREMOVE=1");
+    EXPECT_EQ(got.size(), 51U);
+    EXPECT_EQ(got.back().first, "FDSTOREREMOVE=1\nFDNAME=n0");
+    for (const auto &[text, count] : got) {
+        EXPECT_THAT(text, ::testing::Not(HasSubstr("late")));
+    }
+}
+
+TEST_F(FakeManager, UnattachedAFullQueueRefusesWithEagainAsBefore)
+{
+    ManagerNotifier manager; // no loop: nothing can wait
+    int r = 0;
+    int sent = 0;
+    while ((r = manager.ready("x")) == 0) {
+        ++sent; // the queue is bounded (max_dgram_qlen): this ends
+    }
+    EXPECT_EQ(r, -EAGAIN);
+    EXPECT_GT(sent, 0);
+    EXPECT_EQ(manager.pending(), 0U);
 }
 
 TEST(ManagerNotifierOff, WithoutNotifySocketNothingIsSent)
