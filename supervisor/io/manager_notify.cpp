@@ -1,11 +1,11 @@
 // Notifications to fdsupd's own manager (systemd): non-blocking, so a slow manager never stalls the daemon.
 #include "io/manager_notify.hpp"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -133,6 +133,9 @@ int ManagerNotifier::deliver(Message message, std::span<const BorrowedFd> fds)
         outbox_.pop_back();
         return r;
     }
+    if (!outbox_.back().storedName.empty()) {
+        waitingStores_[outbox_.back().storedName] = std::prev(outbox_.end());
+    }
     return 0;
 }
 
@@ -157,6 +160,9 @@ void ManagerNotifier::flush()
         const int r = sendNow(outbox_.front());
         if (r == -EAGAIN) {
             return; // still full: EPOLLOUT again when there is room
+        }
+        if (!outbox_.front().storedName.empty()) {
+            waitingStores_.erase(outbox_.front().storedName);
         }
         if (r == 0) {
             sent(outbox_.front());

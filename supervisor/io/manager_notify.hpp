@@ -2,11 +2,12 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
+#include <list>
 #include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/fd.hpp"
@@ -82,7 +83,9 @@ private:
     std::string lastStatus_;
     std::string pendingStatus_; // a STATUS= line to send once the outbox drains
     EventLoop *loop_ = nullptr;
-    std::deque<Message> outbox_;
+    std::list<Message> outbox_;
+    // The FDSTORE= waiting in outbox_, by name (a removal finds it at once).
+    std::unordered_map<std::string, std::list<Message>::iterator> waitingStores_;
     EventSource writable_;         // while the outbox is not empty
     std::set<std::string> stored_; // names stored by this process, not removed since
 };
