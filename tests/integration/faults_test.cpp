@@ -1,0 +1,265 @@
+// Faults: a real fdsupd, real workers and real clients when a process is killed mid-step, fdsupd runs
+// out of descriptors, or a port or a directory is not what the configuration needs (docs/fdsupd.md#faults).
+//
+// Every test asserts the error is clear (what, where, why), that a bystander
+// service (`other`, http-keepalive) answered a real client (curl) throughout,
+// that fdsupd's descriptor count comes back to its baseline, and that nothing
+// fdsupd or a worker held is lost.
+#include <chrono>
+#include <csignal>
+#include <future>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "daemon_harness.hpp"
+#include "load_clients.hpp"
+#include "seqnum_clients.hpp"
+#include "test_support.hpp"
+
+namespace fdsup::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+constexpr int kClients = 10;
+
+// How many times text occurs in log.
+std::size_t occurrences(const std::string &log, const std::string &text)
+{
+    std::size_t n = 0;
+    for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + text.size())) {
+        ++n;
+    }
+    return n;
+}
+
+class Faults : public DaemonTest<> {
+protected:
+    // web: seqnum-echo on the worker channel with handoff; other: the bystander.
+    static std::string seqnumWeb(const std::string &extra = "")
+    {
+        return R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.web]
+command = [")" +
+               requireEnv("FDSUP_TEST_SEQNUM_ECHO") +
+               R"("]
+sockets = ["web"]
+ready = "channel"
+handoff = true
+drain_timeout = "60s"
+)" + extra;
+    }
+
+    static std::string bystander()
+    {
+        return R"(
+[socket.other]
+listen = "tcp://127.0.0.1:0"
+
+[service.other]
+command = [")" +
+               requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
+               R"("]
+sockets = ["other"]
+ready = "channel"
+)";
+    }
+
+    // Starts fdsupd with these services and the bystander, its curl client,
+    // and notes fdsupd's descriptor count once everything is ready.
+    void start(const std::string &services)
+    {
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + services + bystander(), why)) << why;
+        bystanderLoad_.start(fdsupd_.port("other"), 1, LoadClients::Tool::Curl);
+        ASSERT_TRUE(bystanderLoad_.waitForRequests(3, kEventDeadline)) << "the bystander does not answer";
+        baseline_ = countFdsOf(fdsupd_.pid());
+    }
+
+    // The bystander answered every request, from start() until now.
+    void expectBystanderServed()
+    {
+        const LoadReport report = bystanderLoad_.stop();
+        EXPECT_GT(report.ok, 0U);
+        EXPECT_EQ(report.refused, 0U) << report.summary();
+        EXPECT_EQ(report.failed, 0U) << report.summary();
+    }
+
+    // fdsupd's descriptors come back to the count of start().
+    void expectFdsAtBaseline()
+    {
+        EXPECT_TRUE(waitUntil([&] { return countFdsOf(fdsupd_.pid()) == baseline_; }))
+            << countFdsOf(fdsupd_.pid()) << " descriptors, " << baseline_ << " at start:\n"
+            << describeFds(openFds(fdsupd_.pid()));
+    }
+
+    nlohmann::json connections(const std::string &service = "web")
+    {
+        return fdsupd_.call("io.fdsup.Manager.Connections", {{"service", service}})
+            .parameters.at("services")
+            .at(0);
+    }
+
+    // The state of the instance with this pid ("" when it is not listed).
+    std::string stateOf(pid_t pid, const std::string &service = "web")
+    {
+        const auto status = fdsupd_.status(service);
+        for (const auto &instance : status.at("instances")) {
+            if (instance.at("pid").is_number() && instance.at("pid").get<pid_t>() == pid) {
+                return instance.at("state").get<std::string>();
+            }
+        }
+        return "";
+    }
+
+    pid_t onlyPid(const std::string &service = "web")
+    {
+        const auto pids = instancePids(fdsupd_.status(service));
+        EXPECT_EQ(pids.size(), 1U);
+        return pids.empty() ? 0 : *pids.begin();
+    }
+
+    // Stops `old` (SIGSTOP), restarts web without waiting, and waits until
+    // fdsupd has told `old` to drain (DRAIN queued in its channel) with its
+    // replacement ready: the handoff is due and nothing of it happened yet.
+    // Returns the replacement's pid.
+    pid_t restartWithTheOldOneStopped(pid_t old)
+    {
+        EXPECT_EQ(kill(old, SIGSTOP), 0);
+        const auto restart = fdsupd_.fdsupctl({"restart", "--no-wait", "web"});
+        EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+        pid_t replacement = 0;
+        EXPECT_TRUE(waitUntil([&] {
+            const auto status = fdsupd_.status("web");
+            for (const auto &instance : status.at("instances")) {
+                if (instance.at("pid").is_number() && instance.at("pid").get<pid_t>() != old &&
+                    instance.at("state") == "ready") {
+                    replacement = instance.at("pid").get<pid_t>();
+                }
+            }
+            return replacement != 0 && stateOf(old) == "draining";
+        })) << fdsupd_.status("web").dump();
+        return replacement;
+    }
+
+    // A restart with kClients fresh seqnum clients hands every connection
+    // over and the clients see nothing: fdsupd is whole again.
+    void expectAHandoffRestartWorks()
+    {
+        const auto before = connections();
+        SeqnumClients clients(fdsupd_.port("web"), kClients);
+        ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= 10 * kClients; }));
+        const auto restart = fdsupd_.fdsupctl({"restart", "--wait", "web"});
+        EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+        const std::uint64_t after = clients.rounds();
+        EXPECT_TRUE(waitUntil([&] { return clients.rounds() >= after + 10 * kClients; }));
+        clients.close();
+        EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+        const auto now = connections();
+        EXPECT_EQ(now.at("handed").get<int>() - before.at("handed").get<int>(), kClients);
+        EXPECT_EQ(now.at("adopted").get<int>() - before.at("adopted").get<int>(), kClients);
+        EXPECT_TRUE(now.at("held").empty());
+    }
+
+    LoadClients bystanderLoad_;
+    int baseline_ = 0;
+};
+
+// Every error of a client is the end of its connection (EOF or a reset),
+// never a timeout: a connection nobody serves any more was closed, not left stuck.
+void expectClosedNotStuck(const std::vector<std::string> &errors)
+{
+    for (const auto &e : errors) {
+        EXPECT_TRUE(e.find("EOF") != std::string::npos || e.find("reset") != std::string::npos) << e;
+    }
+}
+
+// 1. The old instance is killed while it drains: DRAIN was sent, nothing
+// was handed over yet. Its connections end (EOF) with it, none is left
+// hanging, the rollout completes, and the next restart hands over as
+// usual. (Killed after handing over half: Handoff.AWorkerThatDiesMidHandoff...)
+TEST_F(Faults, TheOldWorkerKilledWhileDrainingClosesItsConnectionsAndTheServiceGoesOn)
+{
+    ASSERT_NO_FATAL_FAILURE(start(seqnumWeb()));
+    SeqnumClients clients(fdsupd_.port("web"), kClients);
+    ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= 10 * kClients; }));
+    const pid_t old = onlyPid();
+    const pid_t replacement = restartWithTheOldOneStopped(old);
+    ASSERT_NE(replacement, 0);
+
+    ASSERT_EQ(kill(old, SIGKILL), 0);
+    ASSERT_TRUE(waitUntil([&] { return clients.errors().size() == kClients; }))
+        << ::testing::PrintToString(clients.errors());
+    expectClosedNotStuck(clients.errors());
+    clients.close();
+    ASSERT_TRUE(
+        waitUntil([&] { return instancePids(fdsupd_.status("web")) == std::set<pid_t>{replacement}; }));
+    EXPECT_TRUE(waitUntil([&] { return fdsupd_.log().find("rollout 1 succeeded") != std::string::npos; }));
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("(pid " + std::to_string(old) + ") killed by SIGKILL"));
+    const auto web = connections();
+    EXPECT_EQ(web.at("handed"), 0);
+    EXPECT_TRUE(web.at("held").empty());
+    expectFdsAtBaseline();
+
+    expectAHandoffRestartWorks();
+    expectFdsAtBaseline();
+    expectBystanderServed();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// 1. The new instance is killed while it adopts: the old one handed every
+// connection over, fdsupd gave each to the replacement (ADOPT queued in its
+// channel: it is stopped), and the replacement dies before reading them.
+// Those connections end with it (the kernel closes what was in flight), none
+// is held or stuck, the slot is restarted, and the next restart works.
+TEST_F(Faults, TheNewWorkerKilledWhileAdoptingClosesWhatItWasGivenAndTheSlotIsRestarted)
+{
+    ASSERT_NO_FATAL_FAILURE(start(seqnumWeb("restart = \"on-failure\"\nrestart_delay = \"100ms\"\n")));
+    SeqnumClients clients(fdsupd_.port("web"), kClients);
+    ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= 10 * kClients; }));
+    const pid_t old = onlyPid();
+    const pid_t replacement = restartWithTheOldOneStopped(old);
+    ASSERT_NE(replacement, 0);
+
+    ASSERT_EQ(kill(replacement, SIGSTOP), 0);
+    ASSERT_EQ(kill(old, SIGCONT), 0);
+    // The old one hands everything over and exits; fdsupd gives it all out.
+    ASSERT_TRUE(waitUntil([&] {
+        const auto web = connections();
+        return web.at("adopted") == kClients && stateOf(old).empty();
+    })) << connections().dump();
+    EXPECT_TRUE(connections().at("held").empty());
+    ASSERT_EQ(kill(replacement, SIGKILL), 0);
+    ASSERT_TRUE(waitUntil([&] { return clients.errors().size() == kClients; }))
+        << ::testing::PrintToString(clients.errors());
+    expectClosedNotStuck(clients.errors());
+    clients.close();
+    // A fresh instance of the new generation takes the slot.
+    ASSERT_TRUE(waitUntil([&] {
+        const auto status = fdsupd_.status("web");
+        const auto pids = instancePids(status);
+        return status.at("ready") == 1 && pids.size() == 1 && pids.count(replacement) == 0;
+    })) << fdsupd_.status("web").dump();
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("(pid " + std::to_string(replacement) + ") killed by SIGKILL"));
+    expectFdsAtBaseline();
+
+    expectAHandoffRestartWorks();
+    expectFdsAtBaseline();
+    expectBystanderServed();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+} // namespace
+} // namespace fdsup::test
