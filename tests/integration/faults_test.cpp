@@ -8,7 +8,9 @@
 #include <chrono>
 #include <csignal>
 #include <future>
+#include <iostream>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -253,6 +255,115 @@ TEST_F(Faults, TheNewWorkerKilledWhileAdoptingClosesWhatItWasGivenAndTheSlotIsRe
         return status.at("ready") == 1 && pids.size() == 1 && pids.count(replacement) == 0;
     })) << fdsupd_.status("web").dump();
     EXPECT_THAT(fdsupd_.log(), HasSubstr("(pid " + std::to_string(replacement) + ") killed by SIGKILL"));
+    expectFdsAtBaseline();
+
+    expectAHandoffRestartWorks();
+    expectFdsAtBaseline();
+    expectBystanderServed();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// The lowest descriptor number free in process pid: with RLIMIT_NOFILE at
+// that number, it can open no descriptor at all.
+int lowestFreeFd(pid_t pid)
+{
+    const auto fds = openFds(pid);
+    int n = 0;
+    while (fds.count(n) != 0) {
+        ++n;
+    }
+    return n;
+}
+
+constexpr const char *kAcceptFailed = "Failed to accept a control connection: Too many open files";
+
+// 4. fdsupd at its descriptor limit while a worker hands its connections
+// over: each HANDOFF is refused with EMFILE and the limit named, the worker
+// keeps and serves every connection (no client sees anything), fdsupd keeps
+// what it holds and answers on the control connection it had; a control
+// client that needs a new descriptor waits in the backlog and is answered
+// once the limit is raised back. Then the rollout completes, the descriptors
+// are back to the baseline and the next handoff works.
+//
+// Not a spin: the control socket stays readable while accept() fails with
+// EMFILE, so a loop that retried at once would wake up without end. fdsupd
+// retries every 100 ms and logs each failure: over a window that lasts until
+// ten retries were logged (a second at least), the retries are bounded by
+// the wall time (twice the rate it promises: a loaded machine only makes
+// fewer), and the CPU it used stays under half the window (a spinning loop
+// uses a core: the whole window).
+TEST_F(Faults, AtItsDescriptorLimitAHandoffIsRefusedWithEmfileAndTheWorkerServesItOn)
+{
+    ASSERT_NO_FATAL_FAILURE(start(seqnumWeb()));
+    const pid_t daemon = fdsupd_.pid();
+    const int port = fdsupd_.port("web");
+    SeqnumClients clients(port, kClients);
+    ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= 10 * kClients; }));
+    const pid_t old = onlyPid();
+    const pid_t replacement = restartWithTheOldOneStopped(old);
+    ASSERT_NE(replacement, 0);
+    {
+        // The control connection for the calls made at the limit, accepted before it.
+        auto control = varlink::Client::connect(fdsupd_.controlPath(), 10s);
+        ASSERT_TRUE(control) << control.error().message;
+        auto refused = [&] {
+            auto reply = control->call(
+                varlink::Call{"io.fdsup.Manager.Connections", {{"service", "web"}}, false, false});
+            if (!reply) {
+                throw std::runtime_error(reply.error().message);
+            }
+            return reply->parameters.at("services").at(0).at("refused").get<int>();
+        };
+        ASSERT_EQ(refused(), 0);
+
+        rlimit original{};
+        ASSERT_EQ(prlimit(daemon, RLIMIT_NOFILE, nullptr, &original), 0);
+        const rlimit none{static_cast<rlim_t>(lowestFreeFd(daemon)), original.rlim_max};
+        ASSERT_EQ(prlimit(daemon, RLIMIT_NOFILE, &none, nullptr), 0);
+        const auto windowStart = std::chrono::steady_clock::now();
+        const double cpuStart = cpuSecondsOf(daemon);
+        const std::size_t retriesStart = occurrences(fdsupd_.log(), kAcceptFailed);
+        BackgroundProcess waiting({requireEnv("FDSUPCTL"), "-s", fdsupd_.controlPath(), "status"},
+                                  fdsupd_.dir() / "waiting.log");
+
+        ASSERT_EQ(kill(old, SIGCONT), 0);
+        ASSERT_TRUE(waitUntil([&] { return refused() == kClients; })) << refused();
+        EXPECT_EQ(occurrences(
+                      fdsupd_.log(),
+                      "fdsupd could not receive the connection: Too many open files (its RLIMIT_NOFILE is " +
+                          std::to_string(none.rlim_cur) + "); the worker keeps it\n"),
+                  static_cast<std::size_t>(kClients));
+        // The old worker serves on every connection it kept.
+        const std::uint64_t kept = clients.rounds();
+        ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= kept + 10 * kClients; }));
+        EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+        for (const int clientPort : clients.localPorts()) {
+            EXPECT_EQ(serverPidOf(port, clientPort, {old, replacement}), old) << "client port " << clientPort;
+        }
+
+        ASSERT_TRUE(
+            waitUntil([&] { return occurrences(fdsupd_.log(), kAcceptFailed) >= retriesStart + 10; }));
+        const double window =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - windowStart).count();
+        const double cpu = cpuSecondsOf(daemon) - cpuStart;
+        const std::size_t retries = occurrences(fdsupd_.log(), kAcceptFailed) - retriesStart;
+        std::cout << "[ figures  ] at RLIMIT_NOFILE " << none.rlim_cur << " for " << window
+                  << " s: " << retries << " accept retries, " << cpu << " s of CPU\n";
+        EXPECT_LE(static_cast<double>(retries), window / 0.05 + 2);
+        EXPECT_LT(cpu, window / 2);
+
+        // Descriptors free up: the waiting client is answered.
+        ASSERT_EQ(prlimit(daemon, RLIMIT_NOFILE, &original, nullptr), 0);
+        const auto answered = waiting.wait(kEventDeadline);
+        ASSERT_TRUE(answered.has_value());
+        EXPECT_EQ(*answered, 0) << waiting.log();
+        EXPECT_THAT(waiting.log(), HasSubstr("other"));
+    }
+    // Its clients leave: the old worker has nothing left and exits, the rollout ends.
+    clients.close();
+    ASSERT_TRUE(
+        waitUntil([&] { return instancePids(fdsupd_.status("web")) == std::set<pid_t>{replacement}; }));
+    EXPECT_TRUE(waitUntil([&] { return fdsupd_.log().find("rollout 1 succeeded") != std::string::npos; }));
     expectFdsAtBaseline();
 
     expectAHandoffRestartWorks();
