@@ -5,16 +5,22 @@
 // service (`other`, http-keepalive) answered a real client (curl) throughout,
 // that fdsupd's descriptor count comes back to its baseline, and that nothing
 // fdsupd or a worker held is lost.
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <future>
 #include <iostream>
+#include <map>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -22,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_harness.hpp"
+#include "examples.hpp"
 #include "load_clients.hpp"
 #include "seqnum_clients.hpp"
 #include "test_support.hpp"
@@ -64,11 +71,12 @@ drain_timeout = "60s"
 )" + extra;
     }
 
-    static std::string bystander()
+    static std::string bystander(int port = 0)
     {
         return R"(
 [socket.other]
-listen = "tcp://127.0.0.1:0"
+listen = "tcp://127.0.0.1:)" +
+               std::to_string(port) + R"("
 
 [service.other]
 command = [")" +
@@ -81,13 +89,43 @@ ready = "channel"
 
     // Starts fdsupd with these services and the bystander, its curl client,
     // and notes fdsupd's descriptor count once everything is ready.
-    void start(const std::string &services)
+    void start(const std::string &services, int bystanderPort = 0)
     {
         std::string why;
-        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + services + bystander(), why)) << why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + services + bystander(bystanderPort), why))
+            << why;
         bystanderLoad_.start(fdsupd_.port("other"), 1, LoadClients::Tool::Curl);
         ASSERT_TRUE(bystanderLoad_.waitForRequests(3, kEventDeadline)) << "the bystander does not answer";
-        baseline_ = countFdsOf(fdsupd_.pid());
+        noteBaseline();
+    }
+
+    // fdsupd's descriptors once it holds no control connection (the
+    // harness's last call hung up, and fdsupd closes its end after).
+    void noteBaseline()
+    {
+        EXPECT_TRUE(waitUntil([&] {
+            const auto connections = controlConnections();
+            baselineFds_ = openFds(fdsupd_.pid());
+            return std::none_of(baselineFds_.begin(), baselineFds_.end(),
+                                [&](const auto &fd) { return connections.count(fd.second) != 0; });
+        }));
+        baseline_ = static_cast<int>(baselineFds_.size());
+    }
+
+    // "socket:[INODE]" of every connection accepted on the control socket, from /proc/net/unix.
+    std::set<std::string> controlConnections() const
+    {
+        std::set<std::string> out;
+        std::istringstream table(readFile("/proc/net/unix"));
+        for (std::string line; std::getline(table, line);) {
+            std::istringstream in(line);
+            std::string slot, refs, protocol, flags, type, state, inode, path;
+            in >> slot >> refs >> protocol >> flags >> type >> state >> inode >> path;
+            if (path == fdsupd_.controlPath() && state == "03") {
+                out.insert("socket:[" + inode + "]");
+            }
+        }
+        return out;
     }
 
     // The bystander answered every request, from start() until now.
@@ -104,7 +142,8 @@ ready = "channel"
     {
         EXPECT_TRUE(waitUntil([&] { return countFdsOf(fdsupd_.pid()) == baseline_; }))
             << countFdsOf(fdsupd_.pid()) << " descriptors, " << baseline_ << " at start:\n"
-            << describeFds(openFds(fdsupd_.pid()));
+            << describeFds(openFds(fdsupd_.pid())) << "at start:\n"
+            << describeFds(baselineFds_);
     }
 
     nlohmann::json connections(const std::string &service = "web")
@@ -175,8 +214,39 @@ ready = "channel"
         EXPECT_TRUE(now.at("held").empty());
     }
 
+    // web: two sd-workers that get ready only once the file `ready` exists.
+    std::string readyFileWeb(int port = 0)
+    {
+        return R"(
+[socket.web]
+listen = "tcp://127.0.0.1:)" +
+               std::to_string(port) + R"("
+
+[service.web]
+command = )" + fdsupd_.workerCommand("serve", {"--ready-file", readyFile().string()}) +
+               R"(
+sockets = ["web"]
+instances = 2
+ready = "notify"
+stop_timeout = "10s"
+)";
+    }
+    [[nodiscard]] std::filesystem::path readyFile() const { return fdsupd_.dir() / "ready"; }
+
+    // The pid of the next worker that reports its start and is not in `known`.
+    pid_t nextStarted(const std::set<pid_t> &known)
+    {
+        const auto started = fdsupd_.reports().waitFor(
+            [&](const std::string &m) {
+                return m.starts_with("start ") && known.count(std::stoi(m.substr(6))) == 0;
+            },
+            kEventDeadline);
+        return started ? std::stoi(started->substr(6)) : 0;
+    }
+
     LoadClients bystanderLoad_;
     int baseline_ = 0;
+    std::map<int, std::string> baselineFds_;
 };
 
 // Every error of a client is the end of its connection (EOF or a reset),
@@ -367,6 +437,150 @@ TEST_F(Faults, AtItsDescriptorLimitAHandoffIsRefusedWithEmfileAndTheWorkerServes
     expectFdsAtBaseline();
 
     expectAHandoffRestartWorks();
+    expectFdsAtBaseline();
+    expectBystanderServed();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// What curl clients of a service saw: every request answered, by these pids only.
+void expectServedBy(LoadClients &load, const std::set<pid_t> &pids)
+{
+    const LoadReport report = load.stop();
+    EXPECT_GT(report.ok, 0U);
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(report.failed, 0U) << report.summary();
+    for (const pid_t pid : report.pids) {
+        EXPECT_EQ(pids.count(pid), 1U) << "answered by pid " << pid << ": " << report.summary();
+    }
+}
+
+// 2. A replacement is killed before it is ready: the rollout fails and rolls
+// back, `restart --wait` says which instance died and how, the old
+// instances serve throughout with their pids, and the next restart works.
+TEST_F(Faults, AReplacementKilledMidRolloutRollsBackAndTheOldInstancesServeThroughout)
+{
+    writeFile(readyFile(), "");
+    ASSERT_NO_FATAL_FAILURE(start(readyFileWeb()));
+    const std::set<pid_t> old = instancePids(fdsupd_.status("web"));
+    ASSERT_EQ(old.size(), 2U);
+    LoadClients load;
+    load.start(fdsupd_.port("web"), 2, LoadClients::Tool::Curl);
+    ASSERT_TRUE(load.waitForRequests(3, kEventDeadline));
+
+    std::filesystem::remove(readyFile()); // the replacement waits for it
+    auto restart = std::async(std::launch::async, [&] {
+        return fdsupd_.fdsupctl({"restart", "--wait", "web"});
+    });
+    const pid_t replacement = nextStarted(old);
+    ASSERT_NE(replacement, 0) << "no replacement started";
+    const LoadMark killed = load.mark();
+    ASSERT_EQ(kill(replacement, SIGKILL), 0);
+    const ProcessResult result = restart.get();
+    EXPECT_EQ(result.exitCode, 1) << result.out << result.err;
+    const std::string said = result.out + result.err;
+    EXPECT_THAT(said, HasSubstr("(pid " + std::to_string(replacement) + ", generation 2)"));
+    EXPECT_THAT(said, HasSubstr("killed by SIGKILL"));
+    EXPECT_THAT(said, HasSubstr("rolled back: generation 1 keeps serving"));
+    EXPECT_EQ(instancePids(fdsupd_.status("web")), old);
+    ASSERT_TRUE(load.waitForRequests(3, kEventDeadline, killed));
+    expectServedBy(load, old);
+    expectFdsAtBaseline();
+
+    writeFile(readyFile(), "");
+    const auto again = fdsupd_.fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(again.exitCode, 0) << again.out << again.err;
+    for (const pid_t pid : instancePids(fdsupd_.status("web"))) {
+        EXPECT_EQ(old.count(pid), 0U);
+    }
+    expectFdsAtBaseline();
+    expectBystanderServed();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// Whether process pid (not a child: an orphan) has exited, by its pidfd.
+class Exits {
+public:
+    explicit Exits(const std::set<pid_t> &pids)
+    {
+        for (const pid_t pid : pids) {
+            fds_.emplace_back(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+        }
+    }
+    [[nodiscard]] bool allExited() const
+    {
+        return std::all_of(fds_.begin(), fds_.end(), [](const UniqueFd &fd) {
+            pollfd pfd{fd.get(), POLLIN, 0};
+            return !fd || poll(&pfd, 1, 0) == 1;
+        });
+    }
+
+private:
+    std::vector<UniqueFd> fds_;
+};
+
+// 3. fdsupd is killed (SIGKILL) mid-rollout, its replacement not ready yet.
+// A new fdsupd started with the same configuration takes the listeners over
+// from the orphans (docs/fdsupd.md "Taking over after a crash"), serves
+// without a refused connection, stops every orphan (the old instances and
+// the unfinished replacement) once its own are ready, and a restart then
+// rolls its generation out as usual.
+TEST_F(Faults, FdsupdKilledMidRolloutIsTakenOverAndTheNextRestartIsRight)
+{
+    const int port = freePort();
+    const int otherPort = freePort();
+    writeFile(readyFile(), "");
+    ASSERT_NO_FATAL_FAILURE(start(readyFileWeb(port), otherPort));
+    const std::set<pid_t> old = instancePids(fdsupd_.status("web"));
+    const std::set<pid_t> oldOther = instancePids(fdsupd_.status("other"));
+    LoadClients load;
+    load.start(port, 2, LoadClients::Tool::Curl);
+    ASSERT_TRUE(load.waitForRequests(3, kEventDeadline));
+
+    std::filesystem::remove(readyFile());
+    const auto restart = fdsupd_.fdsupctl({"restart", "--no-wait", "web"});
+    ASSERT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    const pid_t replacement = nextStarted(old);
+    ASSERT_NE(replacement, 0);
+    ASSERT_EQ(kill(fdsupd_.pid(), SIGKILL), 0);
+    ASSERT_EQ(fdsupd_.stop(), -SIGKILL);
+    std::set<pid_t> orphans = old;
+    orphans.insert(replacement);
+    orphans.insert(oldOther.begin(), oldOther.end());
+    const Exits orphansExit(orphans);
+
+    writeFile(readyFile(), "");
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + readyFileWeb(port) + bystander(otherPort), why))
+        << why;
+    EXPECT_TRUE(waitUntil([&] { return orphansExit.allExited(); })) << "an orphan still runs";
+    // fdsupd's own watch of them ends too (its baseline is without them).
+    EXPECT_TRUE(waitUntil([&] {
+        const std::string log = fdsupd_.log();
+        return log.find("Every orphaned worker of web is gone") != std::string::npos &&
+               log.find("Every orphaned worker of other is gone") != std::string::npos;
+    }));
+    EXPECT_THAT(fdsupd_.log(), HasSubstr("orphan"));
+    const auto status = fdsupd_.status("web");
+    EXPECT_EQ(status.at("generation"), 1);
+    EXPECT_TRUE(status.at("orphaned").empty());
+    const std::set<pid_t> taken = instancePids(status);
+    for (const pid_t pid : taken) {
+        EXPECT_EQ(orphans.count(pid), 0U);
+    }
+    noteBaseline();
+
+    const auto again = fdsupd_.fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(again.exitCode, 0) << again.out << again.err;
+    EXPECT_THAT(again.out, HasSubstr("generation 1 -> 2"));
+    const std::set<pid_t> now = instancePids(fdsupd_.status("web"));
+    EXPECT_EQ(now.size(), 2U);
+    for (const pid_t pid : now) {
+        EXPECT_EQ(taken.count(pid) + orphans.count(pid), 0U);
+    }
+    const LoadReport report = load.stop();
+    EXPECT_GT(report.ok, 0U);
+    EXPECT_EQ(report.refused, 0U) << report.summary();
+    EXPECT_EQ(report.failed, 0U) << report.summary();
     expectFdsAtBaseline();
     expectBystanderServed();
     EXPECT_EQ(fdsupd_.stop(), 0);
