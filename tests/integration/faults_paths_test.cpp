@@ -1,17 +1,21 @@
-// Faults of the places a configuration names: a port in use, a unix socket's directory missing or
-// read-only, at start and at reload (docs/fdsupd.md#faults).
+// Faults of the places fdsupd needs: a port in use, a unix socket's directory missing or read-only,
+// at start and at reload, and a full disk under its log (docs/fdsupd.md#faults).
 //
 // Root ignores directory permissions, so a read-only directory is a
 // read-only tmpfs mounted in a private mount namespace that fdsupd runs in
 // (`unshare --mount` wraps it: the test sees the empty directory, fdsupd the
 // mount). The network namespace is the test's: clients reach it on loopback.
+#include <cerrno>
 #include <filesystem>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -19,6 +23,7 @@
 #include "daemon_harness.hpp"
 #include "examples.hpp"
 #include "faults.hpp"
+#include "seqnum_clients.hpp"
 #include "test_support.hpp"
 
 namespace fdsup::test {
@@ -191,6 +196,78 @@ TEST_F(FaultsPaths, AReloadNeedingAReadOnlyDirectoryIsRefusedAndChangesNothing)
     const std::string path = (roDir() / "api.sock").string();
     expectReloadRefused(apiService("unix:" + path),
                         {"Failed to bind socket 'api'", path, "Read-only file system"});
+    expectBystanderServed();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// Writes to path until the file system is full; returns the errno that
+// ended it (ENOSPC), or 0 when a whole MiB fitted (not the tiny tmpfs).
+int fillUp(const std::filesystem::path &path)
+{
+    const UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!fd) {
+        return errno;
+    }
+    const std::vector<char> chunk(1024, '#');
+    for (std::size_t written = 0; written < std::size_t{1} << 20;) {
+        const ssize_t n = write(fd.get(), chunk.data(), chunk.size());
+        if (n < 0) {
+            return errno;
+        }
+        written += static_cast<std::size_t>(n);
+    }
+    return 0;
+}
+
+// 7. fdsupd's log on a full disk (its stdout and stderr appended to a file
+// on a 256 KiB tmpfs in its own mount namespace, filled up to the last byte
+// of the log's own last page): it keeps running and serving, a rollout with
+// handoff works and nothing blocks; the workers' captured output is still
+// kept (`fdsupctl logs`); once space frees, its lines reach the file again.
+TEST_F(FaultsPaths, AFullDiskForTheLogBlocksNothingAndLoggingResumesWhenSpaceFrees)
+{
+    const auto logDir = fdsupd_.dir() / "logs";
+    std::filesystem::create_directory(logDir);
+    std::string why;
+    ASSERT_TRUE(
+        fdsupd_.start(fdsupd_.supervisorTable() + seqnumWeb() + bystander(), why,
+                      {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                       R"(mount -t tmpfs -o size=256k fdsup-logs "$0" && exec "$@" >>"$0/fdsupd.log" 2>&1)",
+                       logDir.string()}))
+        << why;
+    ASSERT_NO_FATAL_FAILURE(startBystander());
+    // The tmpfs as fdsupd sees it.
+    const std::filesystem::path inside = "/proc/" + std::to_string(fdsupd_.pid()) + "/root" + logDir.string();
+    const auto log = inside / "fdsupd.log";
+    ASSERT_THAT(readFile(log), HasSubstr("is ready"));
+    ASSERT_EQ(fillUp(inside / "fill"), ENOSPC);
+    ASSERT_EQ(fillUp(log), ENOSPC);
+    const auto full = std::filesystem::file_size(log);
+
+    const int port = fdsupd_.port("web");
+    SeqnumClients clients(port, kClients);
+    ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= 10 * kClients; }));
+    const auto restart = fdsupd_.fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(restart.exitCode, 0) << restart.out << restart.err;
+    const pid_t replacement = onlyPid();
+    const std::uint64_t after = clients.rounds();
+    EXPECT_TRUE(waitUntil([&] { return clients.rounds() >= after + 10 * kClients; }));
+    EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+    EXPECT_EQ(connections().at("adopted"), kClients);
+    EXPECT_EQ(std::filesystem::file_size(log), full) << "the disk was not full";
+    const auto logs = fdsupd_.fdsupctl({"logs", "web", "-n", "100"});
+    EXPECT_EQ(logs.exitCode, 0) << logs.err;
+    EXPECT_THAT(logs.out, HasSubstr("seqnum-echo[" + std::to_string(replacement) + "]: ready"));
+
+    std::filesystem::remove(inside / "fill");
+    const auto again = fdsupd_.fdsupctl({"restart", "--wait", "web"});
+    EXPECT_EQ(again.exitCode, 0) << again.out << again.err;
+    EXPECT_TRUE(waitUntil([&] {
+        return readFile(log).find("Rollout 2 of web succeeded") != std::string::npos;
+    })) << "nothing logged once space was free";
+    clients.close();
+    EXPECT_TRUE(clients.errors().empty()) << ::testing::PrintToString(clients.errors());
+    expectFdsAtBaseline();
     expectBystanderServed();
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
