@@ -233,6 +233,40 @@ TEST_F(Faults, AtItsDescriptorLimitAHandoffIsRefusedWithEmfileAndTheWorkerServes
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+// 4. A worker restarted while fdsupd is at its descriptor limit: each start
+// fails naming EMFILE and what needed the descriptor, is retried with the
+// backoff, and succeeds once the limit is back; the failed starts leave no
+// descriptor behind.
+TEST_F(Faults, AWorkerRestartedAtTheDescriptorLimitFailsWithEmfileAndStartsOnceItIsBack)
+{
+    ASSERT_NO_FATAL_FAILURE(start(seqnumWeb("restart = \"always\"\nrestart_delay = \"50ms\"\n"
+                                            "restart_delay_max = \"200ms\"\nstart_limit_burst = 1000\n")));
+    const pid_t daemon = fdsupd_.pid();
+    const pid_t old = onlyPid();
+    rlimit original{};
+    ASSERT_EQ(prlimit(daemon, RLIMIT_NOFILE, nullptr, &original), 0);
+    const rlimit none{static_cast<rlim_t>(lowestFreeFd(daemon)), original.rlim_max};
+    ASSERT_EQ(prlimit(daemon, RLIMIT_NOFILE, &none, nullptr), 0);
+    ASSERT_EQ(kill(old, SIGKILL), 0);
+    const std::string failed = "Failed to start web[0]: ";
+    ASSERT_TRUE(waitUntil([&] { return occurrences(fdsupd_.log(), failed) >= 2; }));
+    const std::string log = fdsupd_.log();
+    const std::string line =
+        log.substr(log.find(failed), log.find('\n', log.find(failed)) - log.find(failed));
+    EXPECT_THAT(line, HasSubstr("Too many open files")) << line;
+    ASSERT_EQ(prlimit(daemon, RLIMIT_NOFILE, &original, nullptr), 0);
+    ASSERT_TRUE(waitUntil([&] {
+        const auto status = fdsupd_.status("web");
+        return status.at("ready") == 1 && instancePids(status).count(old) == 0;
+    })) << fdsupd_.status("web").dump();
+    expectFdsAtBaseline();
+
+    expectAHandoffRestartWorks();
+    expectFdsAtBaseline();
+    expectBystanderServed();
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 // What curl clients of a service saw: every request answered, by these pids only.
 void expectServedBy(LoadClients &load, const std::set<pid_t> &pids)
 {
