@@ -326,7 +326,10 @@ int encodeChannelMessage(const ChannelMessage &msg, std::vector<std::byte> &out)
     return 0;
 }
 
-int decodeChannelMessage(std::span<const std::byte> datagram, std::size_t fdCount, ChannelMessage &out)
+namespace {
+
+// decodeChannelMessage() but the fd count: a header and body well formed.
+int decodeContent(std::span<const std::byte> datagram, ChannelMessage &out)
 {
     Reader h(datagram);
     const std::uint8_t magic0 = h.u8();
@@ -419,6 +422,18 @@ int decodeChannelMessage(std::span<const std::byte> datagram, std::size_t fdCoun
         // encoder would have refused is a malformed message here.
         return c == -EMSGSIZE ? -EMSGSIZE : -EBADMSG;
     }
+    out = std::move(m);
+    return 0;
+}
+
+} // namespace
+
+int decodeChannelMessage(std::span<const std::byte> datagram, std::size_t fdCount, ChannelMessage &out)
+{
+    ChannelMessage m;
+    if (const int r = decodeContent(datagram, m); r < 0) {
+        return r;
+    }
     if (fdCount != channelFdCount(m)) {
         return -EBADMSG;
     }
@@ -453,14 +468,15 @@ int recvChannelMessage(BorrowedFd sock, ChannelMessage &out)
     const auto storage = std::make_unique_for_overwrite<std::byte[]>(kBufferSize);
     const std::span<std::byte> buffer(storage.get(), kBufferSize);
     std::size_t fdsHere = 0;
-    ssize_t n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere);
+    bool lost = false;
+    ssize_t n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere, &lost);
     if (n == -ECONNRESET) {
         // A peer that closed with messages of ours unread leaves ECONNRESET
         // pending on this socket, and recvmsg() reports it (once) before the
         // messages the peer sent before closing. Those still count: a worker
         // that dies right after handing connections over has handed them.
         // The second read returns them, or 0 (end) once none is left.
-        n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere);
+        n = recvDatagram(sock, MSG_DONTWAIT, buffer, fds, fdsHere, &lost);
         if (n == -EAGAIN) {
             n = -ECONNRESET;
         }
@@ -469,6 +485,16 @@ int recvChannelMessage(BorrowedFd sock, ChannelMessage &out)
         return static_cast<int>(n);
     }
     ChannelMessage m;
+    if (lost) {
+        // The message is whole but its descriptors are not: what arrived is
+        // closed, and the receiver gets the message to answer it.
+        fds.clear();
+        if (const int r = decodeContent(buffer.first(static_cast<std::size_t>(n)), m); r < 0) {
+            return r;
+        }
+        out = std::move(m);
+        return -EMFILE;
+    }
     if (const int r = decodeChannelMessage(buffer.first(static_cast<std::size_t>(n)), fdsHere, m); r < 0) {
         return r;
     }

@@ -141,8 +141,14 @@ int sendChannelMessage(BorrowedFd sock, const ChannelMessage &msg);
 // every received fd closed:
 //   -EAGAIN      nothing pending
 //   -ECONNRESET  the peer closed
-//   -EBADMSG     MSG_TRUNC, MSG_CTRUNC (e.g. RLIMIT_NOFILE reached), a
-//                foreign cmsg, or anything decodeChannelMessage refuses
+//   -EBADMSG     MSG_TRUNC, a foreign cmsg, or anything
+//                decodeChannelMessage refuses
+//   -EMFILE      the message arrived whole but the kernel could not give
+//                its descriptors (MSG_CTRUNC: this process's RLIMIT_NOFILE
+//                reached): the one exception to "out untouched": out holds
+//                the message without any fd (fds empty; those that came are
+//                closed), so that the receiver can answer it (a HANDOFF is
+//                refused, and the sender keeps its connection)
 //   -EPROTONOSUPPORT, -EMSGSIZE  as decodeChannelMessage
 //   -EBADFD      the state fd is not a sealed memfd of stateSize bytes
 //   other        as recvmsg() reports them

@@ -345,7 +345,7 @@ ssize_t recvWithFds(BorrowedFd sock, int flags, std::span<std::byte> buffer, std
 }
 
 ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffer, std::vector<UniqueFd> &fds,
-                     std::size_t &fdsHere)
+                     std::size_t &fdsHere, bool *descriptorsLost)
 {
     DatagramInfo info;
     const ssize_t n = recvWithFds(sock, extraFlags, buffer, kMaxFdsPerDatagram, fds, info);
@@ -353,6 +353,12 @@ ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffe
         return n;
     }
     fdsHere = info.fds;
+    // Room for kMaxFdsPerDatagram (the kernel's SCM_MAX_FD): MSG_CTRUNC alone
+    // means the kernel could not install them (RLIMIT_NOFILE), not a framing error.
+    if (descriptorsLost != nullptr && info.controlTruncated && !info.truncated && !info.unexpectedControl) {
+        *descriptorsLost = true;
+        return n;
+    }
     // Credentials are fine (a peer may send its own, and SO_PASSCRED at
     // either end attaches them); anything else amiss breaks the framing.
     if (info.truncated || info.controlTruncated || info.unexpectedControl) {

@@ -102,9 +102,11 @@ ssize_t sendStreamWithFds(BorrowedFd sock, std::span<const std::byte> bytes, std
 // (larger than buffer), MSG_CTRUNC or a cmsg other than SCM_RIGHTS and
 // credentials, -ECONNRESET for a zero-length read (the peer closed), else as
 // recvmsg() reports it. recvWithFds() with kMaxFdsPerDatagram, refusing
-// whatever it reports as amiss.
+// whatever it reports as amiss. With descriptorsLost, MSG_CTRUNC alone (the
+// kernel could not install the fds: the receiver's RLIMIT_NOFILE) sets it and
+// returns the datagram's size: its bytes are whole, some or all fds are not.
 ssize_t recvDatagram(BorrowedFd sock, int flags, std::span<std::byte> buffer, std::vector<UniqueFd> &fds,
-                     std::size_t &fdsHere);
+                     std::size_t &fdsHere, bool *descriptorsLost = nullptr);
 
 // What recvWithFds() found besides the bytes, for a caller that tells the
 // reasons apart (the sd_notify server logs each one).

@@ -147,7 +147,12 @@ void WorkerChannel::readPending(int limit)
             close("the worker closed its channel");
             return;
         }
-        if (r < 0) {
+        if (r == -EMFILE && message.type != ChannelType::Handoff) {
+            fail(EMFILE, std::string("the descriptors of its ") + channelTypeName(message.type) +
+                             " could not be received: " + errnoText(EMFILE) + " (fdsupd's RLIMIT_NOFILE)");
+            return;
+        }
+        if (r < 0 && r != -EMFILE) {
             // recvChannelMessage closed whatever arrived with it.
             fail(static_cast<std::uint32_t>(-r),
                  std::string("malformed message: ") + errnoText(-r) + " (see docs/worker-channel.md)");

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include <sys/epoll.h>
+#include <sys/resource.h>
 
 #include <spdlog/spdlog.h>
 
@@ -50,6 +51,15 @@ void HandoffBroker::accept(ChannelPeer &peer, ChannelMessage &message,
     WorkerChannel &channel = *peer.channel();
     if ((channel.capabilities & kChannelCapHandoff) == 0) {
         refuse(peer, message.id, EPERM, "handoff is not enabled for this service (handoff = false)");
+        return;
+    }
+    if (message.fds.empty()) {
+        // Its descriptors never arrived (recvChannelMessage's -EMFILE).
+        rlimit limit{};
+        (void)getrlimit(RLIMIT_NOFILE, &limit);
+        refuse(peer, message.id, EMFILE,
+               "fdsupd could not receive the connection: " + errnoText(EMFILE) + " (its RLIMIT_NOFILE is " +
+                   std::to_string(limit.rlim_cur) + "); the worker keeps it");
         return;
     }
     if (message.stateSize > limits_.stateLimit) {

@@ -180,6 +180,9 @@ int activate_channel_fd(const activate_channel *ch);
  *   -ECONNRESET   fdsupd closed the channel;
  *   -EBADMSG, -EPROTONOSUPPORT, -EMSGSIZE, -EBADFD  a malformed message (see
  *                 docs/worker-channel.md), or one fdsupd never sends;
+ *   -EMFILE       a message whose descriptors the kernel could not give this
+ *                 process (its RLIMIT_NOFILE reached): that connection or
+ *                 listener is lost;
  *   -ENOTCONN     an ERROR/REJECT was already delivered;
  *   other         as recvmsg() reports them.
  * After any error but -EAGAIN and -EINTR the channel is unusable: close it.
