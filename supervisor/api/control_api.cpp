@@ -68,6 +68,19 @@ std::string who(const CallPtr &call)
     return "uid " + std::to_string(call->peer().uid) + " (pid " + std::to_string(call->peer().pid) + ")";
 }
 
+// An Events call as the stream sees it: one reply per event.
+class CallSink final : public EventSink {
+public:
+    explicit CallSink(CallPtr call) : call_(std::move(call)) {}
+    [[nodiscard]] bool gone() const override { return call_->done(); }
+    [[nodiscard]] std::size_t backlog() const override { return call_->unsent(); }
+    void send(const Json &event) override { call_->reply({{"event", event}}, true); }
+    void end(const Json &event) override { call_->reply({{"event", event}}); }
+
+private:
+    CallPtr call_;
+};
+
 Json reloadChanges(const std::vector<ReloadChange> &changes)
 {
     Json list = Json::array();
@@ -138,6 +151,7 @@ const std::vector<MethodSpec> &ControlApi::methods()
          true,
          &ControlApi::callScale},
         {"Reload", {}, Access::Admin, false, &ControlApi::callReload},
+        {"Events", {anyService}, Access::Read, false, &ControlApi::callEvents},
         {"Export", {}, Access::Admin, true, &ControlApi::callExport},
         {"Import", {}, Access::Admin, true, &ControlApi::callImport},
         {"Release", {}, Access::Admin, true, &ControlApi::callRelease},
@@ -434,6 +448,17 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
     followers_.push_back(Follower{call, service->name()});
 }
 
+void ControlApi::callEvents(const CallPtr &call, const CallParams &params, Service * /*service*/)
+{
+    if (!call->call().more) {
+        // A stream needs a way to send more than one reply.
+        call->fail(varlink::kErrorExpectedMore);
+        return;
+    }
+    spdlog::debug("Events followed by {}", who(call));
+    events_.follow(std::make_unique<CallSink>(call), params.service);
+}
+
 // ---- DaemonObserver ----
 
 void ControlApi::serviceChanged(Service &service)
@@ -441,6 +466,10 @@ void ControlApi::serviceChanged(Service &service)
     checkImports();
     reexecProgress();
     const ServiceState state = service.state();
+    if (const auto previous = events_.stateSeen(service.name(), state); previous && !events_.empty()) {
+        events_.publish(
+            events::serviceState(realtimeUsec(), service.name(), state, *previous, service.failedReason()));
+    }
     for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->call->done()) {
             it = waiters_.erase(it);
@@ -491,6 +520,9 @@ void ControlApi::rolloutEvent(Service &service, const Rollout &rollout, const st
     // The record is built only for someone waiting for progress: most
     // events have nobody, and a record lists every step.
     std::optional<Json> record;
+    if (const bool began = events_.rolloutBegins(service.name(), rollout.id()); !events_.empty()) {
+        events_.publish(events::rolloutStep(realtimeUsec(), rollout.record(), event, began));
+    }
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
         if (it->call->done()) {
             it = rolloutWaiters_.erase(it);
@@ -512,6 +544,9 @@ void ControlApi::rolloutEvent(Service &service, const Rollout &rollout, const st
 void ControlApi::rolloutFinished(Service &service, const RolloutRecord &record)
 {
     reexecProgress();
+    if (!events_.empty()) {
+        events_.publish(events::rolloutFinished(realtimeUsec(), record));
+    }
     const Json rollout = render::rollout(record);
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
         if (it->call->done()) {
@@ -588,6 +623,10 @@ void ControlApi::accessChanged(const config::SupervisorConfig &supervisor)
 
 void ControlApi::serviceRemoved(const std::string &name)
 {
+    events_.forget(name);
+    if (!events_.empty()) {
+        events_.publish(events::serviceRemoved(realtimeUsec(), name));
+    }
     for (const auto &follower : followers_) {
         if (follower.service == name && !follower.call->done()) {
             follower.call->reply({{"lines", Json::array()}});
@@ -598,6 +637,9 @@ void ControlApi::serviceRemoved(const std::string &name)
 
 void ControlApi::shutdownBegun()
 {
+    if (!events_.empty()) {
+        events_.publish(events::daemon(realtimeUsec(), "shutdown-begun"));
+    }
     for (const auto &queued : queuedWaiters_) {
         if (!queued.call->done()) {
             queued.call->fail(varlink::kErrorShuttingDown);
@@ -614,6 +656,28 @@ void ControlApi::shutdownDone()
         }
     }
     followers_.clear();
+    events_.endAll(events::daemon(realtimeUsec(), "shutdown-done"));
+}
+
+void ControlApi::instanceEvent(Service &service, const InstanceEvent &event)
+{
+    if (!events_.empty()) {
+        events_.publish(events::instance(realtimeUsec(), service.name(), event));
+    }
+}
+
+void ControlApi::reloadBegun(const std::string &file)
+{
+    if (!events_.empty()) {
+        events_.publish(events::reloadBegun(realtimeUsec(), file));
+    }
+}
+
+void ControlApi::reloadFinished(const ReloadOutcome &outcome)
+{
+    if (!events_.empty()) {
+        events_.publish(events::reloadFinished(realtimeUsec(), outcome));
+    }
 }
 
 } // namespace fdsup

@@ -150,11 +150,17 @@ void Daemon::reload(ReloadCallback done)
         readyRetry_.reset(); // a READY=1 still to send would end the RELOADING=1
         manager_.reloading();
     }
+    if (observer_ != nullptr) {
+        observer_->reloadBegun(file);
+    }
     done = [this, answer = std::move(done)](const ReloadOutcome &outcome) {
         if (!shuttingDown_ && notifiedReady_) {
             notifyReady();
         } else {
             checkReady();
+        }
+        if (observer_ != nullptr) {
+            observer_->reloadFinished(outcome);
         }
         if (answer) {
             answer(outcome);
