@@ -1,11 +1,15 @@
 // A worker cannot reach another service: real fdsupd, a real victim worker and a real attacker worker.
 //
-// The attacker is an instance of its own service (python3, exec'd by fdsupd,
+// Notify: the attacker is an instance of its own service (python3, exec'd by fdsupd,
 // so the kernel's SCM_CREDENTIALS name its pid): everything it sends to the
 // victim's notify socket must be dropped, counted and logged, and change
 // nothing of the victim (descriptor store, readiness, the process fdsupd
-// follows).
+// follows). Activation: an instance of another service, running as another
+// user, connects to the victim's activation socket to join it as an
+// external worker: refused, and the victim gets nothing.
 #include <string>
+
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -101,6 +105,61 @@ TEST_F(Isolation, NotificationsToAnotherServicesSocketChangeNothingThere)
     const Json still = fdsupd_.status("victim");
     EXPECT_EQ(still.at("instances").at(0).at("pid"), victimPid);
     EXPECT_EQ(still.at("instances").at(0).at("state"), "ready");
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Isolation, AWorkerOfAnotherServiceCannotJoinTheVictimsActivationSocket)
+{
+    // nobody must reach the activation socket and the test's report socket.
+    ASSERT_EQ(chmod(fdsupd_.dir().path().c_str(), 0711), 0);
+    ASSERT_EQ(chmod(fdsupd_.reportPath().c_str(), 0666), 0);
+    const std::string activation = (fdsupd_.dir() / "victim.activation").string();
+    const std::string config = fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.victim]
+command = [)" + quoted(requireEnv("FDSUP_TEST_SEQNUM_ECHO")) +
+                               R"(]
+sockets = ["web"]
+ready = "channel"
+handoff = true
+activation_socket = )" + quoted(activation) +
+                               R"(
+
+[service.attacker]
+command = )" +
+                               Json({requireEnv("FDSUP_TEST_HOSTILE_WORKER"), "--connect", activation,
+                                     "hello", fdsupd_.reportPath()})
+                                   .dump() +
+                               R"(
+user = "nobody"
+ready = "started"
+restart = "never"
+)";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(config, why)) << why;
+    const auto rejected = fdsupd_.reports().waitFor(
+        [](const std::string &m) { return m.starts_with("rejected "); }, kEventDeadline);
+    ASSERT_TRUE(rejected.has_value()) << fdsupd_.log();
+    EXPECT_TRUE(rejected->starts_with("rejected 13 ")) << *rejected; // EACCES
+    // fdsupd said why, and the attacker read it (its stdout is in the log).
+    EXPECT_TRUE(waitUntil([&] {
+        return fdsupd_.log().find("rejected 13 uid 65534 (gid 65534) may not join service 'victim'") !=
+               std::string::npos;
+    })) << fdsupd_.log();
+    EXPECT_NE(fdsupd_.log().find("refused external worker uid 65534"), std::string::npos) << fdsupd_.log();
+    // The victim has no external worker and its own instance is as it was.
+    const Json victim = fdsupd_.status("victim");
+    EXPECT_EQ(victim.at("external"), Json::array());
+    EXPECT_EQ(victim.at("state"), "running");
+    EXPECT_EQ(victim.at("instances").size(), 1U);
+    EXPECT_EQ(victim.at("instances").at(0).at("state"), "ready");
+    const auto connections = fdsupd_.call("io.fdsup.Manager.Connections", {{"service", "victim"}});
+    ASSERT_EQ(connections.error, "");
+    const Json &channel = connections.parameters.at("services").at(0);
+    EXPECT_EQ(channel.at("instances").size(), 1U) << channel; // only its own instance
+    EXPECT_EQ(channel.at("instances").at(0).at("external"), false) << channel;
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
