@@ -6,7 +6,10 @@
 // nothing of the victim (descriptor store, readiness, the process fdsupd
 // follows). Activation: an instance of another service, running as another
 // user, connects to the victim's activation socket to join it as an
-// external worker: refused, and the victim gets nothing.
+// external worker: refused, and the victim gets nothing. Preload: an
+// instance of another service loads the real shim pointed at a wrapped
+// victim's preload socket: refused, and it gets none of the victim's
+// listeners.
 #include <string>
 
 #include <sys/stat.h>
@@ -160,6 +163,52 @@ restart = "never"
     const Json &channel = connections.parameters.at("services").at(0);
     EXPECT_EQ(channel.at("instances").size(), 1U) << channel; // only its own instance
     EXPECT_EQ(channel.at("instances").at(0).at("external"), false) << channel;
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Isolation, AWorkerOfAnotherServiceGetsNoListenerFromTheVictimsPreloadSocket)
+{
+    // The victim: wrapped (a preload socket), never binding, ready once started.
+    const std::string victim = fdsupd_.supervisorTable(requireEnv("FDSUP_TEST_HARMLESS_PRELOAD")) + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.victim]
+command = ["/bin/sleep", "1000"]
+sockets = ["web"]
+wrap = "preload"
+ready = "started"
+)";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(victim, why)) << why;
+    ASSERT_TRUE(waitUntil([&] { return fdsupd_.status("victim").at("state") == "running"; }));
+    const Json before = fdsupd_.status("victim");
+    const std::string preloadSocket = before.at("preload_socket");
+    const int victimPid = before.at("instances").at(0).at("pid");
+
+    // The attacker: an instance of its own service that loads the real shim
+    // aimed at the victim's preload socket, then binds.
+    writeFile(fdsupd_.dir() / "fdsupd.toml",
+              victim + "\n[service.attacker]\ncommand = " +
+                  Json({"/usr/bin/env", "FDSUP_PRELOAD=" + preloadSocket,
+                        "LD_PRELOAD=" + requireEnv("FDSUP_TEST_PRELOAD"), "/usr/bin/python3", "-c",
+                        "import socket; socket.socket().bind(('127.0.0.1', 0))"})
+                      .dump() +
+                  "\nready = \"started\"\nrestart = \"never\"\n");
+    const auto reloaded = fdsupd_.fdsupctl({"reload"});
+    ASSERT_EQ(reloaded.exitCode, 0) << reloaded.err;
+    // fdsupd refuses it, naming the pid; the shim prints the REJECT.
+    ASSERT_TRUE(waitUntil([&] {
+        return fdsupd_.log().find("victim: refused a preload shim") != std::string::npos &&
+               fdsupd_.log().find("fdsup-preload: cannot get the listeners from fdsupd at " + preloadSocket +
+                                  ": REJECT") != std::string::npos;
+    })) << fdsupd_.log();
+    EXPECT_NE(fdsupd_.log().find("is not a process of service victim"), std::string::npos) << fdsupd_.log();
+    // The victim is as it was: same instance, its listener adopted by nobody.
+    const Json after = fdsupd_.status("victim");
+    EXPECT_EQ(after.at("state"), "running");
+    EXPECT_EQ(after.at("instances").at(0).at("pid"), victimPid);
+    EXPECT_TRUE(after.at("instances").at(0).at("listeners").at(0).at("adopted_by").is_null()) << after;
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
