@@ -9,7 +9,9 @@
 // external worker: refused, and the victim gets nothing. Preload: an
 // instance of another service loads the real shim pointed at a wrapped
 // victim's preload socket: refused, and it gets none of the victim's
-// listeners.
+// listeners. Channel: an instance of another service hands over, on its own
+// channel, its client connection to the victim's listener: refused, and
+// neither broker holds it.
 #include <string>
 
 #include <sys/stat.h>
@@ -209,6 +211,57 @@ ready = "started"
     EXPECT_EQ(after.at("state"), "running");
     EXPECT_EQ(after.at("instances").at(0).at("pid"), victimPid);
     EXPECT_TRUE(after.at("instances").at(0).at("listeners").at(0).at("adopted_by").is_null()) << after;
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+TEST_F(Isolation, AConnectionToAnotherServicesListenerCannotBeHandedOver)
+{
+    const std::string victim = fdsupd_.supervisorTable() + R"(
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.victim]
+command = )" + fdsupd_.workerCommand("serve") +
+                               R"(
+sockets = ["web"]
+handoff = true
+
+[socket.mine]
+listen = "tcp://127.0.0.1:0"
+)";
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(victim, why)) << why;
+    const int victimPort = fdsupd_.port("web");
+    const int victimPid = fdsupd_.status("victim").at("instances").at(0).at("pid");
+
+    writeFile(fdsupd_.dir() / "fdsupd.toml",
+              victim + "\n[service.attacker]\ncommand = " +
+                  Json({requireEnv("FDSUP_TEST_HOSTILE_WORKER"), "client-of:" + std::to_string(victimPort),
+                        fdsupd_.reportPath()})
+                      .dump() +
+                  "\nsockets = [\"mine\"]\nready = \"channel\"\nhandoff = true\n");
+    const auto reloaded = fdsupd_.fdsupctl({"reload"});
+    ASSERT_EQ(reloaded.exitCode, 0) << reloaded.err;
+    const auto result = fdsupd_.reports().waitFor(
+        [](const std::string &m) { return m.starts_with("result ") || m.starts_with("error "); },
+        kEventDeadline);
+    ASSERT_TRUE(result.has_value()) << fdsupd_.log();
+    EXPECT_TRUE(result->starts_with("result 1 ")) << *result; // EPERM
+    EXPECT_NE(fdsupd_.log().find("refused: the handed-over connection was not accepted on one of this "
+                                 "service's listeners"),
+              std::string::npos)
+        << fdsupd_.log();
+    // Neither broker holds it; the victim's counted nothing.
+    const auto connections = fdsupd_.call("io.fdsup.Manager.Connections");
+    ASSERT_EQ(connections.error, "");
+    for (const auto &service : connections.parameters.at("services")) {
+        EXPECT_TRUE(service.at("held").empty()) << service;
+        EXPECT_EQ(service.at("handed"), 0) << service;
+        EXPECT_EQ(service.at("refused"), service.at("service") == "attacker" ? 1 : 0) << service;
+    }
+    const Json after = fdsupd_.status("victim");
+    EXPECT_EQ(after.at("instances").at(0).at("pid"), victimPid);
+    EXPECT_EQ(after.at("instances").at(0).at("state"), "ready");
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
