@@ -68,19 +68,6 @@ std::string who(const CallPtr &call)
     return "uid " + std::to_string(call->peer().uid) + " (pid " + std::to_string(call->peer().pid) + ")";
 }
 
-// An Events call as the stream sees it: one reply per event.
-class CallSink final : public EventSink {
-public:
-    explicit CallSink(CallPtr call) : call_(std::move(call)) {}
-    [[nodiscard]] bool gone() const override { return call_->done(); }
-    [[nodiscard]] std::size_t backlog() const override { return call_->unsent(); }
-    void send(const Json &event) override { call_->reply({{"event", event}}, true); }
-    void end(const Json &event) override { call_->reply({{"event", event}}); }
-
-private:
-    CallPtr call_;
-};
-
 Json reloadChanges(const std::vector<ReloadChange> &changes)
 {
     Json list = Json::array();
@@ -448,17 +435,6 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
     followers_.push_back(Follower{call, service->name()});
 }
 
-void ControlApi::callEvents(const CallPtr &call, const CallParams &params, Service * /*service*/)
-{
-    if (!call->call().more) {
-        // A stream needs a way to send more than one reply.
-        call->fail(varlink::kErrorExpectedMore);
-        return;
-    }
-    spdlog::debug("Events followed by {}", who(call));
-    events_.follow(std::make_unique<CallSink>(call), params.service);
-}
-
 // ---- DaemonObserver ----
 
 void ControlApi::serviceChanged(Service &service)
@@ -657,27 +633,6 @@ void ControlApi::shutdownDone()
     }
     followers_.clear();
     events_.endAll(events::daemon(realtimeUsec(), "shutdown-done"));
-}
-
-void ControlApi::instanceEvent(Service &service, const InstanceEvent &event)
-{
-    if (!events_.empty()) {
-        events_.publish(events::instance(realtimeUsec(), service.name(), event));
-    }
-}
-
-void ControlApi::reloadBegun(const std::string &file)
-{
-    if (!events_.empty()) {
-        events_.publish(events::reloadBegun(realtimeUsec(), file));
-    }
-}
-
-void ControlApi::reloadFinished(const ReloadOutcome &outcome)
-{
-    if (!events_.empty()) {
-        events_.publish(events::reloadFinished(realtimeUsec(), outcome));
-    }
 }
 
 } // namespace fdsup
