@@ -442,9 +442,9 @@ void ControlApi::serviceChanged(Service &service)
     checkImports();
     reexecProgress();
     const ServiceState state = service.state();
-    if (const auto previous = events_.stateSeen(service.name(), state); previous && !events_.empty()) {
-        events_.publish(
-            events::serviceState(realtimeUsec(), service.name(), state, *previous, service.failedReason()));
+    if (const auto seen = events_.stateSeen(service.name(), state); seen.changed && !events_.empty()) {
+        events_.publish(events::serviceState(realtimeUsec(), service.name(), state, seen.previous,
+                                             service.failedReason()));
     }
     for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->call->done()) {

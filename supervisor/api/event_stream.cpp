@@ -167,6 +167,9 @@ Json dropped(const Json &next, std::uint64_t count)
 
 void EventStream::follow(std::unique_ptr<EventSink> sink, std::optional<std::string> service)
 {
+    // Followers that left are also forgotten here, not only when an event
+    // comes: clients coming and going on a quiet daemon leave nothing behind.
+    std::erase_if(followers_, [](const Follower &f) { return f.sink->gone(); });
     followers_.push_back(Follower{std::move(sink), std::move(service)});
 }
 
@@ -201,17 +204,16 @@ void EventStream::endAll(const Json &event)
     }
 }
 
-std::optional<std::optional<ServiceState>> EventStream::stateSeen(const std::string &service,
-                                                                  ServiceState state)
+EventStream::StateChange EventStream::stateSeen(const std::string &service, ServiceState state)
 {
     const auto [it, inserted] = states_.try_emplace(service, state);
     if (inserted) {
-        return std::optional<ServiceState>();
+        return StateChange{true, std::nullopt};
     }
     if (it->second == state) {
-        return std::nullopt;
+        return StateChange{};
     }
-    return std::optional<ServiceState>(std::exchange(it->second, state));
+    return StateChange{true, std::exchange(it->second, state)};
 }
 
 bool EventStream::rolloutBegins(const std::string &service, std::uint64_t rollout)

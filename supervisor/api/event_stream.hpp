@@ -69,13 +69,18 @@ public:
     // Events of every service (no filter), or of one and fdsupd's own.
     void follow(std::unique_ptr<EventSink> sink, std::optional<std::string> service);
     [[nodiscard]] bool empty() const { return followers_.empty(); }
+    [[nodiscard]] std::size_t followers() const { return followers_.size(); }
     void publish(const nlohmann::json &event);
     // Sends the event as the last reply to everyone and forgets them.
     void endAll(const nlohmann::json &event);
 
-    // The service's state was seen: its previous one when it changed (or
-    // was not known: the first value is empty), nothing when it is the same.
-    std::optional<std::optional<ServiceState>> stateSeen(const std::string &service, ServiceState state);
+    // The service's state was seen: whether it changed (or was not known
+    // yet), and the one before (none when not known).
+    struct StateChange {
+        bool changed = false;
+        std::optional<ServiceState> previous;
+    };
+    StateChange stateSeen(const std::string &service, ServiceState state);
     // The rollout's first event (began) or a later one.
     bool rolloutBegins(const std::string &service, std::uint64_t rollout);
     void forget(const std::string &service);

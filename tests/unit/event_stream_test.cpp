@@ -167,16 +167,29 @@ TEST(EventStream, GoneClientsAreForgottenAndTheEndReachesTheRest)
     EXPECT_TRUE(stream.empty());
 }
 
+TEST(EventStream, ClientsThatLeftAreForgottenWhenTheNextOneComesEvenWithoutEvents)
+{
+    EventStream stream;
+    Client left;
+    stream.follow(std::make_unique<Sink>(left), std::nullopt);
+    stream.follow(std::make_unique<Sink>(left), "web");
+    EXPECT_EQ(stream.followers(), 2U);
+    left.gone = true;
+    Client next;
+    stream.follow(std::make_unique<Sink>(next), std::nullopt);
+    EXPECT_EQ(stream.followers(), 1U);
+}
+
 TEST(EventStream, StatesAndRolloutsAreReportedOnceWhenTheyChange)
 {
     EventStream stream;
     const auto first = stream.stateSeen("web", ServiceState::Starting);
-    ASSERT_TRUE(first.has_value());
-    EXPECT_FALSE(first->has_value()); // not known before
-    EXPECT_FALSE(stream.stateSeen("web", ServiceState::Starting).has_value());
+    EXPECT_TRUE(first.changed);
+    EXPECT_FALSE(first.previous.has_value()); // not known before
+    EXPECT_FALSE(stream.stateSeen("web", ServiceState::Starting).changed);
     const auto changed = stream.stateSeen("web", ServiceState::Running);
-    ASSERT_TRUE(changed.has_value());
-    EXPECT_EQ(**changed, ServiceState::Starting);
+    EXPECT_TRUE(changed.changed);
+    EXPECT_EQ(changed.previous, ServiceState::Starting);
     EXPECT_TRUE(stream.rolloutBegins("web", 1));
     EXPECT_FALSE(stream.rolloutBegins("web", 1));
     EXPECT_TRUE(stream.rolloutBegins("web", 2));
