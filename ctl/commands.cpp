@@ -399,4 +399,69 @@ int logs(const ClientOptions &options, const std::string &service, int lines, bo
     return kExitOk;
 }
 
+namespace {
+
+// "23:15:02.000123Z instance-exited web pid=4242 status=exited with status 1".
+std::string formatEvent(const Json &event)
+{
+    std::string time = stringOf(event, "time");
+    if (const auto t = time.find('T'); t != std::string::npos) {
+        time = time.substr(t + 1); // the clock time: a follower watches today
+    }
+    const auto service = event.find("service");
+    std::string line = time + " " + stringOf(event, "event") + " " +
+                       (service != event.end() && service->is_string() ? serviceOf(event) : "-");
+    for (const auto &[key, value] : event.items()) {
+        if (key == "time" || key == "event" || key == "service" || value.is_null()) {
+            continue;
+        }
+        line += " " + key + "=" +
+                printable(value.is_string() ? value.get<std::string>()
+                                            : value.dump(-1, ' ', false, Json::error_handler_t::replace));
+    }
+    return line + "\n";
+}
+
+} // namespace
+
+int events(const ClientOptions &options, const std::optional<std::string> &service)
+{
+    Json parameters = Json::object();
+    if (service) {
+        parameters["service"] = *service;
+    }
+    std::string lastEvent;
+    const auto print = [&options, &lastEvent](const Json &reply) {
+        const auto event = reply.find("event");
+        if (event == reply.end() || !event->is_object()) {
+            return true;
+        }
+        lastEvent = stringOf(*event, "event");
+        // One object a line (JSON lines): what deploy tools read.
+        std::cout << (options.json ? event->dump(-1, ' ', false, Json::error_handler_t::replace) + "\n"
+                                   : formatEvent(*event));
+        return flushed();
+    };
+    struct sigaction action = {};
+    sigemptyset(&action.sa_mask);
+    action.sa_handler = endOnInterrupt;
+    sigaction(SIGINT, &action, nullptr);
+    action.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &action, nullptr);
+    // Events come when they happen: no reply deadline. fdsupd ends the
+    // stream before it re-executes itself: follow the new image on.
+    const Wait wait{Duration::max(), true, print, true};
+    do {
+        lastEvent.clear();
+        Json last;
+        if (const int rc = callManager(options, "Events", parameters, last, wait); rc != kExitOk) {
+            return rc;
+        }
+        if (!last.is_null() && !print(last)) {
+            return kExitOk;
+        }
+    } while (lastEvent == "reexec");
+    return kExitOk;
+}
+
 } // namespace fdsup::ctl

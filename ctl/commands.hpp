@@ -60,6 +60,11 @@ int reexec(const ClientOptions &options, const std::optional<std::string> &binar
 // With follow, prints new lines as fdsupd sends them until it ends the
 // stream (or SIGINT, or stdout is closed: all exit 0).
 int logs(const ClientOptions &options, const std::string &service, int lines, bool follow);
+// Follows fdsupd's events (all, or one service's and fdsupd's own) until
+// fdsupd ends the stream by shutting down (or SIGINT, or stdout is closed:
+// all exit 0); across a re-exec it calls again. A line per event: a compact
+// human form, or with options.json the event as one JSON object.
+int events(const ClientOptions &options, const std::optional<std::string> &service);
 // Export from options.socket, Import into target, then Release on the
 // source (docs/transfer.md); only: the sockets to move (default: all).
 int transfer(const ClientOptions &options, const std::string &target, const std::vector<std::string> &only);

@@ -220,6 +220,12 @@ int run(int argc, char **argv)
     logs->add_flag("-f,--follow", logsFollow, "Go on printing new lines as they come, until Ctrl-C");
     logs->add_flag("--json", logsJson, "Print the reply as JSON (with --follow: one reply a line)");
 
+    auto *events = app.add_subcommand("events", "Follow fdsupd's events as they happen, until Ctrl-C");
+    std::string eventsService;
+    bool eventsJson = false;
+    events->add_option("service", eventsService, "Only this service's events (and fdsupd's own)");
+    events->add_flag("--json", eventsJson, "Print each event as one JSON object a line (JSON lines)");
+
     auto *transfer = app.add_subcommand(
         "transfer",
         "Move the sockets this fdsupd holds to another running fdsupd, then stop their services here");
@@ -307,6 +313,11 @@ int run(int argc, char **argv)
     if (logs->parsed()) {
         client.json = logsJson;
         return fdsup::ctl::logs(client, logsService, logsLines, logsFollow);
+    }
+    if (events->parsed()) {
+        client.json = eventsJson;
+        return fdsup::ctl::events(client, eventsService.empty() ? std::nullopt
+                                                                : std::optional<std::string>(eventsService));
     }
     return kExitUsage;
 }

@@ -138,6 +138,7 @@ const std::vector<MethodSpec> &ControlApi::methods()
          true,
          &ControlApi::callScale},
         {"Reload", {}, Access::Admin, false, &ControlApi::callReload},
+        {"Events", {anyService}, Access::Read, false, &ControlApi::callEvents},
         {"Export", {}, Access::Admin, true, &ControlApi::callExport},
         {"Import", {}, Access::Admin, true, &ControlApi::callImport},
         {"Release", {}, Access::Admin, true, &ControlApi::callRelease},
@@ -441,6 +442,10 @@ void ControlApi::serviceChanged(Service &service)
     checkImports();
     reexecProgress();
     const ServiceState state = service.state();
+    if (const auto seen = events_.stateSeen(service.name(), state); seen.changed && !events_.empty()) {
+        events_.publish(events::serviceState(realtimeUsec(), service.name(), state, seen.previous,
+                                             service.failedReason()));
+    }
     for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->call->done()) {
             it = waiters_.erase(it);
@@ -491,6 +496,9 @@ void ControlApi::rolloutEvent(Service &service, const Rollout &rollout, const st
     // The record is built only for someone waiting for progress: most
     // events have nobody, and a record lists every step.
     std::optional<Json> record;
+    if (const bool began = events_.rolloutBegins(service.name(), rollout.id()); !events_.empty()) {
+        events_.publish(events::rolloutStep(realtimeUsec(), rollout.record(), event, began));
+    }
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
         if (it->call->done()) {
             it = rolloutWaiters_.erase(it);
@@ -512,6 +520,9 @@ void ControlApi::rolloutEvent(Service &service, const Rollout &rollout, const st
 void ControlApi::rolloutFinished(Service &service, const RolloutRecord &record)
 {
     reexecProgress();
+    if (!events_.empty()) {
+        events_.publish(events::rolloutFinished(realtimeUsec(), record));
+    }
     const Json rollout = render::rollout(record);
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
         if (it->call->done()) {
@@ -588,6 +599,10 @@ void ControlApi::accessChanged(const config::SupervisorConfig &supervisor)
 
 void ControlApi::serviceRemoved(const std::string &name)
 {
+    events_.forget(name);
+    if (!events_.empty()) {
+        events_.publish(events::serviceRemoved(realtimeUsec(), name));
+    }
     for (const auto &follower : followers_) {
         if (follower.service == name && !follower.call->done()) {
             follower.call->reply({{"lines", Json::array()}});
@@ -598,6 +613,9 @@ void ControlApi::serviceRemoved(const std::string &name)
 
 void ControlApi::shutdownBegun()
 {
+    if (!events_.empty()) {
+        events_.publish(events::daemon(realtimeUsec(), "shutdown-begun"));
+    }
     for (const auto &queued : queuedWaiters_) {
         if (!queued.call->done()) {
             queued.call->fail(varlink::kErrorShuttingDown);
@@ -614,6 +632,7 @@ void ControlApi::shutdownDone()
         }
     }
     followers_.clear();
+    events_.endAll(events::daemon(realtimeUsec(), "shutdown-done"));
 }
 
 } // namespace fdsup

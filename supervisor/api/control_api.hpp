@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api/control_server.hpp"
+#include "api/event_stream.hpp"
 #include "config/config.hpp"
 #include "daemon/daemon.hpp"
 #include "io/event_loop.hpp"
@@ -137,6 +138,7 @@ private:
     void callScale(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callReload(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callLogs(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
+    void callEvents(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     // Transfer (transfer_api.cpp, docs/transfer.md).
     void callExport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callImport(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
@@ -156,6 +158,9 @@ private:
     void serviceRemoved(const std::string &name) override;
     void shutdownBegun() override;
     void shutdownDone() override;
+    void instanceEvent(Service &service, const InstanceEvent &event) override;
+    void reloadBegun(const std::string &file) override;
+    void reloadFinished(const ReloadOutcome &outcome) override;
 
     // A call answered when its service reaches a state.
     struct Waiter {
@@ -204,6 +209,7 @@ private:
     std::vector<RolloutWaiter> rolloutWaiters_;
     std::vector<QueuedWaiter> queuedWaiters_;
     std::vector<Follower> followers_;
+    EventStream events_; // Events: who follows them
     EventLoop *loop_ = nullptr;
     EventSource sigusr2_;
     std::unique_ptr<ReexecOperation> reexec_; // while one is pending

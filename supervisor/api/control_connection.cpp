@@ -92,6 +92,12 @@ int PendingCall::carriableFd() const
     return c && c->carriable() ? c->fd().get() : -1;
 }
 
+std::size_t PendingCall::unsent() const
+{
+    const auto c = connection_.lock();
+    return c && !c->closed() ? c->unsent() : 0;
+}
+
 bool PendingCall::done() const
 {
     if (finished_) {

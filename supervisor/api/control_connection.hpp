@@ -62,6 +62,7 @@ public:
     {
         return !closing_ && !closed_ && !readClosed_ && outStart_ >= out_.size() && reader_.pending() == 0;
     }
+    [[nodiscard]] std::size_t unsent() const { return out_.size() - outStart_; }
     void onIo(std::uint32_t revents);
     // A reply of the call in progress (or of a oneway call, which is dropped).
     void send(const varlink::Reply &reply, std::vector<UniqueFd> fds = {});

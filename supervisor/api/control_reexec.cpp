@@ -206,6 +206,9 @@ void ControlApi::reexecNow()
         const Peer &peer = reexec_->call->peer();
         state.caller = CallerSnapshot{reexec_->call->connectionFd(), peer.pid, peer.uid, peer.gid};
     }
+    // Event streams end here (their clients call again, on the same
+    // connection, carried below when it is idle).
+    events_.endAll(events::daemon(realtimeUsec(), "reexec"));
     state.controlClients = server_->idleConnections();
     for (const auto &follower : followers_) {
         if (const int fd = follower.call->carriableFd(); fd >= 0) {

@@ -40,6 +40,8 @@ public:
     // The same when everything was sent and nothing more was read (it can be
     // carried across a re-exec with this call in progress); -1 otherwise.
     [[nodiscard]] int carriableFd() const;
+    // Bytes written for the client that it has not read yet (0 once gone).
+    [[nodiscard]] std::size_t unsent() const;
     void reply(nlohmann::json parameters, bool continues = false);
     // The final reply with fds attached (Export), at most varlink::kMaxCallFds.
     void replyWithFds(nlohmann::json parameters, std::vector<UniqueFd> fds);

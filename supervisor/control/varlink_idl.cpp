@@ -266,6 +266,15 @@ method Reload() -> (file: string, changes: []Change)
 # With follow and more, new lines are sent as they come.
 method Logs(service: string, lines: ?int, follow: ?bool) -> (lines: []LogLine)
 
+# The daemon's events as they happen, one reply each, until the client hangs
+# up (more only): service states, instances started, ready and exited,
+# rollouts, reloads, shutdown; with service, that service's and fdsupd's
+# own. Each event is an object {time, event, service, ...}
+# (docs/control-api.md lists them). A client that reads too slowly misses
+# events and gets {event: "dropped", count} first. The stream ends with
+# the event "reexec" or "shutdown-done".
+method Events(service: ?string) -> (event: object)
+
 # A socket moving between fdsupds (docs/transfer.md); fds: how many of the
 # message's descriptors are its, in order.
 type TransferredSocket (name: string, addresses: []string, fds: int)

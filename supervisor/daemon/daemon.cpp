@@ -323,4 +323,11 @@ void Daemon::outputLine(Service &service, const LogEntry &entry)
     }
 }
 
+void Daemon::instanceEvent(Service &service, const InstanceEvent &event)
+{
+    if (observer_ != nullptr) {
+        observer_->instanceEvent(service, event);
+    }
+}
+
 } // namespace fdsup

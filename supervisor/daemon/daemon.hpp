@@ -33,6 +33,9 @@ public:
     virtual void shutdownBegun() = 0;
     // Every service stopped: the loop exits next.
     virtual void shutdownDone() = 0;
+    // A reload (control call or SIGHUP) read its file, and its outcome.
+    virtual void reloadBegun(const std::string &file) = 0;
+    virtual void reloadFinished(const ReloadOutcome &outcome) = 0;
 
 protected:
     ~DaemonObserver() = default;
@@ -146,6 +149,7 @@ private:
     void queuedBegan(Service &service, std::uint64_t ticket, std::uint64_t id) override;
     void queuedEnded(Service &service, std::uint64_t ticket, const Error &why) override;
     void outputLine(Service &service, const LogEntry &entry) override;
+    void instanceEvent(Service &service, const InstanceEvent &event) override;
 
     // Reload steps (reload.cpp).
     void refuseReload(const ReloadCallback &done, const std::string &file, std::vector<std::string> reasons);

@@ -149,11 +149,17 @@ void Daemon::reload(ReloadCallback done)
     if (notifiedReady_) {
         manager_.reloading();
     }
+    if (observer_ != nullptr) {
+        observer_->reloadBegun(file);
+    }
     done = [this, answer = std::move(done)](const ReloadOutcome &outcome) {
         if (!shuttingDown_ && notifiedReady_) {
             notifyReady();
         } else {
             checkReady();
+        }
+        if (observer_ != nullptr) {
+            observer_->reloadFinished(outcome);
         }
         if (answer) {
             answer(outcome);

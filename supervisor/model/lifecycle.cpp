@@ -309,6 +309,29 @@ const char *lifecycleEventName(LifecycleEvent::Kind kind)
     return "unknown";
 }
 
+const char *endCauseName(EndCause cause)
+{
+    switch (cause) {
+    case EndCause::None:
+        return "none";
+    case EndCause::Stopped:
+        return "stopped";
+    case EndCause::Drained:
+        return "drained";
+    case EndCause::WorkerStopping:
+        return "worker-stopping";
+    case EndCause::ExecFailed:
+        return "exec-failed";
+    case EndCause::StartTimeout:
+        return "start-timeout";
+    case EndCause::ReadyTimeout:
+        return "ready-timeout";
+    case EndCause::Watchdog:
+        return "watchdog";
+    }
+    return "unknown";
+}
+
 bool isFailure(EndCause cause)
 {
     switch (cause) {

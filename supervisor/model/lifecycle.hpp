@@ -42,6 +42,8 @@ enum class EndCause : std::uint8_t {
     ReadyTimeout,   // not ready within ready_timeout
     Watchdog,       // no WATCHDOG=1 within the watchdog timeout, or WATCHDOG=trigger
 };
+// Its name in events ("ready-timeout"; "none" when the exit status decides).
+const char *endCauseName(EndCause cause);
 // A failure whatever the exit status says.
 [[nodiscard]] bool isFailure(EndCause cause);
 // Asked for by fdsupd: a non-zero exit status is not a failure.

@@ -9,6 +9,20 @@
 #include "model/orphans.hpp"
 
 namespace fdsup {
+namespace {
+
+InstanceEvent instanceEventOf(InstanceEvent::Kind kind, const Instance &instance)
+{
+    InstanceEvent event;
+    event.kind = kind;
+    event.slot = instance.slot();
+    event.id = instance.id();
+    event.pid = instance.pid();
+    event.generation = instance.generation();
+    return event;
+}
+
+} // namespace
 
 const char *serviceStateName(ServiceState state)
 {
@@ -317,6 +331,7 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
         preload_->track(instance->id(), instance->describe(), config.sockets,
                         config.startTimeout + config.readyTimeout);
     }
+    observer_.instanceEvent(*this, instanceEventOf(InstanceEvent::Kind::Started, *instance));
     instances_.push_back(std::move(instance));
     return view;
 }
@@ -427,8 +442,9 @@ InstanceView Service::viewOf(const Instance &instance)
 
 // ---- InstanceOwner ----
 
-void Service::onInstanceReady(Instance & /*instance*/)
+void Service::onInstanceReady(Instance &instance)
 {
+    observer_.instanceEvent(*this, instanceEventOf(InstanceEvent::Kind::Ready, instance));
     // A replacement got ready, or an instance a rollback restored.
     rollouts_.advance();
     broker_.deliver(); // a replacement to adopt what is held
@@ -449,6 +465,12 @@ void Service::onInstanceEnded(Instance &instance, const ExitStatus &exit)
         detail += unadopted(instance); // ready = "bound": which listener it never took, and why
     }
     killedLeavingTotal_ += instance.killedLeaving() ? 1 : 0;
+    InstanceEvent exited = instanceEventOf(InstanceEvent::Kind::Exited, instance);
+    exited.exit = how;
+    exited.cause = cause;
+    exited.failure = instance.state() == InstanceState::Failed;
+    exited.killed = instance.killedLeaving();
+    observer_.instanceEvent(*this, exited);
     const InstanceRole role = slot < slots_.size() ? instance.role() : InstanceRole::Retiring;
     switch (role) {
     case InstanceRole::Candidate: {

@@ -56,6 +56,24 @@ struct ServiceContext {
 
 class Service;
 
+// One instance's step, for those following events (fdsupctl events): the
+// lifecycle's own decisions stay in the instance and the service.
+struct InstanceEvent {
+    enum class Kind : std::uint8_t { Started, Ready, Exited };
+    Kind kind = Kind::Started;
+    unsigned slot = 0;
+    std::uint64_t id = 0;
+    pid_t pid = 0;
+    unsigned generation = 0;
+    // Exited: how ("exited with status 1", "killed by SIGKILL"), why
+    // (endCauseName), whether it counts as a failure, and whether fdsupd had
+    // to kill it because its drain_timeout or stop_timeout passed.
+    std::string exit;
+    EndCause cause = EndCause::None;
+    bool failure = false;
+    bool killed = false;
+};
+
 // What a service tells the daemon around it.
 class ServiceObserver {
 public:
@@ -72,6 +90,9 @@ public:
     virtual void queuedBegan(Service &service, std::uint64_t ticket, std::uint64_t id) = 0;
     virtual void queuedEnded(Service &service, std::uint64_t ticket, const Error &why) = 0;
     virtual void outputLine(Service &service, const LogEntry &entry) = 0;
+    // An instance spawned, got ready or ended (before serviceChanged). Only
+    // the event stream listens: empty by default.
+    virtual void instanceEvent(Service & /*service*/, const InstanceEvent & /*event*/) {}
 
 protected:
     ~ServiceObserver() = default;

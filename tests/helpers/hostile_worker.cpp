@@ -20,6 +20,8 @@
 //   listener      HANDOFF of its own listener (fd 3)
 //   foreign       HANDOFF of a connection accepted on a listener of its own
 //   unconnected   HANDOFF of a socket never connected
+//   client-of:PORT HANDOFF of its own client connection to 127.0.0.1:PORT
+//                 (another service's listener)
 //   big-state     HANDOFF with a memfd state over any limit fdsupd allows
 //   flood         50,000 READY messages as fast as the socket takes them
 //   unsealed      HANDOFF whose state memfd is not sealed
@@ -31,6 +33,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -159,6 +162,18 @@ UniqueFd foreignConnection(UniqueFd &client)
     client = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     (void)connect(client.get(), reinterpret_cast<sockaddr *>(&a), len);
     return UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+}
+
+// client-of:PORT: a connection to someone else's listener, the client end.
+UniqueFd clientOf(int port)
+{
+    UniqueFd client(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    (void)connect(client.get(), reinterpret_cast<sockaddr *>(&a), sizeof a);
+    return client;
 }
 
 // echo-die: echo 4-byte numbers; on DRAIN hand over half, then die.
@@ -337,6 +352,10 @@ int main(int argc, char **argv)
         awaitAnswer(channel.borrow());
     } else if (mode == "foreign") {
         ChannelMessage msg = handoffOf(foreignConnection(keep));
+        (void)send(channel.borrow(), msg);
+        awaitAnswer(channel.borrow());
+    } else if (mode.starts_with("client-of:")) {
+        ChannelMessage msg = handoffOf(clientOf(std::atoi(mode.c_str() + std::strlen("client-of:"))));
         (void)send(channel.borrow(), msg);
         awaitAnswer(channel.borrow());
     } else if (mode == "unconnected") {

@@ -159,6 +159,7 @@ TEST_F(Cli, FdsupctlHelpOfEveryCommandNamesItsOptions)
         {{"scale"}, {"instances", "--json"}},
         {{"reload"}, {"--json"}},
         {{"logs"}, {"--lines", "--follow", "--json"}},
+        {{"events"}, {"--json"}},
     };
     for (const auto &[command, options] : commands) {
         std::vector<std::string> argv = {fdsupctl_};
@@ -215,6 +216,8 @@ TEST_F(Cli, FdsupctlCannotConnectWithoutDaemon)
         {"logs", "web"},
         {"logs", "web", "-n", "5", "--follow"},
         {"logs", "web", "-f", "--json"},
+        {"events"},
+        {"events", "web", "--json"},
         {"status"},
         {"sockets"},
     };

@@ -78,6 +78,8 @@ TEST_F(Completion, Options)
     EXPECT_THAT(complete({"--t"}), ElementsAre("--timeout"));
     EXPECT_THAT(complete({"scale", "--batch", ""}), IsEmpty());
     EXPECT_THAT(complete({"reexec", "--"}), IsSupersetOf({"--binary", "--json", "--timeout"}));
+    EXPECT_THAT(complete({"events", "--"}), IsSupersetOf({"--json", "--help"}));
+    EXPECT_THAT(complete({"ev"}), ElementsAre("events"));
 }
 
 TEST_F(Completion, ReexecBinaryCompletesFiles)

@@ -88,7 +88,7 @@ TEST(ControlApi, WhatChangesStateNeedsMoreThanReading)
     for (const auto &method : ControlApi::methods()) {
         const bool reads = method.name == "Status" || method.name == "Sockets" ||
                            method.name == "Connections" || method.name == "RolloutStatus" ||
-                           method.name == "Logs";
+                           method.name == "Logs" || method.name == "Events";
         EXPECT_EQ(method.access == Access::Read, reads) << method.name << " is " << accessName(method.access);
         if (method.name == "Reload") {
             EXPECT_EQ(method.access, Access::Admin);
