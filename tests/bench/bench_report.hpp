@@ -2,6 +2,7 @@
 // tests/bench (docs/benchmark.md): each reports every sample, the driver computes medians and ratios.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -86,6 +87,6 @@ std::string programPath(const std::string &name);
 
 // Runs a benchmark's body with the parsed arguments and writes the report: the main() of each program.
 int benchMain(int argc, char **argv, const char *program, const char *section,
-              int (*body)(const BenchArgs &, BenchReport &));
+              const std::function<int(const BenchArgs &, BenchReport &)> &body);
 
 } // namespace fdsup::bench
