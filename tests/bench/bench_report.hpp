@@ -37,7 +37,8 @@ class BenchReport {
 public:
     BenchReport(std::string program, std::string section, Tier tier);
 
-    // Declares a figure (the first call; later ones find it) and returns its samples, to which add() appends.
+    // Declares a figure (the first call; later ones find it) and returns its samples, to which add() appends;
+    // the reference is good until the next figure is declared.
     std::vector<double> &figure(const std::string &id, const std::string &label, const std::string &unit,
                                 bool higherIsBetter, std::optional<Target> target = std::nullopt);
     void add(const std::string &id, double sample);

@@ -109,10 +109,22 @@ double msSince(std::chrono::steady_clock::time_point t0)
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The time process pid ran on a CPU, in ms: /proc/PID/schedstat counts nanoseconds, where /proc/PID/stat
+// counts clock ticks (10 ms), longer than what fdsupd spends on a restart.
+double cpuMsOf(pid_t pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/schedstat");
+    double ns = 0;
+    if (!(in >> ns)) {
+        throw std::runtime_error("cannot read /proc/" + std::to_string(pid) + "/schedstat");
+    }
+    return ns / 1e6;
+}
+
 // One rolling restart of each service, one after the other; false (with fdsupctl's words) when one failed.
 bool restartBoth(DaemonHarness &fdsupd, SoakResult &result, bool measured)
 {
-    const double cpu0 = fdsup::test::cpuSecondsOf(fdsupd.pid());
+    const double cpu0 = cpuMsOf(fdsupd.pid());
     for (const char *service : {"web", "stream"}) {
         const auto t0 = std::chrono::steady_clock::now();
         const auto r = fdsupd.fdsupctl({"restart", service, "--wait"}, kRestartDeadline);
@@ -129,7 +141,7 @@ bool restartBoth(DaemonHarness &fdsupd, SoakResult &result, bool measured)
         }
     }
     if (measured) {
-        result.cpuMsPerRestart.push_back((fdsup::test::cpuSecondsOf(fdsupd.pid()) - cpu0) * 1000.0);
+        result.cpuMsPerRestart.push_back(cpuMsOf(fdsupd.pid()) - cpu0);
     }
     return true;
 }
@@ -151,8 +163,18 @@ bool rollOut(DaemonHarness &fdsupd, SoakResult &result, int restarts)
     result.points.push_back(checkpoint(fdsupd, 0));
     result.baseline = fdsup::test::openFds(fdsupd.pid());
     progress(result.points.back(), "after the warm-up,");
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto cpu0 = fdsup::test::cpuTimesOf(fdsupd.pid());
+    // Read when the loop ends, however it ends.
+    const auto measure = [&] {
+        result.wallS = msSince(t0) / 1000.0;
+        const auto cpu = fdsup::test::cpuTimesOf(fdsupd.pid());
+        result.cpuUserS = cpu.user - cpu0.user;
+        result.cpuSystemS = cpu.system - cpu0.system;
+    };
     for (int i = 1; i <= restarts; ++i) {
         if (!restartBoth(fdsupd, result, true)) {
+            measure();
             return false;
         }
         result.restartsDone = i;
@@ -161,6 +183,7 @@ bool rollOut(DaemonHarness &fdsupd, SoakResult &result, int restarts)
             progress(result.points.back(), "after");
         }
     }
+    measure();
     return true;
 }
 
@@ -202,9 +225,7 @@ int body(const BenchArgs &args, BenchReport &report, std::optional<int> restarts
     SoakResult result;
     result.restartsAsked = restarts;
     result.warmup = kWarmup;
-    const auto t0 = std::chrono::steady_clock::now();
     rollOut(fdsupd, result, restarts);
-    result.wallS = msSince(t0) / 1000.0;
     result.http = http.stop();
     result.streams = streams.stop();
     if (!result.baseline.empty()) {

@@ -101,17 +101,18 @@ void restartFigures(BenchReport &report, const SoakResult &r)
         one(report, "soak." + service + ".restart_ms_p99", "`fdsupctl restart " + service + " --wait`, p99",
             "ms", false, percentile(ms, 0.99));
     }
-    report.figure("soak.cpu_ms_per_restart", "fdsupd CPU per restart (web and stream)", "ms", false) =
-        r.cpuMsPerRestart;
+    report.figure("soak.cpu_ms_per_restart", "fdsupd CPU per restart (web and stream; /proc/PID/schedstat)",
+                  "ms", false) = r.cpuMsPerRestart;
 }
 
 void memoryFigures(BenchReport &report, const SoakResult &r)
 {
-    auto &fds = report.figure("soak.fds", "fdsupd descriptors at each checkpoint", "fds", false);
-    auto &kib = report.figure("soak.private_kib", "fdsupd private memory at each checkpoint", "KiB", false);
+    // Declared before adding: a reference figure() returns lasts only until the next figure is declared.
+    report.figure("soak.fds", "fdsupd descriptors at each checkpoint", "fds", false);
+    report.figure("soak.private_kib", "fdsupd private memory at each checkpoint", "KiB", false);
     for (const auto &p : r.points) {
-        fds.push_back(p.fds);
-        kib.push_back(p.privateKib);
+        report.add("soak.fds", p.fds);
+        report.add("soak.private_kib", p.privateKib);
     }
     if (!r.points.empty()) {
         one(report, "soak.fds_end_minus_start",
@@ -158,9 +159,11 @@ int reportSoak(BenchReport &report, const SoakResult &r)
     report.fact("load", "fdsup-load --mode keepalive and --mode stream, 32 connections each, all along");
     report.fact("restarts", std::to_string(r.restartsDone) + " of " + std::to_string(r.restartsAsked) +
                                 " after " + std::to_string(r.warmup) + " warm-up restarts");
-    char wall[40];
-    (void)std::snprintf(wall, sizeof wall, "%.1f s", r.wallS);
-    report.fact("wall time of the restarts", wall);
+    char text[80];
+    (void)std::snprintf(text, sizeof text, "%.1f s", r.wallS);
+    report.fact("wall time of the restarts", text);
+    (void)std::snprintf(text, sizeof text, "%.2f s user, %.2f s system", r.cpuUserS, r.cpuSystemS);
+    report.fact("fdsupd CPU over the restarts", text);
     int status = 0;
     auto fail = [&](const std::string &why) {
         (void)std::fprintf(stderr, "soak-bench: FAILED: %s\n", why.c_str());

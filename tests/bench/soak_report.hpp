@@ -26,7 +26,8 @@ struct SoakResult {
     std::string fdsOpened;                                // when not: what is open that was not
     nlohmann::json http, streams;                         // fdsup-load/1 of each load
     nlohmann::json broker;                                // `fdsupctl connections --json` at the end
-    double wallS = 0;
+    double wallS = 0;                                     // of the restarts after the warm-up
+    double cpuUserS = 0, cpuSystemS = 0;                  // fdsupd's, over the same restarts
 };
 
 // The nearest-rank q-quantile (0 when empty).

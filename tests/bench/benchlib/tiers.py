@@ -6,7 +6,7 @@ import dataclasses
 
 # The sections of the report, in its order; restarts is built from fdsup-load runs,
 # the others from the benchmark programs' fdsup-bench/1 JSON.
-SECTIONS = ("restarts", "handoff", "datapath", "rollout", "footprint")
+SECTIONS = ("restarts", "handoff", "datapath", "rollout", "footprint", "soak")
 
 
 @dataclasses.dataclass(frozen=True)
