@@ -94,6 +94,21 @@ int controlConnectionsOf(const DaemonHarness &fdsupd)
     return n;
 }
 
+// Rss of the [heap] mapping of /proc/PID/smaps, KiB (0 without one).
+double heapKibOf(pid_t pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+    bool heap = false;
+    for (std::string line; std::getline(in, line);) {
+        if (line.ends_with("[heap]")) {
+            heap = true;
+        } else if (heap && line.starts_with("Rss:")) {
+            return std::stod(line.substr(4));
+        }
+    }
+    return 0;
+}
+
 // fdsupd's descriptors and memory between two restarts. fdsupctl has exited, but fdsupd may not have
 // read its hang-up yet (on a busy machine it often has not): waits until it closed that connection.
 Checkpoint checkpoint(const DaemonHarness &fdsupd, int restarts)
@@ -101,7 +116,8 @@ Checkpoint checkpoint(const DaemonHarness &fdsupd, int restarts)
     if (!fdsup::test::waitUntil([&] { return controlConnectionsOf(fdsupd) == 0; })) {
         throw std::runtime_error("fdsupd kept a connection of an fdsupctl that exited");
     }
-    return {restarts, fdsup::test::countFdsOf(fdsupd.pid()), fdsup::bench::privateKibOf(fdsupd.pid())};
+    return {restarts, fdsup::test::countFdsOf(fdsupd.pid()), fdsup::bench::privateKibOf(fdsupd.pid()),
+            heapKibOf(fdsupd.pid())};
 }
 
 double msSince(std::chrono::steady_clock::time_point t0)
@@ -148,8 +164,8 @@ bool restartBoth(DaemonHarness &fdsupd, SoakResult &result, bool measured)
 
 void progress(const Checkpoint &c, const char *what)
 {
-    (void)std::fprintf(stderr, "soak-bench: %s %5d restarts: fdsupd %d fds, %.0f KiB private\n", what,
-                       c.restarts, c.fds, c.privateKib);
+    (void)std::fprintf(stderr, "soak-bench: %s %5d restarts: fdsupd %d fds, %.0f KiB private (heap %.0f)\n",
+                       what, c.restarts, c.fds, c.privateKib, c.heapKib);
 }
 
 // The warm-up, the baseline, then `restarts` restarts with a checkpoint every kEvery.

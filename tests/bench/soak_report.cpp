@@ -29,8 +29,8 @@ Target zero()
 
 std::string checkpointTable(const SoakResult &r)
 {
-    std::string md = "| restarts | fdsupd descriptors | fdsupd private KiB | growth, KiB per 100 restarts |\n"
-                     "|---|---:|---:|---:|\n";
+    std::string md = "| restarts | fdsupd descriptors | fdsupd private KiB | growth, KiB per 100 restarts | "
+                     "of which the heap (Rss) |\n|---|---:|---:|---:|---:|\n";
     char row[200];
     for (std::size_t i = 0; i < r.points.size(); ++i) {
         const auto &p = r.points[i];
@@ -43,12 +43,12 @@ std::string checkpointTable(const SoakResult &r)
         }
         const std::string what = i == 0 ? "0 (after " + std::to_string(r.warmup) + " warm-up restarts)"
                                         : std::to_string(p.restarts);
-        (void)std::snprintf(row, sizeof row, "| %s | %d | %.0f | %s |\n", what.c_str(), p.fds, p.privateKib,
-                            growth.c_str());
+        (void)std::snprintf(row, sizeof row, "| %s | %d | %.0f | %s | %.0f |\n", what.c_str(), p.fds,
+                            p.privateKib, growth.c_str(), p.heapKib);
         md += row;
     }
-    (void)std::snprintf(row, sizeof row, "| end: the load stopped, settled | %d | %.0f | |\n", r.end.fds,
-                        r.end.privateKib);
+    (void)std::snprintf(row, sizeof row, "| end: the load stopped, settled | %d | %.0f | | %.0f |\n",
+                        r.end.fds, r.end.privateKib, r.end.heapKib);
     return md + row;
 }
 

@@ -12,6 +12,7 @@ struct Checkpoint {
     int restarts = 0; // restarts done when it was taken (after the warm-up)
     int fds = 0;
     double privateKib = 0;
+    double heapKib = 0; // Rss of the [heap] mapping: where malloc's pages are (part of privateKib)
 };
 
 // Memory is "flat" when the least-squares slope of private KiB over the
