@@ -233,7 +233,7 @@ bool BenchReport::write(const std::string &path, std::string &why) const
 }
 
 int benchMain(int argc, char **argv, const char *program, const char *section,
-              int (*body)(const BenchArgs &, BenchReport &))
+              const std::function<int(const BenchArgs &, BenchReport &)> &body)
 {
     std::string why;
     const auto args = parseBenchArgs(argc, argv, why);

@@ -2,6 +2,7 @@
 // tests/bench (docs/benchmark.md): each reports every sample, the driver computes medians and ratios.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,7 +37,8 @@ class BenchReport {
 public:
     BenchReport(std::string program, std::string section, Tier tier);
 
-    // Declares a figure (the first call; later ones find it) and returns its samples, to which add() appends.
+    // Declares a figure (the first call; later ones find it) and returns its samples, to which add() appends;
+    // the reference is good until the next figure is declared.
     std::vector<double> &figure(const std::string &id, const std::string &label, const std::string &unit,
                                 bool higherIsBetter, std::optional<Target> target = std::nullopt);
     void add(const std::string &id, double sample);
@@ -86,6 +88,6 @@ std::string programPath(const std::string &name);
 
 // Runs a benchmark's body with the parsed arguments and writes the report: the main() of each program.
 int benchMain(int argc, char **argv, const char *program, const char *section,
-              int (*body)(const BenchArgs &, BenchReport &));
+              const std::function<int(const BenchArgs &, BenchReport &)> &body);
 
 } // namespace fdsup::bench

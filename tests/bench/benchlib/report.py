@@ -15,7 +15,8 @@ MODES = ("keepalive", "newconn", "think", "stream")
 TITLES = {"restarts": "1. Restarts under load, against the alternatives",
           "handoff": "2. Handoff throughput against the kernel's limit",
           "datapath": "3a. Cost: the data path", "rollout": "3b. Cost: rollout",
-          "footprint": "3c. Cost: footprint"}
+          "footprint": "3c. Cost: footprint",
+          "soak": "4. Soak: consecutive rolling restarts under load"}
 
 
 def all_figures(results: dict) -> list[dict]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 # The sections of the report, in its order; restarts is built from fdsup-load runs,
-# the others from the benchmark programs' fdsup-bench/1 JSON.
-SECTIONS = ("restarts", "handoff", "datapath", "rollout", "footprint")
+# the others from the benchmark programs' fdsup-bench/1 JSON (soak: soak-bench, 10, 100 or
+# 1,000 restarts by tier).
+SECTIONS = ("restarts", "handoff", "datapath", "rollout", "footprint", "soak")
 
 
 @dataclasses.dataclass(frozen=True)

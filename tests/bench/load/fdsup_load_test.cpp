@@ -113,6 +113,36 @@ TEST_F(FdsupLoad, StreamsSurviveHandoffRestarts)
     EXPECT_EQ(j["counts"]["connections_opened"], 16);
 }
 
+// The soak stops its loads when its restarts are over: SIGTERM ends a run of an hour like its
+// duration would, with the results written.
+TEST_F(FdsupLoad, SigtermEndsTheRunWithItsResults)
+{
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(
+        fdsupd_.supervisorTable() + channelWebService(requireEnv("FDSUP_TEST_SEQNUM_ECHO"), 2), why))
+        << why;
+    const auto file = dir_ / "stopped.json";
+    BackgroundProcess load({requireEnv("FDSUP_LOAD"), "--target", target(fdsupd_.port("web")), "--mode",
+                            "stream", "--connections", "4", "--duration", "60m", "--json", file.string(),
+                            "--quiet"},
+                           dir_ / "stopped.log");
+    // Running: its 4 connections are open.
+    ASSERT_TRUE(waitUntil([&] {
+        int sockets = 0;
+        for (const auto &[fd, what] : openFds(load.pid())) {
+            sockets += what.starts_with("socket:") ? 1 : 0;
+        }
+        return sockets >= 4;
+    })) << load.log();
+    load.signal(SIGTERM);
+    ASSERT_EQ(load.wait(kEventDeadline), 0) << load.log();
+    json j = json::parse(readFile(file));
+    EXPECT_EQ(j["duration_ms"], 3600000);
+    EXPECT_LT(j["elapsed_ms"].get<double>(), 3600000.0);
+    EXPECT_EQ(j["failures"], 0) << j.dump(2);
+    EXPECT_EQ(j["counts"]["connections_opened"], 4);
+}
+
 TEST_F(FdsupLoad, AStoppedServerGivesRefusedAndAGap)
 {
     int port = peer("chunked"); // keep-alive, chunked bodies: ok until it is killed

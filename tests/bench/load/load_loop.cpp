@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <thread>
 
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,8 +22,46 @@ namespace fdsup::load {
 
 namespace {
 
-// The epoll data of the restart command's pidfd (connections use their index).
+// The epoll data of the restart command's pidfd and of the stop signals (connections use their index).
 constexpr uint64_t kRestartTag = UINT64_MAX;
+constexpr uint64_t kStopTag = UINT64_MAX - 1;
+
+// SIGINT and SIGTERM end the run early, as the end of --duration does: a
+// caller that cannot know how long it needs the load (the soak) stops it and
+// still gets the results. Blocked for the run and read from a signalfd in
+// the loop (no handler); the restart command's child unblocks them. A signal
+// that came before the loop (while waiting for the server) is read at once.
+class StopSignals {
+public:
+    StopSignals()
+    {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigprocmask(SIG_BLOCK, &set, &old_);
+        fd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+    }
+    ~StopSignals() { sigprocmask(SIG_SETMASK, &old_, nullptr); }
+    StopSignals(const StopSignals &) = delete;
+    StopSignals &operator=(const StopSignals &) = delete;
+
+    [[nodiscard]] BorrowedFd fd() const { return fd_.borrow(); }
+    // Reads what arrived; whether a stop signal did.
+    bool received() const
+    {
+        signalfd_siginfo info{};
+        bool any = false;
+        while (read(fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+            any = true;
+        }
+        return any;
+    }
+
+private:
+    sigset_t old_{};
+    UniqueFd fd_;
+};
 
 // One connection attempt, waiting at most until deadline; 0 or an errno.
 int tryConnect(const Target &target, Clock::time_point deadline)
@@ -109,6 +149,11 @@ int waitMs(Clock::time_point until, Clock::time_point now)
 
 bool runLoad(const Options &options, Report &report, std::string &why)
 {
+    StopSignals stop;
+    if (!stop.fd().isValid()) {
+        why = std::string("signalfd: ") + std::strerror(errno);
+        return false;
+    }
     if (!raiseFdLimit(options.connections, why) || !waitForServer(options, why)) {
         return false;
     }
@@ -118,11 +163,13 @@ bool runLoad(const Options &options, Report &report, std::string &why)
         return false;
     }
     const Clock::time_point start = Clock::now();
-    const Clock::time_point end = start + options.duration;
+    Clock::time_point end = start + options.duration;
     Results results(start);
     Connections conns(options, epoll.borrow(), results);
     RestartRunner runner(options.restartCommand, options.restarts, start, options.duration);
     std::vector<epoll_event> events(256);
+    epoll_event stopEvent{.events = EPOLLIN, .data = {.u64 = kStopTag}};
+    epoll_ctl(epoll.get(), EPOLL_CTL_ADD, stop.fd().get(), &stopEvent);
     Clock::time_point now = start;
     conns.reopen(now);
     while (now < end || !runner.allDone()) {
@@ -146,6 +193,11 @@ bool runLoad(const Options &options, Report &report, std::string &why)
         for (int i = 0; i < n; ++i) {
             if (events[i].data.u64 == kRestartTag) {
                 runner.reap(now); // closing the pidfd takes it out of epoll
+            } else if (events[i].data.u64 == kStopTag) {
+                if (stop.received()) {
+                    end = std::min(end, now);
+                    runner.cancelRemaining(); // a restart that runs is waited for
+                }
             } else {
                 conns.onEvent(events[i].data.u64, events[i].events, now, phaseOf(runner));
             }

@@ -10,8 +10,9 @@ namespace fdsup::load {
 
 // Waits up to --timeout for a first TCP connection to the target, then
 // drives --connections connections for --duration (and at least until the
-// last restart ended) on one thread and one epoll. Returns false with why
-// when it could not run.
+// last restart ended) on one thread and one epoll. SIGINT or SIGTERM ends
+// the run early like the end of --duration (no restart starts after it, one
+// that runs is waited for). Returns false with why when it could not run.
 bool runLoad(const Options &options, Report &report, std::string &why);
 
 } // namespace fdsup::load

@@ -49,12 +49,15 @@ int RestartRunner::startNext(Clock::time_point now)
     // async-signal-safe functions. fdsup-load's own descriptors are all
     // CLOEXEC, so the command inherits stdin and stderr only.
     const char *argv[] = {"sh", "-c", command_.c_str(), nullptr};
+    sigset_t none;
+    sigemptyset(&none);
     pid_t pid = fork();
     if (pid < 0) {
         return -errno;
     }
     if (pid == 0) {
         dup2(STDERR_FILENO, STDOUT_FILENO);
+        sigprocmask(SIG_SETMASK, &none, nullptr); // the run blocks its stop signals (load_loop.cpp)
         execv("/bin/sh", const_cast<char *const *>(argv));
         _exit(127);
     }

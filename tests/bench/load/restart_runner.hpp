@@ -14,7 +14,7 @@ namespace fdsup::load {
 
 // The i-th of N restarts (1-based) is due at start + duration·i/(N+1), or
 // when the one before it ended if that is later; one runs at a time. The
-// command's stdout and stderr go to fdsup-load's stderr. The caller watches
+// command's stdout and stderr go to fdsup-load's stderr; it runs with no signal blocked. The caller watches
 // pidfd() (readable when the running command exited) and calls reap().
 class RestartRunner {
 public:
@@ -32,6 +32,8 @@ public:
     [[nodiscard]] BorrowedFd pidfd() const { return pidfd_.borrow(); }
     // Collects the running command once its pidfd is readable.
     void reap(Clock::time_point now);
+    // Starts no more restarts (the run was stopped early); one that runs goes on until it ends.
+    void cancelRemaining() { count_ = static_cast<int>(records_.size()); }
 
     [[nodiscard]] bool started() const { return !records_.empty(); }
     [[nodiscard]] bool running() const { return pid_ > 0; }
