@@ -1,5 +1,6 @@
 // The daemon across its own re-exec: what blocks one, its part of the state, and its restore.
 #include <algorithm>
+#include <utility>
 
 #include <sys/resource.h>
 
@@ -63,6 +64,7 @@ void Daemon::snapshot(ReexecState &state) const
     for (const auto &service : services_) {
         state.services.push_back(service->snapshot());
     }
+    state.metricsFd = metrics_ ? metrics_->listener().get() : -1;
 }
 
 Result<void> Daemon::checkState(const config::Config &config, const ReexecState &state)
@@ -139,6 +141,13 @@ Result<std::unique_ptr<Daemon>> Daemon::restore(EventLoop &loop, config::Config 
             return service.error();
         }
         daemon->services_.push_back(std::move(*service));
+    }
+    // The endpoint's socket is carried when it was served: scrapes queued
+    // during the exec are answered by the new image, none is refused.
+    UniqueFd metrics(std::exchange(state.metricsFd, -1));
+    auto served = metrics ? daemon->serveMetrics(std::move(metrics)) : daemon->openMetrics();
+    if (!served) {
+        return served.error();
     }
     return daemon;
 }

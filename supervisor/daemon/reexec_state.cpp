@@ -337,6 +337,8 @@ void decodeHeader(const Reader &r, ReexecState &state)
     state.nofileCur = r.at("nofile_cur").unsigned64();
     state.nofileMax = r.at("nofile_max").unsigned64();
     state.controlFd = fdField(r, "control_fd");
+    // Added within version 1: an older image served no metrics.
+    state.metricsFd = fdField(r, "metrics_fd", true);
 }
 
 void decodeBody(const Reader &r, ReexecState &state)
@@ -396,23 +398,26 @@ std::string encodeState(const ReexecState &state)
                                             {"uid", state.caller->uid},
                                             {"gid", state.caller->gid}}
                                      : Json();
-    const Json doc{{"format", kReexecStateFormat},
-                   {"version", state.version},
-                   {"fdsupd_version", state.fdsupdVersion},
-                   {"reexecs", state.reexecs},
-                   {"started_from", state.startedFrom},
-                   {"config_path", state.configPath},
-                   {"config", state.configText},
-                   {"notify_prefix", state.notifyPrefix},
-                   {"next_instance_id", state.nextInstanceId},
-                   {"nofile_cur", state.nofileCur},
-                   {"nofile_max", state.nofileMax},
-                   {"control_fd", state.controlFd},
-                   {"caller", caller},
-                   {"control_clients", state.controlClients},
-                   {"log_followers", followers},
-                   {"sockets", sockets},
-                   {"services", services}};
+    Json doc{{"format", kReexecStateFormat},
+             {"version", state.version},
+             {"fdsupd_version", state.fdsupdVersion},
+             {"reexecs", state.reexecs},
+             {"started_from", state.startedFrom},
+             {"config_path", state.configPath},
+             {"config", state.configText},
+             {"notify_prefix", state.notifyPrefix},
+             {"next_instance_id", state.nextInstanceId},
+             {"nofile_cur", state.nofileCur},
+             {"nofile_max", state.nofileMax},
+             {"control_fd", state.controlFd},
+             {"caller", caller},
+             {"control_clients", state.controlClients},
+             {"log_followers", followers},
+             {"sockets", sockets},
+             {"services", services}};
+    if (state.metricsFd >= 0) {
+        doc["metrics_fd"] = state.metricsFd;
+    }
     return doc.dump();
 }
 

@@ -59,6 +59,7 @@ struct ReexecState {
     std::uint64_t nofileCur = 0; // RLIMIT_NOFILE as the first image found it (workers get it)
     std::uint64_t nofileMax = 0;
     int controlFd = -1;
+    int metricsFd = -1; // the metrics endpoint's listening socket; added within version 1
     std::optional<CallerSnapshot> caller;
     std::vector<int> controlClients; // idle control connections
     std::vector<FollowerSnapshot> followers;
@@ -84,6 +85,7 @@ struct ReexecState {
             }
         };
         one(self.controlFd);
+        one(self.metricsFd);
         if (self.caller) {
             one(self.caller->fd);
         }
