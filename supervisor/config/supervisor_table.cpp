@@ -136,7 +136,7 @@ void Loader::loadMetricsAddress(const Entry &e, const std::string &text, const F
     std::string spelled = text;
     if (text.starts_with('/') || text.starts_with('.')) {
         spelled = "unix:" + text;
-    } else if (!text.starts_with("unix:") && !text.starts_with("tcp://")) {
+    } else if (!text.starts_with("unix") && text.find("://") == std::string::npos) {
         spelled = "tcp://" + text;
     }
     auto address = parseAddress(resolveUnixAddress(spelled, file));
