@@ -353,5 +353,24 @@ TEST(ReexecPreflight, ACandidateThatHangsIsKilledAtTheDeadline)
     EXPECT_THAT(r.error().message, HasSubstr("did not answer in time"));
 }
 
+// The metrics endpoint's socket (docs/metrics.md): carried when served,
+// named by fds() right after the control socket, absent from older states.
+TEST(ReexecState, TheMetricsSocketIsCarriedWhenThereIsOne)
+{
+    ReexecState state = sample();
+    state.metricsFd = 30;
+    const auto decoded = decodeState(encodeState(state));
+    ASSERT_TRUE(decoded) << decoded.error().message;
+    EXPECT_EQ(decoded->metricsFd, 30);
+    EXPECT_EQ(decoded->fds().at(1), 30);
+    const auto without = decodeState(encodeState(sample()));
+    ASSERT_TRUE(without) << without.error().message;
+    EXPECT_EQ(without->metricsFd, -1);
+    EXPECT_EQ(encodeState(sample()).find("metrics_fd"), std::string::npos);
+    const auto bad = decodeEdited([](Json &doc) { doc["metrics_fd"] = 1; });
+    ASSERT_FALSE(bad);
+    EXPECT_THAT(bad.error().message, HasSubstr("metrics_fd"));
+}
+
 } // namespace
 } // namespace fdsup
