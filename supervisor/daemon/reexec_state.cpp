@@ -150,7 +150,8 @@ Json encodeService(const ServiceSnapshot &s)
               {"adopted", s.handoff.adopted},
               {"expired", s.handoff.expired},
               {"hung_up", s.handoff.hungUp},
-              {"refused", s.handoff.refused}}}};
+              {"refused", s.handoff.refused}}},
+            {"metrics", encodeServiceMetrics(s)}};
 }
 
 InstanceSnapshot decodeInstance(const Reader &r)
@@ -307,6 +308,9 @@ ServiceSnapshot decodeService(const Reader &r)
     s.handoff = HandoffCounters{h.at("handed").unsigned64(), h.at("adopted").unsigned64(),
                                 h.at("expired").unsigned64(), h.at("hung_up").unsigned64(),
                                 h.at("refused").unsigned64()};
+    if (r.has("metrics")) {
+        decodeServiceMetrics(r.at("metrics"), s);
+    }
     r.at("output").each([&](const Reader &l) {
         s.output.push_back(LogEntry{l.at("realtime_usec").integer<std::int64_t>(0, kMaxUsec),
                                     uintField(l, "index"), l.at("pid").integer<pid_t>(0, kMaxInt),
@@ -339,6 +343,9 @@ void decodeHeader(const Reader &r, ReexecState &state)
     state.controlFd = fdField(r, "control_fd");
     // Added within version 1: an older image served no metrics.
     state.metricsFd = fdField(r, "metrics_fd", true);
+    if (r.has("reloads")) {
+        state_json::decodeCounts(r.at("reloads"), state.reloads);
+    }
 }
 
 void decodeBody(const Reader &r, ReexecState &state)
@@ -414,7 +421,8 @@ std::string encodeState(const ReexecState &state)
              {"control_clients", state.controlClients},
              {"log_followers", followers},
              {"sockets", sockets},
-             {"services", services}};
+             {"services", services},
+             {"reloads", state.reloads}};
     if (state.metricsFd >= 0) {
         doc["metrics_fd"] = state.metricsFd;
     }

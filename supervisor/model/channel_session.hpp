@@ -33,6 +33,7 @@ public:
     // malformed, flooding or unexpected message dropped, or an answer that
     // could not be sent.
     [[nodiscard]] std::uint64_t dropped() const { return dropped_; }
+    void restoreDropped(std::uint64_t dropped) { dropped_ = dropped; } // re-exec
 
 private:
     void welcome(ChannelPeer &peer, const ChannelMessage &hello);

@@ -286,6 +286,7 @@ public:
     [[nodiscard]] std::uint64_t serial() const { return serial_; }
     [[nodiscard]] std::uint64_t tickets() const { return tickets_; }
     [[nodiscard]] const RolloutCounters &counters() const { return counters_; }
+    void restoreCounters(const RolloutCounters &counters) { counters_ = counters; }
     void restoreHistory(std::optional<RolloutRecord> last, std::uint64_t serial, std::uint64_t tickets)
     {
         last_ = std::move(last);

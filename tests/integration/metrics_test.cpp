@@ -269,6 +269,9 @@ TEST_F(Metrics, AReloadMovesTheEndpointAndAReexecKeepsItsSocket)
     EXPECT_EQ(inodeOf(first), before);
     const Samples after = parseSamples(scrapeUnix(first));
     EXPECT_EQ(after.at("fdsup_instances" + web("state=\"ready\"")), 2);
+    // The counters go on from where they were.
+    EXPECT_EQ(after.at("fdsup_config_reloads_total{result=\"done\"}"), 4);
+    EXPECT_EQ(after.at("fdsup_config_reloads_total{result=\"refused\"}"), 1);
     EXPECT_EQ(fdsupd_.stop(), 0);
     EXPECT_FALSE(std::filesystem::exists(first));
 }
