@@ -80,6 +80,20 @@ std::string rawExchange(int port, const std::string &bytes)
     return answer;
 }
 
+// The value of `name` in /proc/PID/environ ("" when absent).
+std::string environmentOf(pid_t pid, const std::string &name)
+{
+    const std::string environ = readFile("/proc/" + std::to_string(pid) + "/environ");
+    std::istringstream entries(environ);
+    std::string entry;
+    while (std::getline(entries, entry, '\0')) {
+        if (entry.starts_with(name + "=")) {
+            return entry.substr(name.size() + 1);
+        }
+    }
+    return "";
+}
+
 std::string web(const std::string &labels = "")
 {
     return "{service=\"web\"" + (labels.empty() ? std::string() : "," + labels) + "}";
@@ -156,9 +170,19 @@ TEST_F(Metrics, ReportWhatHappenedToARealHandoffService)
     EXPECT_EQ(m["fdsup_handoff_connections_total" + web("result=\"adopted\"")], 20);
     EXPECT_EQ(m["fdsup_handoff_connections_total" + web("result=\"refused\"")], 0);
     EXPECT_EQ(m["fdsup_handoff_held_connections" + web()], 0);
-    EXPECT_EQ(m["fdsup_notify_messages_dropped_total" + web()], 0);
     EXPECT_EQ(m["fdsup_channel_messages_dropped_total" + web()], 0);
     EXPECT_EQ(m["fdsup_config_reloads_total{result=\"done\"}"], 0);
+    // A notification from a process that is not one of web's instances, on
+    // its notify socket (as a worker's environment names it), is dropped.
+    EXPECT_EQ(m["fdsup_notify_messages_dropped_total" + web()], 0);
+    const std::string notifySocket =
+        environmentOf(*instancePids(fdsupd_.status("web")).begin(), "NOTIFY_SOCKET");
+    ASSERT_FALSE(notifySocket.empty());
+    const ProcessResult stranger = runProcess({requireEnv("FDSUP_TEST_NOTIFY_SENDER"), "STATUS=not yours"},
+                                              {"NOTIFY_SOCKET=" + notifySocket});
+    ASSERT_EQ(stranger.exitCode, 0) << stranger.err;
+    EXPECT_TRUE(waitUntil(
+        [&] { return parseSamples(curl({url}))["fdsup_notify_messages_dropped_total" + web()] == 1; }));
 
     // fdsupd's own figures: its descriptors while it answers, one of them
     // the scrape's connection, which it closes once curl has gone.
