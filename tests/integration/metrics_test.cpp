@@ -236,6 +236,43 @@ TEST_F(Metrics, BadRequestsAreAnsweredAndSlowClientsBlockNothing)
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
+TEST_F(Metrics, AChannelFdsupdClosesOverGarbageIsCounted)
+{
+    const int port = freePort();
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + "metrics = \"127.0.0.1:" + std::to_string(port) +
+                                  R"("
+
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.bad]
+command = [")" + requireEnv("FDSUP_TEST_HOSTILE_WORKER") +
+                                  "\", \"garbage\", \"" + fdsupd_.reportPath() + R"("]
+sockets = ["web"]
+instances = 0 # started by Scale: fdsupd is ready only once every first start is over
+ready = "channel"
+handoff = true
+restart = "never"
+stop_timeout = "5s"
+)",
+                              why))
+        << why;
+    const auto bad = [](const std::string &name) {
+        return name + "{service=\"bad\"}";
+    };
+    EXPECT_EQ(parseSamples(curl({tcpUrl(port)}))[bad("fdsup_channel_messages_dropped_total")], 0);
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "bad"}}).error, "");
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Scale", {{"service", "bad"}, {"instances", 1}}).error, "");
+    const auto answer = fdsupd_.reports().waitFor(
+        [](const std::string &m) { return m.starts_with("error "); }, kEventDeadline);
+    ASSERT_TRUE(answer.has_value()) << "the hostile worker reported nothing";
+    EXPECT_TRUE(waitUntil([&] {
+        return parseSamples(curl({tcpUrl(port)}))[bad("fdsup_channel_messages_dropped_total")] == 1;
+    })) << curl({tcpUrl(port)});
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
 ino_t inodeOf(const std::filesystem::path &path)
 {
     struct stat st {};
