@@ -289,8 +289,11 @@ void Daemon::applyReload(config::Config next, const ReloadPlan &plan, PreparedRe
         op.record("supervisor", "allow_users/allow_groups", "changed", Status::Done, "");
     }
     if (plan.metricsChanged) {
-        op.record("supervisor", "metrics", next.supervisor.metrics ? "moved" : "removed",
-                  applyMetrics(next.supervisor, std::move(prepared.metrics)), "");
+        const char *action = !next.supervisor.metrics     ? "removed"
+                             : config_.supervisor.metrics ? "moved"
+                                                          : "added";
+        op.record("supervisor", "metrics", action, applyMetrics(next.supervisor, std::move(prepared.metrics)),
+                  "");
     }
     storeListeners(manager_, prepared.bound);
     sockets_.merge(std::move(prepared.bound));

@@ -24,6 +24,7 @@
 namespace fdsup::test {
 namespace {
 
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using Samples = std::map<std::string, double>;
 
@@ -300,7 +301,7 @@ TEST_F(Metrics, AReloadMovesTheEndpointAndAReexecKeepsItsSocket)
 
     // To another unix socket: the first file goes.
     const auto second = fdsupd_.dir() / "second.sock";
-    EXPECT_THAT(rewrite("unix:" + second.string()), HasSubstr("metrics"));
+    EXPECT_THAT(rewrite("unix:" + second.string()), ContainsRegex("supervisor +metrics +moved +done"));
     EXPECT_FALSE(std::filesystem::exists(first));
     const Samples m = parseSamples(scrapeUnix(second));
     EXPECT_EQ(m.at("fdsup_config_reloads_total{result=\"done\"}"), 1);
@@ -309,10 +310,10 @@ TEST_F(Metrics, AReloadMovesTheEndpointAndAReexecKeepsItsSocket)
     rewrite("127.0.0.1:" + std::to_string(port));
     EXPECT_FALSE(std::filesystem::exists(second));
     EXPECT_EQ(parseSamples(curl({tcpUrl(port)})).at("fdsup_config_reloads_total{result=\"done\"}"), 2);
-    rewrite("");
+    EXPECT_THAT(rewrite(""), ContainsRegex("supervisor +metrics +removed +done"));
     EXPECT_FALSE(loopbackAccepts(port));
     // An address it cannot bind refuses the reload and changes nothing.
-    rewrite(first.string());
+    EXPECT_THAT(rewrite(first.string()), ContainsRegex("supervisor +metrics +added +done"));
     std::string text = readFile(fdsupd_.dir() / "fdsupd.toml");
     text.replace(text.find(first.string()), first.string().size(),
                  (fdsupd_.dir() / "no" / "m.sock").string());
