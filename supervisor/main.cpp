@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/control_api.hpp"
+#include "api/metrics.hpp"
 #include "config/config.hpp"
 #include "daemon/daemon.hpp"
 #include "fdsup_build_config.h"
@@ -116,6 +117,7 @@ int run(int argc, char **argv)
     if (!daemon) {
         return failed(daemon.error());
     }
+    fdsup::installMetrics(**daemon);
     // The control socket last: once it answers, everything it reports exists.
     auto api = fdsup::ControlApi::create(**loop, **daemon);
     if (!api) {

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/control_api.hpp"
+#include "api/metrics.hpp"
 #include "config/config.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/reexec_state.hpp"
@@ -119,6 +120,7 @@ int runRestored(IncomingState incoming, const std::string &logLevel)
     if (!daemon) {
         return giveBack(incoming, daemon.error().message);
     }
+    installMetrics(**daemon);
     const unsigned reexecs = incoming.rejected ? state->reexecs - 1 : state->reexecs;
     ReexecImage::get().restored(state->startedFrom, reexecs);
     auto api = ControlApi::restore(**loop, **daemon, *copy);

@@ -169,6 +169,7 @@ void Loader::loadDocument(const std::string &text, const FileContext &file)
 
 LoadResult Loader::finish()
 {
+    checkMetricsExposure();
     crossCheck();
     LoadResult result;
     if (!diagnostics_.empty()) {

@@ -67,6 +67,11 @@ struct SupervisorConfig {
     // <prefix>/<libdir>/fdsup/libactivate-preload.so); absolute.
     std::string preloadLibrary;
     SupervisorLimits limits;
+    // The Prometheus metrics endpoint (docs/metrics.md): a unix stream socket
+    // or a tcp:// address with a numeric host and a port; unset: none.
+    std::optional<Address> metrics;
+    // A tcp metrics address that is not loopback is refused unless this is set.
+    bool metricsPublic = false;
     Location where; // of [supervisor]; empty when the table is absent
 
     friend bool operator==(const SupervisorConfig &, const SupervisorConfig &) = default;

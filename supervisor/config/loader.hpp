@@ -177,6 +177,8 @@ private:
     // supervisor_table.cpp
     void loadSupervisor(const toml::table &table, const Location &at, const FileContext &file);
     void loadSupervisorLimits(const toml::table &table, const Location &at);
+    void loadMetricsAddress(const Entry &e, const std::string &text, const FileContext &file);
+    void checkMetricsExposure();
 
     // socket_table.cpp
     void loadSocket(const std::string &name, const toml::table &table, const Location &at,
@@ -226,6 +228,7 @@ private:
     bool parseFailed_ = false;
 
     SupervisorConfig supervisor_;
+    Location metricsAt_; // of [supervisor] metrics, when set
     std::vector<SocketDefinition> sockets_;
     std::vector<ServiceDefinition> services_;
 };

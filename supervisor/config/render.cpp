@@ -300,6 +300,12 @@ std::string renderConfig(const Config &config)
     w.line("log_level", str(s.logLevel));
     w.line("log_target", str(names::nameOf(names::kLogTarget, s.logTarget)));
     w.line("preload_library", str(s.preloadLibrary));
+    if (s.metrics) {
+        w.line("metrics", str(formatAddress(*s.metrics)));
+    }
+    if (s.metricsPublic) {
+        w.line("metrics_public", "true");
+    }
     const auto &l = s.limits;
     w.header("supervisor.limits");
     w.line("nofile", l.nofile == 0 ? std::string("\"max\"") : std::to_string(l.nofile));

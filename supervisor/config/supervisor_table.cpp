@@ -7,6 +7,10 @@
 #include <utility>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "common/address.hpp"
 #include "config/loader.hpp"
 #include "config/names.hpp"
 
@@ -19,6 +23,20 @@ constexpr std::uint64_t kKiB = 1024;
 constexpr std::uint64_t kMaxStateSize = 16 * kKiB * kKiB;
 constexpr std::uint64_t kMinControlRequestSize = 4 * kKiB;
 constexpr std::uint64_t kMaxControlRequestSize = 64 * kKiB * kKiB;
+
+// 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: reachable from this host only.
+bool isLoopbackHost(const std::string &host)
+{
+    in_addr v4{};
+    in6_addr v6{};
+    if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+        return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+    }
+    return false;
+}
 
 } // namespace
 
@@ -86,6 +104,18 @@ void Loader::loadSupervisor(const toml::table &table, const Location &at, const 
                       s.logTarget = *v;
                   }
               }},
+             {"metrics",
+              [&](const Entry &e) {
+                  if (auto v = getString(e)) {
+                      loadMetricsAddress(e, *v, file);
+                  }
+              }},
+             {"metrics_public",
+              [&](const Entry &e) {
+                  if (auto v = getBool(e)) {
+                      s.metricsPublic = *v;
+                  }
+              }},
              {"limits",
               [&](const Entry &e) {
                   if (const auto *t = e.value->as_table()) {
@@ -95,6 +125,52 @@ void Loader::loadSupervisor(const toml::table &table, const Location &at, const 
                   }
               }},
          });
+}
+
+// "/run/fdsup/metrics.sock", "unix:PATH", "unix:@NAME", "tcp://HOST:PORT" or
+// "HOST:PORT"; the host numeric (a name could resolve to anything) and the
+// port given (a scraper must know it). Loopback is checked in
+// checkMetricsExposure(), once metrics_public is known whatever the key order.
+void Loader::loadMetricsAddress(const Entry &e, const std::string &text, const FileContext &file)
+{
+    std::string spelled = text;
+    if (text.starts_with('/') || text.starts_with('.')) {
+        spelled = "unix:" + text;
+    } else if (!text.starts_with("unix") && text.find("://") == std::string::npos) {
+        spelled = "tcp://" + text;
+    }
+    auto address = parseAddress(resolveUnixAddress(spelled, file));
+    if (!address) {
+        error(e.valueAt, "'metrics': " + address.error().message);
+        return;
+    }
+    if (address->transport != Transport::Tcp && address->transport != Transport::UnixStream) {
+        error(e.valueAt, "'metrics' must be a unix stream socket or a tcp:// address, not " + squote(text));
+    } else if (address->isInet() && !address->isNumericHost()) {
+        error(e.valueAt, "'metrics': the host of " + squote(text) +
+                             " must be a numeric address such as 127.0.0.1 or [::1], not a name");
+    } else if (address->isInet() && address->port == 0) {
+        error(e.valueAt,
+              "'metrics': " + squote(text) + " needs a port (a scraper must know where to connect)");
+    } else if (address->isUnix() && !address->abstract && address->host.size() > kMaxUnixPath) {
+        error(e.valueAt, "'metrics': socket path " + squote(address->host) + " is too long (at most " +
+                             std::to_string(kMaxUnixPath) + " bytes)");
+    } else {
+        supervisor_.metrics = std::move(*address);
+        metricsAt_ = e.valueAt;
+    }
+}
+
+// Metrics name every service and its restarts: not for the network unless
+// the operator says so in as many words.
+void Loader::checkMetricsExposure()
+{
+    const auto &metrics = supervisor_.metrics;
+    if (!metrics || !metrics->isInet() || supervisor_.metricsPublic || isLoopbackHost(metrics->host)) {
+        return;
+    }
+    error(metricsAt_, "'metrics': " + squote(formatAddress(*metrics)) +
+                          " is not a loopback address; set metrics_public = true to serve metrics on it");
 }
 
 void Loader::loadSupervisorLimits(const toml::table &table, const Location &at)

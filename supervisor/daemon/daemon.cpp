@@ -92,6 +92,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(EventLoop &loop, config::Config c
     }
     restoreHeld(*daemon->heldStore_, daemon->manager_, std::move(storedHeld), daemon->services_);
     daemon->adoptOrphans(takeover.orphans());
+    if (auto metrics = daemon->openMetrics(); !metrics) {
+        return metrics.error();
+    }
     return daemon;
 }
 

@@ -1,6 +1,8 @@
 // The daemon: holds the sockets and runs the services, reloads, handles signals and its own manager.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +16,7 @@
 #include "daemon/takeover.hpp"
 #include "io/event_loop.hpp"
 #include "io/manager_notify.hpp"
+#include "io/metrics_server.hpp"
 #include "io/orphan_reaper.hpp"
 #include "io/sockets.hpp"
 #include "model/orphans.hpp"
@@ -130,6 +133,17 @@ public:
     static Result<std::unique_ptr<Daemon>> restore(EventLoop &loop, config::Config config,
                                                    ReexecState &state);
 
+    // The metrics endpoint ([supervisor] metrics, docs/metrics.md): what it
+    // answers a scrape with (set by the API layer before run()), and the
+    // endpoint itself (null when not configured).
+    void setMetricsRender(MetricsServer::Render render) { metricsRender_ = std::move(render); }
+    [[nodiscard]] const MetricsServer *metricsServer() const { return metrics_.get(); }
+    // Reloads by outcome (indexed by ReloadOutcome::Kind), since this image started.
+    [[nodiscard]] const std::array<std::uint64_t, ReloadOutcome::kKinds> &reloadsByResult() const
+    {
+        return reloads_;
+    }
+
     [[nodiscard]] bool shuttingDown() const { return shuttingDown_; }
     [[nodiscard]] const config::Config &config() const { return config_; }
     [[nodiscard]] const SocketSet &sockets() const { return sockets_; }
@@ -158,6 +172,13 @@ private:
     void applyReload(config::Config next, const ReloadPlan &plan, PreparedReload prepared,
                      ReloadCallback done);
     void checkReload();
+    // Serves the metrics endpoint at supervisor.metrics from `bound` (or
+    // stops serving it when unset); Done, or Failed with the error logged.
+    ReloadChange::Status applyMetrics(const config::SupervisorConfig &supervisor, UniqueFd bound);
+    // daemon_metrics.cpp: binds the endpoint the configuration names (none:
+    // nothing), or serves one already bound at it (a reload's, a re-exec's).
+    Result<void> openMetrics();
+    Result<void> serveMetrics(UniqueFd listener);
     void reapServices();
     void closeUnusedSockets();
 
@@ -190,6 +211,9 @@ private:
     ManagerNotifier manager_;
     // Held connections in manager_'s store (daemon/held_store.hpp).
     std::unique_ptr<HeldStore> heldStore_;
+    std::unique_ptr<MetricsServer> metrics_;
+    MetricsServer::Render metricsRender_;
+    std::array<std::uint64_t, ReloadOutcome::kKinds> reloads_{};
     bool committing_ = false; // a reload is applying its changes: it answers after
     bool shuttingDown_ = false;
     unsigned killedBeforeShutdown_ = 0; // killedLeavingTotal() of every service at beginShutdown()

@@ -1,5 +1,7 @@
 // The daemon across its own re-exec: what blocks one, its part of the state, and its restore.
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 #include <sys/resource.h>
 
@@ -67,6 +69,9 @@ void Daemon::snapshot(ReexecState &state) const
     for (const auto &service : services_) {
         state.services.push_back(service->snapshot());
     }
+    state.metricsFd = metrics_ ? metrics_->listener().get() : -1;
+    static_assert(std::tuple_size_v<decltype(state.reloads)> == ReloadOutcome::kKinds);
+    state.reloads = reloads_;
 }
 
 Result<void> Daemon::checkState(const config::Config &config, const ReexecState &state)
@@ -143,6 +148,14 @@ Result<std::unique_ptr<Daemon>> Daemon::restore(EventLoop &loop, config::Config 
             return service.error();
         }
         daemon->services_.push_back(std::move(*service));
+    }
+    // The endpoint's socket is carried when it was served: scrapes queued
+    // during the exec are answered by the new image, none is refused.
+    daemon->reloads_ = state.reloads;
+    UniqueFd metrics(std::exchange(state.metricsFd, -1));
+    auto served = metrics ? daemon->serveMetrics(std::move(metrics)) : daemon->openMetrics();
+    if (!served) {
+        return served.error();
     }
     return daemon;
 }

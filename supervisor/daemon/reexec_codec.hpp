@@ -2,6 +2,8 @@
 // the field it fails on, and the codecs of the parts kept in their own files.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -119,5 +121,25 @@ Json encodePreload(const std::optional<PreloadSnapshot> &preload);
 PreloadSnapshot decodePreload(const Reader &r);
 Json encodeActivation(const std::optional<ActivationSnapshot> &activation);
 ActivationSnapshot decodeActivation(const Reader &r);
+// Exactly `into.size()` non-negative integers.
+template <std::size_t N>
+void decodeCounts(const Reader &r, std::array<std::uint64_t, N> &into)
+{
+    std::size_t n = 0;
+    r.each([&](const Reader &count) {
+        if (n >= N) {
+            throw FieldError{r.path(), "more than " + std::to_string(N) + " counts"};
+        }
+        into.at(n++) = count.unsigned64();
+    });
+    if (n != N) {
+        throw FieldError{r.path(), std::to_string(n) + " counts, not " + std::to_string(N)};
+    }
+}
+
+// A service's metrics counters (reexec_state_metrics.cpp); added within
+// version 1: an older state has none and they start at 0.
+Json encodeServiceMetrics(const ServiceSnapshot &s);
+void decodeServiceMetrics(const Reader &r, ServiceSnapshot &s);
 
 } // namespace fdsup::state_json

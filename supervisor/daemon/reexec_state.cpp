@@ -150,7 +150,8 @@ Json encodeService(const ServiceSnapshot &s)
               {"adopted", s.handoff.adopted},
               {"expired", s.handoff.expired},
               {"hung_up", s.handoff.hungUp},
-              {"refused", s.handoff.refused}}}};
+              {"refused", s.handoff.refused}}},
+            {"metrics", encodeServiceMetrics(s)}};
 }
 
 InstanceSnapshot decodeInstance(const Reader &r)
@@ -307,6 +308,9 @@ ServiceSnapshot decodeService(const Reader &r)
     s.handoff = HandoffCounters{h.at("handed").unsigned64(), h.at("adopted").unsigned64(),
                                 h.at("expired").unsigned64(), h.at("hung_up").unsigned64(),
                                 h.at("refused").unsigned64()};
+    if (r.has("metrics")) {
+        decodeServiceMetrics(r.at("metrics"), s);
+    }
     r.at("output").each([&](const Reader &l) {
         s.output.push_back(LogEntry{l.at("realtime_usec").integer<std::int64_t>(0, kMaxUsec),
                                     uintField(l, "index"), l.at("pid").integer<pid_t>(0, kMaxInt),
@@ -337,6 +341,11 @@ void decodeHeader(const Reader &r, ReexecState &state)
     state.nofileCur = r.at("nofile_cur").unsigned64();
     state.nofileMax = r.at("nofile_max").unsigned64();
     state.controlFd = fdField(r, "control_fd");
+    // Added within version 1: an older image served no metrics.
+    state.metricsFd = fdField(r, "metrics_fd", true);
+    if (r.has("reloads")) {
+        state_json::decodeCounts(r.at("reloads"), state.reloads);
+    }
 }
 
 void decodeBody(const Reader &r, ReexecState &state)
@@ -396,23 +405,27 @@ std::string encodeState(const ReexecState &state)
                                             {"uid", state.caller->uid},
                                             {"gid", state.caller->gid}}
                                      : Json();
-    const Json doc{{"format", kReexecStateFormat},
-                   {"version", state.version},
-                   {"fdsupd_version", state.fdsupdVersion},
-                   {"reexecs", state.reexecs},
-                   {"started_from", state.startedFrom},
-                   {"config_path", state.configPath},
-                   {"config", state.configText},
-                   {"notify_prefix", state.notifyPrefix},
-                   {"next_instance_id", state.nextInstanceId},
-                   {"nofile_cur", state.nofileCur},
-                   {"nofile_max", state.nofileMax},
-                   {"control_fd", state.controlFd},
-                   {"caller", caller},
-                   {"control_clients", state.controlClients},
-                   {"log_followers", followers},
-                   {"sockets", sockets},
-                   {"services", services}};
+    Json doc{{"format", kReexecStateFormat},
+             {"version", state.version},
+             {"fdsupd_version", state.fdsupdVersion},
+             {"reexecs", state.reexecs},
+             {"started_from", state.startedFrom},
+             {"config_path", state.configPath},
+             {"config", state.configText},
+             {"notify_prefix", state.notifyPrefix},
+             {"next_instance_id", state.nextInstanceId},
+             {"nofile_cur", state.nofileCur},
+             {"nofile_max", state.nofileMax},
+             {"control_fd", state.controlFd},
+             {"caller", caller},
+             {"control_clients", state.controlClients},
+             {"log_followers", followers},
+             {"sockets", sockets},
+             {"services", services},
+             {"reloads", state.reloads}};
+    if (state.metricsFd >= 0) {
+        doc["metrics_fd"] = state.metricsFd;
+    }
     return doc.dump();
 }
 

@@ -1,6 +1,7 @@
 // The state fdsupd carries across an in-place re-exec, and its versioned JSON format (docs/reexec.md).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -59,6 +60,9 @@ struct ReexecState {
     std::uint64_t nofileCur = 0; // RLIMIT_NOFILE as the first image found it (workers get it)
     std::uint64_t nofileMax = 0;
     int controlFd = -1;
+    int metricsFd = -1; // the metrics endpoint's listening socket; added within version 1
+    // Reloads by ReloadOutcome::Kind (docs/metrics.md); added within version 1.
+    std::array<std::uint64_t, 5> reloads{};
     std::optional<CallerSnapshot> caller;
     std::vector<int> controlClients; // idle control connections
     std::vector<FollowerSnapshot> followers;
@@ -84,6 +88,7 @@ struct ReexecState {
             }
         };
         one(self.controlFd);
+        one(self.metricsFd);
         if (self.caller) {
             one(self.caller->fd);
         }

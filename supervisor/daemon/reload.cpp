@@ -9,6 +9,7 @@
 
 #include "daemon/daemon.hpp"
 #include "daemon/manager.hpp"
+#include "io/metrics_server.hpp"
 
 namespace fdsup {
 namespace {
@@ -132,10 +133,16 @@ void Daemon::refuseReload(const ReloadCallback &done, const std::string &file,
 void Daemon::reload(ReloadCallback done)
 {
     const std::string file = config_.files.empty() ? std::string() : config_.files.front();
-    if (shuttingDown_) {
-        if (done) {
-            done(ReloadOutcome{ReloadOutcome::Kind::ShuttingDown, file, {}, {}, {}});
+    // Every outcome is counted (fdsup_config_reloads_total), through the
+    // callback it is answered with.
+    done = [this, answer = std::move(done)](const ReloadOutcome &outcome) {
+        ++reloads_.at(static_cast<std::size_t>(outcome.kind));
+        if (answer) {
+            answer(outcome);
         }
+    };
+    if (shuttingDown_) {
+        done(ReloadOutcome{ReloadOutcome::Kind::ShuttingDown, file, {}, {}, {}});
         return;
     }
     if (reload_) {
@@ -241,6 +248,14 @@ std::vector<std::string> Daemon::prepareReload(const config::Config &next, const
             reasons.push_back("socket '" + name + "' is still in use after the previous reload removed it");
         }
     }
+    if (plan.metricsChanged && next.supervisor.metrics) {
+        auto bound = MetricsServer::bind(*next.supervisor.metrics);
+        if (!bound) {
+            reasons.push_back(bound.error().message);
+        } else {
+            prepared.metrics = std::move(*bound);
+        }
+    }
     if (reasons.empty() && !plan.socketsAdded.empty()) {
         config::Config newSockets;
         for (const auto &name : plan.socketsAdded) {
@@ -277,6 +292,13 @@ void Daemon::applyReload(config::Config next, const ReloadPlan &plan, PreparedRe
             observer_->accessChanged(next.supervisor);
         }
         op.record("supervisor", "allow_users/allow_groups", "changed", Status::Done, "");
+    }
+    if (plan.metricsChanged) {
+        const char *action = !next.supervisor.metrics     ? "removed"
+                             : config_.supervisor.metrics ? "moved"
+                                                          : "added";
+        op.record("supervisor", "metrics", action, applyMetrics(next.supervisor, std::move(prepared.metrics)),
+                  "");
     }
     storeListeners(manager_, prepared.bound);
     sockets_.merge(std::move(prepared.bound));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/fd.hpp"
 #include "daemon/reload_plan.hpp"
 #include "io/sockets.hpp"
 #include "model/profile.hpp"
@@ -37,6 +38,7 @@ struct ReloadOutcome {
         Refused,      // it cannot be applied in place (reasons); nothing changed
         ShuttingDown, // fdsupd is stopping; nothing changed
     };
+    static constexpr std::size_t kKinds = 5;
     Kind kind = Kind::Done;
     std::string file;
     std::vector<config::Diagnostic> errors;
@@ -52,6 +54,7 @@ struct PreparedReload {
     std::map<std::string, std::shared_ptr<const Profile>> profiles;
     std::vector<std::unique_ptr<Service>> added;
     SocketSet bound;
+    UniqueFd metrics; // the metrics endpoint at its new address, bound
 };
 
 // A reload whose changes are applied and may still be in progress (a

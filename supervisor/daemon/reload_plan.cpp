@@ -369,6 +369,8 @@ void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, Reload
     // Access lists are sets: the order they are written in means nothing.
     plan.accessChanged =
         sorted(a.allowUsers) != sorted(b.allowUsers) || sorted(a.allowGroups) != sorted(b.allowGroups);
+    // The metrics endpoint is bound afresh at its new address (docs/metrics.md).
+    plan.metricsChanged = a.metrics != b.metrics;
 
     const std::size_t refusedBefore = plan.refused.size();
     auto refuse = [&](std::string_view key, const std::string &from, const std::string &to,
@@ -429,6 +431,8 @@ void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, Reload
         x.logLevel = y.logLevel;
         x.allowUsers = y.allowUsers;
         x.allowGroups = y.allowGroups;
+        x.metrics = y.metrics;
+        x.metricsPublic = y.metricsPublic; // checked at load: nothing to apply
         if (x != y) {
             plan.refused.emplace_back(
                 "[supervisor] a setting changed that cannot be applied while fdsupd runs; "
@@ -461,7 +465,7 @@ bool ReloadPlan::empty() const
 {
     return refused.empty() && socketsAdded.empty() && socketsRemoved.empty() && socketsChanged.empty() &&
            servicesAdded.empty() && servicesRemoved.empty() && servicesScaled.empty() &&
-           servicesRolled.empty() && !logLevelChanged && !accessChanged;
+           servicesRolled.empty() && !logLevelChanged && !accessChanged && !metricsChanged;
 }
 
 ReloadPlan planReload(const Config &running, const Config &next)

@@ -62,6 +62,8 @@ struct ReloadPlan {
     // [supervisor] allow_users / allow_groups, compared as sets: check new
     // control connections against the new lists.
     bool accessChanged = false;
+    // [supervisor] metrics: added, moved or removed (bound in prepare).
+    bool metricsChanged = false;
 
     // True when there is nothing to refuse and nothing to do: next means the
     // same as running.

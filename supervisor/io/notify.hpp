@@ -110,6 +110,8 @@ public:
     // Call when the handler rejects a datagram (e.g. from a foreign pid), so
     // that the count covers every datagram that was ignored.
     void countDropped() { ++dropped_; }
+    // Re-exec: the count of the previous image.
+    void restoreDropped(std::uint64_t dropped) { dropped_ = dropped; }
 
     NotifyServer(const NotifyServer &) = delete;
     NotifyServer &operator=(const NotifyServer &) = delete;

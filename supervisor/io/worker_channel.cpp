@@ -95,6 +95,7 @@ void WorkerChannel::onIo(std::uint32_t revents)
 void WorkerChannel::fail(std::uint32_t code, const std::string &reason)
 {
     if (fd_) {
+        failed = true;
         ChannelMessage error;
         error.type = ChannelType::Error;
         error.code = code;

@@ -78,6 +78,9 @@ public:
     // Set once WELCOME was sent: the version and what was granted.
     bool welcomed = false;
     std::uint32_t capabilities = 0;
+    // Set by fail(): fdsupd closed the channel over an error (the message it
+    // refused is dropped), not the worker.
+    bool failed = false;
 
 private:
     WorkerChannel(EventLoop &loop, UniqueFd fd, MessageHandler onMessage, CloseHandler onClose);

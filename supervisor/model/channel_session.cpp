@@ -70,6 +70,9 @@ void ChannelSession::onMessage(ChannelPeer &peer, ChannelMessage &&message)
 
 void ChannelSession::onClosed(ChannelPeer &peer, const std::string &why)
 {
+    if (peer.channel() != nullptr && peer.channel()->failed) {
+        ++dropped_;
+    }
     spdlog::info("{}: channel closed: {}", peer.describe(), why);
 }
 

@@ -29,6 +29,11 @@ public:
     // DRAIN with the deadline: true when the peer joined for handoff and
     // the message was sent (then it hands its connections over).
     bool sendDrain(ChannelPeer &peer, Duration deadline);
+    // Channels fdsupd closed over an error (WorkerChannel::fail()): a
+    // malformed, flooding or unexpected message dropped, or an answer that
+    // could not be sent.
+    [[nodiscard]] std::uint64_t dropped() const { return dropped_; }
+    void restoreDropped(std::uint64_t dropped) { dropped_ = dropped; } // re-exec
 
 private:
     void welcome(ChannelPeer &peer, const ChannelMessage &hello);
@@ -45,6 +50,7 @@ private:
     std::uint64_t addressesBatch_ = 0;
     std::uint64_t stateLimit_;
     HandoffBroker &broker_;
+    std::uint64_t dropped_ = 0;
 };
 
 } // namespace fdsup

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <sys/wait.h>
+
 namespace fdsup {
 
 RestartDecision decideRestart(const config::ServiceConfig &config, const std::string &slotName,
@@ -44,6 +46,50 @@ RestartDecision decideRestart(const config::ServiceConfig &config, const std::st
     slot.consecutiveFailures = failure ? slot.consecutiveFailures + 1 : 0;
     ++slot.restarts;
     return {Kind::Restart, delay, {}};
+}
+
+const char *restartCauseName(RestartCause cause)
+{
+    switch (cause) {
+    case RestartCause::Exit:
+        return "exit";
+    case RestartCause::Signal:
+        return "signal";
+    case RestartCause::CleanExit:
+        return "clean_exit";
+    case RestartCause::SpawnFailed:
+        return "spawn_failed";
+    case RestartCause::StartTimeout:
+        return "start_timeout";
+    case RestartCause::ReadyTimeout:
+        return "ready_timeout";
+    case RestartCause::Watchdog:
+        return "watchdog";
+    }
+    return "unknown";
+}
+
+RestartCause restartCauseOf(EndCause ending, const ExitStatus &exit)
+{
+    switch (ending) {
+    case EndCause::ExecFailed:
+        return RestartCause::SpawnFailed;
+    case EndCause::StartTimeout:
+        return RestartCause::StartTimeout;
+    case EndCause::ReadyTimeout:
+        return RestartCause::ReadyTimeout;
+    case EndCause::Watchdog:
+        return RestartCause::Watchdog;
+    case EndCause::None:
+    case EndCause::Stopped:
+    case EndCause::Drained:
+    case EndCause::WorkerStopping:
+        break;
+    }
+    if (exit.code != CLD_EXITED) {
+        return RestartCause::Signal;
+    }
+    return exit.status == 0 ? RestartCause::CleanExit : RestartCause::Exit;
 }
 
 } // namespace fdsup

@@ -1,12 +1,14 @@
 // The restart policy as a pure function: what happens to a slot whose worker exited.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <string>
 
 #include "common/units.hpp"
 #include "config/config.hpp"
+#include "model/lifecycle.hpp"
 
 namespace fdsup {
 
@@ -44,5 +46,22 @@ struct RestartDecision {
 RestartDecision decideRestart(const config::ServiceConfig &config, const std::string &slotName,
                               SlotHistory &slot, std::deque<Duration> &recent, Duration now,
                               Duration readyFor, bool failure);
+
+// Why a slot was restarted automatically (fdsup_restarts_total's `cause`,
+// docs/metrics.md). An operator's restart is a rollout, not one of these.
+enum class RestartCause : std::uint8_t {
+    Exit,         // exited with a non-zero status
+    Signal,       // killed by a signal nobody sent on fdsupd's behalf
+    CleanExit,    // exited with status 0 (restart = "always")
+    SpawnFailed,  // fdsupd could not start it (or exec failed)
+    StartTimeout, // no exec within start_timeout
+    ReadyTimeout, // not ready within ready_timeout
+    Watchdog,     // no WATCHDOG=1 in time, or WATCHDOG=trigger
+};
+inline constexpr std::size_t kRestartCauses = 7;
+// "exit", "signal", "clean_exit", "spawn_failed", "start_timeout", "ready_timeout", "watchdog".
+const char *restartCauseName(RestartCause cause);
+// The cause of a restart after an instance ended as `ending` says with `exit`.
+RestartCause restartCauseOf(EndCause ending, const ExitStatus &exit);
 
 } // namespace fdsup

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 
 #include <spdlog/spdlog.h>
 
@@ -425,6 +426,31 @@ Result<Rollouts::Begun> Rollouts::request(std::shared_ptr<const Profile> target,
     return Begun{*id, 0};
 }
 
+void RolloutCounters::finished(const RolloutRecord &record)
+{
+    switch (record.state) {
+    case RolloutState::Succeeded:
+        ++succeeded;
+        break;
+    case RolloutState::Failed:
+        ++rolledBack;
+        break;
+    case RolloutState::Cancelled:
+        ++cancelled;
+        break;
+    case RolloutState::Running:
+    case RolloutState::RollingBack:
+        return; // not finished: never recorded
+    }
+    const double seconds = std::chrono::duration<double>(record.duration).count();
+    durationSeconds += seconds;
+    std::size_t bucket = 0;
+    while (bucket < kDurationBuckets.size() && seconds > kDurationBuckets.at(bucket)) {
+        ++bucket;
+    }
+    ++durations.at(bucket);
+}
+
 Result<std::uint64_t> Rollouts::start(std::shared_ptr<const Profile> target, const RolloutOptions &options,
                                       std::uint64_t ticket)
 {
@@ -453,6 +479,7 @@ Result<std::uint64_t> Rollouts::start(std::shared_ptr<const Profile> target, con
             deadline_ = std::move(*t);
         }
     }
+    ++counters_.started;
     current_->begin();
     return id;
 }
@@ -467,6 +494,7 @@ void Rollouts::settle()
         deadline_.reset();
         last_ = current_->record();
         current_.reset();
+        counters_.finished(*last_);
         host_.rolloutFinished(*last_);
         while (!current_ && !queue_.empty()) {
             const Queued next = queue_.front();

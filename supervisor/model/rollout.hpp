@@ -2,6 +2,7 @@
 // at every step, and rolls back on failure (docs/rollouts.md).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -226,6 +227,24 @@ private:
     bool again_ = false;
 };
 
+// What a service's rollouts did since fdsupd started (fdsup_rollouts_*,
+// docs/metrics.md). Durations are counted in buckets (upper bounds, in
+// seconds, each counting the rollouts at most that long; not cumulative).
+struct RolloutCounters {
+    static constexpr std::array<double, 13> kDurationBuckets{0.1, 0.25, 0.5, 1,   2.5, 5,   10,
+                                                             30,  60,   120, 300, 600, 1800};
+    std::uint64_t started = 0;
+    std::uint64_t succeeded = 0;
+    std::uint64_t rolledBack = 0; // RolloutState::Failed: a candidate failed, the old generation restored
+    std::uint64_t cancelled = 0;
+    std::array<std::uint64_t, kDurationBuckets.size() + 1> durations{}; // the last one: longer than all
+    double durationSeconds = 0;                                         // the sum, of finished rollouts
+
+    void finished(const RolloutRecord &record);
+
+    friend bool operator==(const RolloutCounters &, const RolloutCounters &) = default;
+};
+
 // A service's rollouts: the one in progress, the restarts queued behind it
 // and the last record. One rollout at a time; a restart asked for while one
 // runs is refused (EBUSY) unless it asks to be queued.
@@ -266,6 +285,8 @@ public:
     // new image, taking them and the last record back (none in progress).
     [[nodiscard]] std::uint64_t serial() const { return serial_; }
     [[nodiscard]] std::uint64_t tickets() const { return tickets_; }
+    [[nodiscard]] const RolloutCounters &counters() const { return counters_; }
+    void restoreCounters(const RolloutCounters &counters) { counters_ = counters; }
     void restoreHistory(std::optional<RolloutRecord> last, std::uint64_t serial, std::uint64_t tickets)
     {
         last_ = std::move(last);
@@ -294,6 +315,7 @@ private:
     Timer deadline_; // the current rollout's RolloutOptions::timeout
     std::uint64_t serial_ = 0;
     std::uint64_t tickets_ = 0;
+    RolloutCounters counters_;
     bool settling_ = false;
 };
 

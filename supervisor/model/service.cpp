@@ -300,7 +300,7 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
         if (role == InstanceRole::Primary && slot < slots_.size()) {
             slots_[slot].lastError = error.message;
             slots_[slot].lastFailed = true;
-            scheduleRestart(slot, Duration::zero(), true);
+            scheduleRestart(slot, Duration::zero(), true, RestartCause::SpawnFailed);
             changed();
         }
         return error;
@@ -354,7 +354,7 @@ void Service::onNotify(NotifyMessage &&message)
     (*it)->onNotify(message);
 }
 
-void Service::scheduleRestart(unsigned slot, Duration readyFor, bool failure)
+void Service::scheduleRestart(unsigned slot, Duration readyFor, bool failure, RestartCause cause)
 {
     const LogScope scope(LogSubject{name(), slot, 0, generation()});
     if (!active_ || failed_ || slot >= slots_.size()) {
@@ -376,6 +376,7 @@ void Service::scheduleRestart(unsigned slot, Duration readyFor, bool failure)
         break;
     }
     ++restartsTotal_;
+    ++restartsByCause_.at(static_cast<std::size_t>(cause));
     spdlog::info("Restarting {}[{}] in {}", name(), slot, formatDuration(decision.delay));
     auto timer = context_.clock.startTimer(decision.delay, [this, slot] {
         restartTimers_.at(slot).reset();
@@ -507,7 +508,7 @@ void Service::onInstanceEnded(Instance &instance, const ExitStatus &exit)
         }
         remove(instance);
         if (active_ && cause != EndCause::Stopped) {
-            scheduleRestart(slot, readyFor, failure);
+            scheduleRestart(slot, readyFor, failure, restartCauseOf(cause, exit));
         }
         rollouts_.advance();
         break;

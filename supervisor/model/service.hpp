@@ -1,6 +1,7 @@
 // A service: its slots of instances, the restart policy, and the wiring of its parts.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -135,6 +136,14 @@ public:
     // The socket start() found missing (not received yet); empty once started or stopped.
     [[nodiscard]] const std::string &waitingFor() const { return waitingFor_; }
     [[nodiscard]] unsigned restartsTotal() const { return restartsTotal_; }
+    // Automatic restarts by cause, since this fdsupd image started (docs/metrics.md).
+    [[nodiscard]] const std::array<std::uint64_t, kRestartCauses> &restartsByCause() const
+    {
+        return restartsByCause_;
+    }
+    // Worker channels (instances', external workers', shims') closed by
+    // fdsupd for a message it refused: malformed, flooding or unexpected.
+    [[nodiscard]] std::uint64_t channelMessagesDropped() const { return session_.dropped(); }
     // Instances that had to be killed because their drain_timeout or stop_timeout passed.
     [[nodiscard]] unsigned killedLeavingTotal() const { return killedLeavingTotal_; }
     [[nodiscard]] const std::vector<SlotHistory> &slots() const { return slots_; }
@@ -194,7 +203,7 @@ private:
     // stdout, stderr and channel, owned by the caller until taken.
     Result<void> adoptInstance(const InstanceSnapshot &snapshot, UniqueFd *fds);
     void resizeSlots(unsigned count);
-    void scheduleRestart(unsigned slot, Duration readyFor, bool failure);
+    void scheduleRestart(unsigned slot, Duration readyFor, bool failure, RestartCause cause);
     void giveUp(std::string reason);
     void remove(const Instance &instance);
     void changed();
@@ -280,6 +289,7 @@ private:
     bool failed_ = false; // gave up restarting
     std::string failedReason_;
     unsigned restartsTotal_ = 0;
+    std::array<std::uint64_t, kRestartCauses> restartsByCause_{};
     unsigned killedLeavingTotal_ = 0;
     std::string waitingFor_;
     unsigned nextGeneration_ = 2; // generations are never reused, even after a failed rollout

@@ -55,6 +55,10 @@ ServiceSnapshot Service::snapshot() const
     s.rolloutTickets = rollouts_.tickets();
     s.output.assign(output_.lines().begin(), output_.lines().end());
     s.handoff = broker_.counters();
+    s.restartsByCause = restartsByCause_;
+    s.rollouts = rollouts_.counters();
+    s.notifyDropped = notify_->dropped();
+    s.channelDropped = session_.dropped();
     s.waitingFor = waitingFor_;
     if (preload_) {
         s.preload = preload_->snapshot();
@@ -136,6 +140,10 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
         service->output_.add(line);
     }
     service->broker_.restoreCounters(snapshot.handoff);
+    service->restartsByCause_ = snapshot.restartsByCause;
+    service->rollouts_.restoreCounters(snapshot.rollouts);
+    service->notify_->restoreDropped(snapshot.notifyDropped);
+    service->session_.restoreDropped(snapshot.channelDropped);
     for (auto &message : stored) {
         service->fdStore_.apply(message);
     }

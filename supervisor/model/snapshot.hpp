@@ -1,6 +1,7 @@
 // What a service and its instances carry across an in-place re-exec of fdsupd (docs/reexec.md).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -132,6 +133,12 @@ struct ServiceSnapshot {
     std::uint64_t rolloutTickets = 0;
     std::vector<LogEntry> output; // the lines kept for `fdsupctl logs`, oldest first
     HandoffCounters handoff;      // what `fdsupctl connections` counts
+    // What the metrics count (docs/metrics.md); added within version 1:
+    // zeros in an older state.
+    std::array<std::uint64_t, kRestartCauses> restartsByCause{};
+    RolloutCounters rollouts;
+    std::uint64_t notifyDropped = 0;
+    std::uint64_t channelDropped = 0;
     std::vector<StoredFdSnapshot> stored;
     // A receive = true socket it waits for before it starts (docs/transfer.md); empty: none.
     std::string waitingFor;

@@ -353,5 +353,55 @@ TEST(ReexecPreflight, ACandidateThatHangsIsKilledAtTheDeadline)
     EXPECT_THAT(r.error().message, HasSubstr("did not answer in time"));
 }
 
+// The metrics endpoint's socket (docs/metrics.md): carried when served,
+// named by fds() right after the control socket, absent from older states.
+TEST(ReexecState, TheMetricsSocketIsCarriedWhenThereIsOne)
+{
+    ReexecState state = sample();
+    state.metricsFd = 30;
+    const auto decoded = decodeState(encodeState(state));
+    ASSERT_TRUE(decoded) << decoded.error().message;
+    EXPECT_EQ(decoded->metricsFd, 30);
+    EXPECT_EQ(decoded->fds().at(1), 30);
+    const auto without = decodeState(encodeState(sample()));
+    ASSERT_TRUE(without) << without.error().message;
+    EXPECT_EQ(without->metricsFd, -1);
+    EXPECT_EQ(encodeState(sample()).find("metrics_fd"), std::string::npos);
+    const auto bad = decodeEdited([](Json &doc) { doc["metrics_fd"] = 1; });
+    ASSERT_FALSE(bad);
+    EXPECT_THAT(bad.error().message, HasSubstr("metrics_fd"));
+}
+
+// The counters a scrape reports go on from where they were.
+TEST(ReexecState, TheMetricsCountersAreCarried)
+{
+    ReexecState state = sample();
+    state.reloads = {1, 2, 3, 4, 5};
+    ServiceSnapshot &web = state.services.at(0);
+    web.restartsByCause = {1, 0, 2, 0, 0, 3, 0};
+    web.rollouts.started = 4;
+    web.rollouts.succeeded = 2;
+    web.rollouts.rolledBack = 1;
+    web.rollouts.durations.at(3) = 3;
+    web.rollouts.durationSeconds = 2.5;
+    web.notifyDropped = 6;
+    web.channelDropped = 7;
+    const auto decoded = decodeState(encodeState(state));
+    ASSERT_TRUE(decoded) << decoded.error().message;
+    EXPECT_EQ(*decoded, state);
+    // An older state has none: zeros.
+    const auto older = decodeEdited([](Json &doc) {
+        doc.erase("reloads");
+        doc["services"][0].erase("metrics");
+    });
+    ASSERT_TRUE(older) << older.error().message;
+    EXPECT_EQ(older->reloads, (std::array<std::uint64_t, 5>{}));
+    EXPECT_EQ(older->services.at(0).rollouts, RolloutCounters{});
+    const auto shortList =
+        decodeEdited([](Json &doc) { doc["services"][0]["metrics"]["restarts_by_cause"] = {1}; });
+    ASSERT_FALSE(shortList);
+    EXPECT_EQ(shortList.error().message, "state: services[0].metrics.restarts_by_cause: 1 counts, not 7");
+}
+
 } // namespace
 } // namespace fdsup

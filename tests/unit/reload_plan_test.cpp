@@ -498,5 +498,24 @@ TEST_F(ApplySocketChangeTest, FileOptionsNeedAUnixPath)
     EXPECT_THAT(result.error().message, HasSubstr("not a unix socket bound to a path"));
 }
 
+// [supervisor] metrics is added, moved and removed by a reload; metrics_public
+// alone changes nothing to apply.
+TEST_F(ReloadPlanTest, TheMetricsEndpointMovesInPlace)
+{
+    const std::string with =
+        edit(kBase, "log_level = \"info\"", "log_level = \"info\"\nmetrics = \"127.0.0.1:9187\"");
+    const ReloadPlan added = plan(with);
+    EXPECT_THAT(added.refused, IsEmpty());
+    EXPECT_TRUE(added.metricsChanged);
+    EXPECT_FALSE(added.empty());
+    const ReloadPlan moved = planReload(load(with), load(edit(with, "9187", "9188")));
+    EXPECT_THAT(moved.refused, IsEmpty());
+    EXPECT_TRUE(moved.metricsChanged);
+    const ReloadPlan removed = planReload(load(with), load(kBase));
+    EXPECT_TRUE(removed.metricsChanged);
+    EXPECT_TRUE(planReload(load(with), load(edit(with, "9187\"", "9187\"\nmetrics_public = true"))).empty());
+    EXPECT_TRUE(plan(kBase).empty());
+}
+
 } // namespace
 } // namespace fdsup
