@@ -295,7 +295,10 @@ Result<std::unique_ptr<NotifyServer>> NotifyServer::adopt(EventLoop &loop, Uniqu
 void NotifyServer::drop(pid_t pid, const std::string &why)
 {
     ++dropped_;
-    spdlog::debug("Dropped notify datagram on {} from pid {}: {}", path_, pid, why);
+    // A worker can send as many bad datagrams as it likes: warn, but a few a time.
+    if (std::string note; dropLog_.allow(note)) {
+        spdlog::warn("Dropped notify datagram on {} from pid {}: {}{}", path_, pid, why, note);
+    }
 }
 
 void NotifyServer::onReadable()
