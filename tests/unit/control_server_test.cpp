@@ -119,6 +119,9 @@ protected:
         auto loop = EventLoop::create();
         ASSERT_TRUE(loop) << loop.error().message;
         loop_ = std::move(*loop);
+        // sd-event opens a clock's timerfd with its first timer and keeps it:
+        // opened here, not by a connection's idle deadline inside a count.
+        ASSERT_TRUE(loop_->addTimer(std::chrono::hours(1), [] {}));
         // A directory the server has to create, as /run/fdsupd on first start.
         path_ = (dir_ / "run" / "control.sock").string();
         options_.path = path_;
