@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -237,6 +238,8 @@ restart = "never"
     const std::string log = fdsupd_.log();
     const int dropped = countLines(log, "Dropped notify datagram");
     const int full = countLines(log, "descriptor store is full");
+    std::cout << "notify flood: " << flood.at("notify_dropped") << " datagrams dropped, " << dropped
+              << " lines logged; " << full << " lines for the full store\n";
     EXPECT_GE(dropped, 1);
     EXPECT_LE(dropped, logBound(started_));
     EXPECT_GE(full, 1);
@@ -289,6 +292,8 @@ stop_timeout = "5s"
     if (std::string(abuse.mode) == "handoff-flood") {
         // Past the HANDOFF burst: every one of them refused (a pipe), a few lines.
         const auto answers = std::stol(answer->substr(answer->find(" after ") + 7));
+        std::cout << "handoff flood: " << answers << " refused before EBUSY, "
+                  << countLines(log, "handoff of connection") << " lines logged\n";
         EXPECT_GE(answers, 16384);
         EXPECT_GE(countLines(log, "handoff of connection"), 1);
         EXPECT_LE(countLines(log, "handoff of connection"), logBound(started_));
@@ -419,6 +424,7 @@ TEST_F(ControlFloods, GarbageInvalidJsonAndAHundredMegabytesAreRefusedAndMemoryS
     }
     // Generous: the limit is 1 MiB; a copy of the request would be 100 MiB.
     const long peakAfter = peakRssKibOf(fdsupd_.pid());
+    std::cout << "100 MB request: fdsupd's VmHWM " << peakBefore << " -> " << peakAfter << " KiB\n";
     EXPECT_LT(peakAfter - peakBefore, 32 * 1024) << "VmHWM " << peakBefore << " -> " << peakAfter << " KiB";
 
     expectEveryoneElseServed();
@@ -464,6 +470,7 @@ TEST_F(ControlFloods, TenThousandConnectionsAreClosedAndIdleOnesTimeOutSoTheOper
     }
     const std::string log = fdsupd_.log();
     const int refused = countLines(log, "too many clients (limit 64)");
+    std::cout << "10,000 connections: " << refused << " lines for the refused ones\n";
     EXPECT_GE(refused, 1);
     EXPECT_LE(refused, logBound(started_)) << "one line per refused connection floods the log";
     const int idle = countLines(log, "sent no request in 3s");
@@ -515,6 +522,8 @@ TEST_F(ControlFloods, ClientsHangingUpMidReplyOrNeverReadingLeaveNothingBehind)
             << "fdsupd kept answering a client that never reads";
     }
     const long peakAfter = peakRssKibOf(fdsupd_.pid());
+    std::cout << "a client that never reads: fdsupd's VmHWM " << peakBefore << " -> " << peakAfter
+              << " KiB\n";
     EXPECT_LT(peakAfter - peakBefore, 64 * 1024) << "VmHWM " << peakBefore << " -> " << peakAfter << " KiB";
 
     expectEveryoneElseServed();
