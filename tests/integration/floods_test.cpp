@@ -302,7 +302,9 @@ stop_timeout = "5s"
 }
 
 INSTANTIATE_TEST_SUITE_P(Abuses, ChannelFloods,
-                         ::testing::Values(ChannelAbuse{"oversized", "error 74", "malformed message"},
+                         ::testing::Values(ChannelAbuse{"garbage", "error 74", "malformed message"},
+                                           ChannelAbuse{"flood", "error 16", "more than 2048 messages"},
+                                           ChannelAbuse{"oversized", "error 74", "malformed message"},
                                            ChannelAbuse{"fd-on-ready", "error 74", "malformed message"},
                                            ChannelAbuse{"handoff-flood", "error 16",
                                                         "more than 2048 messages"}),
