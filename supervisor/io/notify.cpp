@@ -379,7 +379,10 @@ int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
     if (message.fdStore) {
         message.fds = std::move(fds);
     } else if (!fds.empty()) {
-        spdlog::debug("Closing {} fds sent without FDSTORE=1 on {} by pid {}", fds.size(), path_, pid);
+        if (std::string note; strayFdsLog_.allow(note)) {
+            spdlog::debug("Closing {} fds sent without FDSTORE=1 on {} by pid {}{}", fds.size(), path_, pid,
+                          note);
+        }
         fds.clear();
     }
 

@@ -139,6 +139,7 @@ private:
     std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
     std::uint64_t dropped_ = 0;
     LogLimit dropLog_;
+    LogLimit strayFdsLog_; // fds without FDSTORE=1 (debug)
 };
 
 } // namespace fdsup

@@ -244,6 +244,9 @@ restart = "never"
     EXPECT_LE(dropped, logBound(started_));
     EXPECT_GE(full, 1);
     EXPECT_LE(full, logBound(started_));
+    const int stray = countLines(log, "sent without FDSTORE=1"); // debug, as the harness runs fdsupd
+    EXPECT_GE(stray, 1);
+    EXPECT_LE(stray, logBound(started_));
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
