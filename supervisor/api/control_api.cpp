@@ -181,6 +181,7 @@ ControlOptions ControlApi::optionsFor(const config::SupervisorConfig &supervisor
     options.mode = supervisor.controlMode;
     options.maxRequest = supervisor.limits.controlRequestSize;
     options.maxClients = supervisor.limits.controlClients;
+    options.idleTimeout = supervisor.limits.controlIdleTimeout;
     options.version = FDSUP_VERSION;
     resolveControlAccess(supervisor, options);
     return options;

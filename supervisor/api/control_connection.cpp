@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/units.hpp"
 #include "core/scm.hpp"
 
 namespace fdsup {
@@ -110,6 +111,7 @@ bool PendingCall::done() const
 std::shared_ptr<PendingCall> ControlConnection::resume(varlink::Call call)
 {
     busy_ = true;
+    idle_.reset();
     updateEvents();
     return std::make_shared<PendingCall>(weak_from_this(), std::move(call), peer_);
 }
@@ -123,7 +125,39 @@ int ControlConnection::start()
         return -io.error().code;
     }
     io_ = std::move(*io);
+    armIdle();
     return 0;
+}
+
+void ControlConnection::armIdle()
+{
+    idle_.reset();
+    if (closed_ || core_ == nullptr || core_->options_.idleTimeout == Duration::max()) {
+        return;
+    }
+    auto timer = core_->loop_.addTimer(core_->options_.idleTimeout, [this] { onIdle(); });
+    if (!timer) {
+        // Served without the deadline rather than refused.
+        spdlog::error("Failed to set the idle deadline of control client {}: {}", describePeer(peer_),
+                      timer.error().message);
+        return;
+    }
+    idle_ = std::move(*timer);
+}
+
+void ControlConnection::onIdle()
+{
+    const auto self = shared_from_this();
+    EventSource fired = std::move(idle_);
+    if (busy_ || closed_) {
+        return;
+    }
+    if (std::string note; core_->clientLog_.allow(note)) {
+        spdlog::warn("Control client {} sent no request in {} ([supervisor.limits] control_idle_timeout), "
+                     "closing the connection{}",
+                     describePeer(peer_), formatDuration(core_->options_.idleTimeout), note);
+    }
+    close();
 }
 
 void ControlConnection::onIo(std::uint32_t revents)
@@ -172,9 +206,11 @@ void ControlConnection::readSome()
         inFds_.clear(); // its call is refused with PermissionDenied, and what came with it closed
     }
     if (info.controlTruncated || info.unexpectedControl || inFds_.size() > varlink::kMaxCallFds) {
-        spdlog::warn("Control client {} sent {} descriptors (at most {}, with Import only), closing the "
-                     "connection",
-                     describePeer(peer_), inFds_.size(), varlink::kMaxCallFds);
+        if (std::string note; core_->clientLog_.allow(note)) {
+            spdlog::warn("Control client {} sent {} descriptors (at most {}, with Import only), closing the "
+                         "connection{}",
+                         describePeer(peer_), inFds_.size(), varlink::kMaxCallFds, note);
+        }
         close();
         return;
     }
@@ -197,8 +233,10 @@ void ControlConnection::process()
     while (!closed_ && !busy_ && !closing_) {
         const int r = reader_.next(message);
         if (r == -EMSGSIZE) {
-            spdlog::warn("Control request from {} exceeds {} bytes, closing the connection",
-                         describePeer(peer_), core_->options_.maxRequest);
+            if (std::string note; core_->clientLog_.allow(note)) {
+                spdlog::warn("Control request from {} exceeds {} bytes, closing the connection{}",
+                             describePeer(peer_), core_->options_.maxRequest, note);
+            }
             sendError(varlink::kErrorRequestTooLarge, {{"limit", core_->options_.maxRequest}});
             closeWhenFlushed();
             break;
@@ -225,11 +263,16 @@ void ControlConnection::process()
 
 void ControlConnection::dispatch(const std::string &message)
 {
+    // Any complete message is activity; a call in progress stops the deadline below.
+    armIdle();
     auto decoded = varlink::decodeCall(message);
     if (!decoded) {
-        // Debug only: the client gets the reason, and a client that sends
-        // garbage in a loop must not be able to flood the journal.
-        spdlog::debug("Invalid control request from {}: {}", describePeer(peer_), decoded.error().message);
+        // Debug only, and a few a time: the client gets the reason, and a
+        // client that sends garbage in a loop must not flood the journal.
+        if (std::string note; core_->invalidLog_.allow(note)) {
+            spdlog::debug("Invalid control request from {}: {}{}", describePeer(peer_),
+                          decoded.error().message, note);
+        }
         sendError(varlink::kErrorInvalidRequest, {{"reason", decoded.error().message}});
         return;
     }
@@ -242,7 +285,10 @@ void ControlConnection::dispatch(const std::string &message)
         return;
     }
     if (!authorised_) {
-        spdlog::warn("Refused control call {} from {}: not allowed", call.method, describePeer(peer_));
+        if (std::string note; core_->clientLog_.allow(note)) {
+            spdlog::warn("Refused control call {} from {}: not allowed{}", call.method, describePeer(peer_),
+                         note);
+        }
         if (!call.oneway) {
             sendError(varlink::kErrorPermissionDenied);
         }
@@ -265,6 +311,10 @@ void ControlConnection::dispatch(const std::string &message)
     }
     // Set before the handler runs: a synchronous reply clears it again.
     busy_ = !oneway;
+    if (busy_) {
+        idle_
+            .reset(); // a call in progress is not idle, however long it takes (restart --wait, logs --follow)
+    }
     try {
         core_->handler_(pending);
     } catch (const std::exception &e) {
@@ -335,8 +385,10 @@ void ControlConnection::send(const varlink::Reply &reply, std::vector<UniqueFd> 
     // Checked after writing what the socket takes: the limit is on what a
     // client leaves unread, not on the size of one reply.
     if (!closed_ && out_.size() - outStart_ > core_->options_.maxOutput) {
-        spdlog::warn("Control client {} does not read its replies ({} bytes queued), dropping it",
-                     describePeer(peer_), out_.size() - outStart_);
+        if (std::string note; core_->clientLog_.allow(note)) {
+            spdlog::warn("Control client {} does not read its replies ({} bytes queued), dropping it{}",
+                         describePeer(peer_), out_.size() - outStart_, note);
+        }
         close();
     }
 }
@@ -421,6 +473,7 @@ void ControlConnection::updateEvents()
 void ControlConnection::finished()
 {
     busy_ = false;
+    armIdle();
     if (processing_) {
         return; // the loop in process() goes on by itself
     }
@@ -459,6 +512,7 @@ void ControlConnection::close()
     closed_ = true;
     io_.reset();
     resume_.reset();
+    idle_.reset();
     fd_.reset();
     if (core_ != nullptr) {
         // Last: this may drop the last owner of *this (callers hold their own).

@@ -15,6 +15,7 @@
 #include "control/varlink.hpp"
 #include "core/fd.hpp"
 #include "io/event_loop.hpp"
+#include "io/log_limit.hpp"
 #include "io/peer.hpp"
 
 namespace fdsup {
@@ -39,6 +40,10 @@ public:
     ControlOptions options_;
     ControlServer::Handler handler_;
     std::map<ControlConnection *, std::shared_ptr<ControlConnection>> connections_;
+    // Clients decide how often these lines come: a few a time each.
+    LogLimit refusedLog_; // connections past maxClients
+    LogLimit clientLog_;  // a client dropped: oversized, unread replies, idle, descriptors, not allowed
+    LogLimit invalidLog_; // malformed requests (debug)
 };
 
 class ControlConnection : public std::enable_shared_from_this<ControlConnection> {
@@ -87,6 +92,9 @@ private:
     void flush();
     void closeWhenFlushed();
     void updateEvents();
+    // (Re)starts the idle deadline: no call in progress from now on.
+    void armIdle();
+    void onIdle();
 
     ControlCore *core_;
     UniqueFd fd_;
@@ -95,6 +103,7 @@ private:
     varlink::FrameReader reader_;
     EventSource io_;
     EventSource resume_;
+    EventSource idle_; // armed while no call is in progress
     std::string out_;
     std::size_t outStart_ = 0;
     std::vector<UniqueFd> inFds_;  // arrived since the last call was dispatched

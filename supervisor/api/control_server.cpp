@@ -63,8 +63,10 @@ void ControlCore::accept(UniqueFd fd)
         return;
     }
     if (connections_.size() >= options_.maxClients) {
-        spdlog::warn("Refused control connection from {}: too many clients (limit {})", describePeer(peer),
-                     options_.maxClients);
+        if (std::string note; refusedLog_.allow(note)) {
+            spdlog::warn("Refused control connection from {}: too many clients (limit {}){}",
+                         describePeer(peer), options_.maxClients, note);
+        }
         return;
     }
     const bool authorised = isAuthorised(options_, peer);

@@ -73,6 +73,10 @@ struct ControlOptions {
     unsigned maxClients = 64;
     // Replies not yet taken by a slow client; past it the client is dropped.
     std::size_t maxOutput = 16U << 20;
+    // A connection with no call in progress that sends no complete request
+    // for this long is closed, so that idle clients cannot hold every one of
+    // maxClients and lock the operator out. Duration::max(): never.
+    Duration idleTimeout = std::chrono::seconds(30);
     // For org.varlink.service.GetInfo.
     std::string version;
     std::string url;
@@ -89,7 +93,9 @@ public:
     // connection closed; a request that is not valid JSON or not a call gets
     // InvalidRequest; one over maxRequest gets RequestTooLarge and the
     // connection is closed; past maxClients new connections are closed at
-    // once (logged). None of these affect other clients or the daemon.
+    // once; idle past idleTimeout they are closed. Each is logged, at most a
+    // few lines a time (LogLimit). None of these affect other clients or the
+    // daemon.
     // `adopted`: the listening socket this fdsupd bound at options.path before
     // it re-executed itself (its file is still removed with the server).
     static Result<std::unique_ptr<ControlServer>> create(EventLoop &loop, ControlOptions options,

@@ -50,6 +50,8 @@ struct SupervisorLimits {
     std::uint64_t stateSize = std::uint64_t{64} * 1024;            // per handed-over connection
     std::uint64_t controlRequestSize = std::uint64_t{1024} * 1024; // one control API request
     std::uint32_t controlClients = 64;                             // concurrent control connections
+    // A control connection with no call in progress and no request for this long is closed.
+    Duration controlIdleTimeout = std::chrono::seconds(30); // Duration::max(): never
 
     friend bool operator==(const SupervisorLimits &, const SupervisorLimits &) = default;
 };

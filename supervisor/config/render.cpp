@@ -314,6 +314,7 @@ std::string renderConfig(const Config &config)
     w.line("state_size", str(formatSize(l.stateSize)));
     w.line("control_request_size", str(formatSize(l.controlRequestSize)));
     w.line("control_clients", std::to_string(l.controlClients));
+    w.line("control_idle_timeout", duration(l.controlIdleTimeout));
     for (const auto &socket : config.sockets) {
         renderSocket(w, socket);
     }

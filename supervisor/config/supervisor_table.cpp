@@ -223,6 +223,14 @@ void Loader::loadSupervisorLimits(const toml::table &table, const Location &at)
                       l.controlClients = static_cast<std::uint32_t>(*v);
                   }
               }},
+             {"control_idle_timeout",
+              [&](const Entry &e) {
+                  if (auto d = getDuration(e); d && d->count() > 0) {
+                      l.controlIdleTimeout = *d;
+                  } else if (d) {
+                      error(e.valueAt, "'control_idle_timeout' must be longer than 0 (\"infinity\": never)");
+                  }
+              }},
          });
 }
 

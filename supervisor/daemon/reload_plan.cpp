@@ -421,6 +421,10 @@ void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, Reload
         refuse("[supervisor.limits] control_clients", std::to_string(la.controlClients),
                std::to_string(lb.controlClients), kFixed);
     }
+    if (la.controlIdleTimeout != lb.controlIdleTimeout) {
+        refuse("[supervisor.limits] control_idle_timeout", formatDuration(la.controlIdleTimeout),
+               formatDuration(lb.controlIdleTimeout), kFixed);
+    }
 
     // A key added to SupervisorConfig later is refused until this function
     // learns whether it can be applied in place.

@@ -295,7 +295,10 @@ Result<std::unique_ptr<NotifyServer>> NotifyServer::adopt(EventLoop &loop, Uniqu
 void NotifyServer::drop(pid_t pid, const std::string &why)
 {
     ++dropped_;
-    spdlog::debug("Dropped notify datagram on {} from pid {}: {}", path_, pid, why);
+    // A worker can send as many bad datagrams as it likes: warn, but a few a time.
+    if (std::string note; dropLog_.allow(note)) {
+        spdlog::warn("Dropped notify datagram on {} from pid {}: {}{}", path_, pid, why, note);
+    }
 }
 
 void NotifyServer::onReadable()
@@ -376,7 +379,10 @@ int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
     if (message.fdStore) {
         message.fds = std::move(fds);
     } else if (!fds.empty()) {
-        spdlog::debug("Closing {} fds sent without FDSTORE=1 on {} by pid {}", fds.size(), path_, pid);
+        if (std::string note; strayFdsLog_.allow(note)) {
+            spdlog::debug("Closing {} fds sent without FDSTORE=1 on {} by pid {}{}", fds.size(), path_, pid,
+                          note);
+        }
         fds.clear();
     }
 

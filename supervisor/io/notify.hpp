@@ -14,6 +14,7 @@
 #include "common/result.hpp"
 #include "core/fd.hpp"
 #include "io/event_loop.hpp"
+#include "io/log_limit.hpp"
 
 namespace fdsup {
 
@@ -80,7 +81,9 @@ inline constexpr std::size_t kNotifyMaxPerWakeup = 64;
 // dispatching each well-formed datagram to a handler. Malformed datagrams,
 // datagrams without credentials, truncated ones (MSG_TRUNC/MSG_CTRUNC) and
 // oversized ones are dropped (every fd that came with them closed) and
-// counted, with one log line each at debug level. At most
+// counted, with a warning naming the sender and the reason (at most
+// LogLimit's burst per interval per socket, so that a flooding worker does
+// not flood the log: the next line says how many were held back). At most
 // kNotifyMaxPerWakeup datagrams are read per wake-up, so that one chatty
 // service cannot starve the rest of the loop (the io source is
 // level-triggered: the remainder is read on the next iteration).
@@ -137,6 +140,8 @@ private:
     std::shared_ptr<Handler> handler_;
     std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
     std::uint64_t dropped_ = 0;
+    LogLimit dropLog_;
+    LogLimit strayFdsLog_; // fds without FDSTORE=1 (debug)
 };
 
 } // namespace fdsup

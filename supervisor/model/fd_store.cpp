@@ -22,8 +22,10 @@ void FdStore::apply(NotifyMessage &message)
     }
     for (auto &fd : message.fds) {
         if (fds_.size() >= kMaxFds) {
-            spdlog::warn("Service '{}' descriptor store is full ({} fds), dropping '{}'", service_, kMaxFds,
-                         name);
+            if (std::string note; fullLog_.allow(note)) {
+                spdlog::warn("Service '{}' descriptor store is full ({} fds), dropping '{}'{}", service_,
+                             kMaxFds, name, note);
+            }
             break;
         }
         StoredFd stored{name, std::move(fd), EventSource()};

@@ -8,6 +8,7 @@
 
 #include "core/fd.hpp"
 #include "io/event_loop.hpp"
+#include "io/log_limit.hpp"
 #include "io/notify.hpp"
 
 namespace fdsup {
@@ -44,6 +45,8 @@ private:
     EventLoop &loop_;
     std::string service_;
     std::vector<StoredFd> fds_;
+    // A worker storing past the limit in a loop gets a few warnings a time.
+    LogLimit fullLog_;
 };
 
 } // namespace fdsup

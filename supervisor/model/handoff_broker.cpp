@@ -36,7 +36,9 @@ void HandoffBroker::unstore(const HeldConnection &held)
 void HandoffBroker::refuse(ChannelPeer &peer, std::uint64_t id, int code, const std::string &why)
 {
     ++counters_.refused;
-    spdlog::warn("{}: handoff of connection {} refused: {}", peer.describe(), id, why);
+    if (std::string note; refusedLog_.allow(note)) {
+        spdlog::warn("{}: handoff of connection {} refused: {}{}", peer.describe(), id, why, note);
+    }
     ChannelMessage result;
     result.type = ChannelType::HandoffResult;
     result.id = id;
@@ -207,8 +209,10 @@ void HandoffBroker::expire()
     const Duration now = clock_.now();
     while (!held_.empty() && now - held_.front()->since >= holdTimeout_) {
         const HeldConnection &oldest = *held_.front();
-        spdlog::warn("{}: connection {} from pid {} was not adopted within {}, closing it", service_,
-                     oldest.id, oldest.from, formatDuration(holdTimeout_));
+        if (std::string note; expiredLog_.allow(note)) {
+            spdlog::warn("{}: connection {} from pid {} was not adopted within {}, closing it{}", service_,
+                         oldest.id, oldest.from, formatDuration(holdTimeout_), note);
+        }
         ++counters_.expired;
         unstore(oldest);
         held_.pop_front();

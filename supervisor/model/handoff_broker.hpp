@@ -17,6 +17,7 @@
 #include "io/clock.hpp"
 #include "io/event_loop.hpp"
 #include "io/handoff_check.hpp"
+#include "io/log_limit.hpp"
 #include "model/channel_peer.hpp"
 
 namespace fdsup {
@@ -148,6 +149,10 @@ private:
     HandoffCounters counters_;
     Timer holdTimer_;  // the oldest held connection's hold timeout
     Timer retryTimer_; // an adopter's channel was full
+    // A worker decides how many handoffs are refused (16,384 at once, then
+    // 2,048/s), and a hold timeout can close as many at once: a few lines a time.
+    LogLimit refusedLog_;
+    LogLimit expiredLog_;
 };
 
 } // namespace fdsup

@@ -24,6 +24,11 @@
 //                 (another service's listener)
 //   big-state     HANDOFF with a memfd state over any limit fdsupd allows
 //   flood         50,000 READY messages as fast as the socket takes them
+//   oversized     a 64 KiB datagram (the body limit is 32 KiB)
+//   fd-on-ready   READY with a descriptor attached (it takes none)
+//   handoff-flood HANDOFF of a pipe as fast as fdsupd answers, reading its
+//                 HANDOFF_RESULTs, until an ERROR or the channel closes:
+//                 reports "error CODE after N" (N answers received)
 //   unsealed      HANDOFF whose state memfd is not sealed
 //   hello         exit 0 at once (the answer is also printed on stdout)
 //   join          nothing more
@@ -174,6 +179,54 @@ UniqueFd clientOf(int port)
     a.sin_port = htons(static_cast<std::uint16_t>(port));
     (void)connect(client.get(), reinterpret_cast<sockaddr *>(&a), sizeof a);
     return client;
+}
+
+// handoff-flood: HANDOFFs of a pipe, answers read as they come, until fdsupd
+// gives up on us. Reports "error CODE after N", "closed after N" or "timeout".
+void handoffFlood(BorrowedFd channel)
+{
+    int p[2];
+    (void)pipe2(p, O_CLOEXEC);
+    const UniqueFd readEnd(p[0]);
+    const UniqueFd writeEnd(p[1]);
+    const BorrowedFd attached[1] = {readEnd.borrow()};
+    std::uint64_t id = 0;
+    std::uint64_t answers = 0;
+    const auto until = std::chrono::steady_clock::now() + kDeadline;
+    for (;;) {
+        pollfd pfd{channel.get(), POLLIN | POLLOUT, 0};
+        if (poll(&pfd, 1, msLeft(until)) <= 0) {
+            report(stop != 0 ? "stopped" : "timeout");
+            return;
+        }
+        if ((pfd.revents & POLLIN) != 0) {
+            ChannelMessage msg;
+            const int r = fdsup::recvChannelMessage(channel, msg);
+            if (r < 0 && r != -EAGAIN) {
+                report("closed after " + std::to_string(answers) + " (" + std::strerror(-r) + ")");
+                return;
+            }
+            if (r == 0 && msg.type == ChannelType::HandoffResult) {
+                ++answers;
+            } else if (r == 0 && msg.type == ChannelType::Error) {
+                report("error " + std::to_string(msg.code) + " after " + std::to_string(answers));
+                return;
+            }
+        }
+        if ((pfd.revents & POLLOUT) != 0) {
+            ChannelMessage msg;
+            msg.type = ChannelType::Handoff;
+            msg.id = ++id;
+            msg.seq = static_cast<std::uint32_t>(id);
+            msg.fds.emplace_back(fcntl(readEnd.get(), F_DUPFD_CLOEXEC, 3)); // counted by the encoder
+            std::vector<std::byte> bytes;
+            if (fdsup::encodeChannelMessage(msg, bytes) < 0) {
+                report("encode failed");
+                return;
+            }
+            (void)fdsup::sendDatagram(channel, bytes, attached, MSG_DONTWAIT);
+        }
+    }
 }
 
 // echo-die: echo 4-byte numbers; on DRAIN hand over half, then die.
@@ -382,6 +435,26 @@ int main(int argc, char **argv)
         // The encoder does not check seals; the receiver must.
         (void)send(channel.borrow(), msg);
         awaitAnswer(channel.borrow());
+    } else if (mode == "oversized") {
+        std::vector<std::byte> big(std::size_t{64} * 1024);
+        std::vector<std::byte> header;
+        ChannelMessage msg;
+        msg.type = ChannelType::Ready;
+        (void)fdsup::encodeChannelMessage(msg, header);
+        std::copy(header.begin(), header.end(), big.begin()); // a real header, a body far too long
+        (void)fdsup::sendDatagram(channel.borrow(), big, {}, 0);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "fd-on-ready") {
+        ChannelMessage msg;
+        msg.type = ChannelType::Ready;
+        std::vector<std::byte> bytes;
+        (void)fdsup::encodeChannelMessage(msg, bytes);
+        const UniqueFd extra(fcntl(0, F_DUPFD_CLOEXEC, 3));
+        const BorrowedFd attached[1] = {extra.borrow()};
+        (void)fdsup::sendDatagram(channel.borrow(), bytes, attached, 0);
+        awaitAnswer(channel.borrow());
+    } else if (mode == "handoff-flood") {
+        handoffFlood(channel.borrow());
     } else if (mode == "flood") {
         int sent = 0;
         for (; sent < 50000; ++sent) {

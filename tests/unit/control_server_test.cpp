@@ -119,6 +119,9 @@ protected:
         auto loop = EventLoop::create();
         ASSERT_TRUE(loop) << loop.error().message;
         loop_ = std::move(*loop);
+        // sd-event opens a clock's timerfd with its first timer and keeps it:
+        // opened here, not by a connection's idle deadline inside a count.
+        ASSERT_TRUE(loop_->addTimer(std::chrono::hours(1), [] {}));
         // A directory the server has to create, as /run/fdsupd on first start.
         path_ = (dir_ / "run" / "control.sock").string();
         options_.path = path_;
@@ -581,6 +584,33 @@ TEST_F(ControlServerTest, DropsAClientThatDoesNotReadItsReplies)
     EXPECT_TRUE(loggedSomething("does not read its replies"));
     const std::string got = readToEof(fd.borrow());
     EXPECT_EQ(got.find('\0'), std::string::npos) << "a partial reply must not look complete";
+}
+
+// A connection with no call in progress and no complete request within
+// idleTimeout is closed; one whose call is still in progress is not, and a
+// client trickling half a request is idle all the same.
+TEST_F(ControlServerTest, ClosesIdleConnectionsButNotOnesWithACallInProgress)
+{
+    options_.idleTimeout = std::chrono::milliseconds(500);
+    std::vector<std::shared_ptr<PendingCall>> inProgress;
+    startServer([&](const std::shared_ptr<PendingCall> &c) { inProgress.push_back(c); });
+    // Connected first: had its deadline been armed, it would fire first.
+    const UniqueFd busy = rawConnect(path_);
+    ASSERT_TRUE(writeAll(busy.borrow(), varlink::encodeCall(call("io.fdsup.Manager.Status"))));
+    ASSERT_TRUE(runUntil([&] { return inProgress.size() == 1; }));
+    const UniqueFd idle = rawConnect(path_);
+    const UniqueFd trickling = rawConnect(path_);
+    ASSERT_TRUE(writeAll(trickling.borrow(), "{\"method\":"));
+    ASSERT_TRUE(runUntil([&] { return server_->clients() == 3; }));
+    ASSERT_TRUE(runUntil([&] { return server_->clients() == 1; }));
+    EXPECT_TRUE(loggedSomething("sent no request in"));
+    char byte = 0;
+    EXPECT_EQ(recv(idle.get(), &byte, 1, MSG_DONTWAIT), 0);
+    EXPECT_EQ(recv(trickling.get(), &byte, 1, MSG_DONTWAIT), 0);
+    // The call's reply ends its time in progress: idle from then on.
+    inProgress.front()->reply({});
+    ASSERT_TRUE(runUntil([&] { return server_->clients() == 0; }));
+    inProgress.clear();
 }
 
 TEST_F(ControlServerTest, EnforcesMaxClients)
