@@ -5,6 +5,7 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <sys/epoll.h>
 #include <sys/inotify.h>
@@ -25,7 +26,8 @@ Result<pid_t> parsePidFile(std::string_view text, const std::string &path)
     }
     long pid = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), pid);
-    if (ec != std::errc() || end != text.data() + text.size() || pid <= 1) {
+    if (ec != std::errc() || end != text.data() + text.size() || pid <= 1 ||
+        pid > std::numeric_limits<pid_t>::max()) {
         return Error{EINVAL, "pid_file " + path + " does not hold a pid: '" + std::string(text) + "'"};
     }
     return static_cast<pid_t>(pid);

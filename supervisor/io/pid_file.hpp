@@ -24,7 +24,7 @@ namespace fdsup {
 // (the file the previous generation's daemon wrote, not rewritten yet).
 // The pid a pid file's text names (its first line, trailing spaces and '\r'
 // ignored): ENOENT when empty (created, not written yet), EINVAL when it is
-// not a decimal above 1; the error names `path`. Pure (fuzz target `pid-file`).
+// not a decimal above 1 that fits a pid_t; the error names `path`. Pure (fuzz target `pid-file`).
 Result<pid_t> parsePidFile(std::string_view text, const std::string &path);
 
 Result<pid_t> readDaemonPid(const std::string &path, const std::string &service, unsigned slot,
