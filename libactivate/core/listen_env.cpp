@@ -63,9 +63,11 @@ int parseListenEnvironment(const char *pid, const char *fds, const char *fdNames
         return -EINVAL;
     }
     if (names != nullptr) {
+        // Without LISTEN_FDNAMES no name is stored: a count in the millions
+        // would otherwise be as many strings, all "unknown".
         std::vector<std::string> parsed =
-            fdNames == nullptr ? std::vector<std::string>(count, "unknown") : splitNames(fdNames, count);
-        if (parsed.size() != count) {
+            fdNames == nullptr ? std::vector<std::string>() : splitNames(fdNames, count);
+        if (fdNames != nullptr && parsed.size() != count) {
             return -EINVAL;
         }
         *names = std::move(parsed);

@@ -79,6 +79,10 @@ ACTIVATE_EXPORT int activate_listener(const char *name)
     if (r < 0) {
         return r;
     }
+    if (names.empty()) {
+        // No LISTEN_FDNAMES: every fd is "unknown", so that name is the first.
+        return r > 0 && std::strcmp(name, fdsup::kUnnamedListener) == 0 ? kFdsStart : -ENOENT;
+    }
     for (int i = 0; i < r; ++i) {
         if (names[static_cast<std::size_t>(i)] == name) {
             return kFdsStart + i;
