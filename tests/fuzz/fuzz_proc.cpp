@@ -40,7 +40,7 @@ void checkEnvironment(std::string_view input)
     // Found means an entry "NAME=VALUE" exists, at the start of the block or after a NUL.
     const std::string entry = std::string(name) + "=" + *value;
     const auto at = block.find(entry);
-    if (name.empty() || at == std::string_view::npos || (at != 0 && block[at - 1] != '\0') ||
+    if (at == std::string_view::npos || (at != 0 && block[at - 1] != '\0') ||
         value->find('\0') != std::string::npos) {
         std::abort();
     }
