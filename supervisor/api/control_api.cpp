@@ -19,7 +19,7 @@ using CallPtr = std::shared_ptr<PendingCall>;
 constexpr std::int64_t kDefaultLogLines = 50;
 
 template <class>
-inline constexpr bool kAlwaysFalse = false;
+[[maybe_unused]] inline constexpr bool kAlwaysFalse = false; // clang: used only in a discarded branch
 
 // Reads one parameter into its field; false (the call failed with
 // InvalidParameter) when it is missing but required, of the wrong type, or
