@@ -10,11 +10,13 @@ namespace fdsup {
 std::optional<ProcStat> readProcStat(pid_t pid)
 {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(in, line)) {
+    if (!in) {
         return std::nullopt;
     }
-    return parseProcStat(line);
+    // The whole file, not its first line: the command name may hold a '\n'.
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parseProcStat(text.str());
 }
 
 std::optional<ProcStat> parseProcStat(std::string_view line)

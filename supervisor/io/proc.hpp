@@ -18,8 +18,9 @@ struct ProcStat {
 
 // /proc/<pid>/stat; nullopt when the process is gone (or was never there).
 std::optional<ProcStat> readProcStat(pid_t pid);
-// The line of /proc/<pid>/stat, whose command name the process sets itself
-// (prctl(PR_SET_NAME)); nullopt when it cannot be read. Pure (fuzz target `proc`).
+// The text of /proc/<pid>/stat, whose command name the process sets itself
+// (prctl(PR_SET_NAME): any bytes but NUL, ')' and '\n' included); nullopt
+// when it cannot be read. Pure (fuzz target `proc`).
 std::optional<ProcStat> parseProcStat(std::string_view line);
 // The value of `name` in the environment the process was started with
 // (/proc/<pid>/environ); nullopt when absent or unreadable.
