@@ -2,7 +2,7 @@
 # The documented command, briefly (docs/fuzzing.md): tests/fuzz/run fuzzes one target for 2 s against
 # this build and prints its line with no finding; with a memory limit no process can meet
 # (-rss_limit_mb=1, passed through to libFuzzer) it reports the finding, the reproducer and the
-# command, and fails.
+# command that runs it, and fails.
 set -euo pipefail
 build=$1
 out=$(mktemp -d)
@@ -29,6 +29,13 @@ if "$run" --no-install --build "$build" --out "$out/oom" --time 2 --jobs 1 units
 fi
 cat "$out/oom.txt"
 grep -q "FINDING $out/oom/findings/units/oom-" "$out/oom.txt" || fail "the finding is not named"
-grep -q "reproduce: .*/tests/fuzz/fuzz-units $out/oom/findings/units/oom-" "$out/oom.txt" ||
-  fail "no command to reproduce it"
+reproduce=$(sed -n 's/^ *reproduce: //p' "$out/oom.txt")
+[[ $reproduce == */tests/fuzz/fuzz-units\ -rss_limit_mb=1\ $out/oom/findings/units/oom-* ]] ||
+  fail "no command to reproduce it: '$reproduce'"
+# The command printed runs the target on that input (an RSS limit is checked
+# once a second, so one short input does not exceed it again: a crash
+# would show here, this finding cannot).
+$reproduce >"$out/reproduce.txt" 2>&1 || fail "the reproducer failed to run: $(cat "$out/reproduce.txt")"
+grep -q "Executed $out/oom/findings/units/oom-" "$out/reproduce.txt" ||
+  fail "the reproducer did not run the input: $(cat "$out/reproduce.txt")"
 echo "ok: clean run $execs executions; the finding was reported"
