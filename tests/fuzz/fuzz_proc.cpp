@@ -39,8 +39,7 @@ void checkEnvironment(std::string_view input)
     }
     // Found means an entry "NAME=VALUE" exists, at the start of the block or after a NUL.
     const std::string entry = std::string(name) + "=" + *value;
-    const auto at = block.find(entry);
-    if (at == std::string_view::npos || (at != 0 && block[at - 1] != '\0') ||
+    if ((!block.starts_with(entry) && block.find('\0' + entry) == std::string_view::npos) ||
         value->find('\0') != std::string::npos) {
         std::abort();
     }
