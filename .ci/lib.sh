@@ -12,6 +12,8 @@ FDSUP_PACKAGES=(
   nodejs redis-server iproute2 libcap2-bin
   nginx-light gunicorn python3-uvicorn lighttpd haproxy
   dpkg-dev debhelper lintian git # packaging/build-deb, tests/packaging
+  clang libclang-rt-14-dev # tests/fuzz/run: clang++ and libFuzzer's runtime (docs/fuzzing.md)
+  valgrind                 # the valgrind suite: fdsupd under memcheck
 )
 
 fdsup_install_missing() {

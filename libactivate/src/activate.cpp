@@ -2,16 +2,15 @@
 #include "activate/activate.h"
 
 #include <cerrno>
-#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "core/listen_env.hpp"
 #include "fdsup_build_config.h"
 
 #define ACTIVATE_EXPORT __attribute__((visibility("default")))
@@ -19,17 +18,6 @@
 namespace {
 
 constexpr int kFdsStart = ACTIVATE_LISTEN_FDS_START;
-
-// Parses a decimal without sign or junk; the environment is input we check.
-bool parseUnsigned(const char *text, unsigned long &out)
-{
-    if (text == nullptr || *text == '\0') {
-        return false;
-    }
-    const char *end = text + std::strlen(text);
-    const auto [ptr, ec] = std::from_chars(text, end, out);
-    return ec == std::errc() && ptr == end;
-}
 
 void unsetEnvironment()
 {
@@ -43,49 +31,10 @@ void unsetEnvironment()
 // names (one per fd) on success.
 int readEnvironment(std::vector<std::string> *names)
 {
-    unsigned long pid = 0;
-    const char *pidText = std::getenv("LISTEN_PID");
-    if (pidText == nullptr) {
-        return 0;
-    }
-    if (!parseUnsigned(pidText, pid)) {
-        return -EINVAL;
-    }
-    // Inherited from a parent that was the real target: not ours, like systemd.
-    if (pid != static_cast<unsigned long>(getpid())) {
-        return 0;
-    }
-    unsigned long count = 0;
-    if (!parseUnsigned(std::getenv("LISTEN_FDS"), count)) {
-        return -EINVAL;
-    }
-    if (count > static_cast<unsigned long>(INT32_MAX - kFdsStart)) {
-        return -EINVAL;
-    }
-    if (names != nullptr) {
-        names->clear();
-        const char *fdNames = std::getenv("LISTEN_FDNAMES");
-        if (fdNames == nullptr) {
-            names->assign(count, "unknown");
-        } else {
-            std::string_view rest(fdNames);
-            while (true) {
-                const auto colon = rest.find(':');
-                names->emplace_back(rest.substr(0, colon));
-                if (colon == std::string_view::npos) {
-                    break;
-                }
-                rest.remove_prefix(colon + 1);
-            }
-            if (count == 0 && names->size() == 1 && names->front().empty()) {
-                names->clear();
-            }
-            if (names->size() != count) {
-                return -EINVAL;
-            }
-        }
-    }
-    return static_cast<int>(count);
+    static_assert(kFdsStart == 3, "core/listen_env.cpp counts from SD_LISTEN_FDS_START");
+    return fdsup::parseListenEnvironment(std::getenv("LISTEN_PID"), std::getenv("LISTEN_FDS"),
+                                         std::getenv("LISTEN_FDNAMES"), static_cast<unsigned long>(getpid()),
+                                         names);
 }
 
 } // namespace
@@ -129,6 +78,10 @@ ACTIVATE_EXPORT int activate_listener(const char *name)
     const int r = readEnvironment(&names);
     if (r < 0) {
         return r;
+    }
+    if (names.empty()) {
+        // No LISTEN_FDNAMES: every fd is "unknown", so that name is the first.
+        return r > 0 && std::strcmp(name, fdsup::kUnnamedListener) == 0 ? kFdsStart : -ENOENT;
     }
     for (int i = 0; i < r; ++i) {
         if (names[static_cast<std::size_t>(i)] == name) {

@@ -19,7 +19,7 @@ using CallPtr = std::shared_ptr<PendingCall>;
 constexpr std::int64_t kDefaultLogLines = 50;
 
 template <class>
-inline constexpr bool kAlwaysFalse = false;
+[[maybe_unused]] inline constexpr bool kAlwaysFalse = false; // clang: used only in a discarded branch
 
 // Reads one parameter into its field; false (the call failed with
 // InvalidParameter) when it is missing but required, of the wrong type, or
@@ -156,6 +156,26 @@ const std::vector<MethodSpec> &ControlApi::methods()
     return table;
 }
 
+const MethodSpec *findMethod(std::string_view name)
+{
+    const auto &table = ControlApi::methods();
+    const auto spec =
+        std::find_if(table.begin(), table.end(), [&](const MethodSpec &m) { return m.name == name; });
+    return spec == table.end() ? nullptr : &*spec;
+}
+
+const ParamSpec *decodeCallParams(const MethodSpec &method, const Json &parameters, CallParams &out)
+{
+    CallParams decoded;
+    for (const auto &param : method.params) {
+        if (!decodeParam(param, parameters, decoded)) {
+            return &param;
+        }
+    }
+    out = std::move(decoded);
+    return nullptr;
+}
+
 void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOptions &options)
 {
     for (const auto &name : supervisor.allowUsers) {
@@ -215,19 +235,15 @@ void ControlApi::dispatch(const CallPtr &call)
 {
     const std::string &method = call->call().method;
     const std::string_view name = std::string_view(method).substr(varlink::kInterface.size() + 1);
-    const auto &table = methods();
-    const auto spec =
-        std::find_if(table.begin(), table.end(), [&](const MethodSpec &m) { return m.name == name; });
-    if (spec == table.end()) {
+    const MethodSpec *spec = findMethod(name);
+    if (spec == nullptr) {
         call->fail(varlink::kErrorMethodNotFound, {{"method", method}});
         return;
     }
     CallParams params;
-    for (const auto &param : spec->params) {
-        if (!decodeParam(param, call->call().parameters, params)) {
-            call->fail(varlink::kErrorInvalidParameter, {{"parameter", param.name}});
-            return;
-        }
+    if (const ParamSpec *refused = decodeCallParams(*spec, call->call().parameters, params)) {
+        call->fail(varlink::kErrorInvalidParameter, {{"parameter", refused->name}});
+        return;
     }
     Service *service = nullptr;
     if (params.service) {

@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "api/control_server.hpp"
 #include "api/event_stream.hpp"
 #include "config/config.hpp"
@@ -68,6 +70,18 @@ struct MethodSpec {
     bool refusedWhileStopping = false;
     Handler handler = nullptr;
 };
+
+// The method of the table that `name` ("Restart", without the interface)
+// names, or null (MethodNotFound).
+const MethodSpec *findMethod(std::string_view name);
+// Decodes a call's parameters by its method's specification, in the table's
+// order: null when all decoded (into `out`), else the first one refused
+// (InvalidParameter): missing but required, of the wrong type, out of range
+// (`out` untouched).
+// A parameter the method does not take is ignored. Pure: the fuzz target
+// `control` runs it on every request it can frame.
+const ParamSpec *decodeCallParams(const MethodSpec &method, const nlohmann::json &parameters,
+                                  CallParams &out);
 
 // allow_users/allow_groups (checked at load) resolved to ids; a name that
 // no longer resolves is logged and left out.

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <sys/epoll.h>
 #include <sys/inotify.h>
@@ -13,6 +14,24 @@
 #include "io/proc.hpp"
 
 namespace fdsup {
+
+Result<pid_t> parsePidFile(std::string_view text, const std::string &path)
+{
+    text = text.substr(0, text.find('\n'));
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\r')) {
+        text.remove_suffix(1);
+    }
+    if (text.empty()) {
+        return Error{ENOENT, "pid_file " + path + " is empty"}; // created, not written yet
+    }
+    long pid = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), pid);
+    if (ec != std::errc() || end != text.data() + text.size() || pid <= 1 ||
+        pid > std::numeric_limits<pid_t>::max()) {
+        return Error{EINVAL, "pid_file " + path + " does not hold a pid: '" + std::string(text) + "'"};
+    }
+    return static_cast<pid_t>(pid);
+}
 
 Result<pid_t> readDaemonPid(const std::string &path, const std::string &service, unsigned slot,
                             unsigned generation)
@@ -23,19 +42,13 @@ Result<pid_t> readDaemonPid(const std::string &path, const std::string &service,
     }
     std::string text;
     std::getline(in, text);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\r')) {
-        text.pop_back();
+    const auto parsed = parsePidFile(text, path);
+    if (!parsed) {
+        return parsed.error();
     }
-    if (text.empty()) {
-        return Error{ENOENT, "pid_file " + path + " is empty"}; // created, not written yet
-    }
-    long pid = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), pid);
-    if (ec != std::errc() || end != text.data() + text.size() || pid <= 1) {
-        return Error{EINVAL, "pid_file " + path + " does not hold a pid: '" + text + "'"};
-    }
+    const pid_t pid = *parsed;
     const std::string who = "pid " + std::to_string(pid) + " from pid_file " + path;
-    const auto stat = readProcStat(static_cast<pid_t>(pid));
+    const auto stat = readProcStat(pid);
     if (!stat || stat->state == 'Z') {
         return Error{ESRCH, who + " is not running"};
     }

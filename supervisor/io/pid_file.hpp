@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <sys/types.h>
 
@@ -21,6 +22,11 @@ namespace fdsup {
 // instance `slot`. ENOENT while the file does not exist (yet) or is empty;
 // EAGAIN while it names the daemon of another generation of the same slot
 // (the file the previous generation's daemon wrote, not rewritten yet).
+// The pid a pid file's text names (its first line, trailing spaces and '\r'
+// ignored): ENOENT when empty (created, not written yet), EINVAL when it is
+// not a decimal above 1 that fits a pid_t; the error names `path`. Pure (fuzz target `pid-file`).
+Result<pid_t> parsePidFile(std::string_view text, const std::string &path);
+
 Result<pid_t> readDaemonPid(const std::string &path, const std::string &service, unsigned slot,
                             unsigned generation);
 

@@ -5,8 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <stdexcept>
+#include <string_view>
 
 #include <unistd.h>
 
@@ -88,13 +90,15 @@ std::string programPath(const std::string &name)
     throw std::runtime_error(name + " is not installed (not found in PATH)");
 }
 
-double privateKibOf(pid_t pid)
+namespace {
+// The sum of the given fields of /proc/PID/smaps_rollup, KiB.
+double smapsKibOf(pid_t pid, std::initializer_list<std::string_view> fields)
 {
     std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
     std::string key;
     long total = 0;
     while (in >> key) {
-        if (key == "Private_Clean:" || key == "Private_Dirty:") {
+        if (std::find(fields.begin(), fields.end(), key) != fields.end()) {
             long kib = 0;
             in >> kib;
             total += kib;
@@ -102,6 +106,17 @@ double privateKibOf(pid_t pid)
         in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
     }
     return static_cast<double>(total);
+}
+} // namespace
+
+double privateKibOf(pid_t pid)
+{
+    return smapsKibOf(pid, {"Private_Clean:", "Private_Dirty:"});
+}
+
+double privateDirtyKibOf(pid_t pid)
+{
+    return smapsKibOf(pid, {"Private_Dirty:"});
 }
 
 BenchReport::BenchReport(std::string program, std::string section, Tier tier)

@@ -82,6 +82,10 @@ double median(std::vector<double> samples);
 
 // Private_Clean + Private_Dirty of /proc/PID/smaps_rollup, KiB: a process's memory beyond what it shares.
 double privateKibOf(pid_t pid);
+// Private_Dirty alone, KiB: what the process wrote (heap, stacks, data). Its
+// clean private pages are mostly its binary's text, private only while no
+// other process maps the same binary, so a second copy running moves them.
+double privateDirtyKibOf(pid_t pid);
 
 // The path of a program found in $PATH (runProcess() does not search it); throws when there is none.
 std::string programPath(const std::string &name);

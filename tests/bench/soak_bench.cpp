@@ -5,7 +5,7 @@
 // fdsup-load processes keep HTTP keep-alive requests and long-lived seqnum
 // streams going at them while the soak rolls both services out N times, one
 // after the other, with the real `fdsupctl restart SERVICE --wait` (each must
-// exit 0). It reports fdsupd's descriptors and private memory after the
+// exit 0). It reports fdsupd's descriptors and private dirty memory after the
 // warm-up, every 100 restarts and at the end (the load stopped and
 // settled), the requests and their failures by class, broken streams, the
 // restarts' durations and fdsupd's CPU per restart, and whether memory is
@@ -116,7 +116,7 @@ Checkpoint checkpoint(const DaemonHarness &fdsupd, int restarts)
     if (!fdsup::test::waitUntil([&] { return controlConnectionsOf(fdsupd) == 0; })) {
         throw std::runtime_error("fdsupd kept a connection of an fdsupctl that exited");
     }
-    return {restarts, fdsup::test::countFdsOf(fdsupd.pid()), fdsup::bench::privateKibOf(fdsupd.pid()),
+    return {restarts, fdsup::test::countFdsOf(fdsupd.pid()), fdsup::bench::privateDirtyKibOf(fdsupd.pid()),
             heapKibOf(fdsupd.pid())};
 }
 
@@ -164,7 +164,8 @@ bool restartBoth(DaemonHarness &fdsupd, SoakResult &result, bool measured)
 
 void progress(const Checkpoint &c, const char *what)
 {
-    (void)std::fprintf(stderr, "soak-bench: %s %5d restarts: fdsupd %d fds, %.0f KiB private (heap %.0f)\n",
+    (void)std::fprintf(stderr,
+                       "soak-bench: %s %5d restarts: fdsupd %d fds, %.0f KiB private dirty (heap %.0f)\n",
                        what, c.restarts, c.fds, c.privateKib, c.heapKib);
 }
 

@@ -109,7 +109,7 @@ void memoryFigures(BenchReport &report, const SoakResult &r)
 {
     // Declared before adding: a reference figure() returns lasts only until the next figure is declared.
     report.figure("soak.fds", "fdsupd descriptors at each checkpoint", "fds", false);
-    report.figure("soak.private_kib", "fdsupd private memory at each checkpoint", "KiB", false);
+    report.figure("soak.private_kib", "fdsupd private dirty memory at each checkpoint", "KiB", false);
     for (const auto &p : r.points) {
         report.add("soak.fds", p.fds);
         report.add("soak.private_kib", p.privateKib);
@@ -119,15 +119,15 @@ void memoryFigures(BenchReport &report, const SoakResult &r)
             "fdsupd descriptors at the end (settled) minus after the warm-up", "fds", false,
             r.end.fds - r.points.front().fds, zero());
     }
-    report.figure("soak.private_kib_growth_per_100", "fdsupd private memory growth between checkpoints",
+    report.figure("soak.private_kib_growth_per_100", "fdsupd private dirty memory growth between checkpoints",
                   "KiB/100 restarts", false) = growthPer100(r.points);
     const MemoryVerdict verdict = memoryVerdict(r.points, r.restartsDone);
     if (verdict.slope) {
         char text[80];
         (void)std::snprintf(text, sizeof text, "≤ %g KiB per 100 restarts", kFlatKibPer100);
         one(report, "soak.private_kib_slope_last_half",
-            "fdsupd private memory, slope over the last half of the restarts", "KiB/100 restarts", false,
-            *verdict.slope, Target{"<=", kFlatKibPer100, text});
+            "fdsupd private dirty memory, slope over the last half of the restarts", "KiB/100 restarts",
+            false, *verdict.slope, Target{"<=", kFlatKibPer100, text});
     }
     report.note("Memory: " + verdict.text + ".");
 }

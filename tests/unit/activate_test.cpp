@@ -86,6 +86,20 @@ TEST(Activate, UnnamedListenersAreUnknown)
         0);
 }
 
+// Found by the fuzz target listen-env (tests/fuzz/regressions/listen-env/):
+// without LISTEN_FDNAMES, a count of a billion was a billion strings
+// "unknown", and std::bad_alloc out of a C function.
+TEST(Activate, AHugeCountWithoutNamesAllocatesNoName)
+{
+    EXPECT_EQ(runWithListeners(1, "self", "1000000000", nullptr,
+                               [] {
+                                   return expectEq(activate_listen_fds(0), -EBADF) +
+                                          expectEq(activate_listener("unknown"), 3) +
+                                          expectEq(activate_listener("web"), -ENOENT);
+                               }),
+              0);
+}
+
 TEST(Activate, IgnoresEnvironmentMeantForAnotherProcess)
 {
     EXPECT_EQ(runWithListeners(1, "1", "1", "web",
