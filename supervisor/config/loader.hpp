@@ -177,6 +177,11 @@ private:
     // supervisor_table.cpp
     void loadSupervisor(const toml::table &table, const Location &at, const FileContext &file);
     void loadSupervisorLimits(const toml::table &table, const Location &at);
+    // access_table.cpp: [[supervisor.access]]; its services are checked by crossCheckAccess().
+    void loadAccess(const Entry &e);
+    void loadAccessEntry(const toml::table &table, const Location &at);
+    void checkRights(const Entry &e, std::vector<std::string> &out);
+    void crossCheckAccess();
 
     // socket_table.cpp
     void loadSocket(const std::string &name, const toml::table &table, const Location &at,
@@ -226,6 +231,7 @@ private:
     bool parseFailed_ = false;
 
     SupervisorConfig supervisor_;
+    std::vector<std::vector<Location>> accessServicesAt_; // per access entry, where each service is named
     std::vector<SocketDefinition> sockets_;
     std::vector<ServiceDefinition> services_;
 };

@@ -308,6 +308,15 @@ std::string renderConfig(const Config &config)
     w.line("state_size", str(formatSize(l.stateSize)));
     w.line("control_request_size", str(formatSize(l.controlRequestSize)));
     w.line("control_clients", std::to_string(l.controlClients));
+    for (const auto &entry : s.access) {
+        w.header("[supervisor.access]"); // an array of tables: [[supervisor.access]]
+        w.line("users", array(entry.users));
+        w.line("groups", array(entry.groups));
+        w.line("rights", array(entry.rights));
+        if (!entry.services.empty()) {
+            w.line("services", array(entry.services));
+        }
+    }
     for (const auto &socket : config.sockets) {
         renderSocket(w, socket);
     }

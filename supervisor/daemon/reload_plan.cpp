@@ -363,12 +363,23 @@ std::string nofileText(std::uint64_t nofile)
     return nofile == 0 ? "max" : std::to_string(nofile);
 }
 
+// Where an entry was written means nothing to what it grants.
+bool sameAccess(std::vector<config::AccessEntry> a, std::vector<config::AccessEntry> b)
+{
+    for (auto *list : {&a, &b}) {
+        for (auto &entry : *list) {
+            entry.where = {};
+        }
+    }
+    return a == b;
+}
+
 void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, ReloadPlan &plan)
 {
     plan.logLevelChanged = a.logLevel != b.logLevel;
     // Access lists are sets: the order they are written in means nothing.
-    plan.accessChanged =
-        sorted(a.allowUsers) != sorted(b.allowUsers) || sorted(a.allowGroups) != sorted(b.allowGroups);
+    plan.accessChanged = sorted(a.allowUsers) != sorted(b.allowUsers) ||
+                         sorted(a.allowGroups) != sorted(b.allowGroups) || !sameAccess(a.access, b.access);
 
     const std::size_t refusedBefore = plan.refused.size();
     auto refuse = [&](std::string_view key, const std::string &from, const std::string &to,
@@ -429,6 +440,7 @@ void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, Reload
         x.logLevel = y.logLevel;
         x.allowUsers = y.allowUsers;
         x.allowGroups = y.allowGroups;
+        x.access = y.access;
         if (x != y) {
             plan.refused.emplace_back(
                 "[supervisor] a setting changed that cannot be applied while fdsupd runs; "
