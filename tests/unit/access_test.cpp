@@ -6,15 +6,20 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/details/null_mutex.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "api/access.hpp"
 #include "api/audit.hpp"
 #include "api/control_api.hpp"
 #include "config/names.hpp"
+#include "io/log_context.hpp"
 
 namespace fdsup {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr uid_t kSelf = 999; // the uid fdsupd runs as, in these tests
@@ -187,6 +192,43 @@ TEST(Audit, ResultsSayOkDeniedOrTheError)
                                          false,
                                          std::string(varlink::kErrorServiceFailed)}),
               R"(error io.fdsup.Manager.ServiceFailed: {"reason":"exited","service":"web"})");
+}
+
+// Each line logged, with the journal fields the journal sink would send.
+class CapturingSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+public:
+    std::vector<std::string> lines;
+    std::vector<std::vector<std::string>> fields;
+
+protected:
+    void sink_it_(const spdlog::details::log_msg &msg) override
+    {
+        lines.emplace_back(msg.payload.data(), msg.payload.size());
+        const LogSubject *subject = currentLogSubject();
+        fields.push_back(subject != nullptr ? journalFields(*subject) : std::vector<std::string>{});
+    }
+    void flush_() override {}
+};
+
+TEST(Audit, TheLineAndItsJournalFields)
+{
+    const auto sink = std::make_shared<CapturingSink>();
+    const auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("audit-test", sink));
+    logAudit(AuditRecord{1001, 4242, "fdsupctl restart web", "Restart", "web", "{}"}, "ok");
+    logAudit(AuditRecord{1002, 4243, "?", "Reload", "", "{}"}, "denied: reload needs the right 'admin'");
+    spdlog::set_default_logger(previous);
+    ASSERT_EQ(sink->lines.size(), 2U);
+    EXPECT_EQ(sink->lines[0], "audit: uid=1001 pid=4242 cmd=\"fdsupctl restart web\" method=Restart "
+                              "service=web params={} result=ok");
+    EXPECT_THAT(sink->fields[0],
+                ElementsAre("FDSUP_SERVICE=web", "FDSUP_PID=4242", "FDSUP_AUDIT=1", "FDSUP_UID=1001",
+                            "FDSUP_METHOD=Restart", "FDSUP_RESULT=ok", "FDSUP_CALLER=fdsupctl restart web"));
+    EXPECT_EQ(sink->lines[1], "audit: uid=1002 pid=4243 cmd=\"?\" method=Reload service=- params={} "
+                              "result=denied: reload needs the right 'admin'");
+    EXPECT_THAT(sink->fields[1], ElementsAre("FDSUP_PID=4243", "FDSUP_AUDIT=1", "FDSUP_UID=1002",
+                                             "FDSUP_METHOD=Reload", "FDSUP_RESULT=denied", "FDSUP_CALLER=?"));
+    EXPECT_EQ(currentLogSubject(), nullptr);
 }
 
 } // namespace
