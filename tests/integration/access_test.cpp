@@ -169,7 +169,8 @@ protected:
     std::vector<int> pidsOf(const std::string &service)
     {
         std::vector<int> pids;
-        for (const auto &instance : fdsupd_.status(service).at("instances")) {
+        const nlohmann::json status = fdsupd_.status(service); // outlives the loop
+        for (const auto &instance : status.at("instances")) {
             pids.push_back(instance.at("pid").get<int>());
         }
         return pids;
