@@ -266,8 +266,8 @@ TEST_F(ReloadPlanTest, AccessEntriesApplyInPlaceAndWhereTheyAreWrittenMeansNothi
     const config::Config moved =
         load(edit(kBase, "log_level = \"info\"", "log_level = \"info\"\n\n" + entry));
     EXPECT_TRUE(planReload(running, moved).empty());
-    const config::Config wider = load(edit(kBase, "log_level = \"info\"",
-                                           "log_level = \"info\"" + edit(entry, "\"read\"", "\"operate\"")));
+    const config::Config wider = load(
+        edit(kBase, "log_level = \"info\"", "log_level = \"info\"" + edit(entry, "\"read\"", "\"operate\"")));
     const ReloadPlan p = planReload(running, wider);
     EXPECT_TRUE(p.accessChanged);
     EXPECT_THAT(p.refused, IsEmpty());
