@@ -51,7 +51,7 @@ std::string escapeCommandLine(std::string_view cmdline)
             out += c;
         } else if (byte < 0x20 || byte > 0x7e) {
             char hex[5];
-            std::snprintf(hex, sizeof hex, "\\x%02x", byte);
+            (void)std::snprintf(hex, sizeof hex, "\\x%02x", byte);
             out += hex;
         } else {
             out += c;
