@@ -92,6 +92,11 @@ int reportError(const std::string &method, const varlink::Reply &reply, bool jso
                   << " (see allow_users and allow_groups in fdsupd.toml)\n";
         return kExitRefused;
     }
+    if (error == varlink::kErrorManagerPermissionDenied) {
+        // Connected, but without the right this call needs (docs/access.md).
+        std::cerr << "fdsupctl: permission denied: " << stringOf(p, "message") << '\n';
+        return kExitRefused;
+    }
     if (error == varlink::kErrorNoSuchService) {
         std::cerr << "fdsupctl: no such service: '" << serviceOf(p) << "'\n";
         return kExitNotFound;

@@ -40,6 +40,12 @@ int call(varlink::Client &client, const Side &side, const std::string &name, Jso
         return fail(side, "permission denied: this user may not call " + name +
                               " (see allow_users and allow_groups in its fdsupd.toml)");
     }
+    if (reply->error == varlink::kErrorManagerPermissionDenied) {
+        const auto message = reply->parameters.find("message");
+        return fail(side, "permission denied: " + (message != reply->parameters.end() && message->is_string()
+                                                       ? printable(message->get<std::string>())
+                                                       : name));
+    }
     if (reply->error == varlink::kErrorTransferRefused) {
         const auto reason = reply->parameters.find("reason");
         return fail(side, name + " refused: " +

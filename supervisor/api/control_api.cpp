@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cerrno>
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
+#include "api/audit.hpp"
 #include "api/render.hpp"
-#include "common/users.hpp"
 #include "fdsup_build_config.h"
 
 namespace fdsup {
@@ -82,19 +84,6 @@ Json reloadChanges(const std::vector<ReloadChange> &changes)
 }
 
 } // namespace
-
-const char *accessName(Access access)
-{
-    switch (access) {
-    case Access::Read:
-        return "read";
-    case Access::Operate:
-        return "operate";
-    case Access::Admin:
-        return "admin";
-    }
-    return "unknown";
-}
 
 std::string_view paramTypeName(const ParamSpec &spec)
 {
@@ -176,25 +165,7 @@ const ParamSpec *decodeCallParams(const MethodSpec &method, const Json &paramete
     return nullptr;
 }
 
-void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOptions &options)
-{
-    for (const auto &name : supervisor.allowUsers) {
-        if (auto uid = lookUpUid(name)) {
-            options.allowUids.push_back(*uid);
-        } else {
-            spdlog::warn("allow_users: {}, ignoring", uid.error().message);
-        }
-    }
-    for (const auto &name : supervisor.allowGroups) {
-        if (auto gid = lookUpGroup(name)) {
-            options.allowGids.push_back(*gid);
-        } else {
-            spdlog::warn("allow_groups: {}, ignoring", gid.error().message);
-        }
-    }
-}
-
-ControlOptions ControlApi::optionsFor(const config::SupervisorConfig &supervisor)
+ControlOptions ControlApi::optionsFor(const config::SupervisorConfig &supervisor) const
 {
     ControlOptions options;
     options.path = supervisor.control;
@@ -203,7 +174,9 @@ ControlOptions ControlApi::optionsFor(const config::SupervisorConfig &supervisor
     options.maxClients = supervisor.limits.controlClients;
     options.idleTimeout = supervisor.limits.controlIdleTimeout;
     options.version = FDSUP_VERSION;
-    resolveControlAccess(supervisor, options);
+    // Connecting needs some grant; what each call needs is checked per call.
+    options.allowUids = access_.uids();
+    options.allowGids = access_.gids();
     return options;
 }
 
@@ -211,7 +184,7 @@ Result<std::unique_ptr<ControlApi>> ControlApi::create(EventLoop &loop, Daemon &
 {
     std::unique_ptr<ControlApi> api(new ControlApi(daemon));
     api->loop_ = &loop;
-    const ControlOptions options = optionsFor(daemon.config().supervisor);
+    const ControlOptions options = api->optionsFor(daemon.config().supervisor);
     if (auto watched = api->watchSigusr2(loop); !watched) {
         return watched.error();
     }
@@ -240,9 +213,17 @@ void ControlApi::dispatch(const CallPtr &call)
         call->fail(varlink::kErrorMethodNotFound, {{"method", method}});
         return;
     }
+    // Every call that may change something is audited, whatever its result;
+    // a refused one too (allowed()).
+    if (spec->access != Access::Read) {
+        call->audit(auditRecord(call->peer().uid, call->peer().pid, spec->name, call->call().parameters));
+    }
     CallParams params;
     if (const ParamSpec *refused = decodeCallParams(*spec, call->call().parameters, params)) {
         call->fail(varlink::kErrorInvalidParameter, {{"parameter", refused->name}});
+        return;
+    }
+    if (!allowed(call, *spec, params)) {
         return;
     }
     Service *service = nullptr;
@@ -262,6 +243,28 @@ void ControlApi::dispatch(const CallPtr &call)
         return;
     }
     (this->*(spec->handler))(call, params, service);
+}
+
+bool ControlApi::allowed(const CallPtr &call, const MethodSpec &spec, const CallParams &params)
+{
+    // Before the service lookup: a caller limited to some services does not
+    // learn from NoSuchService which others exist.
+    const auto refusal =
+        checkAccess(access_, call->peer(), geteuid(), spec.name, spec.access, params.service);
+    if (!refusal) {
+        return true;
+    }
+    if (spec.access == Access::Read) {
+        call->audit(auditRecord(call->peer().uid, call->peer().pid, spec.name, call->call().parameters));
+    }
+    call->fail(varlink::kErrorManagerPermissionDenied,
+               {{"method", refusal->method},
+                {"service", refusal->service ? Json(*refusal->service) : Json()},
+                {"right", refusal->right},
+                {"command", refusal->command},
+                {"has", refusal->has},
+                {"message", refusal->message}});
+    return false;
 }
 
 void ControlApi::callStatus(const CallPtr &call, const CallParams & /*params*/, Service *service)
@@ -357,7 +360,7 @@ void ControlApi::callRestart(const CallPtr &call, const CallParams &params, Serv
                    {{"service", service->name()}, {"reason", begun.error().message}});
         return;
     }
-    if (!wait && !call->done()) {
+    if (!wait && !call->answered()) {
         call->reply({{"rollout", render::currentRollout(*service)}});
     }
 }
@@ -397,7 +400,7 @@ void ControlApi::callReload(const CallPtr &call, const CallParams & /*params*/, 
 {
     spdlog::info("Reload requested by {}", who(call));
     daemon_.reload([call](const ReloadOutcome &outcome) {
-        if (call->done()) {
+        if (call->answered()) {
             return;
         }
         switch (outcome.kind) {
@@ -464,7 +467,7 @@ void ControlApi::serviceChanged(Service &service)
                                              service.failedReason()));
     }
     for (auto it = waiters_.begin(); it != waiters_.end();) {
-        if (it->call->done()) {
+        if (it->call->answered()) {
             it = waiters_.erase(it);
             continue;
         }
@@ -517,7 +520,7 @@ void ControlApi::rolloutEvent(Service &service, const Rollout &rollout, const st
         events_.publish(events::rolloutStep(realtimeUsec(), rollout.record(), event, began));
     }
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
-        if (it->call->done()) {
+        if (it->call->answered()) {
             it = rolloutWaiters_.erase(it);
             continue;
         }
@@ -542,7 +545,7 @@ void ControlApi::rolloutFinished(Service &service, const RolloutRecord &record)
     }
     const Json rollout = render::rollout(record);
     for (auto it = rolloutWaiters_.begin(); it != rolloutWaiters_.end();) {
-        if (it->call->done()) {
+        if (it->call->answered()) {
             it = rolloutWaiters_.erase(it);
             continue;
         }
@@ -567,7 +570,7 @@ void ControlApi::queuedBegan(Service &service, std::uint64_t ticket, std::uint64
     if (it == queuedWaiters_.end()) {
         return; // nobody waits for it (queued without wait): it is still wanted
     }
-    if (!it->call->done()) {
+    if (!it->call->answered()) {
         rolloutWaiters_.push_back(RolloutWaiter{it->call, it->service, id, it->progress, false});
     }
     queuedWaiters_.erase(it);
@@ -583,7 +586,7 @@ void ControlApi::queuedEnded(Service &service, std::uint64_t ticket, const Error
     }
     const QueuedWaiter queued = *it;
     queuedWaiters_.erase(it);
-    if (queued.call->done()) {
+    if (queued.call->answered()) {
         return;
     }
     if (why.code == ECANCELED) {
@@ -609,9 +612,10 @@ void ControlApi::outputLine(Service &service, const LogEntry &entry)
 
 void ControlApi::accessChanged(const config::SupervisorConfig &supervisor)
 {
-    ControlOptions access;
-    resolveControlAccess(supervisor, access);
-    server_->setAccess(access.allowUids, access.allowGids);
+    // Each call is checked against the policy of the moment it arrives, on
+    // open connections too; who may connect applies to new connections.
+    access_ = resolveAccessPolicy(supervisor);
+    server_->setAccess(access_.uids(), access_.gids());
 }
 
 void ControlApi::serviceRemoved(const std::string &name)
@@ -634,7 +638,7 @@ void ControlApi::shutdownBegun()
         events_.publish(events::daemon(realtimeUsec(), "shutdown-begun"));
     }
     for (const auto &queued : queuedWaiters_) {
-        if (!queued.call->done()) {
+        if (!queued.call->answered()) {
             queued.call->fail(varlink::kErrorShuttingDown);
         }
     }

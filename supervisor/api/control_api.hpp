@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/access.hpp"
 #include "api/control_server.hpp"
 #include "api/event_stream.hpp"
 #include "config/config.hpp"
@@ -20,15 +21,6 @@
 #include "io/reexec_preflight.hpp"
 
 namespace fdsup {
-
-// What a method needs the caller to be allowed (per-command access is
-// enforced by a later change; today every authorised caller may call all).
-enum class Access : std::uint8_t {
-    Read,    // status, sockets, connections, rollout status, logs
-    Operate, // start, stop, restart, cancel, scale
-    Admin,   // reload
-};
-const char *accessName(Access access);
 
 // A call's parameters, decoded once by its method's specification: a
 // parameter the method does not take stays empty.
@@ -83,10 +75,6 @@ const MethodSpec *findMethod(std::string_view name);
 const ParamSpec *decodeCallParams(const MethodSpec &method, const nlohmann::json &parameters,
                                   CallParams &out);
 
-// allow_users/allow_groups (checked at load) resolved to ids; a name that
-// no longer resolves is logged and left out.
-void resolveControlAccess(const config::SupervisorConfig &supervisor, ControlOptions &options);
-
 // Serves the control socket for a daemon: every call is decoded once by the
 // table (InvalidParameter names the parameter), its service looked up
 // (NoSuchService), then handled; long calls (start, stop, scale, restart
@@ -115,8 +103,10 @@ public:
                        Duration timeout);
 
 private:
-    explicit ControlApi(Daemon &daemon) : daemon_(daemon) {}
-    static ControlOptions optionsFor(const config::SupervisorConfig &supervisor);
+    explicit ControlApi(Daemon &daemon)
+        : daemon_(daemon), access_(resolveAccessPolicy(daemon.config().supervisor))
+    {}
+    [[nodiscard]] ControlOptions optionsFor(const config::SupervisorConfig &supervisor) const;
     static bool refusedWhileReexecuting(std::string_view method);
     Result<void> watchSigusr2(EventLoop &loop);
     // A pending re-exec: checked, then waiting for quiet, then exec.
@@ -137,6 +127,9 @@ private:
     void reexecFail(const std::string &reason);
     void reexecNow();
     void dispatch(const std::shared_ptr<PendingCall> &call);
+    // Per-command access (docs/access.md): false when the call was refused
+    // (and answered with PermissionDenied).
+    bool allowed(const std::shared_ptr<PendingCall> &call, const MethodSpec &spec, const CallParams &params);
 
     void callStatus(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
     void callSockets(const std::shared_ptr<PendingCall> &call, const CallParams &params, Service *service);
@@ -217,6 +210,7 @@ private:
     };
 
     Daemon &daemon_;
+    AccessPolicy access_; // the configuration's, replaced on reload
     std::unique_ptr<ControlServer> server_;
     std::vector<ImportWaiter> importWaiters_;
     std::vector<Waiter> waiters_;

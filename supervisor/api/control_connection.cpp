@@ -34,6 +34,12 @@ PendingCall::PendingCall(std::weak_ptr<ControlConnection> connection, varlink::C
 
 PendingCall::~PendingCall()
 {
+    if (!finished_ && audit_) {
+        try {
+            logAudit(*audit_, "abandoned: no answer was given");
+        } catch (...) { // NOLINT(bugprone-empty-catch): a destructor must not throw
+        }
+    }
     if (finished_ || call_.oneway) {
         return;
     }
@@ -68,6 +74,11 @@ void PendingCall::deliver(const varlink::Reply &reply, std::vector<UniqueFd> fds
     }
     // A oneway call is finished by its first answer, which nobody reads.
     finished_ = !reply.continues || call_.oneway;
+    // Logged whether or not the client is still there to read the answer.
+    if (audit_ && finished_) {
+        logAudit(*audit_, auditResult(reply));
+        audit_.reset();
+    }
     if (call_.oneway) {
         return;
     }
@@ -286,8 +297,9 @@ void ControlConnection::dispatch(const std::string &message)
     }
     if (!authorised_) {
         if (std::string note; core_->clientLog_.allow(note)) {
-            spdlog::warn("Refused control call {} from {}: not allowed{}", call.method, describePeer(peer_),
-                         note);
+            logAudit(auditRecord(peer_.uid, peer_.pid, call.method, call.parameters),
+                     "denied: uid " + std::to_string(peer_.uid) +
+                         " is not in allow_users, allow_groups or any [[supervisor.access]] entry" + note);
         }
         if (!call.oneway) {
             sendError(varlink::kErrorPermissionDenied);

@@ -290,7 +290,7 @@ Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon 
     api->loop_ = &loop;
     ControlApi *self = api.get();
     auto server = ControlServer::create(
-        loop, optionsFor(daemon.config().supervisor),
+        loop, api->optionsFor(daemon.config().supervisor),
         [self](const std::shared_ptr<PendingCall> &call) { self->dispatch(call); }, std::move(listener));
     if (!server) {
         return Error{server.error().code,
@@ -310,6 +310,9 @@ Result<std::unique_ptr<ControlApi>> ControlApi::restore(EventLoop &loop, Daemon 
             spdlog::warn("{}, ignoring", call.error().message);
         } else {
             api->resumed_ = std::move(*call);
+            // The previous image took the call; this one answers it, and audits it.
+            const Peer &peer = api->resumed_->peer();
+            api->resumed_->audit(auditRecord(peer.uid, peer.pid, "Reexec", nlohmann::json::object()));
         }
     }
     return api;

@@ -4,12 +4,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <sys/types.h>
 
+#include "api/audit.hpp"
 #include "common/result.hpp"
 #include "control/varlink.hpp"
 #include "core/fd.hpp"
@@ -52,6 +54,12 @@ public:
     void fail(std::string_view error, nlohmann::json parameters = nlohmann::json::object());
     // True once the final reply was sent or the client went away.
     [[nodiscard]] bool done() const;
+    // True once the final reply was given, whether or not the client was
+    // still there to read it.
+    [[nodiscard]] bool answered() const { return finished_; }
+    // Logs the audit line of this call with its result when it is answered
+    // (or, when it never is, as abandoned when it is dropped).
+    void audit(AuditRecord record) { audit_ = std::move(record); }
 
 private:
     // Sends a reply or an error unless the call is finished or its client gone.
@@ -61,6 +69,7 @@ private:
     varlink::Call call_;
     Peer peer_;
     std::vector<UniqueFd> fds_;
+    std::optional<AuditRecord> audit_;
     bool finished_ = false;
 };
 

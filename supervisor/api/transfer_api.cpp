@@ -234,14 +234,14 @@ void ControlApi::checkImports()
             }
             running = running && service->state() == ServiceState::Running;
         }
-        if (!it->call->done() && !failed.empty()) {
+        if (!it->call->answered() && !failed.empty()) {
             refuse(it->call, failed);
-        } else if (!it->call->done() && running) {
+        } else if (!it->call->answered() && running) {
             it->call->reply({{"sockets", it->sockets},
                              {"started", it->services},
                              {"connections", it->connections},
                              {"refused_connections", it->refusedConnections}});
-        } else if (!it->call->done()) {
+        } else if (!it->call->answered()) {
             ++it;
             continue;
         }

@@ -171,6 +171,7 @@ LoadResult Loader::finish()
 {
     checkMetricsExposure();
     crossCheck();
+    crossCheckAccess();
     LoadResult result;
     if (!diagnostics_.empty()) {
         auto fileIndex = [&](const std::string &name) {
@@ -239,7 +240,8 @@ LoadResult Loader::loadMainFile(const std::string &path)
 std::vector<TableKeys> Loader::catalogue()
 {
     catalogue_.emplace();
-    (void)loadMain("catalogue", "[supervisor.limits]\n[socket.NAME]\n[service.NAME.limits]\n", "/");
+    (void)loadMain("catalogue",
+                   "[supervisor.limits]\n[[supervisor.access]]\n[socket.NAME]\n[service.NAME.limits]\n", "/");
     // walk() names tables as its messages do: "at the top level",
     // "in [socket.NAME]", "in 'limits' of [service.NAME]".
     std::vector<TableKeys> tables = std::move(*catalogue_);
@@ -250,6 +252,8 @@ std::vector<TableKeys> Loader::catalogue()
             name.clear();
         } else if (const auto of = name.find("' of ["); name.starts_with("in '") && of != std::string::npos) {
             name = name.substr(of + 6, name.size() - of - 7) + "." + name.substr(4, of - 4);
+        } else if (name.starts_with("in [[")) {
+            name = name.substr(5, name.size() - 7);
         } else if (name.starts_with("in [")) {
             name = name.substr(4, name.size() - 5);
         }

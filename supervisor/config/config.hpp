@@ -56,6 +56,22 @@ struct SupervisorLimits {
     friend bool operator==(const SupervisorLimits &, const SupervisorLimits &) = default;
 };
 
+// One [[supervisor.access]] entry (docs/access.md): the callers it names
+// (users, or members of groups, primary or supplementary) get its rights,
+// over the services listed (empty: over every service and the calls that
+// name none).
+struct AccessEntry {
+    std::vector<std::string> users; // checked with NSS at load
+    std::vector<std::string> groups;
+    // "read", "operate", "admin" or a command ("restart", "rollout-cancel"),
+    // as written; each checked at load.
+    std::vector<std::string> rights;
+    std::vector<std::string> services; // each a configured service
+    Location where;
+
+    friend bool operator==(const AccessEntry &, const AccessEntry &) = default;
+};
+
 struct SupervisorConfig {
     // Control socket path (FDSUP_DEFAULT_CONTROL); a relative path in the file
     // is resolved against that file's directory, so this is always absolute.
@@ -63,7 +79,8 @@ struct SupervisorConfig {
     mode_t controlMode = 0660;
     std::vector<std::string> allowUsers; // besides root; checked with NSS at load
     std::vector<std::string> allowGroups;
-    std::string logLevel = "info"; // trace debug info warn error critical off
+    std::vector<AccessEntry> access; // [[supervisor.access]], in the order written
+    std::string logLevel = "info";   // trace debug info warn error critical off
     LogTarget logTarget = LogTarget::Console;
     // The preload shim put in LD_PRELOAD of wrapped services (FDSUP_PRELOAD_LIBRARY:
     // <prefix>/<libdir>/fdsup/libactivate-preload.so); absolute.

@@ -179,6 +179,11 @@ private:
     void loadSupervisorLimits(const toml::table &table, const Location &at);
     void loadMetricsAddress(const Entry &e, const std::string &text, const FileContext &file);
     void checkMetricsExposure();
+    // access_table.cpp: [[supervisor.access]]; its services are checked by crossCheckAccess().
+    void loadAccess(const Entry &e);
+    void loadAccessEntry(const toml::table &table, const Location &at);
+    void checkRights(const Entry &e, std::vector<std::string> &out);
+    void crossCheckAccess();
 
     // socket_table.cpp
     void loadSocket(const std::string &name, const toml::table &table, const Location &at,
@@ -228,7 +233,8 @@ private:
     bool parseFailed_ = false;
 
     SupervisorConfig supervisor_;
-    Location metricsAt_; // of [supervisor] metrics, when set
+    Location metricsAt_;                                  // of [supervisor] metrics, when set
+    std::vector<std::vector<Location>> accessServicesAt_; // per access entry, where each service is named
     std::vector<SocketDefinition> sockets_;
     std::vector<ServiceDefinition> services_;
 };

@@ -40,6 +40,14 @@ inline constexpr EnumTable<InheritConvention, 2> kInherit{
 inline constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug",    "info", "warn",
                                                             "error", "critical", "off"};
 
+// The rights of [[supervisor.access]] (docs/access.md): the three levels,
+// then one per io.fdsup.Manager method, its name in lower case with '-'
+// between words (a unit test keeps these equal to the method table).
+inline constexpr std::array<std::string_view, 3> kAccessLevels{"read", "operate", "admin"};
+inline constexpr std::array<std::string_view, 16> kCommandRights{
+    "status", "sockets", "connections", "start",  "stop",   "restart", "rollout-status", "rollout-cancel",
+    "scale",  "reload",  "events",      "export", "import", "release", "logs",           "reexec"};
+
 template <typename E, std::size_t N>
 constexpr std::string_view nameOf(const EnumTable<E, N> &table, E value)
 {

@@ -315,6 +315,15 @@ std::string renderConfig(const Config &config)
     w.line("control_request_size", str(formatSize(l.controlRequestSize)));
     w.line("control_clients", std::to_string(l.controlClients));
     w.line("control_idle_timeout", duration(l.controlIdleTimeout));
+    for (const auto &entry : s.access) {
+        w.header("[supervisor.access]"); // an array of tables: [[supervisor.access]]
+        w.line("users", array(entry.users));
+        w.line("groups", array(entry.groups));
+        w.line("rights", array(entry.rights));
+        if (!entry.services.empty()) {
+            w.line("services", array(entry.services));
+        }
+    }
     for (const auto &socket : config.sockets) {
         renderSocket(w, socket);
     }

@@ -85,6 +85,10 @@ void Loader::loadSupervisor(const toml::table &table, const Location &at, const 
               [&](const Entry &e) {
                   checkUsers(e, s.allowGroups, true);
               }},
+             {"access",
+              [&](const Entry &e) {
+                  loadAccess(e);
+              }},
              {"log_level",
               [&](const Entry &e) {
                   auto v = getString(e);

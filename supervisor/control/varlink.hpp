@@ -31,6 +31,9 @@ inline constexpr std::string_view kErrorReloadFailed = "io.fdsup.Manager.ReloadF
 inline constexpr std::string_view kErrorReexecuting = "io.fdsup.Manager.Reexecuting";
 inline constexpr std::string_view kErrorReexecFailed = "io.fdsup.Manager.ReexecFailed";
 inline constexpr std::string_view kErrorPermissionDenied = "org.varlink.service.PermissionDenied";
+// A connected caller without the right a method needs (docs/access.md); the
+// connection stays open.
+inline constexpr std::string_view kErrorManagerPermissionDenied = "io.fdsup.Manager.PermissionDenied";
 inline constexpr std::string_view kErrorInvalidParameter = "org.varlink.service.InvalidParameter";
 inline constexpr std::string_view kErrorMethodNotFound = "org.varlink.service.MethodNotFound";
 inline constexpr std::string_view kErrorInterfaceNotFound = "org.varlink.service.InterfaceNotFound";

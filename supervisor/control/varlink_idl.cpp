@@ -349,6 +349,11 @@ error Reexecuting ()
 # is still busy, the state the new binary rejected).
 error ReexecFailed (reason: string)
 
+# The caller may use this interface but lacks the right the call needs
+# (docs/access.md): the level (right) or the command that would do, for
+# which method and service, and what the caller has.
+error PermissionDenied (method: string, service: ?string, right: string, command: string, has: string, message: string)
+
 # The message is not a valid Varlink call.
 error InvalidRequest (reason: string)
 

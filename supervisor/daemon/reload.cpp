@@ -291,7 +291,7 @@ void Daemon::applyReload(config::Config next, const ReloadPlan &plan, PreparedRe
         if (observer_ != nullptr) {
             observer_->accessChanged(next.supervisor);
         }
-        op.record("supervisor", "allow_users/allow_groups", "changed", Status::Done, "");
+        op.record("supervisor", "access", "changed", Status::Done, "");
     }
     if (plan.metricsChanged) {
         const char *action = !next.supervisor.metrics     ? "removed"

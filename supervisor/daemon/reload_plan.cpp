@@ -363,12 +363,23 @@ std::string nofileText(std::uint64_t nofile)
     return nofile == 0 ? "max" : std::to_string(nofile);
 }
 
+// Where an entry was written means nothing to what it grants.
+bool sameAccess(std::vector<config::AccessEntry> a, std::vector<config::AccessEntry> b)
+{
+    for (auto *list : {&a, &b}) {
+        for (auto &entry : *list) {
+            entry.where = {};
+        }
+    }
+    return a == b;
+}
+
 void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, ReloadPlan &plan)
 {
     plan.logLevelChanged = a.logLevel != b.logLevel;
     // Access lists are sets: the order they are written in means nothing.
-    plan.accessChanged =
-        sorted(a.allowUsers) != sorted(b.allowUsers) || sorted(a.allowGroups) != sorted(b.allowGroups);
+    plan.accessChanged = sorted(a.allowUsers) != sorted(b.allowUsers) ||
+                         sorted(a.allowGroups) != sorted(b.allowGroups) || !sameAccess(a.access, b.access);
     // The metrics endpoint is bound afresh at its new address (docs/metrics.md).
     plan.metricsChanged = a.metrics != b.metrics;
 
@@ -437,6 +448,7 @@ void planSupervisor(const SupervisorConfig &a, const SupervisorConfig &b, Reload
         x.allowGroups = y.allowGroups;
         x.metrics = y.metrics;
         x.metricsPublic = y.metricsPublic; // checked at load: nothing to apply
+        x.access = y.access;
         if (x != y) {
             plan.refused.emplace_back(
                 "[supervisor] a setting changed that cannot be applied while fdsupd runs; "

@@ -38,6 +38,7 @@ std::vector<std::string> journalFields(const LogSubject &subject)
     if (subject.generation > 0) {
         fields.push_back("FDSUP_GENERATION=" + std::to_string(subject.generation));
     }
+    fields.insert(fields.end(), subject.fields.begin(), subject.fields.end());
     return fields;
 }
 

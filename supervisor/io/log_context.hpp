@@ -13,9 +13,10 @@ namespace fdsup {
 // The subject of a log line: the journal gets it as fields (docs/systemd.md).
 struct LogSubject {
     std::string service;
-    std::optional<unsigned> instance; // the slot: web[0] is 0
-    pid_t pid = 0;                    // 0: none (yet)
-    std::uint64_t generation = 0;     // 0: unknown
+    std::optional<unsigned> instance;  // the slot: web[0] is 0
+    pid_t pid = 0;                     // 0: none (yet)
+    std::uint64_t generation = 0;      // 0: unknown
+    std::vector<std::string> fields{}; // more journal fields, "NAME=value" (the audit line's)
 };
 
 // Makes `subject` what every log line is about while it lives. Scopes nest:

@@ -100,6 +100,9 @@ Config meaning(Config config)
 {
     config.files.clear();
     config.supervisor.where = {};
+    for (auto &entry : config.supervisor.access) {
+        entry.where = {};
+    }
     for (auto &socket : config.sockets) {
         socket.where = {};
     }

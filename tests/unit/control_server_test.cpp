@@ -696,8 +696,11 @@ TEST_F(ControlServerAccessTest, ANobodyGetsPermissionDenied)
     startServer();
     EXPECT_EQ(callAsNobody(), kPermissionDenied);
     EXPECT_TRUE(calls_.empty()) << "the handler saw an unauthorised call";
-    EXPECT_TRUE(loggedSomething("Refused control call io.fdsup.Manager.Status from uid 65534 (pid "));
-    EXPECT_TRUE(loggedSomething("): not allowed"));
+    // The refusal is an audit line (docs/access.md).
+    EXPECT_TRUE(loggedSomething("audit: uid=65534 pid="));
+    EXPECT_TRUE(
+        loggedSomething(" method=io.fdsup.Manager.Status service=- params={} result=denied: uid 65534 is "
+                        "not in allow_users, allow_groups or any [[supervisor.access]] entry"));
     expectServed();
 }
 

@@ -258,6 +258,21 @@ TEST_F(ReloadPlanTest, LogLevelAndAccessApplyInPlace)
     EXPECT_THAT(p.servicesUnchanged, ElementsAre("app", "tool"));
 }
 
+TEST_F(ReloadPlanTest, AccessEntriesApplyInPlaceAndWhereTheyAreWrittenMeansNothing)
+{
+    const std::string entry = "\n[[supervisor.access]]\ngroups = [\"nogroup\"]\nrights = [\"read\"]\n";
+    const config::Config running = load(edit(kBase, "log_level = \"info\"", "log_level = \"info\"" + entry));
+    // The same entry, written two lines further down: no change.
+    const config::Config moved =
+        load(edit(kBase, "log_level = \"info\"", "log_level = \"info\"\n\n" + entry));
+    EXPECT_TRUE(planReload(running, moved).empty());
+    const config::Config wider = load(
+        edit(kBase, "log_level = \"info\"", "log_level = \"info\"" + edit(entry, "\"read\"", "\"operate\"")));
+    const ReloadPlan p = planReload(running, wider);
+    EXPECT_TRUE(p.accessChanged);
+    EXPECT_THAT(p.refused, IsEmpty());
+}
+
 TEST_F(ReloadPlanTest, AccessListsCompareAsSets)
 {
     const config::Config running =
