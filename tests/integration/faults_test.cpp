@@ -189,11 +189,14 @@ TEST_F(Faults, AtItsDescriptorLimitAHandoffIsRefusedWithEmfileAndTheWorkerServes
 
         ASSERT_EQ(kill(old, SIGCONT), 0);
         ASSERT_TRUE(waitUntil([&] { return refused() == kClients; })) << refused();
-        EXPECT_EQ(occurrences(
-                      fdsupd_.log(),
-                      "fdsupd could not receive the connection: Too many open files (its RLIMIT_NOFILE is " +
-                          std::to_string(none.rlim_cur) + "); the worker keeps it\n"),
-                  static_cast<std::size_t>(kClients));
+        // Said with its cause; a burst of refusals is logged a few lines at a
+        // time (io/log_limit.hpp), the count is refused()'s.
+        const std::size_t said = occurrences(
+            fdsupd_.log(),
+            "fdsupd could not receive the connection: Too many open files (its RLIMIT_NOFILE is " +
+                std::to_string(none.rlim_cur) + "); the worker keeps it\n");
+        EXPECT_GE(said, 1U);
+        EXPECT_LE(said, static_cast<std::size_t>(kClients));
         // The old worker serves on every connection it kept.
         const std::uint64_t kept = clients.rounds();
         ASSERT_TRUE(waitUntil([&] { return clients.rounds() >= kept + 10 * kClients; }));
