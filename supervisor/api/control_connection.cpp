@@ -1,6 +1,7 @@
 // One control client's connection: its calls read and served in order, introspection, replies written.
 #include "api/control_connection.hpp"
 
+#include <array>
 #include <cerrno>
 #include <exception>
 #include <utility>
@@ -20,7 +21,10 @@ using Json = nlohmann::json;
 namespace {
 
 // Bytes read from one client per wake-up: enough for any ordinary request,
-// small enough that one busy client cannot starve the others.
+// small enough that one busy client cannot starve the others. Read into the
+// stack, not a fresh heap block: a 64 KiB block per read, freed while the log
+// lines and records allocated meanwhile stay, left holes that kept fdsupd's
+// heap growing (docs/benchmark.md, the soak); untouched stack pages stay clean.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 
 // The one call that takes descriptors (docs/transfer.md).
@@ -200,7 +204,7 @@ void ControlConnection::onIo(std::uint32_t revents)
 
 void ControlConnection::readSome()
 {
-    std::vector<std::byte> buffer(kReadChunk);
+    std::array<std::byte, kReadChunk> buffer; // not zeroed: recv fills what it reports
     DatagramInfo info;
     const ssize_t n = recvWithFds(fd_.borrow(), MSG_DONTWAIT, buffer, varlink::kMaxCallFds, inFds_, info);
     if (n < 0) {
