@@ -24,23 +24,6 @@ Json base(std::int64_t usec, std::string_view event, const std::string *service)
                 {"service", service != nullptr ? Json(*service) : Json(nullptr)}};
 }
 
-const char *reloadResult(ReloadOutcome::Kind kind)
-{
-    switch (kind) {
-    case ReloadOutcome::Kind::Done:
-        return "done";
-    case ReloadOutcome::Kind::Failed:
-        return "failed";
-    case ReloadOutcome::Kind::Invalid:
-        return "invalid";
-    case ReloadOutcome::Kind::Refused:
-        return "refused";
-    case ReloadOutcome::Kind::ShuttingDown:
-        return "shutting-down";
-    }
-    return "unknown";
-}
-
 const char *instanceEventName(InstanceEvent::Kind kind)
 {
     switch (kind) {
@@ -146,7 +129,7 @@ Json reloadFinished(std::int64_t usec, const ReloadOutcome &outcome)
 {
     Json json = base(usec, "reload-finished", nullptr);
     json["file"] = outcome.file;
-    json["result"] = reloadResult(outcome.kind);
+    json["result"] = reloadOutcomeName(outcome.kind);
     json["changes"] = outcome.changes.size();
     return json;
 }

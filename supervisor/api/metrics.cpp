@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "daemon/daemon.hpp"
+#include "daemon/reload.hpp"
 #include "fdsup_build_config.h"
 
 namespace fdsup {
@@ -49,30 +50,14 @@ std::string serviceLabel(const ServiceMetrics &s)
     return "service=\"" + escaped(s.name) + "\"";
 }
 
-const char *reloadResultName(std::size_t kind)
-{
-    switch (static_cast<ReloadOutcome::Kind>(kind)) {
-    case ReloadOutcome::Kind::Done:
-        return "done";
-    case ReloadOutcome::Kind::Failed:
-        return "failed";
-    case ReloadOutcome::Kind::Invalid:
-        return "invalid";
-    case ReloadOutcome::Kind::Refused:
-        return "refused";
-    case ReloadOutcome::Kind::ShuttingDown:
-        return "shutting_down";
-    }
-    return "unknown";
-}
-
 void renderProcess(Writer &w, const MetricsSnapshot &m)
 {
     w.family("fdsup_build_info", "gauge", "The fdsupd build serving these metrics; always 1.");
     w.sample("fdsup_build_info", "version=\"" + escaped(m.version) + "\"", 1);
     w.family("fdsup_config_reloads_total", "counter", "Configuration reloads by outcome.");
     for (std::size_t k = 0; k < m.reloads.size(); ++k) {
-        w.sample("fdsup_config_reloads_total", fmt::format("result=\"{}\"", reloadResultName(k)),
+        w.sample("fdsup_config_reloads_total",
+                 fmt::format("result=\"{}\"", reloadOutcomeName(static_cast<ReloadOutcome::Kind>(k))),
                  m.reloads.at(k));
     }
     const SelfStats &p = m.process;

@@ -425,4 +425,21 @@ void Daemon::closeUnusedSockets()
     }
 }
 
+const char *reloadOutcomeName(ReloadOutcome::Kind kind)
+{
+    switch (kind) {
+    case ReloadOutcome::Kind::Done:
+        return "done";
+    case ReloadOutcome::Kind::Failed:
+        return "failed";
+    case ReloadOutcome::Kind::Invalid:
+        return "invalid";
+    case ReloadOutcome::Kind::Refused:
+        return "refused";
+    case ReloadOutcome::Kind::ShuttingDown:
+        return "shutting-down";
+    }
+    return "unknown";
+}
+
 } // namespace fdsup

@@ -45,6 +45,9 @@ struct ReloadOutcome {
     std::vector<std::string> reasons;
     std::vector<ReloadChange> changes;
 };
+// "done", "failed", "invalid", "refused", "shutting-down": the outcome's
+// name in events (docs/control-api.md) and metrics (docs/metrics.md).
+const char *reloadOutcomeName(ReloadOutcome::Kind kind);
 using ReloadCallback = std::function<void(const ReloadOutcome &)>;
 
 // Everything that can fail, done before anything changes: the profiles of

@@ -183,7 +183,7 @@ fdsup_config_reloads_total{result="done"} 2
 fdsup_config_reloads_total{result="failed"} 0
 fdsup_config_reloads_total{result="invalid"} 1
 fdsup_config_reloads_total{result="refused"} 3
-fdsup_config_reloads_total{result="shutting_down"} 0
+fdsup_config_reloads_total{result="shutting-down"} 0
 # HELP process_cpu_seconds_total User and system CPU time spent by fdsupd in seconds.
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total 1.5
