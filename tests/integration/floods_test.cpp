@@ -529,7 +529,15 @@ TEST_F(ControlFloods, ClientsHangingUpMidReplyOrNeverReadingLeaveNothingBehind)
     const long peakAfter = peakRssKibOf(fdsupd_.pid());
     std::cout << "a client that never reads: fdsupd's VmHWM " << peakBefore << " -> " << peakAfter
               << " KiB\n";
-    EXPECT_LT(peakAfter - peakBefore, 64 * 1024) << "VmHWM " << peakBefore << " -> " << peakAfter << " KiB";
+#ifdef __SANITIZE_ADDRESS__
+    // Under ASan freed blocks stay in its quarantine (256 MiB by default) and
+    // every block has redzones: the peak there measures ASan, not fdsupd.
+    constexpr long kPeakGrowthKib = 512 * 1024;
+#else
+    constexpr long kPeakGrowthKib = 64 * 1024;
+#endif
+    EXPECT_LT(peakAfter - peakBefore, kPeakGrowthKib)
+        << "VmHWM " << peakBefore << " -> " << peakAfter << " KiB";
 
     expectEveryoneElseServed();
     expectFdsBack();
