@@ -242,15 +242,6 @@ TEST_F(Faults, AtItsDescriptorLimitAHandoffIsRefusedWithEmfileAndTheWorkerServes
 // descriptor behind.
 TEST_F(Faults, AWorkerRestartedAtTheDescriptorLimitFailsWithEmfileAndStartsOnceItIsBack)
 {
-#ifdef __SANITIZE_ADDRESS__
-    // An open bug, found by this test under UBSan: at the limit, the SIGCHLD
-    // signal source's slot is dispatched as something it is not ("member
-    // call on address ... which does not point to an object of type
-    // '_Sp_counted_base'", io/event_loop.cpp slotOf<SignalHandler>), and
-    // fdsupd stops restarting the worker. Not yet understood; the release
-    // build passes. Skipped here until it is fixed, not hidden.
-    GTEST_SKIP() << "open bug: invalid signal slot at the descriptor limit under UBSan";
-#endif
     ASSERT_NO_FATAL_FAILURE(start(seqnumWeb("restart = \"always\"\nrestart_delay = \"50ms\"\n"
                                             "restart_delay_max = \"200ms\"\nstart_limit_burst = 1000\n")));
     const pid_t daemon = fdsupd_.pid();

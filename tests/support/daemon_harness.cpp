@@ -1,6 +1,7 @@
 // DaemonHarness: runs a real fdsupd for integration tests and waits on its events.
 #include "daemon_harness.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -124,10 +125,17 @@ bool DaemonHarness::start(const std::string &config, std::string &why,
     args.emplace_back("-c");
     args.emplace_back(configPath.string());
 
+    // extraEnv overrides what the test inherited: a process reads the first
+    // of two same-named variables, so the inherited one is left out.
+    const auto overridden = [&](std::string_view variable) {
+        const std::string_view name = variable.substr(0, variable.find('=') + 1);
+        return std::any_of(extraEnv.begin(), extraEnv.end(),
+                           [&](const std::string &extra) { return extra.starts_with(name); });
+    };
     std::vector<std::string> env;
     for (char **e = environ; *e != nullptr; ++e) {
         if (std::string_view(*e).starts_with("NOTIFY_SOCKET=") ||
-            std::string_view(*e).starts_with("LISTEN_")) {
+            std::string_view(*e).starts_with("LISTEN_") || overridden(*e)) {
             continue;
         }
         env.emplace_back(*e);

@@ -59,7 +59,8 @@ public:
                                             const std::vector<std::string> &extra = {}) const;
 
     // Writes the configuration, starts fdsupd (argv prefix allows wrapping it,
-    // e.g. in systemd-socket-activate) and waits for its READY=1. Returns false
+    // e.g. in systemd-socket-activate; extraEnv's NAME=VALUE replace the
+    // inherited NAME) and waits for its READY=1. Returns false
     // (with the log in `why`) if it exits or does not get ready in time.
     bool start(const std::string &config, std::string &why, const std::vector<std::string> &wrapper = {},
                const std::vector<std::string> &extraEnv = {});
