@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/varlink.hpp"
-#include "table.hpp"
+#include "replies.hpp"
 
 namespace fdsup::ctl {
 namespace {
