@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/varlink.hpp"
-#include "table.hpp"
+#include "replies.hpp"
 
 namespace fdsup::ctl {
 namespace {
@@ -250,6 +250,19 @@ extern "C" void endOnInterrupt(int /*signal*/)
     _exit(kExitOk);
 }
 
+// A stream (logs --follow, events) until interrupted: Ctrl-C ends it with
+// success, and a closed pipe (`fdsupctl logs -f web | head`) shows as a
+// failed write rather than killing fdsupctl.
+void endStreamOnInterrupt()
+{
+    struct sigaction action = {};
+    sigemptyset(&action.sa_mask);
+    action.sa_handler = endOnInterrupt;
+    sigaction(SIGINT, &action, nullptr);
+    action.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &action, nullptr);
+}
+
 } // namespace
 
 int status(const ClientOptions &options, const std::optional<std::string> &service)
@@ -385,13 +398,7 @@ int logs(const ClientOptions &options, const std::string &service, int lines, bo
         }
         return flushed();
     };
-    struct sigaction action = {};
-    sigemptyset(&action.sa_mask);
-    action.sa_handler = endOnInterrupt;
-    sigaction(SIGINT, &action, nullptr);
-    // A closed pipe (`fdsupctl logs -f web | head`) shows as a failed write.
-    action.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &action, nullptr);
+    endStreamOnInterrupt();
     // Lines come when the service writes them: no reply deadline.
     const Wait wait{Duration::max(), true, print, true};
     Json last; // stays null when the stream ended without a final reply
@@ -447,12 +454,7 @@ int events(const ClientOptions &options, const std::optional<std::string> &servi
                                    : formatEvent(*event));
         return flushed();
     };
-    struct sigaction action = {};
-    sigemptyset(&action.sa_mask);
-    action.sa_handler = endOnInterrupt;
-    sigaction(SIGINT, &action, nullptr);
-    action.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &action, nullptr);
+    endStreamOnInterrupt();
     // Events come when they happen: no reply deadline. fdsupd ends the
     // stream before it re-executes itself: follow the new image on.
     const Wait wait{Duration::max(), true, print, true};

@@ -1,12 +1,11 @@
-// fdsupctl's human output: aligned text tables built from the control API's JSON replies.
+// fdsupctl's terminal text: aligned tables, colours, and durations and times as people read them
+// (the output of each command: replies.hpp).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace fdsup::ctl {
 
@@ -45,6 +44,10 @@ private:
 // True when stdout is a terminal, NO_COLOR is unset or empty
 // (https://no-color.org) and TERM is not "dumb".
 bool useColour();
+// `text` in `colour` when `useColour`, else as it is.
+std::string painted(const std::string &text, Colour colour, bool useColour);
+// v with leading zeros to width digits.
+std::string zeroPadded(std::uint64_t v, std::size_t width);
 
 // Terminal-safe text: control characters (which a worker's STATUS= could use
 // to rewrite the user's terminal) become '?'.
@@ -60,48 +63,5 @@ std::string formatElapsed(std::uint64_t usec);
 // "12:00:01.234" (formatClock) or "2026-03-01 12:00:01" (formatDateTime).
 std::string formatClock(std::uint64_t usec);
 std::string formatDateTime(std::uint64_t usec);
-
-// The output of fdsupctl's commands, from the parameters of the
-// io.fdsup.Manager replies (and error replies) named. Missing or mistyped
-// members print as "-": output never fails on a reply shape. Each returns
-// whole lines, ending in a newline.
-
-// Status, Sockets: `fdsupctl status`, `fdsupctl sockets`. A service with a
-// rollout in progress gets a line saying how far it is.
-std::string formatStatus(const nlohmann::json &reply, bool colour);
-std::string formatSockets(const nlohmann::json &reply, bool colour);
-// Connections: per service, the counters, the instances on the channel and
-// the connections held (oldest first).
-std::string formatConnections(const nlohmann::json &reply, bool colour);
-
-// RolloutStatus: the rollout (state, generations, timing, failure and a
-// table of its steps) and the restarts queued behind it.
-std::string formatRolloutStatus(const nlohmann::json &reply, std::string_view service, bool colour);
-// Restart: one progress event (a reply with continues) elapsedUsec after
-// the call: "[ 1.23s] web[0]: ...". Empty when the reply carries no event.
-std::string formatRolloutEvent(std::uint64_t elapsedUsec, const nlohmann::json &reply);
-// Restart: the final reply without wait ("web: rollout 7 started
-// (generation 2 → 3)") and with it ("web: rolled out to generation 3 in
-// 2.1s (4 instances)").
-std::string formatRolloutStarted(const nlohmann::json &reply);
-std::string formatRolloutDone(const nlohmann::json &reply);
-// RolloutCancel: "web: rollout 7 cancelled, rolled back to generation 2".
-std::string formatRolloutCancelled(const nlohmann::json &reply);
-// The RolloutFailed error: why, which replacement failed with its last
-// output lines, and which generation keeps serving. For stderr.
-std::string formatRolloutFailed(const nlohmann::json &error);
-// Scale: "web: 4 instances, running".
-std::string formatScaled(const nlohmann::json &reply);
-// Reload (and the ReloadFailed error): a table of the changes, or
-// "no changes".
-std::string formatChanges(const nlohmann::json &reply, bool colour);
-// The ReloadRefused error: every reason, then "nothing changed". For stderr.
-std::string formatReloadRefused(const nlohmann::json &error);
-// The ConfigInvalid error: "file:line:column: message" each, then a count.
-// For stderr.
-std::string formatConfigErrors(const nlohmann::json &error);
-// Logs: "12:00:01.234 web[0] 1234: text" a line; lines the worker wrote to
-// stderr are marked "(stderr)".
-std::string formatLogLines(const nlohmann::json &reply, std::string_view service, bool colour);
 
 } // namespace fdsup::ctl

@@ -7,7 +7,7 @@
 
 #include "commands.hpp"
 #include "control/varlink.hpp"
-#include "table.hpp"
+#include "replies.hpp"
 
 namespace fdsup::ctl {
 namespace {

@@ -1,4 +1,5 @@
-// A service: its slots of instances, the restart policy, and the wiring of its parts.
+// A service: its slots of instances, starting, stopping and scaling them, its state, and the wiring of its
+// parts (an instance's end and the restart: service_restart.cpp; rollouts: service_rollout.cpp).
 #include "model/service.hpp"
 
 #include <algorithm>
@@ -9,9 +10,8 @@
 #include "model/orphans.hpp"
 
 namespace fdsup {
-namespace {
 
-InstanceEvent instanceEventOf(InstanceEvent::Kind kind, const Instance &instance)
+InstanceEvent Service::instanceEventOf(InstanceEvent::Kind kind, const Instance &instance)
 {
     InstanceEvent event;
     event.kind = kind;
@@ -21,8 +21,6 @@ InstanceEvent instanceEventOf(InstanceEvent::Kind kind, const Instance &instance
     event.generation = instance.generation();
     return event;
 }
-
-} // namespace
 
 const char *serviceStateName(ServiceState state)
 {
@@ -223,26 +221,6 @@ bool Service::settled() const
                         [](const auto &p) { return p->role() == InstanceRole::Retiring; });
 }
 
-Result<Rollouts::Begun> Service::rollOut(std::shared_ptr<const Profile> target, const RolloutOptions &options,
-                                         bool queue)
-{
-    if (target) {
-        nextGeneration_ = std::max(nextGeneration_, target->generation + 1);
-    }
-    auto begun = rollouts_.request(std::move(target), options, queue);
-    changed();
-    return begun;
-}
-
-bool Service::cancelRollout(const std::string &reason)
-{
-    const bool cancelled = rollouts_.cancel(reason);
-    if (cancelled) {
-        changed();
-    }
-    return cancelled;
-}
-
 Result<std::shared_ptr<const Profile>> Service::prepare(const config::ServiceConfig &config) const
 {
     return makeProfile(config, nextGeneration_, context_.preloadLibrary);
@@ -354,60 +332,6 @@ void Service::onNotify(NotifyMessage &&message)
     (*it)->onNotify(message);
 }
 
-void Service::scheduleRestart(unsigned slot, Duration readyFor, bool failure, RestartCause cause)
-{
-    const LogScope scope(LogSubject{name(), slot, 0, generation()});
-    if (!active_ || failed_ || slot >= slots_.size()) {
-        return;
-    }
-    const Duration now = context_.clock.now();
-    const RestartDecision decision = decideRestart(config(), name() + "[" + std::to_string(slot) + "]",
-                                                   slots_[slot], restartTimes_, now, readyFor, failure);
-    switch (decision.kind) {
-    case RestartDecision::Kind::Done:
-        if (std::all_of(slots_.begin(), slots_.end(), [](const SlotHistory &s) { return s.done; })) {
-            active_ = false; // every worker finished its job: the service is stopped
-        }
-        return;
-    case RestartDecision::Kind::GiveUp:
-        giveUp(decision.reason);
-        return;
-    case RestartDecision::Kind::Restart:
-        break;
-    }
-    ++restartsTotal_;
-    ++restartsByCause_.at(static_cast<std::size_t>(cause));
-    spdlog::info("Restarting {}[{}] in {}", name(), slot, formatDuration(decision.delay));
-    auto timer = context_.clock.startTimer(decision.delay, [this, slot] {
-        restartTimers_.at(slot).reset();
-        // A rollout may have filled the slot meanwhile.
-        const bool taken = std::any_of(instances_.begin(), instances_.end(), [slot](const auto &p) {
-            return p->slot() == slot && p->role() != InstanceRole::Retiring;
-        });
-        if (active_ && !failed_ && !taken) {
-            (void)spawn(slot, profile_, InstanceRole::Primary);
-            changed();
-        }
-    });
-    if (!timer) {
-        giveUp("cannot schedule a restart: " + timer.error().message);
-        return;
-    }
-    restartTimers_[slot] = std::move(*timer);
-}
-
-void Service::giveUp(std::string reason)
-{
-    const LogScope scope(LogSubject{name(), std::nullopt, 0, generation()});
-    failed_ = true;
-    failedReason_ = std::move(reason);
-    for (auto &timer : restartTimers_) {
-        timer.reset();
-    }
-    spdlog::error("Service '{}' failed: {}", name(), failedReason_);
-    changed();
-}
-
 void Service::remove(const Instance &instance)
 {
     if (preload_) {
@@ -452,71 +376,6 @@ void Service::onInstanceReady(Instance &instance)
     changed();
 }
 
-void Service::onInstanceEnded(Instance &instance, const ExitStatus &exit)
-{
-    const LogScope scope(instance.logSubject());
-    const std::string how = describeExit(exit);
-    const unsigned slot = instance.slot();
-    const pid_t pid = instance.pid();
-    const std::uint64_t id = instance.id();
-    // Kept by value: the instance is destroyed by remove() below.
-    const EndCause cause = instance.ending().cause;
-    std::string detail = isFailure(cause) ? instance.ending().detail : std::string();
-    if (cause == EndCause::ReadyTimeout) {
-        detail += unadopted(instance); // ready = "bound": which listener it never took, and why
-    }
-    killedLeavingTotal_ += instance.killedLeaving() ? 1 : 0;
-    InstanceEvent exited = instanceEventOf(InstanceEvent::Kind::Exited, instance);
-    exited.exit = how;
-    exited.cause = cause;
-    exited.failure = instance.state() == InstanceState::Failed;
-    exited.killed = instance.killedLeaving();
-    observer_.instanceEvent(*this, exited);
-    const InstanceRole role = slot < slots_.size() ? instance.role() : InstanceRole::Retiring;
-    switch (role) {
-    case InstanceRole::Candidate: {
-        // "did not become ready within 2s (killed by SIGKILL)", "exited with
-        // status 1 before it was ready".
-        const bool wasReady = instance.readyAt().has_value();
-        const std::string why = isFailure(cause)
-                                    ? detail + " (" + how + ")"
-                                    : how + (wasReady ? " after it was ready, before the rollout completed"
-                                                      : " before it was ready");
-        remove(instance);
-        rollouts_.candidateEnded(id, slot, pid, why);
-        break;
-    }
-    case InstanceRole::Retiring:
-        // Drained or stopped for good: expected, and nothing to restart.
-        spdlog::info("{}[{}] (pid {}) {}", name(), slot, pid, how);
-        remove(instance);
-        rollouts_.advance();
-        break;
-    case InstanceRole::Primary: {
-        const bool failure = instance.state() == InstanceState::Failed;
-        const Duration readyFor =
-            instance.readyAt() ? context_.clock.now() - *instance.readyAt() : Duration::zero();
-        SlotHistory &history = slots_[slot];
-        history.lastExit = how;
-        history.lastError = detail;
-        history.lastFailed = failure;
-        if (failure) {
-            spdlog::warn("{}[{}] (pid {}) {}{}", name(), slot, pid, how,
-                         history.lastError.empty() ? "" : " (" + history.lastError + ")");
-        } else {
-            spdlog::info("{}[{}] (pid {}) {}", name(), slot, pid, how);
-        }
-        remove(instance);
-        if (active_ && cause != EndCause::Stopped) {
-            scheduleRestart(slot, readyFor, failure, restartCauseOf(cause, exit));
-        }
-        rollouts_.advance();
-        break;
-    }
-    }
-    changed();
-}
-
 void Service::onInstanceChanged(Instance & /*instance*/)
 {
     changed();
@@ -543,134 +402,6 @@ bool Service::sendDrain(Instance &instance)
     spdlog::info("Draining {} with {}", instance.describe(),
                  config::signalName(instance.config().drainSignal));
     return false;
-}
-
-// ---- RolloutHost ----
-
-std::optional<InstanceView> Service::primaryOf(unsigned slot) const
-{
-    const Instance *instance = primaryInstance(slot);
-    return instance != nullptr ? std::optional(viewOf(*instance)) : std::nullopt;
-}
-
-std::optional<InstanceView> Service::find(std::uint64_t id) const
-{
-    const Instance *instance = findInstance(id);
-    return instance != nullptr ? std::optional(viewOf(*instance)) : std::nullopt;
-}
-
-Result<InstanceView> Service::start(unsigned slot, const std::shared_ptr<const Profile> &profile,
-                                    bool candidate)
-{
-    return spawn(slot, profile, candidate ? InstanceRole::Candidate : InstanceRole::Primary);
-}
-
-void Service::drain(std::uint64_t id)
-{
-    if (Instance *instance = findInstance(id)) {
-        instance->setRole(InstanceRole::Retiring);
-        instance->drain();
-    }
-}
-
-void Service::stop(std::uint64_t id)
-{
-    if (Instance *instance = findInstance(id)) {
-        instance->setRole(InstanceRole::Retiring);
-        instance->stop();
-    }
-}
-
-std::string Service::drainHow(std::uint64_t id) const
-{
-    const Instance *instance = findInstance(id);
-    if (instance != nullptr && instance->granted(kChannelCapHandoff)) {
-        return "over its channel";
-    }
-    return "with " +
-           config::signalName(instance != nullptr ? instance->config().drainSignal : config().drainSignal);
-}
-
-ServiceShape Service::shape() const
-{
-    return ServiceShape{wanted(), active_, failed_, failedReason_};
-}
-
-void Service::resizeSlots(unsigned count)
-{
-    slots_.resize(count);
-    restartTimers_.resize(count);
-}
-
-void Service::reshape(const ServiceShape &shape)
-{
-    resizeSlots(shape.slots);
-    active_ = shape.active;
-    failed_ = shape.failed;
-    failedReason_ = shape.failedReason;
-}
-
-void Service::claim(unsigned slot)
-{
-    if (slot < restartTimers_.size()) {
-        restartTimers_[slot].reset();
-    }
-}
-
-bool Service::slotDone(unsigned slot) const
-{
-    return slot < slots_.size() && slots_[slot].done;
-}
-
-void Service::commit(const std::shared_ptr<const Profile> &to)
-{
-    profile_ = to;
-    resizeSlots(to->config.instances);
-    for (const auto &instance : instances_) {
-        if (instance->role() == InstanceRole::Candidate) {
-            instance->setRole(InstanceRole::Primary);
-        }
-    }
-    broker_.setHoldTimeout(to->config.handoffTimeout);
-}
-
-Result<std::shared_ptr<const Profile>> Service::restartProfile()
-{
-    // The same configuration, started again: whatever the command now points
-    // at on disk is the new build. A runtime `scale` is kept.
-    config::ServiceConfig next = profile_->config;
-    next.instances = wanted();
-    auto target = makeProfile(next, nextGeneration_, context_.preloadLibrary);
-    if (target) {
-        ++nextGeneration_;
-    }
-    return target;
-}
-
-std::vector<std::string> Service::lastOutputOf(pid_t pid, std::size_t lines) const
-{
-    return output_.lastLinesOf(pid, lines);
-}
-
-void Service::rolloutEvent(const Rollout &rollout, const std::string &event)
-{
-    observer_.rolloutEvent(*this, rollout, event);
-}
-
-void Service::rolloutFinished(const RolloutRecord &record)
-{
-    observer_.rolloutFinished(*this, record);
-    changed();
-}
-
-void Service::queuedBegan(std::uint64_t ticket, std::uint64_t id)
-{
-    observer_.queuedBegan(*this, ticket, id);
-}
-
-void Service::queuedEnded(std::uint64_t ticket, const Error &why)
-{
-    observer_.queuedEnded(*this, ticket, why);
 }
 
 // ---- ActivationHost ----

@@ -203,6 +203,7 @@ private:
     // stdout, stderr and channel, owned by the caller until taken.
     Result<void> adoptInstance(const InstanceSnapshot &snapshot, UniqueFd *fds);
     void resizeSlots(unsigned count);
+    // service_restart.cpp (with onInstanceEnded): the restart policy applied to a slot.
     void scheduleRestart(unsigned slot, Duration readyFor, bool failure, RestartCause cause);
     void giveUp(std::string reason);
     void remove(const Instance &instance);
@@ -223,6 +224,8 @@ private:
     // instance never claimed, as if its deadline had passed; "" otherwise.
     [[nodiscard]] std::string unadopted(const Instance &instance) const;
     static InstanceView viewOf(const Instance &instance);
+    // An instance event of `kind` naming the instance (slot, id, pid, generation).
+    static InstanceEvent instanceEventOf(InstanceEvent::Kind kind, const Instance &instance);
 
     // InstanceOwner
     void onInstanceReady(Instance &instance) override;
@@ -231,7 +234,7 @@ private:
     void onInstanceOutput(Instance &instance, bool isStderr, std::string_view line) override;
     bool sendDrain(Instance &instance) override;
 
-    // RolloutHost
+    // RolloutHost (service_rollout.cpp)
     [[nodiscard]] const std::string &serviceName() const override { return name(); }
     [[nodiscard]] std::optional<InstanceView> primaryOf(unsigned slot) const override;
     [[nodiscard]] std::optional<InstanceView> find(std::uint64_t id) const override;

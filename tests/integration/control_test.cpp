@@ -36,20 +36,11 @@ protected:
         // nobody need to reach the socket inside so that its own mode decides.
         std::filesystem::permissions(fdsupd_.dir().path(), std::filesystem::perms(0755));
         std::string why;
-        const std::string config = "[supervisor]\ncontrol = " + nlohmann::json(fdsupd_.controlPath()).dump() +
-                                   "\nlog_level = \"debug\"\n" + supervisorExtra + R"(
-[supervisor.limits]
-control_request_size = "4KiB"
-
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-
-[service.web]
-command = )" + fdsupd_.workerCommand("serve") +
-                                   R"(
-sockets = ["web"]
-instances = 2
-)";
+        const std::string config =
+            "[supervisor]\ncontrol = " + nlohmann::json(fdsupd_.controlPath()).dump() +
+            "\nlog_level = \"debug\"\n" + supervisorExtra +
+            "\n[supervisor.limits]\ncontrol_request_size = \"4KiB\"\n" +
+            socketAndService("web", "tcp://127.0.0.1:0", fdsupd_.workerCommand("serve"), "instances = 2\n");
         ASSERT_TRUE(fdsupd_.start(config, why)) << why;
         for (int i = 0; i < 2; ++i) {
             ASSERT_TRUE(fdsupd_.reports().waitFor(

@@ -21,16 +21,9 @@ class Events : public DaemonTest<> {
 protected:
     void startDaemon()
     {
-        config_ = fdsupd_.supervisorTable() + R"(
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-
-[service.web]
-command = )" + fdsupd_.workerCommand("serve") +
-                  R"(
-sockets = ["web"]
-instances = 1
-)";
+        config_ =
+            fdsupd_.supervisorTable() +
+            socketAndService("web", "tcp://127.0.0.1:0", fdsupd_.workerCommand("serve"), "instances = 1\n");
         std::string why;
         ASSERT_TRUE(fdsupd_.start(config_, why)) << why;
         ASSERT_TRUE(fdsupd_.reports().waitFor([](const std::string &m) { return m.starts_with("ready "); },
@@ -49,16 +42,7 @@ instances = 1
         return process;
     }
 
-    std::size_t countFollowers() const
-    {
-        const std::string log = fdsupd_.log();
-        std::size_t n = 0;
-        for (auto at = log.find("Events followed by"); at != std::string::npos;
-             at = log.find("Events followed by", at + 1)) {
-            ++n;
-        }
-        return n;
-    }
+    std::size_t countFollowers() const { return occurrences(fdsupd_.log(), "Events followed by"); }
 
     // Every complete line of the follower's output, each parsed (a line that
     // is not JSON fails the test).

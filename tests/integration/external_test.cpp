@@ -34,27 +34,14 @@ protected:
     // or group "daemon" may join.
     [[nodiscard]] std::string config(int instances, const std::string &extra = "") const
     {
-        return fdsupd_.supervisorTable() + R"(
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-
-[service.web]
-command = [")" +
-               requireEnv("FDSUP_TEST_SEQNUM_ECHO") +
-               R"("]
-sockets = ["web"]
-instances = )" +
-               std::to_string(instances) +
-               R"(
-ready = "channel"
-handoff = true
-drain_timeout = "10s"
-activation_socket = ")" +
-               activationPath() +
-               R"("
-activation_users = ["nobody", "4242"]
-activation_groups = ["daemon"]
-)" + extra;
+        const std::string service =
+            "instances = " + std::to_string(instances) +
+            "\nready = \"channel\"\nhandoff = true\ndrain_timeout = \"10s\"\nactivation_socket = " +
+            quoted(activationPath()) +
+            "\nactivation_users = [\"nobody\", \"4242\"]\nactivation_groups = [\"daemon\"]\n";
+        return fdsupd_.supervisorTable() + socketAndService("web", "tcp://127.0.0.1:0",
+                                                            commandOf(requireEnv("FDSUP_TEST_SEQNUM_ECHO")),
+                                                            service + extra);
     }
 
     void start(int instances, const std::string &extra = "")

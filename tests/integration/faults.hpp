@@ -25,50 +25,19 @@ namespace fdsup::test {
 
 inline constexpr int kClients = 10;
 
-// How many times text occurs in log.
-inline std::size_t occurrences(const std::string &log, const std::string &text)
-{
-    std::size_t n = 0;
-    for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + text.size())) {
-        ++n;
-    }
-    return n;
-}
-
 class Faults : public DaemonTest<> {
 protected:
     // web: seqnum-echo on the worker channel with handoff; other: the bystander.
     static std::string seqnumWeb(const std::string &extra = "")
     {
-        return R"(
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-
-[service.web]
-command = [")" +
-               requireEnv("FDSUP_TEST_SEQNUM_ECHO") +
-               R"("]
-sockets = ["web"]
-ready = "channel"
-handoff = true
-drain_timeout = "60s"
-)" + extra;
+        return socketAndService("web", "tcp://127.0.0.1:0", commandOf(requireEnv("FDSUP_TEST_SEQNUM_ECHO")),
+                                "ready = \"channel\"\nhandoff = true\ndrain_timeout = \"60s\"\n" + extra);
     }
 
     static std::string bystander(int port = 0)
     {
-        return R"(
-[socket.other]
-listen = "tcp://127.0.0.1:)" +
-               std::to_string(port) + R"("
-
-[service.other]
-command = [")" +
-               requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
-               R"("]
-sockets = ["other"]
-ready = "channel"
-)";
+        return socketAndService("other", "tcp://127.0.0.1:" + std::to_string(port),
+                                commandOf(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE")), "ready = \"channel\"\n");
     }
 
     // Starts fdsupd with these services and the bystander, its curl client,
@@ -226,19 +195,9 @@ ready = "channel"
     // web: two sd-workers that get ready only once the file `ready` exists.
     std::string readyFileWeb(int port = 0)
     {
-        return R"(
-[socket.web]
-listen = "tcp://127.0.0.1:)" +
-               std::to_string(port) + R"("
-
-[service.web]
-command = )" + fdsupd_.workerCommand("serve", {"--ready-file", readyFile().string()}) +
-               R"(
-sockets = ["web"]
-instances = 2
-ready = "notify"
-stop_timeout = "10s"
-)";
+        return socketAndService("web", "tcp://127.0.0.1:" + std::to_string(port),
+                                fdsupd_.workerCommand("serve", {"--ready-file", readyFile().string()}),
+                                "instances = 2\nready = \"notify\"\nstop_timeout = \"10s\"\n");
     }
     [[nodiscard]] std::filesystem::path readyFile() const { return fdsupd_.dir() / "ready"; }
 

@@ -54,18 +54,8 @@ private:
 // [socket.api] on `listen` and [service.api] serving it.
 std::string apiService(const std::string &listen)
 {
-    return R"(
-[socket.api]
-listen = ")" +
-           listen + R"("
-
-[service.api]
-command = [")" +
-           requireEnv("FDSUP_TEST_HTTP_KEEPALIVE") +
-           R"("]
-sockets = ["api"]
-ready = "channel"
-)";
+    return socketAndService("api", listen, commandOf(requireEnv("FDSUP_TEST_HTTP_KEEPALIVE")),
+                            "ready = \"channel\"\n");
 }
 
 class FaultsPaths : public Faults {
@@ -104,6 +94,26 @@ protected:
         expectFdsAtBaseline(); // the sockets bound before the failure are closed again
         writeFile(configPath, running);
     }
+
+    // fdsupd started with api on a free port and adm on unix:`path` exits at
+    // start (status 4) naming adm, its path and `reason`; api's port is free
+    // again and no worker was started.
+    void expectStartRefused(const std::string &path, const std::string &reason,
+                            const std::vector<std::string> &wrapper = {})
+    {
+        const int port = freePort();
+        std::string why;
+        EXPECT_FALSE(
+            fdsupd_.start(fdsupd_.supervisorTable() + apiService("tcp://127.0.0.1:" + std::to_string(port)) +
+                              socketAndService("adm", "unix:" + path, fdsupd_.workerCommand("serve")),
+                          why, wrapper));
+        EXPECT_THAT(why, HasSubstr("fdsupd exited (status 4)"));
+        EXPECT_THAT(why,
+                    HasSubstr("Failed to bind socket 'adm': Failed to bind unix:" + path + ": " + reason));
+        EXPECT_TRUE(loopbackPortFree(port)) << "the socket bound before the failure is still bound";
+        EXPECT_FALSE(fdsupd_.reports().next(std::chrono::milliseconds(200)).has_value())
+            << "a worker was started";
+    }
 };
 
 // 5. A port in use at reload: refused, naming the socket, the address and
@@ -135,54 +145,14 @@ TEST_F(FaultsPaths, AReloadNeedingAPortInUseOrAMissingDirectoryIsRefusedAndChang
 
 TEST_F(FaultsPaths, AtStartAUnixSocketInAMissingDirectoryStopsStartupAndNamesIt)
 {
-    const int port = freePort();
-    const std::string missing = (fdsupd_.dir() / "missing" / "api.sock").string();
-    std::string why;
-    EXPECT_FALSE(fdsupd_.start(fdsupd_.supervisorTable() +
-                                   apiService("tcp://127.0.0.1:" + std::to_string(port)) +
-                                   R"(
-[socket.adm]
-listen = "unix:)" + missing + R"("
-
-[service.adm]
-command = )" + fdsupd_.workerCommand("serve") +
-                                   R"(
-sockets = ["adm"]
-)",
-                               why));
-    EXPECT_THAT(why, HasSubstr("fdsupd exited (status 4)"));
-    EXPECT_THAT(why, HasSubstr("Failed to bind socket 'adm': Failed to bind unix:" + missing +
-                               ": No such file or directory"));
-    EXPECT_TRUE(loopbackPortFree(port)) << "the socket bound before the failure is still bound";
-    EXPECT_FALSE(fdsupd_.reports().next(std::chrono::milliseconds(200)).has_value())
-        << "a worker was started";
+    expectStartRefused((fdsupd_.dir() / "missing" / "api.sock").string(), "No such file or directory");
 }
 
 // 6. A read-only directory at start: fdsupd exits naming the socket, its
 // path and EROFS, and leaves nothing behind.
 TEST_F(FaultsPaths, AtStartAUnixSocketInAReadOnlyDirectoryStopsStartupAndNamesIt)
 {
-    const int port = freePort();
-    const std::string path = (roDir() / "api.sock").string();
-    std::string why;
-    EXPECT_FALSE(fdsupd_.start(fdsupd_.supervisorTable() +
-                                   apiService("tcp://127.0.0.1:" + std::to_string(port)) +
-                                   R"(
-[socket.adm]
-listen = "unix:)" + path + R"("
-
-[service.adm]
-command = )" + fdsupd_.workerCommand("serve") +
-                                   R"(
-sockets = ["adm"]
-)",
-                               why, readOnlyMount()));
-    EXPECT_THAT(why, HasSubstr("fdsupd exited (status 4)"));
-    EXPECT_THAT(why, HasSubstr("Failed to bind socket 'adm': Failed to bind unix:" + path +
-                               ": Read-only file system"));
-    EXPECT_TRUE(loopbackPortFree(port));
-    EXPECT_FALSE(fdsupd_.reports().next(std::chrono::milliseconds(200)).has_value())
-        << "a worker was started";
+    expectStartRefused((roDir() / "api.sock").string(), "Read-only file system", readOnlyMount());
 }
 
 // 6. A read-only directory at reload: refused with EROFS, nothing changed,

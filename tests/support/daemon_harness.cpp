@@ -278,6 +278,18 @@ drain_timeout = "10s"
 )";
 }
 
+std::string socketAndService(const std::string &name, const std::string &listen, const std::string &command,
+                             const std::string &extra)
+{
+    return "\n[socket." + name + "]\nlisten = " + quoted(listen) + "\n\n[service." + name +
+           "]\ncommand = " + command + "\nsockets = [" + quoted(name) + "]\n" + extra;
+}
+
+std::string commandOf(const std::string &binary)
+{
+    return "[" + quoted(binary) + "]";
+}
+
 sockaddr_in loopbackAddress(int port)
 {
     sockaddr_in a{};

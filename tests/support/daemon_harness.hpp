@@ -125,6 +125,14 @@ protected:
 // "channel", handoff = true, drain_timeout = "10s").
 std::string channelWebService(const std::string &binary, int instances);
 
+// [socket.NAME] listening on `listen` and [service.NAME] running `command`
+// (a TOML array: commandOf() a binary, or DaemonHarness::workerCommand())
+// on it; `extra`: more lines of the service table.
+std::string socketAndService(const std::string &name, const std::string &listen, const std::string &command,
+                             const std::string &extra = "");
+// The TOML array that runs `binary` without arguments.
+std::string commandOf(const std::string &binary);
+
 // s as a TOML (and JSON) basic string: quoted, with escapes.
 std::string quoted(const std::string &s);
 

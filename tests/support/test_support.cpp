@@ -148,6 +148,15 @@ std::string readFile(const std::filesystem::path &path)
     return ss.str();
 }
 
+std::size_t occurrences(const std::string &haystack, const std::string &text)
+{
+    std::size_t n = 0;
+    for (auto at = haystack.find(text); at != std::string::npos; at = haystack.find(text, at + text.size())) {
+        ++n;
+    }
+    return n;
+}
+
 FileId fileId(BorrowedFd fd)
 {
     struct stat st {};

@@ -82,6 +82,8 @@ private:
 
 void writeFile(const std::filesystem::path &path, std::string_view contents);
 std::string readFile(const std::filesystem::path &path);
+// How many times `text` occurs in `haystack` (a log: how often a line was said), not overlapping.
+std::size_t occurrences(const std::string &haystack, const std::string &text);
 
 // fstat() identity of a descriptor, to prove two fds are the same file.
 struct FileId {

@@ -49,29 +49,6 @@ LifecycleParams params(config::Readiness ready = config::Readiness::Notify)
     return p;
 }
 
-const char *causeName(EndCause cause)
-{
-    switch (cause) {
-    case EndCause::None:
-        return "none";
-    case EndCause::Stopped:
-        return "stopped";
-    case EndCause::Drained:
-        return "drained";
-    case EndCause::WorkerStopping:
-        return "worker-stopping";
-    case EndCause::ExecFailed:
-        return "exec-failed";
-    case EndCause::StartTimeout:
-        return "start-timeout";
-    case EndCause::ReadyTimeout:
-        return "ready-timeout";
-    case EndCause::Watchdog:
-        return "watchdog";
-    }
-    return "?";
-}
-
 LifecycleEvent event(Kind kind, ExitStatus exit = {CLD_EXITED, 1})
 {
     LifecycleEvent e;
@@ -135,7 +112,7 @@ std::string summary(const Transition &t)
     s += a.becameReady ? " ready" : "";
     s += a.ended ? " ended" : "";
     if (t.next.ending.cause != EndCause::None) {
-        s += std::string(" ending=") + causeName(t.next.ending.cause);
+        s += std::string(" ending=") + endCauseName(t.next.ending.cause);
     }
     return s;
 }
