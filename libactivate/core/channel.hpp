@@ -141,6 +141,7 @@ int sendChannelMessage(BorrowedFd sock, const ChannelMessage &msg);
 // every received fd closed:
 //   -EAGAIN      nothing pending
 //   -ECONNRESET  the peer closed
+//   -ENOMSG      an empty datagram (read and dropped; the channel is fine)
 //   -EBADMSG     MSG_TRUNC, a foreign cmsg, or anything
 //                decodeChannelMessage refuses
 //   -EMFILE      the message arrived whole but the kernel could not give

@@ -365,7 +365,15 @@ ssize_t recvDatagram(BorrowedFd sock, int extraFlags, std::span<std::byte> buffe
         return -EBADMSG;
     }
     if (n == 0) {
-        return -ECONNRESET;
+        // recvmsg() returns 0 both at the end of a connection and for an
+        // empty datagram. The end only comes once the peer shut down its
+        // sending side, which the kernel never undoes: a 0 on a socket
+        // without RDHUP was a datagram (a connected SEQPACKET socket's,
+        // or a DGRAM socket's, which has no end).
+        pollfd p{sock.get(), POLLRDHUP, 0};
+        const int r = ::poll(&p, 1, 0);
+        const bool ended = r < 0 || (r > 0 && (p.revents & (POLLRDHUP | POLLHUP)) != 0);
+        return ended ? -ECONNRESET : -ENOMSG;
     }
     return n;
 }

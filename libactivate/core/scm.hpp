@@ -60,6 +60,7 @@ int sendFds(BorrowedFd sock, std::span<const std::byte> payload, std::span<const
 //   -EAGAIN      non-blocking socket and nothing is pending
 //   -EINTR       blocking socket, a signal arrived before anything was read
 //   -ECONNRESET  the peer closed (a zero-length read), also mid-message
+//   -ENOMSG      an empty datagram (the peer had not closed)
 //   -EBADMSG     MSG_CTRUNC (e.g. RLIMIT_NOFILE reached), MSG_TRUNC, a cmsg
 //                other than SCM_RIGHTS (credentials are accepted and ignored:
 //                the kernel only delivers them if the caller enabled
@@ -100,8 +101,9 @@ ssize_t sendStreamWithFds(BorrowedFd sock, std::span<const std::byte> bytes, std
 // vector closes them on error). Returns the datagram's size, and the number of
 // SCM_RIGHTS fds it carried in fdsHere, or -errno: -EBADMSG for MSG_TRUNC
 // (larger than buffer), MSG_CTRUNC or a cmsg other than SCM_RIGHTS and
-// credentials, -ECONNRESET for a zero-length read (the peer closed), else as
-// recvmsg() reports it. recvWithFds() with kMaxFdsPerDatagram, refusing
+// credentials, -ECONNRESET for a zero-length read once the peer shut down
+// (it closed), -ENOMSG for a zero-length read before (an empty datagram,
+// consumed), else as recvmsg() reports it. recvWithFds() with kMaxFdsPerDatagram, refusing
 // whatever it reports as amiss. With descriptorsLost, MSG_CTRUNC alone (the
 // kernel could not install the fds: the receiver's RLIMIT_NOFILE) sets it and
 // returns the datagram's size: its bytes are whole, some or all fds are not.

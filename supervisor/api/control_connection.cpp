@@ -8,6 +8,7 @@
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <spdlog/spdlog.h>
 
@@ -391,71 +392,99 @@ void ControlConnection::send(const varlink::Reply &reply, std::vector<UniqueFd> 
     if (closed_) {
         return;
     }
-    if (!fds.empty()) {
-        // One reply with fds at a time: a connection serves one call at a time.
-        outFdsAt_ = out_.size();
-        outFds_ = std::move(fds);
-    }
-    out_ += varlink::encodeReply(reply);
+    Outgoing outgoing{varlink::encodeReply(reply), std::move(fds)};
+    unsent_ += outgoing.bytes.size();
+    out_.push_back(std::move(outgoing));
     flush();
+    if (!out_.empty()) {
+        // Queued: without the slack of the string it was encoded into
+        // (grown by doubling), which would take the queue half as much
+        // again past the limit.
+        out_.back().bytes.shrink_to_fit();
+    }
     // Checked after writing what the socket takes: the limit is on what a
-    // client leaves unread, not on the size of one reply.
-    if (!closed_ && out_.size() - outStart_ > core_->options_.maxOutput) {
+    // client leaves unread, not on the size of one reply. What is held is
+    // at most the limit and the reply that passed it.
+    if (!closed_ && unsent_ > core_->options_.maxOutput) {
         if (std::string note; core_->clientLog_.allow(note)) {
             spdlog::warn("Control client {} does not read its replies ({} bytes queued), dropping it{}",
-                         describePeer(peer_), out_.size() - outStart_, note);
+                         describePeer(peer_), unsent_, note);
         }
         close();
     }
 }
 
-void ControlConnection::flush()
+ssize_t ControlConnection::writeSome()
 {
-    while (outStart_ < out_.size()) {
-        ssize_t n = 0;
-        if (!outFds_.empty() && outStart_ <= outFdsAt_) {
-            // Up to the reply that carries fds, then its first byte with them.
-            const std::size_t upTo = outStart_ < outFdsAt_ ? outFdsAt_ : out_.size();
-            const auto bytes = std::as_bytes(std::span(out_)).subspan(outStart_, upTo - outStart_);
-            std::vector<BorrowedFd> fds;
-            if (outStart_ == outFdsAt_) {
-                for (const auto &fd : outFds_) {
-                    fds.push_back(fd.borrow());
-                }
-            }
-            n = sendStreamWithFds(fd_.borrow(), bytes, fds, MSG_DONTWAIT);
-            if (n > 0 && outStart_ == outFdsAt_) {
-                outFds_.clear(); // in the peer's queue now
-            }
-            errno = n < 0 ? static_cast<int>(-n) : 0;
-        } else {
-            n = ::send(fd_.get(), out_.data() + outStart_, out_.size() - outStart_,
-                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    Outgoing &front = out_.front();
+    if (outStart_ == 0 && !front.fds.empty()) {
+        // A reply that carries fds: its first byte goes with them, alone in its call.
+        std::vector<BorrowedFd> fds;
+        for (const auto &fd : front.fds) {
+            fds.push_back(fd.borrow());
         }
-        if (n >= 0) {
-            outStart_ += static_cast<std::size_t>(n);
-            continue;
+        const ssize_t n =
+            sendStreamWithFds(fd_.borrow(), std::as_bytes(std::span(front.bytes)), fds, MSG_DONTWAIT);
+        if (n > 0) {
+            front.fds.clear(); // in the peer's queue now
         }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno == EAGAIN) {
+        return n;
+    }
+    // Up to the next reply that carries fds, a few replies a call.
+    constexpr std::size_t kMaxIov = 64;
+    std::array<iovec, kMaxIov> iov{};
+    std::size_t count = 0;
+    for (auto it = out_.begin(); it != out_.end() && count < kMaxIov; ++it) {
+        if (it != out_.begin() && !it->fds.empty()) {
             break;
         }
-        spdlog::debug("Failed to write to control client {}: {}", describePeer(peer_), errnoText(errno));
+        const std::size_t skip = it == out_.begin() ? outStart_ : 0;
+        iov.at(count++) = iovec{it->bytes.data() + skip, it->bytes.size() - skip};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = count;
+    const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n < 0 ? -errno : n;
+}
+
+void ControlConnection::consume(std::size_t n)
+{
+    unsent_ -= n;
+    while (n > 0) {
+        const std::size_t left = out_.front().bytes.size() - outStart_;
+        if (n < left) {
+            outStart_ += n;
+            return;
+        }
+        n -= left;
+        out_.pop_front();
+        outStart_ = 0;
+    }
+}
+
+void ControlConnection::flush()
+{
+    while (!out_.empty()) {
+        const ssize_t n = writeSome();
+        if (n >= 0) {
+            consume(static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n == -EINTR) {
+            continue;
+        }
+        if (n == -EAGAIN) {
+            break;
+        }
+        spdlog::debug("Failed to write to control client {}: {}", describePeer(peer_),
+                      errnoText(static_cast<int>(-n)));
         close();
         return;
     }
-    if (outStart_ == out_.size()) {
-        out_.clear();
-        outStart_ = 0;
-        if (closing_) {
-            close();
-            return;
-        }
-    } else if (outStart_ > out_.size() / 2 && outFds_.empty()) {
-        out_.erase(0, outStart_);
-        outStart_ = 0;
+    if (out_.empty() && closing_) {
+        close();
+        return;
     }
     updateEvents();
 }
@@ -480,7 +509,7 @@ void ControlConnection::updateEvents()
     if (!busy_ && !closing_ && !readClosed_) {
         events |= EPOLLIN;
     }
-    if (outStart_ < out_.size()) {
+    if (!out_.empty()) {
         events |= EPOLLOUT;
     }
     io_.setIoEvents(events);

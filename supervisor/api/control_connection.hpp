@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -65,9 +66,9 @@ public:
     // to the next image with the call in progress (a Logs follower).
     [[nodiscard]] bool carriable() const
     {
-        return !closing_ && !closed_ && !readClosed_ && outStart_ >= out_.size() && reader_.pending() == 0;
+        return !closing_ && !closed_ && !readClosed_ && out_.empty() && reader_.pending() == 0;
     }
-    [[nodiscard]] std::size_t unsent() const { return out_.size() - outStart_; }
+    [[nodiscard]] std::size_t unsent() const { return unsent_; }
     void onIo(std::uint32_t revents);
     // A reply of the call in progress (or of a oneway call, which is dropped).
     void send(const varlink::Reply &reply, std::vector<UniqueFd> fds = {});
@@ -90,6 +91,10 @@ private:
     void serveService(const varlink::Call &call);
     void sendError(std::string_view error, nlohmann::json parameters = nlohmann::json::object());
     void flush();
+    // Writes what the socket takes from the front of out_: the bytes written, or -errno.
+    ssize_t writeSome();
+    // n bytes written: the replies they finish leave the queue.
+    void consume(std::size_t n);
     void closeWhenFlushed();
     void updateEvents();
     // (Re)starts the idle deadline: no call in progress from now on.
@@ -104,15 +109,23 @@ private:
     EventSource io_;
     EventSource resume_;
     EventSource idle_; // armed while no call is in progress
-    std::string out_;
-    std::size_t outStart_ = 0;
-    std::vector<UniqueFd> inFds_;  // arrived since the last call was dispatched
-    std::vector<UniqueFd> outFds_; // go with the byte at out_[outFdsAt_]
-    std::size_t outFdsAt_ = 0;
-    bool busy_ = false;       // a call is waiting for its final reply
-    bool processing_ = false; // inside process(): guards re-entry
-    bool readClosed_ = false; // the client shut down its sending side
-    bool closing_ = false;    // close once out_ is written
+    // One encoded reply waiting to be written, with the descriptors that go
+    // with its first byte.
+    struct Outgoing {
+        std::string bytes;
+        std::vector<UniqueFd> fds;
+    };
+    // Replies in a queue, not one string: appending to a string that grows
+    // by doubling (and copies itself each time) took a client that never
+    // reads to twice maxOutput before it was dropped.
+    std::deque<Outgoing> out_;
+    std::size_t outStart_ = 0;    // bytes of out_.front() already written
+    std::size_t unsent_ = 0;      // bytes in out_ not yet written
+    std::vector<UniqueFd> inFds_; // arrived since the last call was dispatched
+    bool busy_ = false;           // a call is waiting for its final reply
+    bool processing_ = false;     // inside process(): guards re-entry
+    bool readClosed_ = false;     // the client shut down its sending side
+    bool closing_ = false;        // close once out_ is written
     bool closed_ = false;
 };
 

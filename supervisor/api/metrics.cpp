@@ -151,8 +151,10 @@ void renderHandoff(Writer &w, const MetricsSnapshot &m)
     for (const auto &s : m.services) {
         w.sample("fdsup_notify_messages_dropped_total", serviceLabel(s), s.notifyDropped);
     }
-    w.family("fdsup_channel_messages_dropped_total", "counter",
-             "Worker channels fdsupd closed over an error: a malformed, flooding or unexpected message.");
+    w.family(
+        "fdsup_channel_messages_dropped_total", "counter",
+        "Worker channel messages fdsupd dropped: a malformed, flooding or unexpected one that closed its "
+        "channel, or an empty datagram.");
     for (const auto &s : m.services) {
         w.sample("fdsup_channel_messages_dropped_total", serviceLabel(s), s.channelDropped);
     }

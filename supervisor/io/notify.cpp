@@ -359,6 +359,10 @@ int NotifyServer::receiveOne(const std::weak_ptr<int> &alive)
         drop(pid, "no sender credentials");
         return 1;
     }
+    if (n == 0) {
+        drop(pid, "an empty datagram");
+        return 1;
+    }
 
     auto parsed = parseNotify(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
     if (!parsed) {

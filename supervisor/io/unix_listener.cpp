@@ -141,8 +141,16 @@ void UnixListener::onReadable()
         if (err == EAGAIN || err == EINTR || err == ECONNABORTED || err == EPROTO) {
             return;
         }
-        spdlog::warn("Failed to accept {}: {}, pausing for {}", what_, errnoText(err),
-                     formatDuration(kAcceptBackoff));
+        // Every retry is a line at debug; a warning a few times a time: at
+        // the descriptor limit this fails ten times a second for as long as
+        // it lasts.
+        if (std::string note; failedLog_.allow(note)) {
+            spdlog::warn("Failed to accept {}: {}, pausing for {}{}", what_, errnoText(err),
+                         formatDuration(kAcceptBackoff), note);
+        } else {
+            spdlog::debug("Failed to accept {}: {}, pausing for {}", what_, errnoText(err),
+                          formatDuration(kAcceptBackoff));
+        }
         source_.setEnabled(SD_EVENT_OFF);
         if (auto timer = loop_.startTimer(kAcceptBackoff, [this] {
                 source_.setEnabled(SD_EVENT_ON);

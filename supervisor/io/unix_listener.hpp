@@ -10,6 +10,7 @@
 #include "common/result.hpp"
 #include "core/fd.hpp"
 #include "io/event_loop.hpp"
+#include "io/log_limit.hpp"
 
 namespace fdsup {
 
@@ -20,7 +21,8 @@ namespace fdsup {
 // (SOCK_CLOEXEC | SOCK_NONBLOCK) goes to the handler, at most kAcceptBatch
 // per wake-up so a stampede cannot starve the loop; running out of
 // descriptors pauses accepting for kAcceptBackoff (accepting again at once
-// would spin on a listener that stays readable). The socket file is
+// would spin on a listener that stays readable), with a warning a few lines
+// a time (io/log_limit.hpp) and the rest at debug. The socket file is
 // removed with the object, only if it is still the one bound here.
 class UnixListener {
 public:
@@ -60,7 +62,8 @@ private:
     UniqueFd fd_;
     EventSource source_;
     Timer backoff_;
-    std::string path_; // the file to remove: empty for an abstract or adopted socket
+    LogLimit failedLog_; // accept() failing: every 100 ms while it lasts
+    std::string path_;   // the file to remove: empty for an abstract or adopted socket
     dev_t dev_ = 0;
     ino_t ino_ = 0;
 };

@@ -133,6 +133,13 @@ bool WorkerChannel::takeToken(ChannelType type)
     return true;
 }
 
+void WorkerChannel::failFlooding()
+{
+    fail(EBUSY, "more than " + std::to_string(static_cast<int>(kPerSecond)) + " messages per second (burst " +
+                    std::to_string(static_cast<int>(kBurst)) + ", " +
+                    std::to_string(static_cast<int>(kHandoffBurst)) + " for HANDOFF)");
+}
+
 void WorkerChannel::readPending(int limit)
 {
     batch_ = ++lastBatch_;
@@ -148,6 +155,19 @@ void WorkerChannel::readPending(int limit)
             close("the worker closed its channel");
             return;
         }
+        if (r == -ENOMSG) {
+            // Not the end (that comes with RDHUP): malformed, but nothing
+            // in it to act on, so dropped with the channel kept. Still
+            // counts against the message rate.
+            if (!takeToken(ChannelType::Error)) {
+                failFlooding();
+                return;
+            }
+            if (onDrop_) {
+                onDrop_("malformed message: an empty datagram (see docs/worker-channel.md), ignoring it");
+            }
+            continue;
+        }
         if (r == -EMFILE && message.type != ChannelType::Handoff) {
             fail(EMFILE, std::string("the descriptors of its ") + channelTypeName(message.type) +
                              " could not be received: " + errnoText(EMFILE) + " (fdsupd's RLIMIT_NOFILE)");
@@ -160,9 +180,7 @@ void WorkerChannel::readPending(int limit)
             return;
         }
         if (!takeToken(message.type)) {
-            fail(EBUSY, "more than " + std::to_string(static_cast<int>(kPerSecond)) +
-                            " messages per second (burst " + std::to_string(static_cast<int>(kBurst)) + ", " +
-                            std::to_string(static_cast<int>(kHandoffBurst)) + " for HANDOFF)");
+            failFlooding();
             return;
         }
         onMessage_(std::move(message)); // may close (or destroy) this channel

@@ -21,6 +21,10 @@ public:
     // The channel is closed: the worker hung up, or broke the protocol (then
     // it was sent ERROR first). `why` is for the log.
     using CloseHandler = std::function<void(const std::string &why)>;
+    // A message was dropped and the channel kept (an empty datagram: SEQPACKET
+    // reads it as 0 bytes, like the end; the worker may not have meant to
+    // close). `why` is for the log, which the handler rate-limits.
+    using DropHandler = std::function<void(const std::string &why)>;
 
     // Messages a worker may send in a burst, and per second after it; beyond
     // them it gets ERROR (EBUSY) and the channel is closed.
@@ -69,6 +73,9 @@ public:
     // Closes without a word (after REJECT, or when the worker hung up); the
     // close handler runs. Neither handler may destroy the channel.
     void close(const std::string &why);
+    // Told of each message dropped with the channel kept; without one they
+    // are dropped silently.
+    void setDropHandler(DropHandler onDrop) { onDrop_ = std::move(onDrop); }
 
     // Which call of readPending() the message being handled came from,
     // unique among every channel's: what is worked out once for the
@@ -85,6 +92,7 @@ public:
 private:
     WorkerChannel(EventLoop &loop, UniqueFd fd, MessageHandler onMessage, CloseHandler onClose);
     bool takeToken(ChannelType type);
+    void failFlooding();
     void onIo(std::uint32_t revents);
     // Sends what waits in pending_; false while some still waits.
     bool flush();
@@ -94,6 +102,7 @@ private:
     EventSource source_;
     MessageHandler onMessage_;
     CloseHandler onClose_;
+    DropHandler onDrop_;
     std::uint32_t seq_ = 0;
     double tokens_ = kBurst;
     double handoffTokens_ = kHandoffBurst;

@@ -140,6 +140,7 @@ Result<ExternalWorker *> ActivationSocket::serve(UniqueFd fd, std::unique_ptr<Ex
     if (!channel) {
         return channel.error();
     }
+    (*channel)->setDropHandler([this, raw](const std::string &why) { host_.onExternalDropped(*raw, why); });
     worker->setChannel(std::move(*channel));
     workers_.push_back(std::move(worker));
     return raw;

@@ -41,6 +41,8 @@ public:
     virtual std::uint64_t nextWorkerId() = 0;
     virtual void onExternalMessage(ChannelPeer &peer, ChannelMessage &&message) = 0;
     virtual void onExternalClosed(ChannelPeer &peer, const std::string &why) = 0;
+    // A message it sent was dropped, its channel kept (WorkerChannel::DropHandler).
+    virtual void onExternalDropped(ChannelPeer &peer, const std::string &why) = 0;
     // An external worker sent READY for the first time.
     virtual void onExternalReady(ExternalWorker &worker) = 0;
     // One joined or went away.

@@ -76,6 +76,14 @@ void ChannelSession::onClosed(ChannelPeer &peer, const std::string &why)
     spdlog::info("{}: channel closed: {}", peer.describe(), why);
 }
 
+void ChannelSession::onDropped(ChannelPeer &peer, const std::string &why)
+{
+    ++dropped_;
+    if (std::string note; droppedLog_.allow(note)) {
+        spdlog::warn("{}: {}{}", peer.describe(), why, note);
+    }
+}
+
 void ChannelSession::welcome(ChannelPeer &peer, const ChannelMessage &hello)
 {
     WorkerChannel &channel = *peer.channel();

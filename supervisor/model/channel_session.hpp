@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/channel.hpp"
+#include "io/log_limit.hpp"
 #include "io/sockets.hpp"
 #include "model/channel_peer.hpp"
 #include "model/handoff_broker.hpp"
@@ -26,12 +27,15 @@ public:
 
     void onMessage(ChannelPeer &peer, ChannelMessage &&message);
     void onClosed(ChannelPeer &peer, const std::string &why);
+    // A message dropped with the channel kept: counted in dropped(), logged
+    // a few lines a time (the worker decides how often).
+    void onDropped(ChannelPeer &peer, const std::string &why);
     // DRAIN with the deadline: true when the peer joined for handoff and
     // the message was sent (then it hands its connections over).
     bool sendDrain(ChannelPeer &peer, Duration deadline);
     // Channels fdsupd closed over an error (WorkerChannel::fail()): a
     // malformed, flooding or unexpected message dropped, or an answer that
-    // could not be sent.
+    // could not be sent; and messages dropped with the channel kept.
     [[nodiscard]] std::uint64_t dropped() const { return dropped_; }
     void restoreDropped(std::uint64_t dropped) { dropped_ = dropped; } // re-exec
 
@@ -51,6 +55,7 @@ private:
     std::uint64_t stateLimit_;
     HandoffBroker &broker_;
     std::uint64_t dropped_ = 0;
+    LogLimit droppedLog_;
 };
 
 } // namespace fdsup

@@ -296,6 +296,7 @@ Result<void> PreloadSocket::serve(UniqueFd fd, const PreloadOwner &owner, const 
     if (!channel) {
         return channel.error();
     }
+    (*channel)->setDropHandler([this, raw](const std::string &why) { host_.onPreloadDropped(*raw, why); });
     connection->setChannel(std::move(*channel));
     connections_.push_back(std::move(connection));
     ++records_[owner.id].adoption.open;

@@ -56,6 +56,8 @@ public:
     // Every message of an admitted connection (the channel session's).
     virtual void onPreloadMessage(ChannelPeer &peer, ChannelMessage &&message) = 0;
     virtual void onPreloadClosed(ChannelPeer &peer, const std::string &why) = 0;
+    // A message it sent was dropped, its channel kept (WorkerChannel::DropHandler).
+    virtual void onPreloadDropped(ChannelPeer &peer, const std::string &why) = 0;
     // Every listener of the instance's service was claimed by its processes.
     virtual void onPreloadBound(std::uint64_t instance) = 0;
 

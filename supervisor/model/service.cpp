@@ -296,6 +296,7 @@ Result<InstanceView> Service::spawn(unsigned slot, const std::shared_ptr<const P
         if (!channel) {
             return failed(channel.error());
         }
+        (*channel)->setDropHandler([this, peer](const std::string &why) { session_.onDropped(*peer, why); });
         instance->setChannel(std::move(*channel));
         // Right after the listeners and stored fds, not counted in LISTEN_FDS.
         request.environment.push_back("FDSUP_CHANNEL=" + std::to_string(3 + request.fds.size()));
@@ -414,6 +415,11 @@ void Service::onExternalMessage(ChannelPeer &peer, ChannelMessage &&message)
 void Service::onExternalClosed(ChannelPeer &peer, const std::string &why)
 {
     session_.onClosed(peer, why);
+}
+
+void Service::onExternalDropped(ChannelPeer &peer, const std::string &why)
+{
+    session_.onDropped(peer, why);
 }
 
 void Service::onExternalReady(ExternalWorker & /*worker*/)

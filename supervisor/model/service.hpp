@@ -262,6 +262,7 @@ private:
     std::uint64_t nextWorkerId() override { return context_.nextInstanceId++; }
     void onExternalMessage(ChannelPeer &peer, ChannelMessage &&message) override;
     void onExternalClosed(ChannelPeer &peer, const std::string &why) override;
+    void onExternalDropped(ChannelPeer &peer, const std::string &why) override;
     void onExternalReady(ExternalWorker &worker) override;
     void onExternalsChanged() override;
 
@@ -271,6 +272,7 @@ private:
     [[nodiscard]] std::vector<PreloadOwner> preloadOwners() const override;
     void onPreloadMessage(ChannelPeer &peer, ChannelMessage &&message) override;
     void onPreloadClosed(ChannelPeer &peer, const std::string &why) override;
+    void onPreloadDropped(ChannelPeer &peer, const std::string &why) override;
     void onPreloadBound(std::uint64_t instance) override;
 
     ServiceContext &context_;

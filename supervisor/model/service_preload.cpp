@@ -95,6 +95,11 @@ void Service::onPreloadClosed(ChannelPeer &peer, const std::string &why)
     session_.onClosed(peer, why);
 }
 
+void Service::onPreloadDropped(ChannelPeer &peer, const std::string &why)
+{
+    session_.onDropped(peer, why);
+}
+
 void Service::onPreloadBound(std::uint64_t instance)
 {
     if (Instance *bound = findInstance(instance)) {

@@ -226,6 +226,7 @@ Result<void> Service::adoptInstance(const InstanceSnapshot &snapshot, UniqueFd *
         if (!channel) {
             return channel.error();
         }
+        (*channel)->setDropHandler([this, peer](const std::string &why) { session_.onDropped(*peer, why); });
         (*channel)->welcomed = snapshot.welcomed;
         (*channel)->capabilities = snapshot.capabilities;
         instance->setChannel(std::move(*channel));

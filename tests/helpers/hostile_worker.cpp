@@ -31,6 +31,8 @@
 //                 reports "error CODE after N" (N answers received)
 //   unsealed      HANDOFF whose state memfd is not sealed
 //   hello         exit 0 at once (the answer is also printed on stdout)
+//   empty         an empty datagram before its READY (a SEQPACKET read of 0
+//                 bytes, as at the end of the channel), then nothing more
 //   join          nothing more
 //   echo-die      serve seqnum echo (4-byte numbers) on fd 3; on DRAIN hand
 //                 over the first half of the connections, then SIGKILL itself
@@ -363,6 +365,9 @@ int main(int argc, char **argv)
     if (mode == "hello") {
         return 0;
     }
+    if (mode == "empty") {
+        (void)fdsup::sendDatagram(channel.borrow(), {}, {}, 0);
+    }
     ChannelMessage ready;
     ready.type = ChannelType::Ready;
     ready.text = "hostile: " + mode;
@@ -374,7 +379,7 @@ int main(int argc, char **argv)
         return 0;
     }
     UniqueFd keep; // the other end of what is handed over, kept open
-    if (mode == "join") {
+    if (mode == "join" || mode == "empty") {
         report("sent");
     } else if (mode == "garbage") {
         const std::byte bad[16] = {std::byte{0x00}, std::byte{0x01}};

@@ -26,6 +26,7 @@ namespace {
 
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Samples = std::map<std::string, double>;
 
 // `curl` of the endpoint: its body, or "" with a test failure.
@@ -271,6 +272,44 @@ stop_timeout = "5s"
     EXPECT_TRUE(waitUntil([&] {
         return parseSamples(curl({tcpUrl(port)}))[bad("fdsup_channel_messages_dropped_total")] == 1;
     })) << curl({tcpUrl(port)});
+    EXPECT_EQ(fdsupd_.stop(), 0);
+}
+
+// SEQPACKET reads an empty datagram as 0 bytes, as it reads the end of the
+// channel: the worker did not close it, so it is dropped as malformed,
+// counted and logged, and the READY it sent next makes the service ready.
+TEST_F(Metrics, AnEmptyDatagramOnAChannelIsCountedAndTheChannelKept)
+{
+    const int port = freePort();
+    std::string why;
+    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + "metrics = \"127.0.0.1:" + std::to_string(port) +
+                                  R"("
+
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.bad]
+command = [")" + requireEnv("FDSUP_TEST_HOSTILE_WORKER") +
+                                  "\", \"empty\", \"" + fdsupd_.reportPath() + R"("]
+sockets = ["web"]
+instances = 0 # started by Scale: fdsupd is ready only once every first start is over
+ready = "channel"
+restart = "never"
+stop_timeout = "5s"
+)",
+                              why))
+        << why;
+    const std::string sample = "fdsup_channel_messages_dropped_total{service=\"bad\"}";
+    EXPECT_EQ(parseSamples(curl({tcpUrl(port)}))[sample], 0);
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "bad"}}).error, "");
+    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Scale", {{"service", "bad"}, {"instances", 1}}).error, "");
+    ASSERT_TRUE(waitUntil([&] { return fdsupd_.status("bad").at("ready") == 1; }))
+        << fdsupd_.status("bad").dump() << fdsupd_.log();
+    EXPECT_TRUE(waitUntil([&] { return parseSamples(curl({tcpUrl(port)}))[sample] == 1; }))
+        << curl({tcpUrl(port)});
+    const std::string log = fdsupd_.log();
+    EXPECT_THAT(log, HasSubstr("malformed message: an empty datagram"));
+    EXPECT_THAT(log, Not(HasSubstr("channel closed")));
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 

@@ -39,12 +39,17 @@ public:
         messages.push_back(message.type);
     }
     void onExternalClosed(ChannelPeer & /*peer*/, const std::string &why) override { closed.push_back(why); }
+    void onExternalDropped(ChannelPeer & /*peer*/, const std::string &why) override
+    {
+        dropped.push_back(why);
+    }
     void onExternalReady(ExternalWorker & /*worker*/) override { ++ready; }
     void onExternalsChanged() override { ++changes; }
 
     bool admitting_ = true;
     std::vector<ChannelType> messages;
     std::vector<std::string> closed;
+    std::vector<std::string> dropped;
     int ready = 0;
     int changes = 0;
 

@@ -262,7 +262,7 @@ fdsup_handoff_held_connections{service="web"} 1
 # HELP fdsup_notify_messages_dropped_total Notify datagrams dropped: not from an instance, malformed or oversized.
 # TYPE fdsup_notify_messages_dropped_total counter
 fdsup_notify_messages_dropped_total{service="web"} 5
-# HELP fdsup_channel_messages_dropped_total Worker channels fdsupd closed over an error: a malformed, flooding or unexpected message.
+# HELP fdsup_channel_messages_dropped_total Worker channel messages fdsupd dropped: a malformed, flooding or unexpected one that closed its channel, or an empty datagram.
 # TYPE fdsup_channel_messages_dropped_total counter
 fdsup_channel_messages_dropped_total{service="web"} 6
 )";

@@ -526,6 +526,17 @@ TEST_F(NotifyServerTest, MalformedDatagramIsDroppedWithItsFds)
     EXPECT_EQ(server_->dropped(), 3U);
 }
 
+// An empty datagram says nothing: dropped and counted like any malformed one
+// (systemd ignores it), not handed on as a message; the socket serves on.
+TEST_F(NotifyServerTest, AnEmptyDatagramIsDroppedAndCounted)
+{
+    ASSERT_EQ(sendRaw(server_->socketPath(), ""), 0);
+    ASSERT_EQ(sendRaw(server_->socketPath(), "READY=1"), 0);
+    ASSERT_TRUE(runUntil([&] { return !messages_.empty() && messages_.back().ready; }));
+    EXPECT_EQ(messages_.size(), 1U) << "the empty datagram was handed on";
+    EXPECT_EQ(server_->dropped(), 1U);
+}
+
 TEST_F(NotifyServerTest, OversizedDatagramIsDropped)
 {
     const std::string prefix = "STATUS=";

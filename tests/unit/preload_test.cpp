@@ -151,11 +151,13 @@ public:
         session_.onMessage(peer, std::move(message));
     }
     void onPreloadClosed(ChannelPeer & /*peer*/, const std::string &why) override { closed.push_back(why); }
+    void onPreloadDropped(ChannelPeer & /*peer*/, const std::string &why) override { dropped.push_back(why); }
     void onPreloadBound(std::uint64_t instance) override { bound.push_back(instance); }
 
     bool admitting = true;
     std::vector<PreloadOwner> owners;
     std::vector<std::string> closed;
+    std::vector<std::string> dropped;
     std::vector<std::uint64_t> bound;
 
 private:
