@@ -440,12 +440,12 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
         call->fail(varlink::kErrorInvalidParameter, {{"parameter", "follow"}});
         return;
     }
-    const auto &output = service->output().lines();
+    const auto &output = service->output();
     const auto count = std::min<std::size_t>(
         output.size(), static_cast<std::size_t>(params.lines.value_or(kDefaultLogLines)));
     Json list = Json::array();
-    for (auto it = output.end() - static_cast<std::ptrdiff_t>(count); it != output.end(); ++it) {
-        list.push_back(render::logLine(*it));
+    for (std::size_t i = output.size() - count; i < output.size(); ++i) {
+        list.push_back(render::logLine(output.at(i)));
     }
     if (!follow) {
         call->reply({{"lines", list}});
@@ -600,12 +600,12 @@ void ControlApi::queuedEnded(Service &service, std::uint64_t ticket, const Error
     }
 }
 
-void ControlApi::outputLine(Service &service, const LogEntry &entry)
+void ControlApi::outputLine(Service &service, const LogLine &line)
 {
     std::erase_if(followers_, [](const Follower &f) { return f.call->done(); });
     for (const auto &follower : followers_) {
         if (follower.service == service.name()) {
-            follower.call->reply({{"lines", Json::array({render::logLine(entry)})}}, true);
+            follower.call->reply({{"lines", Json::array({render::logLine(line)})}}, true);
         }
     }
 }
