@@ -141,6 +141,9 @@ std::vector<std::string> OutputLog::lastLinesOf(pid_t pid, std::size_t count) co
 
 std::size_t OutputLog::place(std::size_t n)
 {
+    if (capacity_ < maxBytes_ && !roomFor(n)) {
+        growBytes(n);
+    }
     for (;;) {
         if (const auto at = freeRun(n)) {
             return *at;
@@ -175,12 +178,23 @@ std::optional<std::size_t> OutputLog::freeRun(std::size_t n) const
     return n <= tail - head_ ? std::optional<std::size_t>(head_) : std::nullopt;
 }
 
+// The buffer grows while the kept text would fill more than 3/4 of it, not
+// when one line does not fit at the end: its size then follows the kept
+// bytes (a sum over up to kMaxLines lines, which varies little once the log
+// is full), not where a line happens to wrap, so it reaches its working size
+// while the log fills and stays there (a line that still finds no free run
+// makes it grow, or at the bound forgets the oldest lines).
+bool OutputLog::roomFor(std::size_t n, std::size_t capacity) const
+{
+    return (used_ + n) * 4 <= capacity * 3;
+}
+
 // Doubles the buffer (from 4 KiB, up to maxBytes_) until the kept text and
-// `needed` more bytes fit, and moves the kept text to its start.
+// `needed` more bytes have room, and moves the kept text to its start.
 void OutputLog::growBytes(std::size_t needed)
 {
     std::size_t capacity = std::max<std::size_t>(capacity_ * 2, 4096);
-    while (capacity < used_ + needed) {
+    while (capacity < maxBytes_ && !roomFor(needed, capacity)) {
         capacity *= 2;
     }
     capacity = std::min(capacity, maxBytes_);

@@ -90,8 +90,9 @@ private:
 // the lines' fields in one array of slots used as a ring: adding a line
 // allocates nothing once both are at their working size, so a log that keeps
 // replacing its lines does not fragment the heap between short-lived blocks.
-// Both grow by doubling while they are smaller than the bounds, and never
-// shrink; the oldest lines are forgotten to make room.
+// Both grow by doubling while they are smaller than the bounds (the text's
+// while it would be more than 3/4 full), and never shrink; the oldest lines
+// are forgotten to make room.
 class OutputLog {
 public:
     static constexpr std::size_t kMaxLines = 1000;
@@ -125,6 +126,8 @@ private:
     // Where `n` bytes go: forgets the oldest lines, or grows the buffer, until they fit.
     std::size_t place(std::size_t n);
     [[nodiscard]] std::optional<std::size_t> freeRun(std::size_t n) const;
+    [[nodiscard]] bool roomFor(std::size_t n, std::size_t capacity) const;
+    [[nodiscard]] bool roomFor(std::size_t n) const { return roomFor(n, capacity_); }
     void growBytes(std::size_t needed);
     void growSlots();
     void forgetOldest();

@@ -99,9 +99,9 @@ TEST(OutputLogTest, GrowsByDoublingOnlyAsFarAsItsLinesNeed)
     EXPECT_EQ(log.capacityBytes(), 0U);
     log.add(lineOf(1, "hello"));
     EXPECT_EQ(log.capacityBytes(), 4096U);
-    // 1,000 lines of 100 bytes: 100,000 bytes, in 128 KiB.
+    // 1,000 lines of 80 bytes: 80,000 bytes, 3/4 of 128 KiB at most.
     for (int i = 0; i < 3000; ++i) {
-        log.add(lineOf(1, std::string(100, 'y')));
+        log.add(lineOf(1, std::string(80, 'y')));
     }
     EXPECT_EQ(log.size(), OutputLog::kMaxLines);
     EXPECT_EQ(log.capacityBytes(), std::size_t{128} * 1024);
@@ -111,6 +111,23 @@ TEST(OutputLogTest, GrowsByDoublingOnlyAsFarAsItsLinesNeed)
     }
     EXPECT_EQ(log.capacityBytes(), OutputLog::kMaxBytes);
     EXPECT_EQ(log.size(), OutputLog::kMaxBytes / 4096);
+}
+
+TEST(OutputLogTest, OnceFullItsSizeFollowsTheKeptBytesNotWhereLinesWrap)
+{
+    OutputLog log(100, std::size_t{1} << 20);
+    for (int i = 0; i < 100; ++i) {
+        log.add(lineOf(1, std::string(75, 'a')));
+    }
+    // 100 lines of 75 bytes: 7,500 bytes, which 8 KiB would hold but not with a quarter free: 16 KiB.
+    EXPECT_EQ(log.capacityBytes(), 16384U);
+    // Lines of 65 to 85 bytes wrap at every place of the buffer; the kept bytes stay under 8,500. A buffer
+    // that grew only when a line did not fit at the end would have stayed at 8 KiB and grown here.
+    for (std::size_t i = 0; i < 10000; ++i) {
+        log.add(lineOf(1, std::string(65 + (i * 7) % 21, 'b')));
+        ASSERT_EQ(log.capacityBytes(), 16384U) << "after line " << i;
+        ASSERT_EQ(log.size(), 100U);
+    }
 }
 
 TEST(OutputLogTest, LastLinesOfOneProcessAcrossTheWrap)
