@@ -56,7 +56,7 @@ TEST(OutputLogTest, LinesOfVaryingLengthNeverOverlapAcrossTheWrap)
     std::vector<std::string> added;
     for (std::size_t i = 0; i < 500; ++i) {
         // Lengths 0 to 96, in an order that keeps changing which lines fit at the end.
-        added.push_back(std::string((i * 37) % 97, static_cast<char>('a' + i % 26)));
+        added.emplace_back((i * 37) % 97, static_cast<char>('a' + i % 26));
         log.add(lineOf(static_cast<pid_t>(i), added.back()));
         // What is kept is always the newest lines, in order, intact.
         const auto kept = textsOf(log);
