@@ -316,12 +316,12 @@ void ControlApi::callLogs(const CallPtr &call, const CallParams &params, Service
         call->fail(varlink::kErrorInvalidParameter, {{"parameter", "follow"}});
         return;
     }
-    const auto &output = service->output().lines();
+    const auto &output = service->output();
     const auto count = std::min<std::size_t>(
         output.size(), static_cast<std::size_t>(params.lines.value_or(kDefaultLogLines)));
     Json list = Json::array();
-    for (auto it = output.end() - static_cast<std::ptrdiff_t>(count); it != output.end(); ++it) {
-        list.push_back(render::logLine(*it));
+    for (std::size_t i = output.size() - count; i < output.size(); ++i) {
+        list.push_back(render::logLine(output.at(i)));
     }
     if (!follow) {
         call->reply({{"lines", list}});

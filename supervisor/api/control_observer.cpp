@@ -157,12 +157,12 @@ void ControlApi::queuedEnded(Service &service, std::uint64_t ticket, const Error
     }
 }
 
-void ControlApi::outputLine(Service &service, const LogEntry &entry)
+void ControlApi::outputLine(Service &service, const LogLine &line)
 {
     std::erase_if(followers_, [](const Follower &f) { return f.call->done(); });
     for (const auto &follower : followers_) {
         if (follower.service == service.name()) {
-            follower.call->reply({{"lines", Json::array({render::logLine(entry)})}}, true);
+            follower.call->reply({{"lines", Json::array({render::logLine(line)})}}, true);
         }
     }
 }

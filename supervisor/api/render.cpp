@@ -282,14 +282,14 @@ Json queuedRollout(const Service &service, const RolloutOptions &options, const 
             {"steps", Json::array()}};
 }
 
-Json logLine(const LogEntry &entry)
+Json logLine(const LogLine &line)
 {
-    return {{"time_usec", entry.realtimeUsec},
-            {"index", entry.index},
-            {"pid", entry.pid},
-            {"generation", entry.generation},
-            {"stream", entry.isStderr ? "stderr" : "stdout"},
-            {"text", entry.text}};
+    return {{"time_usec", line.realtimeUsec},
+            {"index", line.index},
+            {"pid", line.pid},
+            {"generation", line.generation},
+            {"stream", line.isStderr ? "stderr" : "stdout"},
+            {"text", std::string(line.text)}};
 }
 
 namespace {

@@ -27,7 +27,7 @@ nlohmann::json currentRollout(const Service &service);
 nlohmann::json queuedRollout(const Service &service, const RolloutOptions &options,
                              const char *state = "queued", const std::string &reason = {});
 // A LogLine.
-nlohmann::json logLine(const LogEntry &entry);
+nlohmann::json logLine(const LogLine &line);
 // Sockets: every socket with its addresses and the services that use it.
 nlohmann::json sockets(const SocketSet &sockets, const std::vector<std::unique_ptr<Service>> &services);
 

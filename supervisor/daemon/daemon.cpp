@@ -327,10 +327,10 @@ void Daemon::queuedEnded(Service &service, std::uint64_t ticket, const Error &wh
     }
 }
 
-void Daemon::outputLine(Service &service, const LogEntry &entry)
+void Daemon::outputLine(Service &service, const LogLine &line)
 {
     if (observer_ != nullptr) {
-        observer_->outputLine(service, entry);
+        observer_->outputLine(service, line);
     }
 }
 

@@ -162,7 +162,7 @@ private:
     void rolloutFinished(Service &service, const RolloutRecord &record) override;
     void queuedBegan(Service &service, std::uint64_t ticket, std::uint64_t id) override;
     void queuedEnded(Service &service, std::uint64_t ticket, const Error &why) override;
-    void outputLine(Service &service, const LogEntry &entry) override;
+    void outputLine(Service &service, const LogLine &line) override;
     void instanceEvent(Service &service, const InstanceEvent &event) override;
 
     // Reload steps (reload.cpp).

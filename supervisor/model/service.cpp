@@ -386,9 +386,9 @@ void Service::onInstanceOutput(Instance &instance, bool isStderr, std::string_vi
 {
     const LogScope scope(instance.logSubject());
     spdlog::info("{}[{}]{} {}", name(), instance.slot(), isStderr ? " (stderr):" : ":", line);
-    const LogEntry &entry = output_.add(LogEntry{realtimeUsec(), instance.slot(), instance.pid(),
-                                                 instance.generation(), isStderr, std::string(line)});
-    observer_.outputLine(*this, entry);
+    const LogLine kept = output_.add(
+        LogLine{realtimeUsec(), instance.slot(), instance.pid(), instance.generation(), isStderr, line});
+    observer_.outputLine(*this, kept);
 }
 
 bool Service::sendDrain(Instance &instance)

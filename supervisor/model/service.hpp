@@ -90,7 +90,7 @@ public:
     // A queued restart began as rollout `id`, or ended before it could.
     virtual void queuedBegan(Service &service, std::uint64_t ticket, std::uint64_t id) = 0;
     virtual void queuedEnded(Service &service, std::uint64_t ticket, const Error &why) = 0;
-    virtual void outputLine(Service &service, const LogEntry &entry) = 0;
+    virtual void outputLine(Service &service, const LogLine &line) = 0;
     // An instance spawned, got ready or ended (before serviceChanged). Only
     // the event stream listens: empty by default.
     virtual void instanceEvent(Service & /*service*/, const InstanceEvent & /*event*/) {}

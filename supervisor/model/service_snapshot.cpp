@@ -53,7 +53,7 @@ ServiceSnapshot Service::snapshot() const
     s.lastRollout = rollouts_.last();
     s.rolloutSerial = rollouts_.serial();
     s.rolloutTickets = rollouts_.tickets();
-    s.output.assign(output_.lines().begin(), output_.lines().end());
+    s.output = output_.entries();
     s.handoff = broker_.counters();
     s.restartsByCause = restartsByCause_;
     s.rollouts = rollouts_.counters();
@@ -137,7 +137,7 @@ Result<std::unique_ptr<Service>> Service::restore(ServiceContext &context,
     service->resizeSlots(static_cast<unsigned>(snapshot.slots.size()));
     service->slots_ = snapshot.slots;
     for (const auto &line : snapshot.output) {
-        service->output_.add(line);
+        service->output_.add(LogLine::of(line));
     }
     service->broker_.restoreCounters(snapshot.handoff);
     service->restartsByCause_ = snapshot.restartsByCause;

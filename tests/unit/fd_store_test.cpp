@@ -149,11 +149,11 @@ TEST(OutputLogTest, KeepsTheMostRecentLinesAndFindsAProcesssLast)
 {
     OutputLog log;
     for (std::size_t i = 0; i < OutputLog::kMaxLines + 5; ++i) {
-        log.add(
-            LogEntry{0, 0, static_cast<pid_t>(i % 2 == 0 ? 10 : 11), 1, false, "line " + std::to_string(i)});
+        const std::string text = "line " + std::to_string(i);
+        log.add(LogLine{0, 0, static_cast<pid_t>(i % 2 == 0 ? 10 : 11), 1, false, text});
     }
-    EXPECT_EQ(log.lines().size(), OutputLog::kMaxLines);
-    EXPECT_EQ(log.lines().front().text, "line 5");
+    EXPECT_EQ(log.size(), OutputLog::kMaxLines);
+    EXPECT_EQ(log.at(0).text, "line 5");
     EXPECT_THAT(log.lastLinesOf(11, 2), ElementsAre("line 1001", "line 1003"));
     EXPECT_TRUE(log.lastLinesOf(12, 10).empty());
 }

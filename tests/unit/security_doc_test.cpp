@@ -90,6 +90,7 @@ std::map<std::string, std::string> codeLimits()
         {"service.instances", count(kMaxInstances)},
         {"service.queued_restarts", count(Rollouts::kMaxQueued)},
         {"service.output_lines", count(OutputLog::kMaxLines)},
+        {"service.output_bytes", bytes(OutputLog::kMaxBytes)},
         {"service.start_timeout", duration(service.startTimeout)},
         {"service.ready_timeout", duration(service.readyTimeout)},
         {"service.drain_timeout", duration(service.drainTimeout)},

@@ -35,7 +35,7 @@ public:
     void rolloutFinished(Service & /*service*/, const RolloutRecord & /*record*/) override {}
     void queuedBegan(Service & /*service*/, std::uint64_t /*ticket*/, std::uint64_t /*id*/) override {}
     void queuedEnded(Service & /*service*/, std::uint64_t /*ticket*/, const Error & /*why*/) override {}
-    void outputLine(Service & /*service*/, const LogEntry & /*entry*/) override {}
+    void outputLine(Service & /*service*/, const LogLine & /*line*/) override {}
 };
 
 config::ServiceConfig sleepers()
@@ -127,14 +127,14 @@ TEST_F(ServiceSnapshotTest, ARunningServiceSurvivesSnapshotAndRestore)
     service_->start();
     ASSERT_TRUE(running());
     // Each worker said it started before one is killed: the output is then exact.
-    ASSERT_TRUE(until([&] { return service_->output().lines().size() == 2; }));
+    ASSERT_TRUE(until([&] { return service_->output().size() == 2; }));
     crashAndRecover();
     EXPECT_EQ(service_->busyReason(), "");
     ServiceSnapshot before = service_->snapshot();
     ASSERT_EQ(before.instances.size(), 2U);
     EXPECT_EQ(before.restartsTotal, 1U);
     EXPECT_EQ(before.slots.at(0).lastExit, "killed by SIGKILL");
-    ASSERT_TRUE(until([&] { return service_->output().lines().size() == 3; })); // 2 + 1 after the crash
+    ASSERT_TRUE(until([&] { return service_->output().size() == 3; })); // 2 + 1 after the crash
     before = service_->snapshot();
     EXPECT_EQ(before.output.at(0).text, "started");
 

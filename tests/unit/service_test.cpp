@@ -35,7 +35,7 @@ public:
     }
     void queuedBegan(Service & /*service*/, std::uint64_t /*ticket*/, std::uint64_t /*id*/) override {}
     void queuedEnded(Service & /*service*/, std::uint64_t /*ticket*/, const Error & /*why*/) override {}
-    void outputLine(Service & /*service*/, const LogEntry &entry) override { lines.push_back(entry.text); }
+    void outputLine(Service & /*service*/, const LogLine &line) override { lines.emplace_back(line.text); }
 
     int changes = 0;
     std::vector<std::string> events;
