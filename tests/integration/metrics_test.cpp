@@ -117,6 +117,35 @@ protected:
         ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "web"}}).error, "");
     }
 
+    // The hostile worker in `mode` as service "bad" (on a socket of its
+    // own), started by Scale, with metrics on 127.0.0.1:port.
+    void startHostile(int port, const std::string &mode, const std::string &extra = "")
+    {
+        std::string why;
+        ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() +
+                                      "metrics = \"127.0.0.1:" + std::to_string(port) +
+                                      R"("
+
+[socket.web]
+listen = "tcp://127.0.0.1:0"
+
+[service.bad]
+command = [")" + requireEnv("FDSUP_TEST_HOSTILE_WORKER") +
+                                      "\", \"" + mode + "\", \"" + fdsupd_.reportPath() + R"("]
+sockets = ["web"]
+instances = 0 # started by Scale: fdsupd is ready only once every first start is over
+ready = "channel"
+restart = "never"
+stop_timeout = "5s"
+)" + extra,
+                                  why))
+            << why;
+        EXPECT_EQ(parseSamples(curl({tcpUrl(port)}))[kBadDropped], 0);
+        ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "bad"}}).error, "");
+        ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Scale", {{"service", "bad"}, {"instances", 1}}).error, "");
+    }
+
+    static constexpr const char *kBadDropped = "fdsup_channel_messages_dropped_total{service=\"bad\"}";
     std::filesystem::path app_;
 };
 
@@ -241,37 +270,12 @@ TEST_F(Metrics, BadRequestsAreAnsweredAndSlowClientsBlockNothing)
 TEST_F(Metrics, AChannelFdsupdClosesOverGarbageIsCounted)
 {
     const int port = freePort();
-    std::string why;
-    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + "metrics = \"127.0.0.1:" + std::to_string(port) +
-                                  R"("
-
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-
-[service.bad]
-command = [")" + requireEnv("FDSUP_TEST_HOSTILE_WORKER") +
-                                  "\", \"garbage\", \"" + fdsupd_.reportPath() + R"("]
-sockets = ["web"]
-instances = 0 # started by Scale: fdsupd is ready only once every first start is over
-ready = "channel"
-handoff = true
-restart = "never"
-stop_timeout = "5s"
-)",
-                              why))
-        << why;
-    const auto bad = [](const std::string &name) {
-        return name + "{service=\"bad\"}";
-    };
-    EXPECT_EQ(parseSamples(curl({tcpUrl(port)}))[bad("fdsup_channel_messages_dropped_total")], 0);
-    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "bad"}}).error, "");
-    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Scale", {{"service", "bad"}, {"instances", 1}}).error, "");
+    ASSERT_NO_FATAL_FAILURE(startHostile(port, "garbage", "handoff = true\n"));
     const auto answer = fdsupd_.reports().waitFor(
         [](const std::string &m) { return m.starts_with("error "); }, kEventDeadline);
     ASSERT_TRUE(answer.has_value()) << "the hostile worker reported nothing";
-    EXPECT_TRUE(waitUntil([&] {
-        return parseSamples(curl({tcpUrl(port)}))[bad("fdsup_channel_messages_dropped_total")] == 1;
-    })) << curl({tcpUrl(port)});
+    EXPECT_TRUE(waitUntil([&] { return parseSamples(curl({tcpUrl(port)}))[kBadDropped] == 1; }))
+        << curl({tcpUrl(port)});
     EXPECT_EQ(fdsupd_.stop(), 0);
 }
 
@@ -281,31 +285,10 @@ stop_timeout = "5s"
 TEST_F(Metrics, AnEmptyDatagramOnAChannelIsCountedAndTheChannelKept)
 {
     const int port = freePort();
-    std::string why;
-    ASSERT_TRUE(fdsupd_.start(fdsupd_.supervisorTable() + "metrics = \"127.0.0.1:" + std::to_string(port) +
-                                  R"("
-
-[socket.web]
-listen = "tcp://127.0.0.1:0"
-
-[service.bad]
-command = [")" + requireEnv("FDSUP_TEST_HOSTILE_WORKER") +
-                                  "\", \"empty\", \"" + fdsupd_.reportPath() + R"("]
-sockets = ["web"]
-instances = 0 # started by Scale: fdsupd is ready only once every first start is over
-ready = "channel"
-restart = "never"
-stop_timeout = "5s"
-)",
-                              why))
-        << why;
-    const std::string sample = "fdsup_channel_messages_dropped_total{service=\"bad\"}";
-    EXPECT_EQ(parseSamples(curl({tcpUrl(port)}))[sample], 0);
-    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Start", {{"service", "bad"}}).error, "");
-    ASSERT_EQ(fdsupd_.call("io.fdsup.Manager.Scale", {{"service", "bad"}, {"instances", 1}}).error, "");
+    ASSERT_NO_FATAL_FAILURE(startHostile(port, "empty"));
     ASSERT_TRUE(waitUntil([&] { return fdsupd_.status("bad").at("ready") == 1; }))
         << fdsupd_.status("bad").dump() << fdsupd_.log();
-    EXPECT_TRUE(waitUntil([&] { return parseSamples(curl({tcpUrl(port)}))[sample] == 1; }))
+    EXPECT_TRUE(waitUntil([&] { return parseSamples(curl({tcpUrl(port)}))[kBadDropped] == 1; }))
         << curl({tcpUrl(port)});
     const std::string log = fdsupd_.log();
     EXPECT_THAT(log, HasSubstr("malformed message: an empty datagram"));
