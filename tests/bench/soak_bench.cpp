@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "bench_report.hpp"
+#include "core/fd.hpp"
 #include "daemon_harness.hpp"
 #include "soak_load.hpp"
 #include "soak_report.hpp"
@@ -237,15 +238,10 @@ void settle(DaemonHarness &fdsupd, SoakResult &result)
 // back first makes the figures fdsupd's own.
 void writeBack(const std::string &path)
 {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        const int error = errno;
-        if (fd >= 0) {
-            close(fd);
-        }
-        throw std::runtime_error("cannot write back " + path + ": " + std::strerror(error));
+    const fdsup::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd || fsync(fd.get()) < 0) {
+        throw std::runtime_error("cannot write back " + path + ": " + std::strerror(errno));
     }
-    close(fd);
 }
 
 int body(const BenchArgs &args, BenchReport &report, std::optional<int> restartsAsked)
