@@ -44,7 +44,7 @@ constexpr auto kLogInterval = 10s;
 // (1024), removes them, reports "flooded PID" and then sends garbage until
 // it is stopped.
 constexpr const char *kNotifyFlooder = R"PY(
-import array, errno, os, resource, signal, socket, sys, time
+import array, errno, os, resource, select, signal, socket, sys, time
 
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -55,6 +55,11 @@ if address.startswith("@"):
 notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 notify.connect(address)
 null = os.open("/dev/null", os.O_RDONLY)
+# An edge each time a datagram's buffer is freed: when fdsupd takes one of
+# ours off its queue (what ETOOMANYREFS waits for), and when a refused
+# sendmsg drops the one it had made (cleared before waiting).
+taken = select.epoll()
+taken.register(notify.fileno(), select.EPOLLOUT | select.EPOLLET)
 refused = 0
 RETRY_BUDGET = 60.0  # seconds one datagram may wait for fdsupd to read what is in flight (kEventDeadline)
 
@@ -62,7 +67,6 @@ def send(text, fds=0):
     global refused
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [null] * fds).tobytes())] if fds else []
     deadline = time.monotonic() + RETRY_BUDGET
-    pause = 0.001
     while True:
         try:
             notify.sendmsg([text], ancillary)
@@ -71,12 +75,16 @@ def send(text, fds=0):
             if e.errno != errno.ETOOMANYREFS:  # too many descriptors in flight: fdsupd reads them soon
                 raise
         refused += 1
-        if time.monotonic() >= deadline:  # fdsupd stopped reading: say so, do not spin on
+        left = deadline - time.monotonic()
+        if left <= 0:  # fdsupd stopped reading: say so, do not spin on
             why = b"failed: ETOOMANYREFS for %d s, fdsupd never read the descriptors in flight" % RETRY_BUDGET
             socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(why, sys.argv[1])
             sys.exit(why.decode())
-        time.sleep(pause)  # a back-off, not a spin: leave the core to fdsupd
-        pause = min(pause * 2, 0.05)
+        # Until fdsupd takes a datagram; at most 50 ms at a time, as the
+        # descriptors in flight may be another process's of the same user,
+        # or fdsupd's take may have been cleared with our own refusal's edge.
+        taken.poll(0)
+        taken.poll(min(left, 0.05))
 
 send(b"READY=1")
 for _ in range(2000):
